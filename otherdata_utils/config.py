@@ -1,0 +1,320 @@
+"""The one config object: defaults, loading from YAML files and papermill parameters, validation.
+
+Every later step takes a `Config`; paths (data dir, runs dir, cache dir) are resolved here and nowhere else.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DATA_DIR_ENV = "OTHERDATA_DATA_DIR"
+RUNS_DIR_ENV = "OTHERDATA_RUNS_DIR"
+CACHE_DIR_ENV = "OTHERDATA_CACHE_DIR"
+
+MixingStrategy = Literal["target_only", "concat", "proportional", "fixed", "temperature", "uniform"]
+Truncation = Literal["head", "tail", "head_tail"]
+
+
+class ConfigError(ValueError):
+    """A parameter is unknown, ill-typed or impossible; the message names it and what is allowed."""
+
+
+class SourceSpec(BaseModel):
+    """One data source: a named data set (``imdb``, ``uci_sentences:yelp``) or a local file.
+
+    A local file names its ``path`` (CSV, TSV, JSONL, plain or .gz, parquet, or an ``aclImdb/`` folder), which
+    columns hold text and label, how raw label values map to class ids, and the domain its rows belong to.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Optional[str] = None  # named source, optionally with a subset: "blitzer_mds:books"
+    path: Optional[str] = None  # local file or folder; relative paths resolve against data_dir
+    format: Optional[Literal["csv", "tsv", "jsonl", "parquet", "aclimdb"]] = None  # guessed from the path
+    text_column: str = "text"
+    label_column: str = "label"
+    label_map: Optional[dict[str, int]] = None  # raw label value (as text) -> class id
+    label_names: Optional[list[str]] = None  # class names in id order
+    domain: Optional[str] = None  # domain name for every row of a local file
+    source: Optional[str] = None  # source name for reports; defaults to the file name
+    split: Optional[Literal["train", "validation", "test"]] = None  # a file that holds one split only
+
+    @model_validator(mode="after")
+    def _name_or_path(self) -> "SourceSpec":
+        if (self.name is None) == (self.path is None):
+            raise ValueError("a source needs exactly one of 'name' (a named data set) or 'path' (a local file)")
+        return self
+
+    @property
+    def label(self) -> str:
+        """Short human name: the named source, or the file's own source name."""
+        if self.name:
+            return self.name
+        return self.source or Path(self.path or "").name
+
+
+class Config(BaseModel):
+    """Everything a run needs. Names follow transformers' run_classification.py where one exists."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # --- run and paths
+    run_name: str = "default"  # folder name under runs_dir
+    runs_dir: Optional[str] = None  # root of run folders; env OTHERDATA_RUNS_DIR, else ./runs
+    output_dir: Optional[str] = None  # this run's folder; default runs_dir/run_name
+    data_dir: Optional[str] = None  # local copies laid out like shared/data; env OTHERDATA_DATA_DIR; else the Hub
+    cache_dir: Optional[str] = None  # tokenised data and the tiny test model; env OTHERDATA_CACHE_DIR
+    quiet: bool = False  # no progress bars (batch runs)
+
+    # --- data
+    sources: list[Union[str, SourceSpec]] = Field(default_factory=lambda: ["uci_sentences"])
+    target_domain: Optional[str] = None  # the domain we care about; others are "other data"
+    validation_split_percentage: float = 10.0  # carved from train when a source has no validation split
+    test_split_percentage: float = 20.0  # carved when a source has no test split
+    max_train_samples: Optional[int] = None  # total training rows after mixing (the mix budget)
+    max_eval_samples: Optional[int] = None  # cap on validation rows (seeded, stratified)
+    max_test_samples: Optional[int] = None  # cap on test rows (seeded, stratified)
+
+    # --- cleaning
+    min_text_chars: int = 1  # shorter texts (after normalisation) are dropped
+    dedupe: bool = True  # drop exact duplicates within a split
+    near_dedupe: bool = True  # also drop duplicates after case/punctuation/space folding
+    remove_leakage: bool = True  # drop training texts that also occur in validation/test
+
+    # --- mixing other data into the target
+    mixing_strategy: MixingStrategy = "concat"
+    mixing_temperature: float = 2.0  # temperature strategy: p_i ∝ n_i^(1/T)
+    mixing_ratios: dict[str, float] = Field(default_factory=dict)  # fixed strategy: domain -> share
+    mix_by: Literal["domain", "source"] = "domain"
+    few_shot_k: Optional[int] = None  # keep k training examples per class of the target domain
+
+    # --- augmentation
+    augmentation: Literal["none", "eda", "back_translation"] = "none"
+    augment_fraction: float = 0.0  # extra augmented rows as a share of training rows
+    eda_alpha: float = 0.1  # share of words changed by each EDA edit
+    back_translation_models: list[str] = Field(default_factory=list)  # [forward model, backward model]
+
+    # --- model and tokenisation
+    model_name_or_path: str = "default"  # Hub id, local dir, "default" (packaged MiniLM) or "tiny-random"
+    max_seq_length: int = 128
+    truncation: Truncation = "head"  # head, tail, or head_tail (first head_tokens + the rest from the end)
+    head_tokens: int = 128  # head_tail: tokens kept from the start
+    group_by_length: bool = True  # length-grouped batches (shuffle, then sort within chunks)
+
+    # --- training
+    per_device_train_batch_size: int = 16
+    per_device_eval_batch_size: int = 64
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.01
+    num_train_epochs: float = 3.0
+    max_steps: int = -1  # > 0 overrides num_train_epochs
+    warmup_ratio: float = 0.1
+    gradient_accumulation_steps: int = 1
+    max_grad_norm: float = 1.0
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    eval_strategy: Literal["no", "steps", "epoch"] = "epoch"
+    eval_steps: int = 100
+    save_strategy: Literal["no", "steps", "epoch"] = "epoch"
+    save_steps: int = 100
+    save_total_limit: int = 2
+    metric_for_best_model: str = "macro_f1"
+    greater_is_better: bool = True
+    load_best_model_at_end: bool = True
+    early_stopping_patience: Optional[int] = None  # evaluations without improvement before stopping
+    resume_from_checkpoint: Optional[str] = None  # a checkpoint folder, or "auto" for the latest in output_dir
+    logging_steps: int = 10
+    report_to: Literal["none", "tensorboard"] = "none"
+    seed: int = 42
+
+    # --- studies
+    seeds: list[int] = Field(default_factory=lambda: [42])  # replicate seeds for study cells
+
+    @field_validator("learning_rate", "mixing_temperature")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be > 0")
+        return value
+
+    @field_validator(
+        "max_seq_length", "head_tokens", "per_device_train_batch_size", "per_device_eval_batch_size",
+        "gradient_accumulation_steps", "eval_steps", "save_steps", "logging_steps", "save_total_limit",
+        "min_text_chars",
+    )
+    @classmethod
+    def _at_least_one(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be ≥ 1")
+        return value
+
+    @field_validator("max_train_samples", "max_eval_samples", "max_test_samples", "few_shot_k",
+                     "early_stopping_patience")
+    @classmethod
+    def _positive_or_none(cls, value: Optional[int]) -> Optional[int]:
+        if value is not None and value < 1:
+            raise ValueError("must be ≥ 1, or null for no limit")
+        return value
+
+    @field_validator("num_train_epochs", "weight_decay", "max_grad_norm", "augment_fraction", "eda_alpha")
+    @classmethod
+    def _not_negative(cls, value: float) -> float:
+        if value < 0:
+            raise ValueError("must be ≥ 0")
+        return value
+
+    @field_validator("warmup_ratio")
+    @classmethod
+    def _ratio(cls, value: float) -> float:
+        if not 0 <= value < 1:
+            raise ValueError("must be in [0, 1)")
+        return value
+
+    @field_validator("validation_split_percentage", "test_split_percentage")
+    @classmethod
+    def _percentage(cls, value: float) -> float:
+        if not 0 < value < 100:
+            raise ValueError("must be a percentage strictly between 0 and 100")
+        return value
+
+    @field_validator("sources")
+    @classmethod
+    def _some_sources(cls, value: list) -> list:
+        if not value:
+            raise ValueError("needs at least one data source, e.g. ['uci_sentences'] or a {path: ...} entry")
+        return value
+
+    @field_validator("seeds")
+    @classmethod
+    def _some_seeds(cls, value: list[int]) -> list[int]:
+        if not value:
+            raise ValueError("needs at least one seed")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Config":
+        if self.mixing_strategy == "fixed" and not self.mixing_ratios:
+            raise ValueError("mixing_strategy 'fixed' needs mixing_ratios, e.g. {books: 0.5, dvd: 0.5}")
+        if any(share < 0 for share in self.mixing_ratios.values()):
+            raise ValueError("mixing_ratios must all be ≥ 0")
+        if self.mixing_strategy == "target_only" and self.target_domain is None:
+            raise ValueError("mixing_strategy 'target_only' needs target_domain")
+        if self.few_shot_k is not None and self.target_domain is None:
+            raise ValueError("few_shot_k samples the target domain: set target_domain too")
+        if self.truncation == "head_tail" and self.head_tokens >= self.max_seq_length - 2:
+            raise ValueError("head_tokens must leave room for the tail: head_tokens < max_seq_length - 2")
+        if self.augmentation == "back_translation" and len(self.back_translation_models) != 2:
+            raise ValueError("back_translation needs back_translation_models: [forward model id, backward model id]")
+        return self
+
+    # --- resolved paths: the one place every root comes from
+    @property
+    def source_specs(self) -> list[SourceSpec]:
+        return [SourceSpec(name=s) if isinstance(s, str) else s for s in self.sources]
+
+    def resolved_data_dir(self) -> Optional[Path]:
+        """The local data root, or None: then named sources come from the Hugging Face Hub."""
+        root = self.data_dir or os.environ.get(DATA_DIR_ENV)
+        return Path(root).expanduser().resolve() if root else None
+
+    def resolved_output_dir(self) -> Path:
+        if self.output_dir:
+            return Path(self.output_dir).expanduser().resolve()
+        runs = self.runs_dir or os.environ.get(RUNS_DIR_ENV) or "runs"
+        return (Path(runs).expanduser() / self.run_name).resolve()
+
+    def resolved_cache_dir(self) -> Path:
+        root = self.cache_dir or os.environ.get(CACHE_DIR_ENV)
+        if root:
+            return Path(root).expanduser().resolve()
+        return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "otherdata"
+
+    def to_params(self) -> dict[str, Any]:
+        """Plain values (for params.yaml and papermill); round-trips through `Config.from_params`."""
+        return self.model_dump(mode="json", exclude_none=False)
+
+    def replace(self, **changes: Any) -> "Config":
+        """A validated copy with some values changed."""
+        return Config.from_params({**self.to_params(), **changes}, origin="replace()")
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], origin: str = "parameters") -> "Config":
+        """Build and validate from plain values; any problem is one `ConfigError` naming the key."""
+        if not isinstance(params, dict):
+            raise ConfigError(f"{origin}: expected a mapping of parameter names to values, got {type(params).__name__}")
+        unknown = [key for key in params if key not in cls.model_fields]
+        if unknown:
+            raise ConfigError("\n".join(_unknown_key_message(key, origin) for key in unknown))
+        try:
+            return cls(**params)
+        except ValidationError as error:
+            raise ConfigError(_format_validation_error(error, origin)) from None
+
+
+def load_config(path: Union[str, Path, None] = None, overrides: Optional[dict[str, Any]] = None) -> Config:
+    """Defaults, then a params YAML file, then overrides (``--set`` values or papermill parameters)."""
+    params: dict[str, Any] = {}
+    origin = "defaults"
+    if path is not None:
+        params = read_params_file(path)
+        origin = str(path)
+    if overrides:
+        params = {**params, **overrides}
+        origin = f"{origin} + overrides" if path is not None else "overrides"
+    return Config.from_params(params, origin=origin)
+
+
+def read_params_file(path: Union[str, Path]) -> dict[str, Any]:
+    """A params YAML file as a dict; a missing file or a syntax error is a `ConfigError` naming the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: params file not found")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {error.start}); save the params file as UTF-8") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError(f"{path}:{where}: YAML syntax error: {problem}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected 'key: value' lines at the top level, got a {type(loaded).__name__}")
+    return loaded
+
+
+def parse_override(assignment: str) -> tuple[str, Any]:
+    """``key=value`` from the command line; the value is read as YAML (numbers, lists, null)."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected key=value, e.g. --set learning_rate=1e-4")
+    key, raw = assignment.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def _unknown_key_message(key: str, origin: str) -> str:
+    close = difflib.get_close_matches(key, Config.model_fields, n=3)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return f"{origin}: unknown parameter {key!r}.{hint} Valid parameters: {', '.join(Config.model_fields)}"
+
+
+def _format_validation_error(error: ValidationError, origin: str) -> str:
+    lines = []
+    for problem in error.errors():
+        key = ".".join(str(part) for part in problem["loc"]) or "(config)"
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "literal_error":
+            message = f"must be one of {problem['ctx']['expected']}"
+        given = problem.get("input")
+        given_text = f" (got {given!r})" if not isinstance(given, dict) else ""
+        lines.append(f"{origin}: parameter {key!r} {message}{given_text}")
+    return "\n".join(lines)

@@ -1,0 +1,22 @@
+"""Shared fixtures. Hugging Face libraries must never wait on the network in tests: set offline first."""
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared real data (OTHERDATA_DATA_DIR, else ../shared/data beside the repo)."""
+    root = Path(os.environ.get("OTHERDATA_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
+    if not (root / "README.md").is_file():
+        pytest.fail(f"real data not found at {root}: set OTHERDATA_DATA_DIR to a copy laid out like shared/data")
+    return root
