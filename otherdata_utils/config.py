@@ -43,6 +43,7 @@ class SourceSpec(BaseModel):
     domain: Optional[str] = None  # domain name for every row of a local file
     source: Optional[str] = None  # source name for reports; defaults to the file name
     split: Optional[Literal["train", "validation", "test"]] = None  # a file that holds one split only
+    encoding: str = "utf-8"  # text encoding of a local file
 
     @model_validator(mode="after")
     def _name_or_path(self) -> "SourceSpec":
@@ -82,6 +83,7 @@ class Config(BaseModel):
 
     # --- cleaning
     min_text_chars: int = 1  # shorter texts (after normalisation) are dropped
+    max_text_chars: int = 100_000  # a longer text is an input error (a broken row or a whole file in one cell)
     dedupe: bool = True  # drop exact duplicates within a split
     near_dedupe: bool = True  # also drop duplicates after case/punctuation/space folding
     remove_leakage: bool = True  # drop training texts that also occur in validation/test
@@ -144,7 +146,7 @@ class Config(BaseModel):
     @field_validator(
         "max_seq_length", "head_tokens", "per_device_train_batch_size", "per_device_eval_batch_size",
         "gradient_accumulation_steps", "eval_steps", "save_steps", "logging_steps", "save_total_limit",
-        "min_text_chars",
+        "min_text_chars", "max_text_chars",
     )
     @classmethod
     def _at_least_one(cls, value: int) -> int:
