@@ -213,7 +213,8 @@ class Config(BaseModel):
             raise ValueError("back_translation needs back_translation_models: [forward model id, backward model id]")
         return self
 
-    # --- resolved paths: the one place every root comes from
+    # --- resolved paths: the one place every root comes from. Relative paths resolve against the project root,
+    # so a notebook opened from notebooks/ and the runner started from the repo root agree.
     @property
     def source_specs(self) -> list[SourceSpec]:
         return [SourceSpec(name=s) if isinstance(s, str) else s for s in self.sources]
@@ -221,19 +222,27 @@ class Config(BaseModel):
     def resolved_data_dir(self) -> Optional[Path]:
         """The local data root, or None: then named sources come from the Hugging Face Hub."""
         root = self.data_dir or os.environ.get(DATA_DIR_ENV)
-        return Path(root).expanduser().resolve() if root else None
+        return _resolve(root) if root else None
 
     def resolved_output_dir(self) -> Path:
         if self.output_dir:
-            return Path(self.output_dir).expanduser().resolve()
-        runs = self.runs_dir or os.environ.get(RUNS_DIR_ENV) or "runs"
-        return (Path(runs).expanduser() / self.run_name).resolve()
+            return _resolve(self.output_dir)
+        return _resolve(self.runs_dir or os.environ.get(RUNS_DIR_ENV) or "runs") / self.run_name
 
     def resolved_cache_dir(self) -> Path:
         root = self.cache_dir or os.environ.get(CACHE_DIR_ENV)
         if root:
-            return Path(root).expanduser().resolve()
-        return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "otherdata"
+            return _resolve(root)
+        return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser() / "otherdata"
+
+    def resolved(self) -> "Config":
+        """A copy with every path made absolute: what a run folder's params.yaml records."""
+        data_dir = self.resolved_data_dir()
+        return self.replace(
+            data_dir=str(data_dir) if data_dir else None,
+            output_dir=str(self.resolved_output_dir()),
+            cache_dir=str(self.resolved_cache_dir()),
+        )
 
     def to_params(self) -> dict[str, Any]:
         """Plain values (for params.yaml and papermill); round-trips through `Config.from_params`."""
@@ -255,6 +264,20 @@ class Config(BaseModel):
             return cls(**params)
         except ValidationError as error:
             raise ConfigError(_format_validation_error(error, origin)) from None
+
+
+def project_root(start: Optional[Path] = None) -> Path:
+    """The nearest folder at or above `start` (default: cwd) holding both params/ and notebooks/, else cwd."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "params").is_dir() and (folder / "notebooks").is_dir():
+            return folder
+    return here
+
+
+def _resolve(path: Union[str, Path]) -> Path:
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else (project_root() / path).resolve()
 
 
 def load_config(path: Union[str, Path, None] = None, overrides: Optional[dict[str, Any]] = None) -> Config:
@@ -300,6 +323,12 @@ def parse_override(assignment: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
+    if isinstance(value, str):
+        # YAML 1.1 reads "1e-4" (no dot) as text; on a command line it is meant as a number
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     return key.strip(), value
 
 

@@ -1,0 +1,37 @@
+"""Command line: ``python -m otherdata_utils {run,predict,serve} …``; each subcommand parses its own arguments."""
+from __future__ import annotations
+
+import os
+import sys
+
+USAGE = """usage: python -m otherdata_utils COMMAND [ARGS]
+
+commands:
+  run PARAMS.yaml [...] [--set k=v] [--out DIR]   run the notebook study for each params file
+  predict MODEL_DIR INPUT OUTPUT [--text-column C]  batch prediction on a CSV/TSV/JSONL file
+  serve MODEL_DIR [--host H] [--port N]             HTTP prediction service
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help"}:
+        print(USAGE)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if command == "run":
+        from .run import run_command
+        return run_command(rest)
+    if command == "predict":
+        from .serve import predict_command
+        return predict_command(rest)
+    if command == "serve":
+        from .serve import serve_command
+        return serve_command(rest)
+    print(f"unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
