@@ -1,0 +1,279 @@
+"""Metrics step: offline `evaluate` modules, classification report, per-domain (worst-group) metrics, seed statistics.
+
+Hands plain JSON-able dicts, pandas tables and a per-example predictions CSV to studies, plots and the run folder.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+import pandas as pd
+import sklearn.metrics as skm
+from scipy import stats
+
+from otherdata_utils.io import PathLike, atomic_path
+
+if TYPE_CHECKING:
+    import evaluate
+
+# Shipped beside this file, one folder per metric named like its script, as `evaluate.load` expects.
+EVALUATE_MODULES_DIR = Path(__file__).resolve().parent / "evaluate_modules"
+
+_AVERAGES = ("micro", "macro", "weighted")
+
+
+def available_metrics() -> list[str]:
+    """Names `load_metric` accepts: the metric scripts shipped in `evaluate_modules/`."""
+    return sorted(p.parent.name for p in EVALUATE_MODULES_DIR.glob("*/*.py") if p.stem == p.parent.name)
+
+
+def load_metric(name: str, **load_kwargs: Any) -> evaluate.EvaluationModule:
+    """Load one of our local `evaluate` metrics (accuracy, precision, recall, f1) without the Hub.
+
+    `evaluate.load` on a script path copies the script into its modules cache and imports it; it never looks up
+    the Hub, so this works with HF_HUB_OFFLINE=1. `load_kwargs` go to `evaluate.load`.
+    """
+    script = EVALUATE_MODULES_DIR / name / f"{name}.py"
+    if not script.is_file():
+        raise ValueError(
+            f"unknown metric {name!r}: otherdata ships {available_metrics()} in {EVALUATE_MODULES_DIR}; "
+            "add a folder <name>/<name>.py there for another one"
+        )
+    # evaluate pulls in datasets and pyarrow (seconds); import it only when a metric is asked for.
+    import evaluate
+
+    # In memory, a metric writes no Arrow cache files under ~/.cache and cannot collide with another process
+    # evaluating under the same default experiment id.
+    load_kwargs.setdefault("keep_in_memory", True)
+    return evaluate.load(str(script), **load_kwargs)
+
+
+def combined(names: Sequence[str], **load_kwargs: Any) -> evaluate.CombinedEvaluations:
+    """Several local metrics as one module (`evaluate.combine`); compute keyword arguments go to every metric."""
+    import evaluate
+
+    return evaluate.combine([load_metric(name, **load_kwargs) for name in names])
+
+
+def _as_label_arrays(
+    labels: Sequence[int], predictions: Sequence[int], num_labels: int
+) -> tuple[np.ndarray, np.ndarray]:
+    y_true = np.asarray(labels, dtype=int)
+    y_pred = np.asarray(predictions, dtype=int)
+    if y_true.shape != y_pred.shape or y_true.ndim != 1:
+        raise ValueError(f"labels {y_true.shape} and predictions {y_pred.shape} must be 1-D and of equal length")
+    if y_true.size == 0:
+        raise ValueError("no examples to score: labels and predictions are empty")
+    for what, values in (("labels", y_true), ("predictions", y_pred)):
+        bad = values[(values < 0) | (values >= num_labels)]
+        if bad.size:
+            raise ValueError(f"{what} hold id {bad[0]}, outside 0..{num_labels - 1} for {num_labels} label names")
+    return y_true, y_pred
+
+
+def compute_classification_metrics(
+    labels: Sequence[int], predictions: Sequence[int], label_names: Sequence[str]
+) -> dict[str, Any]:
+    """Accuracy, micro/macro/weighted precision, recall and F1, and per-class scores, as plain Python numbers.
+
+    Keys: `n`, `accuracy`, `{micro,macro,weighted}_{precision,recall,f1}`, and `per_class` mapping each label name
+    to `{precision, recall, f1, support}`. Every class in `label_names` counts, present or not (its scores are 0).
+    """
+    label_names = list(label_names)
+    y_true, y_pred = _as_label_arrays(labels, predictions, len(label_names))
+    # All ids, so a class missing from this split still weighs in macro averages instead of silently vanishing.
+    ids = list(range(len(label_names)))
+    result: dict[str, Any] = {"n": int(y_true.size), "accuracy": float(skm.accuracy_score(y_true, y_pred))}
+    for average in _AVERAGES:
+        precision, recall, f1, _ = skm.precision_recall_fscore_support(
+            y_true, y_pred, labels=ids, average=average, zero_division=0
+        )
+        result[f"{average}_precision"] = float(precision)
+        result[f"{average}_recall"] = float(recall)
+        result[f"{average}_f1"] = float(f1)
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        y_true, y_pred, labels=ids, average=None, zero_division=0
+    )
+    result["per_class"] = {
+        name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+        for name, p, r, f, s in zip(label_names, precision, recall, f1, support)
+    }
+    return result
+
+
+def classification_report_text(
+    labels: Sequence[int], predictions: Sequence[int], label_names: Sequence[str], digits: int = 4
+) -> str:
+    """scikit-learn's classification report, one row per class name (never a bare id)."""
+    label_names = list(label_names)
+    y_true, y_pred = _as_label_arrays(labels, predictions, len(label_names))
+    return skm.classification_report(
+        y_true, y_pred, labels=list(range(len(label_names))), target_names=label_names, digits=digits, zero_division=0
+    )
+
+
+def confusion_matrix(labels: Sequence[int], predictions: Sequence[int], num_labels: int) -> list[list[int]]:
+    """Counts with rows = true label id and columns = predicted id, always `num_labels` x `num_labels`."""
+    y_true, y_pred = _as_label_arrays(labels, predictions, num_labels)
+    matrix = skm.confusion_matrix(y_true, y_pred, labels=list(range(num_labels)))
+    return [[int(count) for count in row] for row in matrix]
+
+
+def per_domain_metrics(
+    labels: Sequence[int], predictions: Sequence[int], domains: Sequence[str], label_names: Sequence[str]
+) -> dict[str, Any]:
+    """The WILDS-style group view: accuracy and macro-F1 per domain, the worst and best domain, and their gap.
+
+    Keys: `per_domain` ({domain: {n, accuracy, macro_f1}}, domains sorted by name), `worst_domain`,
+    `worst_accuracy`, `best_domain`, `gap` (best minus worst accuracy), `macro_avg_accuracy` (unweighted mean over
+    domains), `overall_accuracy` and `n`. Ties for worst or best go to the first domain by name.
+    """
+    y_true, y_pred = _as_label_arrays(labels, predictions, len(label_names))
+    domain_of = np.asarray([str(domain) for domain in domains], dtype=object)
+    if domain_of.shape != y_true.shape:
+        raise ValueError(f"{domain_of.size} domains for {y_true.size} labels: give one domain per example")
+    per_domain: dict[str, dict[str, Any]] = {}
+    for domain in sorted(set(domain_of)):
+        mask = domain_of == domain
+        per_domain[domain] = {
+            "n": int(mask.sum()),
+            "accuracy": float(skm.accuracy_score(y_true[mask], y_pred[mask])),
+            # Over the classes present in this domain: a one-class slice would otherwise be halved by an absent
+            # class whose F1 is 0 by convention, and look worse than it is.
+            "macro_f1": float(skm.f1_score(y_true[mask], y_pred[mask], average="macro", zero_division=0)),
+        }
+    accuracies = {domain: row["accuracy"] for domain, row in per_domain.items()}
+    worst = min(accuracies, key=accuracies.__getitem__)
+    best = max(accuracies, key=accuracies.__getitem__)
+    return {
+        "per_domain": per_domain,
+        "worst_domain": worst,
+        "worst_accuracy": accuracies[worst],
+        "best_domain": best,
+        "gap": accuracies[best] - accuracies[worst],
+        "macro_avg_accuracy": float(np.mean(list(accuracies.values()))),
+        "overall_accuracy": float(skm.accuracy_score(y_true, y_pred)),
+        "n": int(y_true.size),
+    }
+
+
+def per_domain_frame(per_domain: dict[str, Any]) -> pd.DataFrame:
+    """A per-domain table for a notebook: worst domain first, with a `worst` column marking it.
+
+    Takes the result of `per_domain_metrics` or just its `per_domain` mapping.
+    """
+    rows = per_domain["per_domain"] if "worst_domain" in per_domain else per_domain
+    frame = pd.DataFrame(
+        [{"domain": domain, **values} for domain, values in rows.items()],
+        columns=["domain", "n", "accuracy", "macro_f1"],
+    )
+    frame = frame.sort_values(["accuracy", "domain"], kind="stable").reset_index(drop=True)
+    frame["worst"] = frame.index == 0
+    return frame
+
+
+def save_predictions(
+    path: PathLike,
+    *,
+    ids: Sequence[Any],
+    texts: Sequence[str],
+    domains: Sequence[str],
+    labels: Sequence[int],
+    predictions: Sequence[int],
+    probabilities: Sequence[Sequence[float]],
+    label_names: Sequence[str],
+) -> Path:
+    """Write one row per example (atomically): id, domain, text, label, prediction, correct, confidence, prob_<class>.
+
+    Labels and predictions are written as class names; `confidence` is the probability of the predicted class.
+    """
+    label_names = list(label_names)
+    y_true, y_pred = _as_label_arrays(labels, predictions, len(label_names))
+    probs = np.asarray(probabilities, dtype=float)
+    n = y_true.size
+    if probs.shape != (n, len(label_names)):
+        raise ValueError(
+            f"probabilities have shape {probs.shape}; expected ({n}, {len(label_names)}), one column per class"
+        )
+    for what, values in (("ids", ids), ("texts", texts), ("domains", domains)):
+        if len(values) != n:
+            raise ValueError(f"{len(values)} {what} for {n} labels: give one per example")
+    names = np.asarray(label_names, dtype=object)
+    frame = pd.DataFrame(
+        {
+            "id": list(ids),
+            "domain": list(domains),
+            "text": list(texts),
+            "label": names[y_true],
+            "prediction": names[y_pred],
+            "correct": y_true == y_pred,
+            "confidence": probs[np.arange(n), y_pred],
+        }
+    )
+    for column, name in enumerate(label_names):
+        frame[f"prob_{name}"] = probs[:, column]
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, encoding="utf-8")
+    return Path(path)
+
+
+def load_predictions(path: PathLike) -> pd.DataFrame:
+    """Read a predictions CSV written by `save_predictions`; texts such as "NA" or "" stay strings."""
+    text_columns = {"domain": str, "text": str, "label": str, "prediction": str}
+    # keep_default_na=False: a review that reads "null" is text, not a missing value.
+    return pd.read_csv(path, dtype=text_columns, keep_default_na=False, encoding="utf-8")
+
+
+def seed_summary(values: Sequence[float], confidence: float = 0.95) -> dict[str, Any]:
+    """Mean, sample std (ddof=1) and a Student-t confidence interval over seeds.
+
+    Keys: `mean`, `std`, `n`, `ci_low`, `ci_high`, `confidence`. With one seed, `std`, `ci_low` and `ci_high` are
+    None: one run says nothing about seed noise.
+    """
+    data = np.asarray(values, dtype=float)
+    if data.ndim != 1 or data.size == 0:
+        raise ValueError(f"seed_summary needs a flat, non-empty list of values; got shape {data.shape}")
+    if not np.isfinite(data).all():
+        raise ValueError(f"seed_summary got non-finite values {data.tolist()}: drop failed runs first")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
+    n = int(data.size)
+    mean = float(data.mean())
+    summary: dict[str, Any] = {
+        "mean": mean, "std": None, "n": n, "ci_low": None, "ci_high": None, "confidence": confidence
+    }
+    if n > 1:
+        std = float(data.std(ddof=1))
+        half_width = float(stats.t.ppf((1 + confidence) / 2, df=n - 1)) * std / math.sqrt(n)
+        summary.update(std=std, ci_low=mean - half_width, ci_high=mean + half_width)
+    return summary
+
+
+def differs_beyond_noise(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> dict[str, Any]:
+    """Whether two arms' per-seed scores differ by more than seed noise.
+
+    Keys: `a` and `b` (their `seed_summary`), `difference` (mean of a minus mean of b), `p_value` (Welch's t-test),
+    `intervals_overlap` (of the two confidence intervals) and `beyond_noise` (p below 1 - confidence). Values that
+    cannot be computed (fewer than two seeds in an arm; two identical constant arms) are None.
+    """
+    summary_a, summary_b = seed_summary(a, confidence), seed_summary(b, confidence)
+    p_value = None
+    overlap = None
+    if summary_a["n"] > 1 and summary_b["n"] > 1:
+        overlap = summary_a["ci_low"] <= summary_b["ci_high"] and summary_b["ci_low"] <= summary_a["ci_high"]
+        if summary_a["std"] == 0 and summary_b["std"] == 0:
+            # No spread at all: the t statistic is undefined (scipy warns); equal constants cannot be told apart,
+            # different ones differ beyond any noise, which is what scipy's p = 0 says too.
+            p_value = None if summary_a["mean"] == summary_b["mean"] else 0.0
+        else:
+            p_value = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    return {
+        "a": summary_a,
+        "b": summary_b,
+        "difference": summary_a["mean"] - summary_b["mean"],
+        "p_value": p_value,
+        "intervals_overlap": overlap,
+        "beyond_noise": None if p_value is None else p_value < 1 - confidence,
+    }

@@ -1,0 +1,238 @@
+"""Figures step: every figure a run or study shows, one function each, drawn from plain data.
+
+Each function returns the matplotlib Figure (a notebook displays it) and, given `path`, writes it as a PNG atomically.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional, Sequence
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from otherdata_utils.io import PathLike, atomic_path
+
+_HIGHLIGHT = "tab:red"
+_BASE = "tab:blue"
+
+
+def _new_figure(ncols: int = 1, figsize: tuple[float, float] = (6.4, 4.0)) -> tuple[Figure, Any]:
+    """A figure on the session's backend: inline in Jupyter, Agg (picked by matplotlib) without a display.
+
+    In Jupyter the figure stays open, so the inline backend shows it after the cell even when the call ends in `;`
+    (and closes it then). Elsewhere it leaves pyplot's registry at once, so a study drawing hundreds of figures
+    does not pile them up; drawing on and saving a closed figure still work.
+    """
+    fig, axes = plt.subplots(1, ncols, figsize=figsize, layout="constrained", squeeze=True)
+    if "inline" not in matplotlib.get_backend():
+        plt.close(fig)
+    return fig, axes
+
+
+def _finish(fig: Figure, path: Optional[PathLike]) -> Figure:
+    if path is not None:
+        with atomic_path(path) as tmp:
+            # The temporary name ends in .tmp, so the format must be named.
+            fig.savefig(tmp, format="png", dpi=120)
+    return fig
+
+
+def _check_columns(frame: pd.DataFrame, required: Sequence[str], what: str) -> None:
+    missing = [column for column in required if column not in frame.columns]
+    if missing:
+        raise ValueError(f"{what} needs columns {list(required)}; missing {missing} (has {list(frame.columns)})")
+
+
+def _annotate_cells(ax: Axes, values: np.ndarray, text: np.ndarray, image: Any) -> None:
+    """Write each cell's text, dark on light cells and light on dark ones, so every number stays readable."""
+    for (row, col), value in np.ndenumerate(values):
+        if np.isnan(value):
+            color = "black"
+        else:
+            red, green, blue, _ = image.cmap(image.norm(value))
+            color = "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"
+        ax.text(col, row, text[row, col], ha="center", va="center", color=color, fontsize=9)
+
+
+def _plot_bands(ax: Axes, frame: pd.DataFrame, x: str, series: str) -> None:
+    """One line per series with its confidence band; a point without an interval (one seed) gets no band."""
+    for name, group in frame.groupby(series, sort=True):
+        group = group.sort_values(x)
+        line, = ax.plot(group[x], group["mean"], marker="o", label=str(name))
+        low = pd.to_numeric(group["ci_low"], errors="coerce")
+        high = pd.to_numeric(group["ci_high"], errors="coerce")
+        ax.fill_between(group[x], low, high, where=low.notna() & high.notna(), color=line.get_color(), alpha=0.2,
+                        linewidth=0)
+    ax.grid(alpha=0.3)
+    ax.legend(title=series)
+
+
+def plot_training_curves(history: Sequence[Mapping[str, Any]], path: Optional[PathLike] = None) -> Figure:
+    """Training (and evaluation) loss vs step on the left, evaluation accuracy and macro-F1 vs step on the right.
+
+    `history` mixes training rows ({"step", "epoch", "loss"}) and evaluation rows ({"step", "epoch", "eval_loss",
+    "eval_accuracy", "eval_macro_f1"}), as the training loop logs them.
+    """
+    fig, (loss_ax, score_ax) = _new_figure(ncols=2, figsize=(11.0, 4.0))
+    frame = pd.DataFrame(list(history))
+    drawn = {"loss": False, "score": False}
+    for column, ax, kind, label in (
+        ("loss", loss_ax, "loss", "training loss"),
+        ("eval_loss", loss_ax, "loss", "evaluation loss"),
+        ("eval_accuracy", score_ax, "score", "accuracy"),
+        ("eval_macro_f1", score_ax, "score", "macro-F1"),
+    ):
+        if column in frame.columns and "step" in frame.columns:
+            rows = frame[["step", column]].dropna().sort_values("step")
+            if not rows.empty:
+                # Evaluations are sparse: markers make a single evaluation visible.
+                ax.plot(rows["step"], rows[column], label=label, marker="o" if column.startswith("eval") else None)
+                drawn[kind] = True
+    for ax, kind, title in ((loss_ax, "loss", "Loss"), (score_ax, "score", "Evaluation")):
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if drawn[kind]:
+            ax.legend()
+        else:
+            ax.text(0.5, 0.5, "nothing logged", ha="center", va="center", transform=ax.transAxes, color="gray")
+    return _finish(fig, path)
+
+
+def plot_confusion_matrix(
+    matrix: Sequence[Sequence[float]], label_names: Sequence[str], path: Optional[PathLike] = None,
+    normalize: bool = False,
+) -> Figure:
+    """Counts (or, with `normalize`, each true class's row as shares) with true labels down and predictions across."""
+    counts = np.asarray(matrix, dtype=float)
+    names = list(label_names)
+    if counts.shape != (len(names), len(names)):
+        raise ValueError(f"confusion matrix has shape {counts.shape}; expected {len(names)}x{len(names)} for {names}")
+    if normalize:
+        totals = counts.sum(axis=1, keepdims=True)
+        # A class with no true examples keeps a row of zeros rather than 0/0.
+        values = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+        text = np.vectorize(lambda v: f"{v:.2f}")(values)
+    else:
+        values = counts
+        text = np.vectorize(lambda v: f"{v:.0f}")(values)
+    fig, ax = _new_figure(figsize=(1.2 * len(names) + 3.0, 1.0 * len(names) + 2.0))
+    image = ax.imshow(values, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    _annotate_cells(ax, values, text, image)
+    crowded = len(names) > 4
+    ax.set_xticks(range(len(names)), names, rotation=45 if crowded else 0, ha="right" if crowded else "center")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("Confusion matrix" + (" (share of each true class)" if normalize else ""))
+    fig.colorbar(image, ax=ax)
+    return _finish(fig, path)
+
+
+def plot_per_domain(per_domain: Mapping[str, Any], path: Optional[PathLike] = None) -> Figure:
+    """Accuracy per domain as horizontal bars, worst first and highlighted, with the overall accuracy as a line.
+
+    Takes the result of `metrics.per_domain_metrics` (or just its `per_domain` mapping).
+    """
+    from otherdata_utils.metrics import per_domain_frame
+
+    frame = per_domain_frame(dict(per_domain))
+    fig, ax = _new_figure(figsize=(7.0, 0.45 * len(frame) + 1.8))
+    # Worst at the top: barh draws the first row at the bottom, so reverse.
+    shown = frame.iloc[::-1]
+    bars = ax.barh(shown["domain"], shown["accuracy"], color=[_HIGHLIGHT if w else _BASE for w in shown["worst"]])
+    ax.bar_label(bars, labels=[f"{a:.3f} (n={n})" for a, n in zip(shown["accuracy"], shown["n"])], padding=3,
+                 fontsize=8)
+    if "overall_accuracy" in per_domain:
+        ax.axvline(per_domain["overall_accuracy"], color="gray", linestyle="--",
+                   label=f"overall {per_domain['overall_accuracy']:.3f}")
+        # The worst (shortest) bar is at the top, so the upper right is free.
+        ax.legend(loc="upper right")
+    # Room on the right for the labels.
+    ax.set_xlim(0, 1.15)
+    ax.set_xlabel("accuracy")
+    ax.set_title("Accuracy per domain (worst in red)")
+    return _finish(fig, path)
+
+
+def plot_transfer_heatmap(matrix: pd.DataFrame, path: Optional[PathLike] = None) -> Figure:
+    """Accuracy of a model trained on each domain (rows) tested on each domain (columns), every cell annotated."""
+    values = matrix.to_numpy(dtype=float)
+    fig, ax = _new_figure(figsize=(1.0 * values.shape[1] + 3.5, 0.8 * values.shape[0] + 2.2))
+    image = ax.imshow(values, cmap="viridis")
+    text = np.vectorize(lambda v: "–" if np.isnan(v) else f"{v:.3f}")(values)
+    _annotate_cells(ax, values, text, image)
+    ax.set_xticks(range(values.shape[1]), [str(c) for c in matrix.columns], rotation=45, ha="right")
+    ax.set_yticks(range(values.shape[0]), [str(r) for r in matrix.index])
+    ax.set_xlabel("test domain")
+    ax.set_ylabel("train domain")
+    ax.set_title("Transfer: accuracy by train and test domain")
+    fig.colorbar(image, ax=ax, label="accuracy")
+    return _finish(fig, path)
+
+
+def plot_few_shot_curves(frame: pd.DataFrame, path: Optional[PathLike] = None) -> Figure:
+    """Accuracy against the number of in-domain examples k (log scale), one line and confidence band per strategy."""
+    _check_columns(frame, ["k", "strategy", "mean", "ci_low", "ci_high"], "plot_few_shot_curves")
+    fig, ax = _new_figure()
+    _plot_bands(ax, frame, "k", "strategy")
+    # k = 0 (no in-domain data) has no place on a log axis; symlog keeps it, linear up to 1.
+    if (frame["k"] > 0).all():
+        ax.set_xscale("log")
+    else:
+        ax.set_xscale("symlog", linthresh=1)
+    ks = sorted(frame["k"].unique())
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.minorticks_off()
+    ax.set_xlabel("in-domain examples k")
+    ax.set_ylabel("accuracy")
+    ax.set_title("Few-shot curves (mean and confidence interval over seeds)")
+    return _finish(fig, path)
+
+
+def plot_mix(mix_frame: pd.DataFrame, path: Optional[PathLike] = None) -> Figure:
+    """The achieved training mix: each group's share of rows as a bar, the requested share as a marker.
+
+    Reads `group`, `achieved_rows` and, where a share was asked for, `requested_share` (empty for none).
+    """
+    _check_columns(mix_frame, ["group", "achieved_rows"], "plot_mix")
+    rows = mix_frame["achieved_rows"].astype(float)
+    total = rows.sum()
+    if total <= 0:
+        raise ValueError("plot_mix: achieved_rows sum to 0; the mix holds no rows to plot")
+    groups = mix_frame["group"].astype(str)
+    achieved = rows / total
+    fig, ax = _new_figure(figsize=(max(5.0, 0.9 * len(groups) + 2.5), 4.0))
+    bars = ax.bar(groups, achieved, color=_BASE, label="achieved")
+    ax.bar_label(bars, labels=[f"{int(n)} rows" for n in rows], padding=2, fontsize=8)
+    requested = pd.to_numeric(mix_frame.get("requested_share", pd.Series(np.nan, index=mix_frame.index)),
+                              errors="coerce")
+    asked = requested.notna()
+    if asked.any():
+        ax.scatter(groups[asked], requested[asked], marker="_", s=600, linewidths=3, color=_HIGHLIGHT, zorder=3,
+                   label="requested")
+    # Headroom above the tallest bar or marker for the row-count labels.
+    ax.set_ylim(0, 1.15 * max(achieved.max(), requested.max(skipna=True) if asked.any() else 0.0))
+    ax.set_ylabel("share of training rows")
+    ax.set_title(f"Achieved mix ({int(total)} rows)")
+    ax.legend()
+    if len(groups) > 4:
+        ax.tick_params(axis="x", labelrotation=45)
+    return _finish(fig, path)
+
+
+def plot_quality_curve(
+    frame: pd.DataFrame, path: Optional[PathLike] = None, *, xlabel: str = "x", ylabel: str = "accuracy",
+    title: str = "Accuracy against data quality",
+) -> Figure:
+    """A metric against a quality knob (label noise rate, annotator agreement), one line and band per series."""
+    _check_columns(frame, ["x", "mean", "ci_low", "ci_high", "series"], "plot_quality_curve")
+    fig, ax = _new_figure()
+    _plot_bands(ax, frame, "x", "series")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    return _finish(fig, path)

@@ -1,0 +1,164 @@
+"""Figures: each plot function returns a Figure, writes a complete PNG atomically, and draws what it claims."""
+import matplotlib
+
+matplotlib.use("Agg")  # tests never open windows, display or not
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.colors import to_rgba  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from otherdata_utils import metrics, plots  # noqa: E402
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+HISTORY = [
+    {"step": 10, "epoch": 0.5, "loss": 0.69},
+    {"step": 20, "epoch": 1.0, "loss": 0.52},
+    {"step": 20, "epoch": 1.0, "eval_loss": 0.55, "eval_accuracy": 0.74, "eval_macro_f1": 0.73},
+    {"step": 30, "epoch": 1.5, "loss": 0.40},
+    {"step": 40, "epoch": 2.0, "loss": 0.33},
+    {"step": 40, "epoch": 2.0, "eval_loss": 0.47, "eval_accuracy": 0.80, "eval_macro_f1": 0.79},
+]
+PER_DOMAIN = metrics.per_domain_metrics(
+    [0, 1, 0, 1, 0, 1, 0, 1, 0, 1], [0, 1, 0, 1, 0, 1, 0, 0, 1, 1], ["a"] * 4 + ["b"] * 4 + ["c"] * 2, ["neg", "pos"]
+)
+TRANSFER = pd.DataFrame(
+    [[0.91, 0.72, 0.65], [0.70, 0.88, 0.61], [0.66, 0.63, 0.85]],
+    index=["books", "dvd", "kitchen"], columns=["books", "dvd", "kitchen"],
+)
+FEW_SHOT = pd.DataFrame({
+    "k": [8, 32, 128, 8, 32, 128],
+    "strategy": ["in-domain"] * 3 + ["mixed"] * 3,
+    "mean": [0.60, 0.72, 0.83, 0.70, 0.78, 0.85],
+    "ci_low": [0.55, 0.69, 0.81, 0.66, 0.75, None],
+    "ci_high": [0.65, 0.75, 0.85, 0.74, 0.81, None],
+})
+MIX = pd.DataFrame({
+    "group": ["imdb", "amazon", "yelp"],
+    "achieved_rows": [500, 300, 200],
+    "requested_share": [0.5, 0.3, None],
+})
+QUALITY = pd.DataFrame({
+    "x": [0.0, 0.1, 0.2, 0.0, 0.1, 0.2],
+    "series": ["clean"] * 3 + ["filtered"] * 3,
+    "mean": [0.85, 0.80, 0.72, 0.85, 0.83, 0.80],
+    "ci_low": [0.83, 0.77, 0.68, 0.83, 0.81, 0.77],
+    "ci_high": [0.87, 0.83, 0.76, 0.87, 0.85, 0.83],
+})
+
+CASES = {
+    "training_curves": lambda path: plots.plot_training_curves(HISTORY, path=path),
+    "confusion_matrix": lambda path: plots.plot_confusion_matrix([[40, 10], [5, 45]], ["neg", "pos"], path=path),
+    "confusion_matrix_normalized": lambda path: plots.plot_confusion_matrix(
+        [[40, 10], [5, 45]], ["neg", "pos"], path=path, normalize=True),
+    "per_domain": lambda path: plots.plot_per_domain(PER_DOMAIN, path=path),
+    "transfer_heatmap": lambda path: plots.plot_transfer_heatmap(TRANSFER, path=path),
+    "few_shot_curves": lambda path: plots.plot_few_shot_curves(FEW_SHOT, path=path),
+    "mix": lambda path: plots.plot_mix(MIX, path=path),
+    "quality_curve": lambda path: plots.plot_quality_curve(QUALITY, path=path, xlabel="label noise rate"),
+}
+
+
+def _texts(fig: Figure) -> list[str]:
+    return [text.get_text() for ax in fig.axes for text in ax.texts]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_plot_returns_figure_and_writes_a_complete_png_without_leftovers(tmp_path, name):
+    path = tmp_path / "figures" / f"{name}.png"
+    fig = CASES[name](path)
+    assert isinstance(fig, Figure)
+    data = path.read_bytes()
+    assert data.startswith(PNG_SIGNATURE) and len(data) > 1000
+    # The IEND chunk closes every complete PNG; a half-written file lacks it.
+    assert data[-12:-4] == b"\x00\x00\x00\x00IEND"
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+def test_plot_without_path_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert isinstance(plots.plot_per_domain(PER_DOMAIN), Figure)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_figures_drawn_outside_jupyter_are_not_kept_open_by_pyplot():
+    import matplotlib.pyplot as plt
+
+    before = plt.get_fignums()
+    plots.plot_confusion_matrix([[1, 0], [0, 1]], ["neg", "pos"])
+    assert plt.get_fignums() == before
+
+
+def test_training_curves_show_loss_and_evaluation_panels_against_step():
+    fig = plots.plot_training_curves(HISTORY)
+    loss_ax, score_ax = fig.axes
+    assert [line.get_label() for line in loss_ax.lines] == ["training loss", "evaluation loss"]
+    assert [line.get_label() for line in score_ax.lines] == ["accuracy", "macro-F1"]
+    assert list(loss_ax.lines[0].get_xdata()) == [10, 20, 30, 40]
+    assert list(score_ax.lines[0].get_ydata()) == [0.74, 0.80]
+
+
+def test_training_curves_without_evaluations_say_so():
+    fig = plots.plot_training_curves([row for row in HISTORY if "loss" in row])
+    assert "nothing logged" in _texts(fig)
+
+
+def test_normalized_confusion_matrix_shows_shares_of_each_true_class():
+    fig = plots.plot_confusion_matrix([[40, 10], [5, 45]], ["neg", "pos"], normalize=True)
+    assert _texts(fig) == ["0.80", "0.20", "0.10", "0.90"]
+    counts = plots.plot_confusion_matrix([[40, 10], [5, 45]], ["neg", "pos"])
+    assert _texts(counts) == ["40", "10", "5", "45"]
+
+
+def test_confusion_matrix_rejects_a_shape_that_does_not_match_the_names():
+    with pytest.raises(ValueError, match="expected 3x3"):
+        plots.plot_confusion_matrix([[1, 0], [0, 1]], ["neg", "neutral", "pos"])
+
+
+def test_per_domain_highlights_only_the_worst_domain():
+    fig = plots.plot_per_domain(PER_DOMAIN)
+    ax = fig.axes[0]
+    labels = [tick.get_text() for tick in ax.get_yticklabels()]
+    colors = {label: bar.get_facecolor() for label, bar in zip(labels, ax.patches)}
+    assert colors["c"] == to_rgba("tab:red")
+    assert colors["a"] == colors["b"] == to_rgba("tab:blue")
+
+
+def test_transfer_heatmap_annotates_every_cell_with_its_accuracy():
+    fig = plots.plot_transfer_heatmap(TRANSFER)
+    assert _texts(fig) == [f"{value:.3f}" for value in TRANSFER.to_numpy().ravel()]
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["books", "dvd", "kitchen"]
+
+
+def test_few_shot_curves_use_a_log_k_axis_and_one_line_per_strategy():
+    fig = plots.plot_few_shot_curves(FEW_SHOT)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    assert sorted(line.get_label() for line in ax.lines) == ["in-domain", "mixed"]
+
+
+def test_few_shot_curves_keep_k_zero_on_a_symlog_axis():
+    with_zero = pd.concat([FEW_SHOT, pd.DataFrame({"k": [0], "strategy": ["mixed"], "mean": [0.5],
+                                                   "ci_low": [0.45], "ci_high": [0.55]})], ignore_index=True)
+    ax = plots.plot_few_shot_curves(with_zero).axes[0]
+    assert ax.get_xscale() == "symlog"
+    mixed = next(line for line in ax.lines if line.get_label() == "mixed")
+    assert list(mixed.get_xdata()) == [0, 8, 32, 128]
+
+
+def test_mix_bars_are_achieved_shares_and_markers_the_requested_ones():
+    fig = plots.plot_mix(MIX)
+    ax = fig.axes[0]
+    np.testing.assert_allclose([bar.get_height() for bar in ax.patches], [0.5, 0.3, 0.2])
+    requested = ax.collections[0].get_offsets()
+    # yelp asked for no share, so it has no marker.
+    assert len(requested) == 2
+    np.testing.assert_allclose(np.asarray(requested)[:, 1], [0.5, 0.3])
+
+
+def test_quality_curve_needs_its_columns():
+    with pytest.raises(ValueError, match="missing \\['series'\\]"):
+        plots.plot_quality_curve(QUALITY.drop(columns="series"))
