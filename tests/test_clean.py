@@ -1,0 +1,144 @@
+"""Cleaning: normalisation, empty/duplicate rows, and leakage between splits, on small tables and on IMDB/Blitzer."""
+import json
+from pathlib import Path
+
+import pytest
+from datasets import Dataset, DatasetDict, concatenate_datasets
+
+from otherdata_utils import data
+from otherdata_utils.clean import clean, dedupe_key, find_leakage, normalize_text
+from otherdata_utils.config import Config
+
+
+def _split(split: str, rows: list[tuple[str, object, int, str]]) -> Dataset:
+    """Rows of (id, text, label, source) in the common schema; domain = source."""
+    features = data.record_features(["neg", "pos"])
+    columns = {name: [] for name in features}
+    for row_id, text, label, source in rows:
+        values = {"id": row_id, "text": text, "label": label, "domain": source, "source": source, "split": split}
+        for name in features:
+            columns[name].append(values.get(name))
+    return Dataset.from_dict(columns, features=features)
+
+
+@pytest.fixture
+def messy() -> DatasetDict:
+    return DatasetDict(
+        train=_split("train", [
+            ("t1", "Great film!<br /><br />Loved it.", 1, "a"),
+            ("t2", "Great film! Loved it.", 1, "a"),  # exact duplicate of t1 once normalised
+            ("t3", "GREAT film... loved it", 1, "b"),  # near duplicate of t1
+            ("t4", "   ", 0, "a"),  # empty after normalisation
+            ("t5", None, 0, "b"),  # missing
+            ("t6", "ok", 0, "a"),  # shorter than min_text_chars=3
+            ("t7", "Dull and far too long.", 0, "a"),  # exact in test (other source)
+            ("t8", "Not my cup of tea", 0, "b"),  # near in validation
+            ("t9", "A quiet, careful drama.", 1, "b"),
+            ("t10", "Great film! Loved it.", 0, "b"),  # duplicate with a conflicting label
+        ]),
+        validation=_split("validation", [("v1", "not my cup of tea!", 0, "b"), ("v2", "Sharp writing.", 1, "a")]),
+        test=_split("test", [("s1", "Dull and far too long.", 0, "b"), ("s2", "Dull and far too long.", 0, "b"),
+                             ("s3", "Warm &amp; funny.", 1, "a")]),
+    )
+
+
+def test_normalize_text_resolves_html_breaks_entities_unicode_and_whitespace():
+    assert normalize_text("  Fine<br /><br />film &amp; cast<BR>e\u0301  \t end ") == "Fine film & cast \u00e9 end"
+
+
+def test_dedupe_key_folds_case_punctuation_and_whitespace_but_not_words():
+    assert dedupe_key("Great   movie!!") == dedupe_key("great movie") == "great movie"
+    assert dedupe_key("Très   BIEN…") == "très bien"
+    assert dedupe_key("great movie") != dedupe_key("great movies")
+
+
+def test_cleaning_report_counts_add_up_per_source_and_split(messy):
+    cleaned, report = clean(messy, Config(min_text_chars=3))
+    for (source, split), rows_in in report.rows_in.items():
+        dropped = report.dropped(split=split, source=source)
+        assert rows_in - dropped == report.rows_out[(source, split)]
+        assert sum(1 for s in cleaned[split]["source"] if s == source) == report.rows_out[(source, split)]
+    assert report.dropped("empty") == 3
+    assert report.dropped("duplicate") == 2 + 1  # t2, t10 in train; s2 in test
+    assert report.dropped("near_duplicate") == 1  # t3
+    assert report.dropped("leakage") == 2  # t7 (exact, test), t8 (near, validation)
+    assert sorted(cleaned["train"]["id"]) == ["t1", "t9"]
+    assert cleaned["train"]["text"][0] == "Great film! Loved it."
+    reasons = set(report.to_frame()["reason"])
+    assert "same text as an earlier row with a different label" in reasons
+    assert "shorter than 3 characters after normalisation" in reasons
+
+
+def test_leakage_is_removed_from_train_only_and_validation_test_keep_their_rows(messy):
+    kept, with_removal = clean(messy, Config())
+    reported, _ = clean(messy, Config(remove_leakage=False))
+    for split in ("validation", "test"):
+        assert kept[split]["id"] == reported[split]["id"]
+    assert {"t7", "t8"} <= set(reported["train"]["id"])
+    assert not {"t7", "t8"} & set(kept["train"]["id"])
+    assert find_leakage(kept).leaked_ids("train") == set()
+
+
+def test_find_leakage_marks_exact_near_and_cross_source_pairs(messy):
+    report = find_leakage(messy)
+    pairs = {(p.id, p.other_id): p for p in report.pairs}
+    assert pairs[("t7", "s1")].exact and not pairs[("t7", "s1")].same_source
+    assert not pairs[("t8", "v1")].exact and pairs[("t8", "v1")].same_source
+    assert report.shared_texts("train", "test", exact_only=True) == 1  # s1 and s2 are one text
+    assert report.shared_texts("train", "validation", exact_only=True) == 0
+    assert report.shared_texts("train", "validation") == 1
+    exact_only = find_leakage(messy, near=False)
+    assert ("t8", "v1") not in {(p.id, p.other_id) for p in exact_only.pairs}
+
+
+def test_cleaning_report_writes_json_and_a_tidy_table(messy):
+    _, report = clean(messy, Config(min_text_chars=3))
+    written = json.loads(json.dumps(report.to_dict()))
+    assert written["leakage"]["leaked_train_rows"] == 2
+    assert sum(d["dropped"] for d in written["drops"]) == report.dropped() == 9
+    assert list(report.to_frame().columns) == ["step", "source", "split", "dropped", "reason"]
+    assert report.counts_frame()[["rows_in", "rows_out"]].sum().tolist() == [15, 6]
+    assert "Cleaning kept 6 of 15 rows." in report.summary()
+
+
+@pytest.fixture(scope="module")
+def imdb(data_dir: Path) -> DatasetDict:
+    return data.load_source("imdb", data_dir)
+
+
+def test_imdb_leakage_finds_the_123_texts_shared_by_train_and_test(imdb):
+    # IMDB ships train and test only; validation is carved from train, so the README's "train" is both
+    report = find_leakage(imdb)
+    assert report.shared_texts("test", ("train", "validation"), exact_only=True) == 123
+    assert report.shared_texts("test", ("train", "validation")) == 123  # folding case/punctuation adds none
+
+
+@pytest.fixture(scope="module")
+def imdb_as_distributed(imdb: DatasetDict) -> DatasetDict:
+    """Train and test as IMDB ships them (the carved validation put back into train)."""
+    return DatasetDict(train=concatenate_datasets([imdb["train"], imdb["validation"]]), test=imdb["test"])
+
+
+def test_imdb_cleaning_drops_duplicates_and_leaked_train_rows_and_keeps_their_test_twins(imdb_as_distributed):
+    cleaned, report = clean(imdb_as_distributed, Config())
+    # The README counts 96 repeated raw rows in train and 199 in test; normalisation adds 2 in each whose copies
+    # differ only by a trailing "<br /><br />" or a space after one
+    assert report.dropped("duplicate", split="train") == 96 + 2
+    assert report.dropped("duplicate", split="test") == 199 + 2
+    assert report.leakage.shared_texts("train", "test", exact_only=True) == 123
+    leaked = report.leakage.leaked_ids("train")
+    assert report.dropped("leakage") == len(leaked) == 123  # one train row per shared text once de-duplicated
+    assert not leaked & set(cleaned["train"]["id"])
+    assert report.dropped("leakage", split="test") == 0
+    assert {p.other_id for p in report.leakage.pairs} <= set(cleaned["test"]["id"])
+    assert "<br" not in "".join(cleaned["test"]["text"][:200])
+
+
+def test_blitzer_duplicates_stay_within_their_domain(data_dir):
+    blitzer = data.load_source("blitzer_mds", data_dir)
+    report = find_leakage(blitzer)
+    assert report.pairs and all(p.domain == p.other_domain for p in report.pairs)
+    cleaned, cleaning = clean(blitzer, Config())
+    # README: about 2% of Blitzer rows repeat inside a domain
+    assert cleaning.dropped() / sum(cleaning.rows_in.values()) == pytest.approx(0.018, abs=0.004)
+    assert sum(len(ds) for ds in cleaned.values()) == sum(cleaning.rows_out.values())
