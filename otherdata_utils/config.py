@@ -135,6 +135,11 @@ class Config(BaseModel):
 
     # --- studies
     seeds: list[int] = Field(default_factory=lambda: [42])  # replicate seeds for study cells
+    pretrain_steps: int = Field(0, ge=0)  # continued MLM pretraining steps before fine-tuning; 0 = none
+    pretrain_domains: list[str] = Field(default_factory=list)  # unlabelled train text from these; [] = target (TAPT)
+    pretrain_max_texts: Optional[int] = Field(None, ge=1)  # seeded cap on pretraining texts; null = all
+    pretrain_learning_rate: float = Field(5e-5, gt=0)  # AdamW peak lr for continued pretraining
+    mlm_probability: float = Field(0.15, gt=0, lt=1)  # share of tokens masked in continued pretraining
 
     @field_validator("learning_rate", "mixing_temperature")
     @classmethod
