@@ -20,6 +20,10 @@ MixingStrategy = Literal["target_only", "concat", "proportional", "fixed", "temp
 Truncation = Literal["head", "tail", "head_tail"]
 
 
+# The fine-tuning suite; study params files list their own notebooks (setup, data, then the study's).
+SUITE_NOTEBOOKS = ("00_setup", "01_data", "02_mixing", "03_finetune", "04_evaluate", "05_domain_transfer", "06_deploy")
+
+
 class ConfigError(ValueError):
     """A parameter is unknown, ill-typed or impossible; the message names it and what is allowed."""
 
@@ -71,6 +75,7 @@ class Config(BaseModel):
     data_dir: Optional[str] = None  # local copies laid out like shared/data; env OTHERDATA_DATA_DIR; else the Hub
     cache_dir: Optional[str] = None  # tokenised data and the tiny test model; env OTHERDATA_CACHE_DIR
     quiet: bool = False  # no progress bars (batch runs)
+    notebooks: list[str] = Field(default_factory=lambda: list(SUITE_NOTEBOOKS))  # what the runner executes, in order
 
     # --- data
     sources: list[Union[str, SourceSpec]] = Field(default_factory=lambda: ["uci_sentences"])
@@ -194,6 +199,20 @@ class Config(BaseModel):
         if not value:
             raise ValueError("needs at least one data source, e.g. ['uci_sentences'] or a {path: ...} entry")
         return value
+
+    @field_validator("notebooks")
+    @classmethod
+    def _known_notebooks(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("needs at least one notebook, e.g. ['00_setup', '01_data']")
+        folder = project_root() / "notebooks"
+        names = [name.removesuffix(".ipynb") for name in value]
+        if folder.is_dir():
+            available = sorted(p.stem for p in folder.glob("*.ipynb"))
+            unknown = [name for name in names if name not in available]
+            if unknown:
+                raise ValueError(f"unknown notebook(s) {unknown}; choose from {available}")
+        return names
 
     @field_validator("seeds")
     @classmethod

@@ -13,19 +13,8 @@ from typing import Optional
 
 import yaml
 
-from .config import Config, ConfigError, load_config, parse_override, project_root
+from .config import SUITE_NOTEBOOKS, Config, ConfigError, load_config, parse_override, project_root
 from .io import atomic_write_text
-
-STUDY_NOTEBOOKS = (
-    "00_setup.ipynb",
-    "01_data.ipynb",
-    "02_mixing.ipynb",
-    "03_finetune.ipynb",
-    "04_evaluate.ipynb",
-    "05_domain_transfer.ipynb",
-    "06_deploy.ipynb",
-)
-
 
 @dataclass
 class RunOutcome:
@@ -55,8 +44,8 @@ def prepare_run(config: Config) -> Path:
     return params_path
 
 
-def execute_study(config: Config, *, notebooks: tuple[str, ...] = STUDY_NOTEBOOKS, label: str = "") -> RunOutcome:
-    """Run the notebooks in order with papermill; stop at the first failing one and keep its executed copy."""
+def execute_study(config: Config, *, label: str = "") -> RunOutcome:
+    """Run the config's notebooks in order with papermill; stop at the first failing one, keeping its executed copy."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -67,8 +56,9 @@ def execute_study(config: Config, *, notebooks: tuple[str, ...] = STUDY_NOTEBOOK
     run_dir = params_path.parent
     outcome = RunOutcome(params_file=label, run_dir=run_dir)
     source_dir = notebooks_dir()
-    for position, name in enumerate(notebooks, start=1):
-        print(f"[{config.run_name}] {position}/{len(notebooks)} {name}", flush=True)
+    for position, stem in enumerate(config.notebooks, start=1):
+        name = f"{stem}.ipynb"
+        print(f"[{config.run_name}] {position}/{len(config.notebooks)} {name}", flush=True)
         executed = run_dir / "notebooks" / name
         try:
             papermill.execute_notebook(
@@ -106,7 +96,8 @@ def run_command(argv: list[str]) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one parameter (YAML value), e.g. --set learning_rate=1e-4")
     parser.add_argument("--out", help="run folder (only with a single params file)")
-    parser.add_argument("--notebooks", nargs="+", metavar="NAME", help="run only these notebooks (e.g. 01_data)")
+    parser.add_argument("--notebooks", nargs="+", metavar="NAME",
+                        help="run only these notebooks (e.g. 00_setup 01_data); same as --set notebooks=[...]")
     args = parser.parse_args(argv)
     if args.out and len(args.params) > 1:
         print("error: --out names one run folder; give a single params file or drop --out", file=sys.stderr)
@@ -115,15 +106,16 @@ def run_command(argv: list[str]) -> int:
         overrides = dict(parse_override(item) for item in args.overrides)
         if args.out:
             overrides["output_dir"] = args.out
+        if args.notebooks:
+            overrides["notebooks"] = args.notebooks
         configs = [load_config(path, overrides) for path in args.params]
-        selected = _select_notebooks(args.notebooks)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
     outcomes = []
     for path, config in zip(args.params, configs):
-        outcome = execute_study(config, notebooks=selected, label=path)
+        outcome = execute_study(config, label=path)
         outcomes.append(outcome)
         if outcome.ok:
             print(f"[{config.run_name}] done in {outcome.seconds:.0f} s: {outcome.run_dir / 'report.md'}", flush=True)
@@ -134,15 +126,3 @@ def run_command(argv: list[str]) -> int:
     if len(outcomes) > 1:
         print(f"{len(outcomes) - failed} of {len(outcomes)} runs succeeded", flush=True)
     return failed
-
-
-def _select_notebooks(names: Optional[list[str]]) -> tuple[str, ...]:
-    if not names:
-        return STUDY_NOTEBOOKS
-    chosen = []
-    for name in names:
-        matches = [nb for nb in STUDY_NOTEBOOKS if nb == name or nb.removesuffix(".ipynb") == name]
-        if not matches:
-            raise ConfigError(f"--notebooks: unknown notebook {name!r}; choose from {', '.join(STUDY_NOTEBOOKS)}")
-        chosen.extend(matches)
-    return tuple(chosen)

@@ -1,0 +1,330 @@
+"""The study's steps as the notebooks call them: each reads what it needs from the run folder and writes its results.
+
+A notebook run alone re-creates what an earlier step would have left (load, else build); aggregation never retrains.
+"""
+from __future__ import annotations
+
+import platform
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from datasets import Dataset, DatasetDict, load_from_disk
+from datasets.utils import logging as datasets_logging
+
+from .config import Config
+from .io import atomic_write_json, read_json
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where each artefact of a run lives; nothing a run makes is written elsewhere."""
+
+    root: Path
+
+    @property
+    def clean_data(self) -> Path:
+        return self.root / "data" / "clean"
+
+    @property
+    def train_set(self) -> Path:
+        return self.root / "data" / "train_mixed"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def training(self) -> Path:
+        return self.root / "training"
+
+    @property
+    def model(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def figures(self) -> Path:
+        return self.root / "figures"
+
+    @property
+    def predictions(self) -> Path:
+        return self.root / "predictions"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+
+def run_paths(config: Config) -> RunPaths:
+    return RunPaths(config.resolved_output_dir())
+
+
+# --- run metadata -------------------------------------------------------------------------------------------------
+
+def environment_info() -> dict[str, Any]:
+    """Library versions and machine facts, so a run folder says what produced it."""
+    import accelerate
+    import datasets
+    import torch
+    import transformers
+
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+        "transformers": transformers.__version__,
+        "datasets": datasets.__version__,
+        "accelerate": accelerate.__version__,
+    }
+
+
+def record_environment(config: Config) -> dict[str, Any]:
+    info = environment_info()
+    atomic_write_json(run_paths(config).root / "environment.json", info)
+    return info
+
+
+def update_metrics(config: Config, section: str, values: Any) -> dict[str, Any]:
+    """Set one top-level section of metrics.json, keeping the sections other steps wrote."""
+    path = run_paths(config).metrics
+    metrics = read_json(path) if path.is_file() else {}
+    metrics[section] = values
+    atomic_write_json(path, metrics)
+    return metrics
+
+
+def update_study(config: Config, name: str, values: dict[str, Any]) -> dict[str, Any]:
+    """Record one study's summary under metrics.json "studies", beside the other studies of the run."""
+    path = run_paths(config).metrics
+    studies = (read_json(path) if path.is_file() else {}).get("studies", {})
+    return update_metrics(config, "studies", {**studies, name: values})
+
+
+def save_dataset_atomically(dataset: Dataset | DatasetDict, target: Path) -> Path:
+    """save_to_disk into a temporary sibling folder, then swap it in: never half a data set on disk."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    bars_were_on = datasets_logging.is_progress_bar_enabled()
+    datasets_logging.disable_progress_bar()  # a sub-second save needs no progress bar in every notebook
+    try:
+        dataset.save_to_disk(str(tmp))
+    finally:
+        if bars_were_on:
+            datasets_logging.enable_progress_bar()
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        target.rename(old)
+        tmp.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(target)
+    return target
+
+
+# --- 01 data: sources, cleaning, leakage -------------------------------------------------------------------------
+
+@dataclass
+class PreparedData:
+    dataset: DatasetDict
+    cleaning: Any  # clean.CleaningReport
+    fingerprint: dict[str, Any]
+
+
+def prepare_data(config: Config) -> PreparedData:
+    """Load every source, clean it, find leakage; save the clean DatasetDict and the reports in the run folder."""
+    from . import clean, data
+
+    paths = run_paths(config)
+    raw = data.load_data(config)
+    cleaned, cleaning = clean.clean(raw, config)
+    save_dataset_atomically(cleaned, paths.clean_data)
+    fingerprint = {"raw": data.fingerprint(raw), "clean": data.fingerprint(cleaned)}
+    atomic_write_json(paths.reports / "data_fingerprint.json", fingerprint)
+    atomic_write_json(paths.reports / "cleaning.json", {**cleaning.to_dict(), "summary": cleaning.summary()})
+    return PreparedData(dataset=cleaned, cleaning=cleaning, fingerprint=fingerprint)
+
+
+def load_prepared(config: Config) -> DatasetDict:
+    path = run_paths(config).clean_data
+    if path.is_dir():
+        return load_from_disk(str(path))
+    return prepare_data(config).dataset
+
+
+# --- 02 mixing: the training set ------------------------------------------------------------------------------------
+
+@dataclass
+class TrainingSet:
+    train: Dataset
+    mix: Any  # mix.MixReport
+    augmentation: Optional[Any] = None  # augment.AugmentReport
+
+
+def build_training_set(config: Config) -> TrainingSet:
+    """Mix other data into the target (few-shot, strategy, budget), augment if asked; save it and its reports."""
+    from . import augment, mix
+
+    paths = run_paths(config)
+    prepared = load_prepared(config)
+    train, mix_report = mix.mix(prepared["train"], config)
+    atomic_write_json(paths.reports / "mix.json", {**mix_report.to_dict(), "summary": mix_report.summary()})
+    augmentation = None
+    if config.augmentation != "none":
+        train, augmentation = augment.augment(train, config)
+        atomic_write_json(paths.reports / "augmentation.json", augmentation.to_dict())
+    save_dataset_atomically(train, paths.train_set)
+    return TrainingSet(train=train, mix=mix_report, augmentation=augmentation)
+
+
+def load_training_set(config: Config) -> Dataset:
+    path = run_paths(config).train_set
+    if path.is_dir():
+        return load_from_disk(str(path))
+    return build_training_set(config).train
+
+
+# --- 03 fine-tuning ---------------------------------------------------------------------------------------------------
+
+def finetune(config: Config, *, stop_after_steps: Optional[int] = None):
+    """Tokenise, build the model (seeded), train with validation-driven choices, save the chosen model."""
+    from . import data, modeling, plots, train
+
+    paths = run_paths(config)
+    prepared = load_prepared(config)
+    names = data.label_names(prepared)
+    splits = DatasetDict(train=load_training_set(config), validation=prepared["validation"])
+    model, tokenizer = modeling.load_model_and_tokenizer(config, names)
+    tokenized = modeling.tokenize_splits(splits, tokenizer, config)
+    result = train.train(config, model, tokenizer, tokenized, output_dir=paths.training, label_names=names,
+                         stop_after_steps=stop_after_steps)
+    modeling.save_model(model, tokenizer, paths.model)
+    summary = {key: value for key, value in asdict(result).items() if key != "history"}
+    atomic_write_json(paths.training / "history.json", result.history)
+    update_metrics(config, "train", summary)
+    plots.plot_training_curves(result.history, path=paths.figures / "training_curves.png")
+    return result
+
+
+# --- 04 evaluation ----------------------------------------------------------------------------------------------------
+
+def load_trained_model(config: Config):
+    """The fine-tuned model and tokenizer from the run folder, trained first if this run has none yet."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model_dir = run_paths(config).model
+    if not (model_dir / "config.json").is_file():
+        finetune(config)
+    return AutoModelForSequenceClassification.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir)
+
+
+def evaluate_splits(config: Config, splits: tuple[str, ...] = ("validation", "test")) -> dict[str, Any]:
+    """Metrics, classification report, confusion matrix, per-domain table and saved predictions per split."""
+    from . import data, metrics, modeling, plots, train
+
+    paths = run_paths(config)
+    prepared = load_prepared(config)
+    names = data.label_names(prepared)
+    model, tokenizer = load_trained_model(config)
+    tokenized = modeling.tokenize_splits(DatasetDict({s: prepared[s] for s in splits}), tokenizer, config)
+    results: dict[str, Any] = {}
+    for split in splits:
+        scores, predictions = train.evaluate(model, tokenized[split], tokenizer, config, names)
+        rows = prepared[split]
+        per_domain = metrics.per_domain_metrics(predictions.labels, predictions.predicted, rows["domain"], names)
+        scores = {
+            **scores,
+            "per_domain": per_domain["per_domain"],
+            "worst_domain": per_domain["worst_domain"],
+            "domain_gap": per_domain["gap"],
+            "classification_report": metrics.classification_report_text(predictions.labels, predictions.predicted,
+                                                                         names),
+            "confusion_matrix": metrics.confusion_matrix(predictions.labels, predictions.predicted, len(names)),
+            "label_names": names,
+        }
+        metrics.save_predictions(
+            paths.predictions / f"{split}.csv", ids=rows["id"], texts=rows["text"], domains=rows["domain"],
+            labels=predictions.labels, predictions=predictions.predicted, probabilities=predictions.probabilities,
+            label_names=names,
+        )
+        plots.plot_confusion_matrix(scores["confusion_matrix"], names, path=paths.figures / f"confusion_{split}.png")
+        plots.plot_per_domain(per_domain, path=paths.figures / f"per_domain_{split}.png")
+        update_metrics(config, split, scores)
+        results[split] = scores
+    return results
+
+
+# --- 06 deployment ----------------------------------------------------------------------------------------------------
+
+@dataclass
+class Deployment:
+    model_dir: Path
+    checked: int  # test texts re-predicted through transformers.pipeline()
+    agreement: float  # share of them where pipeline() agrees with the evaluation's prediction
+    examples: Any  # pandas.DataFrame of a few texts with both predictions
+
+
+def base_model_name(config: Config) -> str:
+    """What the model card names as the base model ('default' is the packaged all-MiniLM-L6-v2)."""
+    from . import modeling
+
+    if config.model_name_or_path == modeling.DEFAULT_MODEL:
+        return "sentence-transformers/all-MiniLM-L6-v2"
+    return config.model_name_or_path
+
+
+def deploy(config: Config, *, check_rows: int = 200) -> Deployment:
+    """Write the model card, reload the folder with transformers.pipeline() and compare with the evaluation."""
+    import pandas as pd
+    from transformers import pipeline as hf_pipeline
+
+    from . import metrics as metrics_module
+    from . import model_card
+
+    paths = run_paths(config)
+    metrics = read_json(paths.metrics) if paths.metrics.is_file() else {}
+    if "test" not in metrics:
+        evaluate_splits(config)
+        metrics = read_json(paths.metrics)
+    test = metrics["test"]
+    mix_path = paths.reports / "mix.json"
+    model_card.write_model_card(
+        paths.model,
+        base_model=base_model_name(config),
+        sources=[spec.label for spec in config.source_specs],
+        mix=read_json(mix_path).get("groups") if mix_path.is_file() else None,
+        params={key: value for key, value in config.to_params().items()
+                if key not in {"data_dir", "output_dir", "cache_dir", "runs_dir", "quiet"}},
+        test_metrics={key: test[key] for key in ("accuracy", "macro_f1", "weighted_f1", "n")},
+        per_domain=test["per_domain"],
+        intended_use=f"Sentiment classification ({', '.join(test['label_names'])}) of English text like the "
+                     f"training domains; a research artefact of the otherdata run '{config.run_name}'.",
+        limitations=[
+            f"Trained on {', '.join(sorted(test['per_domain']))}; expect lower accuracy on other domains "
+            f"(worst test domain here: {test['worst_domain']}).",
+            f"Inputs longer than {config.max_seq_length} tokens are truncated ({config.truncation}).",
+            "The packaged base model has an English uncased vocabulary; other languages are out of scope.",
+        ],
+    )
+    expected = metrics_module.load_predictions(paths.predictions / "test.csv").head(check_rows)
+    classifier = hf_pipeline("text-classification", model=str(paths.model), tokenizer=str(paths.model),
+                             device=-1)
+    # pipeline() truncates from the end (head); other strategies can disagree on texts longer than the limit.
+    outputs = classifier(expected["text"].tolist(), truncation=True, max_length=config.max_seq_length,
+                         batch_size=config.per_device_eval_batch_size)
+    reloaded = [output["label"] for output in outputs]
+    agreement = float((expected["prediction"] == reloaded).mean()) if len(expected) else float("nan")
+    examples = pd.DataFrame({
+        "text": expected["text"].str.slice(0, 120),
+        "label": expected["label"],
+        "evaluation": expected["prediction"],
+        "pipeline()": reloaded,
+        "score": [round(output["score"], 3) for output in outputs],
+    }).head(8)
+    update_metrics(config, "deploy", {"pipeline_agreement": agreement, "checked": len(expected)})
+    return Deployment(model_dir=paths.model, checked=len(expected), agreement=agreement, examples=examples)
