@@ -20,3 +20,19 @@ def data_dir() -> Path:
     if not (root / "README.md").is_file():
         pytest.fail(f"real data not found at {root}: set OTHERDATA_DATA_DIR to a copy laid out like shared/data")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny randomly initialised BERT (2 layers, hidden 128) with the packaged tokenizer, built once per session."""
+    from otherdata_utils.modeling import build_tiny_random_model
+
+    return build_tiny_random_model(tmp_path_factory.mktemp("models") / "tiny-random-bert")
+
+
+@pytest.fixture(scope="session")
+def uci_sentences(data_dir: Path) -> "datasets.DatasetDict":  # noqa: F821
+    """The 3,000 UCI labelled sentences (amazon, imdb, yelp) as data.load_source gives them: 2,100/300/600 rows."""
+    from otherdata_utils import data
+
+    return data.load_source("uci_sentences", data_dir)
