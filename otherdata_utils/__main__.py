@@ -10,6 +10,7 @@ commands:
   run PARAMS.yaml [...] [--set k=v] [--out DIR]   run the notebook study for each params file
   predict MODEL_DIR INPUT OUTPUT [--text-column C]  batch prediction on a CSV/TSV/JSONL file
   serve MODEL_DIR [--host H] [--port N]             HTTP prediction service
+  bench [--quick]                                   training/inference throughput benchmarks
 """
 
 
@@ -29,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     if command == "serve":
         from .serve import serve_command
         return serve_command(rest)
+    if command == "bench":
+        from .bench import bench_command
+        return bench_command(rest)
     print(f"unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     return 2
 

@@ -297,7 +297,8 @@ def deploy(config: Config, *, check_rows: int = 200) -> Deployment:
         paths.model,
         base_model=base_model_name(config),
         sources=[spec.label for spec in config.source_specs],
-        mix=read_json(mix_path).get("groups") if mix_path.is_file() else None,
+        mix={group["group"]: {"rows": group["achieved_rows"], "share": round(group["achieved_share"], 4)}
+             for group in read_json(mix_path)["groups"]} if mix_path.is_file() else None,
         params={key: value for key, value in config.to_params().items()
                 if key not in {"data_dir", "output_dir", "cache_dir", "runs_dir", "quiet"}},
         test_metrics={key: test[key] for key in ("accuracy", "macro_f1", "weighted_f1", "n")},
