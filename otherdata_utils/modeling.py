@@ -37,6 +37,7 @@ from transformers import (
 )
 
 from .config import Config
+from .io import atomic_dir
 
 DEFAULT_MODEL = "default"
 TINY_RANDOM_MODEL = "tiny-random"
@@ -233,26 +234,12 @@ def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_d
 
 
 def _save_and_swap(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_dir: Path) -> None:
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    old = out_dir.with_name(f".{out_dir.name}.old")
-    try:
+    with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         # save_pretrained silently writes nothing on a process that is not rank 0: never swap that in.
         if not (tmp / "config.json").is_file():
             raise RuntimeError(f"save_pretrained wrote no config.json for {out_dir}; is this process rank 0?")
-        shutil.rmtree(old, ignore_errors=True)
-        # Two renames: the old folder stays whole until the new one is in place.
-        if out_dir.exists():
-            os.rename(out_dir, old)
-        os.rename(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old.exists() and not out_dir.exists():
-            os.rename(old, out_dir)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 # --- tokenisation ---------------------------------------------------------------------------------------------------

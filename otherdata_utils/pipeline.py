@@ -5,8 +5,6 @@ A notebook run alone re-creates what an earlier step would have left (load, else
 from __future__ import annotations
 
 import platform
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -15,7 +13,7 @@ from datasets import Dataset, DatasetDict, load_from_disk
 from datasets.utils import logging as datasets_logging
 
 from .config import Config
-from .io import atomic_write_json, read_json
+from .io import atomic_dir, atomic_write_json, read_json
 
 
 @dataclass(frozen=True)
@@ -107,23 +105,14 @@ def update_study(config: Config, name: str, values: dict[str, Any]) -> dict[str,
 
 def save_dataset_atomically(dataset: Dataset | DatasetDict, target: Path) -> Path:
     """save_to_disk into a temporary sibling folder, then swap it in: never half a data set on disk."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     bars_were_on = datasets_logging.is_progress_bar_enabled()
     datasets_logging.disable_progress_bar()  # a sub-second save needs no progress bar in every notebook
     try:
-        dataset.save_to_disk(str(tmp))
+        with atomic_dir(target) as tmp:
+            dataset.save_to_disk(str(tmp))
     finally:
         if bars_were_on:
             datasets_logging.enable_progress_bar()
-    if target.exists():
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        target.rename(old)
-        tmp.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(target)
     return target
 
 

@@ -13,7 +13,7 @@ from typing import Optional
 
 import yaml
 
-from .config import SUITE_NOTEBOOKS, Config, ConfigError, load_config, parse_override, project_root
+from .config import Config, ConfigError, load_config, parse_override, project_root
 from .io import atomic_write_text
 
 @dataclass
