@@ -112,6 +112,11 @@ class Config(BaseModel):
     truncation: Truncation = "head"  # head, tail, or head_tail (first head_tokens + the rest from the end)
     head_tokens: int = 128  # head_tail: tokens kept from the start
     group_by_length: bool = True  # length-grouped batches (shuffle, then sort within chunks)
+    peft_method: Literal["none", "lora", "adalora"] = "none"  # parameter-efficient tuning (peft); none = full
+    lora_r: int = Field(8, ge=1)  # LoRA rank; AdaLoRA's average target rank (it starts at 1.5 × this)
+    lora_alpha: int = Field(16, ge=1)  # LoRA scaling: updates are scaled by lora_alpha / lora_r
+    lora_dropout: float = Field(0.1, ge=0, lt=1)  # dropout on the adapters' input
+    lora_target_modules: list[str] = Field(default_factory=list)  # [] = peft's default per model type (query, value)
 
     # --- training
     per_device_train_batch_size: int = 16
@@ -145,6 +150,34 @@ class Config(BaseModel):
     pretrain_max_texts: Optional[int] = Field(None, ge=1)  # seeded cap on pretraining texts; null = all
     pretrain_learning_rate: float = Field(5e-5, gt=0)  # AdamW peak lr for continued pretraining
     mlm_probability: float = Field(0.15, gt=0, lt=1)  # share of tokens masked in continued pretraining
+    study_language_share: float = Field(0.5, gt=0, lt=1)  # language study: target language's share of a mixed arm
+    study_peft_methods: list[Literal["none", "lora", "adalora"]] = Field(  # PEFT study arms; none = full fine-tuning
+        default_factory=lambda: ["none", "lora", "adalora"], min_length=1)
+    study_peft_learning_rate: Optional[float] = Field(None, gt=0)  # PEFT arms' lr; null = learning_rate
+    study_domains: list[str] = Field(default_factory=list)  # transfer matrix: domains to train and test; [] = all
+    # few-shot: target rows per class (null = all), mixing arms ("temperature" runs once per study_temperatures T)
+    study_k_values: list[Optional[int]] = Field(default_factory=lambda: [8, 32, 128, None], min_length=1)
+    study_strategies: list[MixingStrategy] = Field(
+        default_factory=lambda: ["target_only", "concat", "proportional", "temperature", "uniform"], min_length=1)
+    study_temperatures: list[float] = Field(default_factory=lambda: [2.0, 5.0], min_length=1)
+    study_noise_levels: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.3], min_length=1)  # OTHER data
+    study_agreement_levels: list[float] = Field(default_factory=lambda: [1.0, 0.75, 0.66, 0.5], min_length=1)
+
+    @field_validator("study_k_values", "study_temperatures", "study_noise_levels", "study_agreement_levels")
+    @classmethod
+    def _study_values(cls, value: list, info: Any) -> list:
+        allowed, valid = {
+            "study_k_values": ("≥ 1 or null (all target rows)", lambda v: v is None or v >= 1),
+            "study_temperatures": ("> 0", lambda v: v > 0),
+            "study_noise_levels": ("in [0, 1)", lambda v: 0 <= v < 1),
+            "study_agreement_levels": ("in (0, 1]", lambda v: 0 < v <= 1),
+        }[info.field_name]
+        bad = [v for v in value if not valid(v)]
+        if bad:
+            raise ValueError(f"every value must be {allowed}; {bad} is not")
+        if len(set(value)) != len(value):
+            raise ValueError(f"values repeat in {value}; list each once")
+        return value
 
     @field_validator("learning_rate", "mixing_temperature")
     @classmethod

@@ -209,6 +209,10 @@ def load_model_and_tokenizer(
             trust_remote_code=False,
             use_safetensors=_has_safetensors(path),
         )
+    if config.peft_method != "none":
+        from .adaptation import apply_peft  # peft is an optional extra: imported only when asked for
+
+        model = apply_peft(model, config)
     return model, tokenizer
 
 

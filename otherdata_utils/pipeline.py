@@ -5,6 +5,7 @@ A notebook run alone re-creates what an earlier step would have left (load, else
 from __future__ import annotations
 
 import platform
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -132,6 +133,11 @@ def prepare_data(config: Config) -> PreparedData:
     paths = run_paths(config)
     raw = data.load_data(config)
     cleaned, cleaning = clean.clean(raw, config)
+    leaked = len(cleaning.leakage.leaked_ids("train"))
+    if leaked:
+        action = "removed from train" if config.remove_leakage else "kept in train (remove_leakage: false)"
+        warnings.warn(f"leakage: {leaked} training rows share a text with validation or test; {action}. "
+                      f"{cleaning.leakage.summary()}", stacklevel=2)
     save_dataset_atomically(cleaned, paths.clean_data)
     fingerprint = {"raw": data.fingerprint(raw), "clean": data.fingerprint(cleaned)}
     atomic_write_json(paths.reports / "data_fingerprint.json", fingerprint)

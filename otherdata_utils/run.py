@@ -13,6 +13,7 @@ from typing import Optional
 
 import yaml
 
+from . import preflight
 from .config import Config, ConfigError, load_config, parse_override, project_root
 from .io import atomic_write_text
 
@@ -44,27 +45,49 @@ def prepare_run(config: Config) -> Path:
     return params_path
 
 
-def execute_study(config: Config, *, label: str = "") -> RunOutcome:
-    """Run the config's notebooks in order with papermill; stop at the first failing one, keeping its executed copy."""
+def execute_study(config: Config, *, label: str = "", plan: Optional[preflight.RunPlan] = None) -> RunOutcome:
+    """Run the config's notebooks in order with papermill; stop at the first failing one, keeping its executed copy.
+
+    `plan` (from `preflight.check`) skips the notebooks an interrupted run in the same folder finished and resumes
+    its training from the last checkpoint. run_state.json records each finished notebook; an executed notebook is
+    written as <name>.partial.ipynb and renamed when its run ends, so a killed run leaves no complete-looking copy.
+    """
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     from .report import write_report
 
     started = time.perf_counter()
+    if plan is None:
+        plan = preflight.RunPlan(config.resolved_output_dir(), list(config.notebooks), [], resuming=False,
+                                 replace=False, data_rows=0)
+    if plan.replace:
+        print(f"[{config.run_name}] --fresh: deleting the earlier run in {plan.run_dir}", flush=True)
+        preflight.remove_run_folder(plan.run_dir)
     params_path = prepare_run(config)
     run_dir = params_path.parent
-    outcome = RunOutcome(params_file=label, run_dir=run_dir)
+    outcome = RunOutcome(params_file=label, run_dir=run_dir, notebooks_done=[f"{stem}.ipynb" for stem in plan.done])
+    done = list(plan.done)
+    preflight.write_run_state(run_dir, done)
+    # Notebooks read params.yaml; a resumed run also tells them to continue training from its last checkpoint.
+    resume = plan.resuming and config.resume_from_checkpoint is None
+    extra_parameters = {"overrides": {"resume_from_checkpoint": "auto"}} if resume else {}
+    if plan.resuming:
+        print(f"[{config.run_name}] resuming {run_dir}: {', '.join(done) or 'no notebook'} done before"
+              f"{_checkpoint_note(run_dir)}", flush=True)
     source_dir = notebooks_dir()
     for position, stem in enumerate(config.notebooks, start=1):
+        if stem in done:
+            continue
         name = f"{stem}.ipynb"
         print(f"[{config.run_name}] {position}/{len(config.notebooks)} {name}", flush=True)
         executed = run_dir / "notebooks" / name
+        partial = executed.with_name(f"{stem}.partial.ipynb")
         try:
             papermill.execute_notebook(
                 str(source_dir / name),
-                str(executed),
-                parameters={"params_file": str(params_path)},
+                str(partial),
+                parameters={"params_file": str(params_path), **extra_parameters},
                 kernel_name="python3",
                 cwd=str(source_dir),
                 progress_bar=not config.quiet,
@@ -73,23 +96,40 @@ def execute_study(config: Config, *, label: str = "") -> RunOutcome:
         except PapermillExecutionError as error:
             outcome.failed_notebook = name
             outcome.error = f"cell {error.exec_count}: {error.ename}: {error.evalue}"
-            break
         except Exception as error:  # the kernel died or the notebook could not be read: report, go on with the next run
             outcome.failed_notebook = name
             outcome.error = f"{type(error).__name__}: {error}"
+        if partial.is_file():  # executed to the end, or to the failing cell: a complete record either way
+            partial.replace(executed)
+        if not outcome.ok:
+            preflight.write_run_state(run_dir, done, failed={"notebook": name, "error": outcome.error})
             break
+        done.append(stem)
+        preflight.write_run_state(run_dir, done)
         outcome.notebooks_done.append(name)
     if outcome.ok:
-        write_report(run_dir)
+        try:
+            write_report(run_dir)
+        except OSError as error:  # disk full: the notebooks' results are kept, and the same command writes it again
+            outcome.error = f"{error}; every notebook finished: free space and re-run the same command to write it"
     outcome.seconds = time.perf_counter() - started
     return outcome
 
 
-def run_command(argv: list[str]) -> int:
-    """``python -m otherdata_utils run PARAMS.yaml [PARAMS.yaml …] [--set key=value …] [--out runs/NAME]``.
+def _checkpoint_note(run_dir: Path) -> str:
+    from .train import list_checkpoints
 
-    Every params file is validated before any notebook runs. Exit code: the number of failed runs (2 for bad
-    parameters).
+    checkpoints = list_checkpoints(run_dir / "training")
+    return f"; training resumes from {checkpoints[-1].name}" if checkpoints else ""
+
+
+def run_command(argv: list[str]) -> int:
+    """``python -m otherdata_utils run PARAMS.yaml [PARAMS.yaml …] [--set key=value …] [--out runs/NAME] [--fresh]``.
+
+    Every params file, its data and its model are checked before any notebook runs or any run folder is touched
+    (`preflight`). The same command again resumes an interrupted run; other parameters or data for an existing run
+    folder are refused (a new --out, or --fresh to replace it). Exit code: the number of failed runs (2 for bad
+    parameters or input).
     """
     parser = argparse.ArgumentParser(prog="python -m otherdata_utils run", description=run_command.__doc__)
     parser.add_argument("params", nargs="+", help="params YAML file(s), run one after another")
@@ -98,6 +138,8 @@ def run_command(argv: list[str]) -> int:
     parser.add_argument("--out", help="run folder (only with a single params file)")
     parser.add_argument("--notebooks", nargs="+", metavar="NAME",
                         help="run only these notebooks (e.g. 00_setup 01_data); same as --set notebooks=[...]")
+    parser.add_argument("--fresh", action="store_true",
+                        help="delete the run folder's earlier run and start over, instead of resuming it")
     args = parser.parse_args(argv)
     if args.out and len(args.params) > 1:
         print("error: --out names one run folder; give a single params file or drop --out", file=sys.stderr)
@@ -113,12 +155,24 @@ def run_command(argv: list[str]) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
-    outcomes = []
+    plans = []
     for path, config in zip(args.params, configs):
-        outcome = execute_study(config, label=path)
+        try:
+            plans.append(preflight.check(config, fresh=args.fresh))
+        except preflight.PreflightError as error:
+            print(f"error: {path + ': ' if len(configs) > 1 else ''}{error}", file=sys.stderr)
+            return 2
+        print(f"[{config.run_name}] pre-flight passed: {plans[-1].data_rows:,} rows, model "
+              f"{config.model_name_or_path!r}", flush=True)
+
+    outcomes = []
+    for path, config, plan in zip(args.params, configs, plans):
+        outcome = execute_study(config, label=path, plan=plan)
         outcomes.append(outcome)
         if outcome.ok:
             print(f"[{config.run_name}] done in {outcome.seconds:.0f} s: {outcome.run_dir / 'report.md'}", flush=True)
+        elif outcome.failed_notebook is None:
+            print(f"[{config.run_name}] FAILED writing report.md: {outcome.error}", file=sys.stderr, flush=True)
         else:
             print(f"[{config.run_name}] FAILED in {outcome.failed_notebook} ({outcome.error}); executed notebook "
                   f"kept at {outcome.run_dir / 'notebooks' / outcome.failed_notebook}", file=sys.stderr, flush=True)

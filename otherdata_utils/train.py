@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
+from .adaptation import after_optimizer_step, plain_model, restore_adapter, save_adapter
 from .config import Config
 from .io import atomic_write_json, read_json
 from .metrics import compute_classification_metrics
@@ -84,6 +85,10 @@ class _LoopState:
     patience_counter: int = 0
     total_steps: int = 0
     batches_per_epoch: int = 0
+    # The loss summed since the last logged step (mean over processes) and its batches, so that a resumed run
+    # logs the same mean losses as an uninterrupted one.
+    running_loss: float = 0.0
+    running_batches: int = 0
     history: list[dict] = field(default_factory=list)
 
 
@@ -179,8 +184,8 @@ def train(
     eval_examples = eval_tokens = 0
     train_examples = torch.zeros((), dtype=torch.long, device=accelerator.device)
     train_tokens = torch.zeros((), dtype=torch.long, device=accelerator.device)
-    running_loss = torch.zeros((), device=accelerator.device)
-    running_batches = 0
+    running_loss = torch.tensor(state.running_loss, device=accelerator.device)
+    running_batches = state.running_batches
     stopped_early = interrupted = False
 
     def evaluate_and_track() -> None:
@@ -232,6 +237,8 @@ def train(
                 if accelerator.sync_gradients and config.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
                 optimizer.step()
+                if accelerator.sync_gradients:  # AdaLoRA re-allocates adapter ranks from these gradients
+                    after_optimizer_step(accelerator.unwrap_model(model), state.global_step + 1, total_steps)
                 scheduler.step()
                 optimizer.zero_grad()
             state.batches_in_epoch += 1
@@ -258,6 +265,8 @@ def train(
             interrupted = stop_after_steps is not None and stop_after_steps <= state.global_step < total_steps
             if (config.save_strategy == "steps" and state.global_step % config.save_steps == 0) or \
                     (interrupted and config.save_strategy != "no"):
+                state.running_loss = accelerator.reduce(running_loss, reduction="mean").item()
+                state.running_batches = running_batches
                 save_checkpoint(accelerator, output_dir, state, config.save_total_limit)
             tick = time.perf_counter()
             if stopped_early or interrupted or state.global_step >= total_steps:
@@ -270,6 +279,8 @@ def train(
         if config.eval_strategy == "epoch":
             evaluate_and_track()
         if config.save_strategy == "epoch":
+            state.running_loss = accelerator.reduce(running_loss, reduction="mean").item()
+            state.running_batches = running_batches
             save_checkpoint(accelerator, output_dir, state, config.save_total_limit)
         if stopped_early or state.global_step >= total_steps:
             break
@@ -481,8 +492,11 @@ def _clear_previous_run(output_dir: Path) -> None:
 
 def _save_best_model(accelerator: Accelerator, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
                      output_dir: Path, state: _LoopState, metric_key: str) -> None:
-    folder = save_model(accelerator.unwrap_model(model), tokenizer, output_dir / BEST_MODEL)
+    unwrapped = accelerator.unwrap_model(model)
+    # A PEFT model is saved merged (a plain transformers folder) and with its adapter, which restoring reads back.
+    folder = save_model(plain_model(unwrapped), tokenizer, output_dir / BEST_MODEL)
     if accelerator.is_main_process:
+        save_adapter(unwrapped, folder)
         atomic_write_json(folder / BEST_INFO, {"step": state.best_step, metric_key: state.best_metric})
     accelerator.wait_for_everyone()
 
@@ -497,6 +511,8 @@ def _restore_best_model(accelerator: Accelerator, model: torch.nn.Module, output
         logger.warning("%s is not from the best step %s; keeping the final weights", folder, state.best_step)
         return None
     unwrapped = accelerator.unwrap_model(model)
+    if restore_adapter(unwrapped, folder):
+        return folder
     best = type(unwrapped).from_pretrained(folder)
     unwrapped.load_state_dict(best.state_dict())
     return folder

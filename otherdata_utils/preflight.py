@@ -1,0 +1,181 @@
+"""Pre-flight: what a run can check before its run folder is touched (data, model, the folder's earlier run).
+
+Takes a validated `Config`; hands the runner a `RunPlan` (the notebooks left to run, whether training resumes), or
+raises `PreflightError`, one line that names the file, row or parameter and what to do.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from .config import Config
+from .io import atomic_write_json, read_json
+
+RUN_STATE = "run_state.json"
+PARAMS_FILE = "params.yaml"
+DATA_FINGERPRINT = Path("reports") / "data_fingerprint.json"
+# Parameters that change how a run is carried out or where things are, not what it computes: a run resumes across
+# them (a moved run folder, another copy of the same data: the data fingerprint is compared instead).
+RESUME_NEUTRAL = ("notebooks", "quiet", "resume_from_checkpoint", "output_dir", "runs_dir", "data_dir", "cache_dir")
+
+
+class PreflightError(ValueError):
+    """The run cannot start; the run folder is untouched. The message names the file, row or parameter."""
+
+
+@dataclass
+class RunPlan:
+    """What the runner will do in `run_dir`: `notebooks` to execute in order; `done` ones an earlier, interrupted
+    run with the same parameters and data finished (skipped); `resuming` that run (training continues from its last
+    checkpoint); `replace` an earlier run folder the user asked to start over (--fresh)."""
+
+    run_dir: Path
+    notebooks: list[str]
+    done: list[str]
+    resuming: bool
+    replace: bool
+    data_rows: int
+
+
+def check(config: Config, *, fresh: bool = False) -> RunPlan:
+    """Every pre-flight check, cheapest first: data (loaded as 01_data loads it), model, then the run folder."""
+    fingerprint, rows = check_data(config)
+    check_model(config)
+    return plan_run(config, fingerprint, rows=rows, fresh=fresh)
+
+
+def check_data(config: Config) -> tuple[dict[str, Any], int]:
+    """Load every source with `data.load_data` (its checks name file and row), then the parameters naming groups.
+
+    Returns the raw data's fingerprint (as reports/data_fingerprint.json records it) and its row count.
+    """
+    from . import data
+
+    try:
+        raw = data.load_data(config)
+    except data.DataError as error:
+        raise PreflightError(_one_line(str(error))) from None
+    except OSError as error:  # unreadable file or folder (permissions, a broken disk)
+        raise PreflightError(_one_line(f"{error.filename or 'data'}: {error.strerror or error}; check the file "
+                                       "and its permissions")) from None
+    column = config.mix_by
+    present = sorted(set(raw["train"][column][:]))
+    sources = ", ".join(spec.label for spec in config.source_specs)
+    if config.target_domain is not None and config.target_domain not in present:
+        raise PreflightError(
+            f"parameter 'target_domain': {config.target_domain!r} is not a {column} of the training data of "
+            f"{sources} ({column}s: {', '.join(present)}); set target_domain to one of them, or add a source that "
+            "holds it")
+    unknown = sorted(set(config.mixing_ratios) - set(present))
+    if config.mixing_strategy == "fixed" and unknown:
+        raise PreflightError(
+            f"parameter 'mixing_ratios' names {unknown}, which are not {column}s of the training data of {sources} "
+            f"({column}s: {', '.join(present)})")
+    return data.fingerprint(raw), sum(len(split) for split in raw.values())
+
+
+def check_model(config: Config) -> str:
+    """The model resolves (local folder, packaged default, tiny test model or Hub id) and its config loads."""
+    from transformers import AutoConfig
+
+    from . import modeling
+
+    name = config.model_name_or_path
+    try:
+        path = modeling.resolve_model_path(name, config.resolved_cache_dir())
+        with modeling.quiet_transformers():
+            AutoConfig.from_pretrained(path, trust_remote_code=False)
+    except (ValueError, OSError) as error:
+        message = _one_line(str(error))
+        if "model_name_or_path" not in message:
+            message = f"model_name_or_path={name!r}: {message}"
+        raise PreflightError(message) from None
+    return path
+
+
+def plan_run(config: Config, fingerprint: Optional[dict[str, Any]], *, rows: int = 0,
+             fresh: bool = False) -> RunPlan:
+    """Fresh run, or resume of the interrupted run in the same folder; refuse a folder made with other inputs.
+
+    A folder holding run_state.json was made by this runner. With the same resolved parameters (but for
+    `RESUME_NEUTRAL` ones) and the same data fingerprint, the notebooks it finished are skipped and training
+    resumes from its checkpoints. Anything else is refused, so a run folder never mixes two runs' artefacts:
+    the user gives a new --out, or --fresh to delete the old run first.
+    """
+    run_dir = config.resolved_output_dir()
+    state_path = run_dir / RUN_STATE
+    looks_like_run = state_path.is_file() or (run_dir / PARAMS_FILE).is_file()
+    if fresh:
+        if run_dir.exists() and not looks_like_run:
+            raise PreflightError(f"--fresh: {run_dir} holds no run (no {RUN_STATE} or {PARAMS_FILE}), so it is not "
+                                 "deleted; give --out a folder of its own")
+        return RunPlan(run_dir, list(config.notebooks), [], resuming=False, replace=run_dir.exists(), data_rows=rows)
+    if not state_path.is_file():
+        return RunPlan(run_dir, list(config.notebooks), [], resuming=False, replace=False, data_rows=rows)
+
+    try:
+        state = read_json(state_path)
+        before = yaml.safe_load((run_dir / PARAMS_FILE).read_text(encoding="utf-8"))
+        if not isinstance(before, dict):
+            raise TypeError(f"{PARAMS_FILE} holds no parameters")
+        done_before = list(state["notebooks_done"])
+    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as error:
+        raise PreflightError(f"{run_dir}: cannot read its earlier run ({type(error).__name__}: {_one_line(str(error))}"
+                             "); give a new --out, or add --fresh to delete it and start over") from None
+    changed = changed_params(before, config.resolved().to_params())
+    if changed:
+        shown = "; ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in list(changed.items())[:5])
+        more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+        raise PreflightError(
+            f"{run_dir} holds a run with other parameters ({shown}{more}); re-run with its parameters "
+            f"({run_dir / PARAMS_FILE}) to resume it, give a new --out, or add --fresh to delete it and start over")
+    recorded = run_dir / DATA_FINGERPRINT
+    if fingerprint is not None and recorded.is_file():
+        old = read_json(recorded).get("raw") or {}
+        if old != fingerprint:
+            sources = sorted({source for split in {*old, *fingerprint}
+                              for source in {*old.get(split, {}), *fingerprint.get(split, {})}
+                              if old.get(split, {}).get(source) != fingerprint.get(split, {}).get(source)})
+            raise PreflightError(
+                f"{run_dir}: the data changed since this run folder was made (source(s) {', '.join(sources)}: other "
+                "rows or texts); give a new --out, or add --fresh to delete the old run and start over")
+    done = [name for name in config.notebooks if name in done_before]
+    todo = [name for name in config.notebooks if name not in done_before]
+    return RunPlan(run_dir, todo, done, resuming=True, replace=False, data_rows=rows)
+
+
+def changed_params(before: dict[str, Any], after: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Parameters whose values differ (old, new), leaving out `RESUME_NEUTRAL` ones.
+
+    A parameter the earlier run's params.yaml lacks (added to the package since) counts as its default there.
+    """
+    defaults = Config().to_params()
+    keys = [key for key in after if key not in RESUME_NEUTRAL]
+    old = {key: before.get(key, defaults.get(key)) for key in keys}
+    return {key: (old[key], after[key]) for key in keys if old[key] != after[key]}
+
+
+# --- the run state the runner keeps, and the folder it replaces --------------------------------------------------------
+
+def write_run_state(run_dir: Path, done: list[str], *, failed: Optional[dict[str, str]] = None) -> Path:
+    """run_state.json: the notebooks finished so far, in order, and the failure that stopped the run, if one did."""
+    return atomic_write_json(Path(run_dir) / RUN_STATE, {"notebooks_done": list(done), "failed": failed})
+
+
+def remove_run_folder(run_dir: Path) -> None:
+    """Delete an earlier run folder (--fresh): renamed aside first, so a kill never leaves half of it in place."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        return
+    aside = run_dir.with_name(f".{run_dir.name}.deleting-{os.getpid()}")
+    os.rename(run_dir, aside)
+    shutil.rmtree(aside)
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split()) if "\n" in message else message

@@ -1,0 +1,314 @@
+"""Studies: how arms are built (noise, time, agreement, helpfulness), what each study returns, and each study's
+params file run end to end through the runner. Training uses the tiny random model on tens of real rows."""
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from datasets import Dataset
+
+from otherdata_utils import data, metrics, pipeline, studies
+from otherdata_utils.clean import dedupe_key
+from otherdata_utils.config import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET = "electronics"
+# Tens of rows, one epoch, two seeds: enough to exercise every path, not to learn anything.
+TINY = {"model_name_or_path": "tiny-random", "max_seq_length": 32, "per_device_train_batch_size": 8,
+        "num_train_epochs": 1, "learning_rate": 1e-3, "eval_strategy": "no", "save_strategy": "no", "seeds": [1, 2],
+        "quiet": True, "max_train_samples": 24, "max_eval_samples": 8, "max_test_samples": 24}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """On cores shared with other jobs, two torch threads per process thrash: one is several times faster here."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def blitzer(tmp_path_factory, data_dir):
+    """Blitzer's four domains prepared once into a run folder, with tiny study settings."""
+    config = load_config(None, {**TINY, "sources": ["blitzer_mds"], "target_domain": TARGET, "data_dir": str(data_dir),
+                                "output_dir": str(tmp_path_factory.mktemp("runs") / "studies")})
+    prepared = pipeline.prepare_data(config).dataset
+    return config, prepared
+
+
+def _col(rows: Dataset, name: str) -> list:
+    """A column as a list (indexing a lazy datasets Column row by row is slow)."""
+    return rows[name][:]
+
+
+def _ids(rows: Dataset) -> set[str]:
+    """Row ids without the '#rN' suffix that marks a repeated row."""
+    return {row_id.split("#r")[0] for row_id in _col(rows, "id")}
+
+
+def _assert_summary_is_seed_summary_of_cells(result, by):
+    for _, row in result.summary.iterrows():
+        chosen = result.cells
+        for column in by:
+            chosen = chosen[chosen[column] == row[column]]
+        expected = metrics.seed_summary(chosen["accuracy"].tolist())
+        assert row["n"] == expected["n"] == len(result.design["seeds"])
+        for key in ("mean", "std", "ci_low", "ci_high"):
+            assert row[key] == pytest.approx(expected[key]), (row.to_dict(), key)
+
+
+def _assert_study_recorded(config, result, figure):
+    study = json.loads(pipeline.run_paths(config).metrics.read_text())["studies"][result.name]
+    assert study["table_markdown"] == result.table_markdown and study["reading"] == result.reading
+    assert (result.folder / "cells.csv").is_file() and (result.folder / "summary.csv").is_file()
+    assert len(pd.read_csv(result.folder / "cells.csv")) == len(result.cells)
+    assert (pipeline.run_paths(config).figures / figure).is_file()
+
+
+# --- how arms are built (no training) -------------------------------------------------------------------------------
+
+def test_noise_injection_flips_exactly_the_requested_share_of_other_data_labels_only(blitzer):
+    _, prepared = blitzer
+    train = prepared["train"]
+    domains, labels = _col(train, "domain"), _col(train, "label")
+    others = sum(domain != TARGET for domain in domains)
+    flipped = {}
+    for rate in (0.1, 0.3):
+        noisy = studies.inject_label_noise(train, rate, seed=7, keep_domain=TARGET)
+        flipped[rate] = {row for row, (old, new) in enumerate(zip(labels, _col(noisy, "label"))) if old != new}
+        assert len(flipped[rate]) == round(rate * others)
+        assert all(domains[row] != TARGET for row in flipped[rate])
+    assert flipped[0.1] < flipped[0.3]  # one ranking for every rate: the 10% flips are among the 30% ones
+    first, again = (_col(studies.inject_label_noise(train, 0.1, seed=7, keep_domain=TARGET), "label")
+                    for _ in range(2))
+    assert first == again
+    assert _col(studies.inject_label_noise(train, 0.1, seed=8, keep_domain=TARGET), "label") != first
+    assert _col(studies.inject_label_noise(train, 0.0, seed=7, keep_domain=TARGET), "label") == labels
+
+
+def test_noise_injection_moves_a_three_class_label_to_another_class():
+    features = data.record_features(["negative", "neutral", "positive"])
+    rows = Dataset.from_dict({name: [None] * 300 for name in features} | {
+        "id": [str(i) for i in range(300)], "text": ["t"] * 300, "label": [i % 3 for i in range(300)],
+        "domain": ["target"] * 100 + ["other"] * 200, "source": ["s"] * 300, "split": ["train"] * 300},
+        features=features)
+    noisy = studies.inject_label_noise(rows, 0.5, seed=1, keep_domain="target")
+    changed = [(old, new) for old, new in zip(_col(rows, "label"), _col(noisy, "label")) if old != new]
+    assert len(changed) == 100
+    assert {new for old, new in changed if old == 0} == {1, 2}  # either other class, never the same one
+
+
+def test_time_split_keeps_test_texts_out_of_training_and_arms_are_equal_sized(blitzer):
+    config, _ = blitzer
+    split = studies.time_split_of(config)
+    assert split.undated == 1
+    assert all(date >= "2006-01-01" for part in (split.recent, split.validation, split.test)
+               for date in _col(part, "date"))
+    assert all(date < "2006-01-01" for date in _col(split.older, "date"))
+    assert len(split.test) == config.max_test_samples and len(split.validation) == config.max_eval_samples
+    test_keys = {dedupe_key(text) for text in _col(split.test, "text")}
+    for seed in config.seeds:
+        arms = studies.equal_size_arms({"older": split.older, "recent": split.recent}, studies.TIME_RECIPES,
+                                       seed=seed, limit=config.max_train_samples)
+        assert {len(rows) for rows in arms.values()} == {config.max_train_samples}
+        make_up = {arm: Counter(zip(_col(rows, "domain"), _col(rows, "label"))) for arm, rows in arms.items()}
+        assert make_up["older"] == make_up["mixed"] == make_up["contemporaneous"]
+        for rows in arms.values():
+            assert not test_keys & {dedupe_key(text) for text in _col(rows, "text")}
+        assert all(date < "2006-01-01" for date in _col(arms["older"], "date"))
+        assert all(date >= "2006-01-01" for date in _col(arms["contemporaneous"], "date"))
+        older_in_mixed = sum(date < "2006-01-01" for date in _col(arms["mixed"], "date"))
+        assert abs(older_in_mixed - config.max_train_samples / 2) <= len(make_up["mixed"])
+
+
+def test_agreement_arms_are_nested_and_keep_each_levels_share_under_a_budget(blitzer):
+    config, _ = blitzer
+    phrasebank = studies.clean_data(config, sources=["financial_phrasebank"], target_domain=None, few_shot_k=None,
+                                    mixing_strategy="concat")["train"]
+    levels = [1.0, 0.75, 0.66, 0.5]
+    full = studies.agreement_arms(phrasebank, levels, seed=1)
+    agreement = Counter(round(value, 2) for value in _col(phrasebank, "agreement"))
+    assert [len(rows) for rows in full.values()] == [
+        sum(n for level, n in agreement.items() if level >= threshold) for threshold in levels]
+    capped = studies.agreement_arms(phrasebank, levels, seed=1, limit=200)
+    assert list(capped) == ["≥100%", "≥75%", "≥66%", "≥50%"]
+    sizes = [len(rows) for rows in capped.values()]
+    assert sizes[-1] == 200 and sizes == sorted(sizes)
+    arms = [_ids(rows) for rows in capped.values()]
+    assert all(narrow < wide for narrow, wide in zip(arms, arms[1:]))
+    assert {round(value, 2) for value in _col(capped["≥100%"], "agreement")} == {1.0}
+    # each level keeps its share of the full data within rounding (one row per (level, label) stratum)
+    for threshold, rows in zip(levels, capped.values()):
+        share = len(full[f"≥{studies.level_name(threshold)}"]) / len(full["≥50%"])
+        assert abs(len(rows) - 200 * share) <= 6
+
+
+def test_helpfulness_arms_are_equal_size_with_the_same_domain_and_label_make_up(blitzer):
+    config, prepared = blitzer
+    pools = studies.helpfulness_pools(prepared["train"])
+    votes = {name: list(zip(_col(rows, "helpful_votes"), _col(rows, "total_votes"))) for name, rows in pools.items()}
+    assert all(total >= 3 and helpful / total >= 0.75 for helpful, total in votes["high"])
+    assert all(total >= 3 and helpful / total < 0.5 for helpful, total in votes["low"])
+    assert all(not total for _, total in votes["unrated"]) and all(len(pool) > 100 for pool in votes.values())
+    arms = studies.equal_size_arms(pools, studies.HELPFULNESS_RECIPES, seed=1, limit=config.max_train_samples)
+    assert {len(rows) for rows in arms.values()} == {config.max_train_samples}
+    assert len({frozenset(Counter(zip(_col(rows, "domain"), _col(rows, "label"))).items())
+                for rows in arms.values()}) == 1
+    assert _ids(arms["high"]) <= _ids(pools["high"]) and _ids(arms["low"]) <= _ids(pools["low"])
+    assert len(_ids(arms["high+low"]) & _ids(pools["high"])) == pytest.approx(config.max_train_samples / 2, abs=8)
+
+
+def test_few_shot_cells_give_every_arm_of_a_seed_the_same_k_target_rows(blitzer):
+    config, prepared = blitzer
+    config = config.replace(study_k_values=[4], study_strategies=["target_only", "uniform"])
+    target_validation = studies.domain_rows(prepared["validation"], TARGET)
+    cells = studies.few_shot_cells(config, prepared["train"], target_validation)
+    assert [(cell.seed, cell.arm) for cell in cells] == [(1, "target_only"), (1, "uniform"), (2, "target_only"),
+                                                         (2, "uniform")]
+    for seed in config.seeds:
+        alone, uniform = [cell.train for cell in cells if cell.seed == seed]
+        assert set(_col(alone, "domain")) == {TARGET} and len(alone) == config.max_train_samples
+        assert len(_ids(alone)) == 8  # k = 4 per class, repeated up to the budget
+        assert _ids(studies.domain_rows(uniform, TARGET)) <= _ids(alone)
+    assert _ids(cells[0].train) != _ids(cells[2].train)  # another seed draws other target rows
+
+
+def test_comparisons_say_whether_a_difference_is_beyond_the_seed_noise():
+    cells = pd.DataFrame({"seed": [1, 2, 3] * 3, "arm": ["ref"] * 3 + ["clear"] * 3 + ["noisy"] * 3,
+                          "n_train": 10, "accuracy": [0.70, 0.71, 0.69, 0.80, 0.81, 0.79, 0.60, 0.80, 0.75]})
+    comparisons = studies.compare_arms(cells, "ref")
+    verdicts = dict(zip(comparisons["arm"], comparisons["beyond_noise"]))
+    assert verdicts == {"clear": True, "noisy": False}
+    sentence = studies._comparison_sentence(comparisons)
+    assert sentence == "Beyond seed noise: clear +0.100 (p < 0.001). Inside seed noise: noisy +0.017 (p = 0.808)."
+
+
+def test_study_parameters_are_validated_with_a_clear_message():
+    with pytest.raises(ConfigError, match="'study_noise_levels' every value must be in \\[0, 1\\)"):
+        load_config(None, {"study_noise_levels": [0.1, 1.0]})
+    with pytest.raises(ConfigError, match="'study_k_values' every value must be ≥ 1 or null"):
+        load_config(None, {"study_k_values": [0, 8]})
+    assert load_config(None, {"study_k_values": [8, None]}).study_k_values == [8, None]
+
+
+# --- each study on the tiny model -----------------------------------------------------------------------------------
+
+def test_transfer_matrix_trains_each_domain_per_seed_and_tests_on_every_domain(blitzer):
+    config, _ = blitzer
+    result = studies.transfer_matrix(config, ["books", "electronics"])
+    assert len(result.cells) == 2 * 2 * 2  # seeds × train domains × test domains
+    assert list(result.matrix.index) == list(result.matrix.columns) == ["books", "electronics"]
+    assert result.loss.loc["books", "books"] == 0
+    for _, row in result.summary.iterrows():
+        pair = result.cells[(result.cells["train_domain"] == row["train_domain"])
+                            & (result.cells["test_domain"] == row["test_domain"])]
+        assert row["ci_low"] == pytest.approx(metrics.seed_summary(pair["accuracy"].tolist())["ci_low"])
+    assert (pipeline.run_paths(config).figures / "transfer_matrix.png").is_file()
+
+
+def test_few_shot_study_returns_one_cell_per_k_arm_and_seed_with_seed_intervals(blitzer):
+    config, _ = blitzer
+    result = studies.few_shot_study(config.replace(study_k_values=[4], study_strategies=["target_only", "uniform"]))
+    assert sorted(zip(result.cells["seed"], result.cells["arm"])) == [
+        (1, "target_only"), (1, "uniform"), (2, "target_only"), (2, "uniform")]
+    assert set(result.cells["n_test"]) == {6}  # the target's share of 24 stratified test rows
+    assert {"accuracy_books", "accuracy_dvd", f"accuracy_{TARGET}"} <= set(result.cells.columns)
+    _assert_summary_is_seed_summary_of_cells(result, ["k_label", "arm"])
+    assert list(result.comparisons["arm"]) == ["uniform"]
+    _assert_study_recorded(config, result, "few_shot_curves.png")
+
+
+def test_agreement_study_measures_on_unanimous_test_rows_with_nested_arms(blitzer):
+    config, _ = blitzer
+    result = studies.agreement_study(config.replace(study_agreement_levels=[1.0, 0.5]))
+    assert sorted(set(result.cells["arm"])) == ["≥100%", "≥50%"] and sorted(set(result.cells["seed"])) == [1, 2]
+    wide = result.cells[result.cells["arm"] == "≥50%"]
+    assert set(wide["n_train"]) == {config.max_train_samples}
+    assert (result.cells["accuracy"] == result.cells["accuracy_100%"]).all()
+    _assert_summary_is_seed_summary_of_cells(result, ["arm"])
+    _assert_study_recorded(config, result, "quality_agreement.png")
+
+
+def test_helpfulness_study_trains_equal_sized_arms(blitzer):
+    config, _ = blitzer
+    result = studies.helpfulness_study(config)
+    assert list(result.summary["arm"]) == ["high", "high+low", "low", "unrated"]
+    assert set(result.cells["n_train"]) == {config.max_train_samples} and len(result.cells) == 8
+    _assert_summary_is_seed_summary_of_cells(result, ["arm"])
+    _assert_study_recorded(config, result, "quality_helpfulness.png")
+
+
+def test_label_noise_study_compares_noise_levels_with_target_only(blitzer):
+    config, _ = blitzer
+    result = studies.label_noise_study(config.replace(study_noise_levels=[0.0, 0.3], few_shot_k=4,
+                                                      mixing_strategy="uniform"))
+    assert list(result.summary["arm"]) == ["noise 0%", "noise 30%", "target_only"]
+    assert len(result.cells) == 3 * 2
+    _assert_summary_is_seed_summary_of_cells(result, ["arm"])
+    assert set(result.comparisons["arm"]) == {"noise 0%", "noise 30%"}
+    _assert_study_recorded(config, result, "quality_label_noise.png")
+
+
+def test_time_study_trains_older_mixed_and_contemporaneous_arms_of_equal_size(blitzer):
+    config, _ = blitzer
+    result = studies.time_study(config)
+    assert list(result.summary["arm"]) == ["older", "mixed", "contemporaneous"]
+    assert set(result.cells["n_train"]) == {config.max_train_samples}
+    assert set(result.cells["n_test"]) == {config.max_test_samples}
+    _assert_summary_is_seed_summary_of_cells(result, ["arm"])
+    _assert_study_recorded(config, result, "time_staleness.png")
+
+
+# --- each study's params file through the runner --------------------------------------------------------------------
+
+CI_OVERRIDES = ["model_name_or_path=tiny-random", "seeds=[1,2]", "max_train_samples=16", "max_eval_samples=8",
+                "max_test_samples=24", "num_train_epochs=1", "max_seq_length=32", "per_device_train_batch_size=8"]
+STUDY_RUNS = {
+    "study_transfer_blitzer": (["study_domains=[books,dvd]"], ["transfer_matrix"], "transfer_matrix.png"),
+    "study_transfer_uci": (["study_domains=[amazon,yelp]"], ["transfer_matrix"], "transfer_matrix.png"),
+    "study_few_shot": (["study_k_values=[4]", "study_strategies=[target_only,temperature]", "study_temperatures=[2]"],
+                       ["few_shot_mixing"], "few_shot_curves.png"),
+    "study_quality": (["study_agreement_levels=[1.0,0.5]", "study_noise_levels=[0.0,0.3]", "few_shot_k=4"],
+                      ["quality_agreement", "quality_helpfulness", "quality_label_noise"], "quality_label_noise.png"),
+    "study_time": ([], ["time"], "time_staleness.png"),
+}
+
+
+def _run_study(params: str, out: Path, data_dir: Path) -> subprocess.CompletedProcess:
+    overrides = [item for assignment in CI_OVERRIDES + STUDY_RUNS[params][0] for item in ("--set", assignment)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OTHERDATA_DATA_DIR": str(data_dir),
+           "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "otherdata_utils", "run", f"params/{params}.yaml", "--out",
+                           str(out), *overrides], cwd=REPO, env=env, text=True, capture_output=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def study_runs(tmp_path_factory, data_dir):
+    """Every study params file started through the runner, two at a time (kernel start-up is mostly waiting)."""
+    root = tmp_path_factory.mktemp("study_runs")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {params: pool.submit(_run_study, params, root / params, data_dir) for params in sorted(STUDY_RUNS)}
+        yield {params: (root / params, future) for params, future in futures.items()}
+
+
+@pytest.mark.parametrize("params", sorted(STUDY_RUNS))
+def test_study_params_file_runs_end_to_end_and_reports_its_study(params, study_runs):
+    _, names, figure = STUDY_RUNS[params]
+    out, future = study_runs[params]
+    result = future.result()
+    assert result.returncode == 0, f"runner failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    recorded = json.loads((out / "metrics.json").read_text())["studies"]
+    report = (out / "report.md").read_text()
+    for name in names:
+        assert (out / "studies" / name / "cells.csv").is_file()
+        assert f"## Study: {name}" in report
+        assert recorded[name]["table_markdown"] in report and recorded[name]["reading"] in report
+    assert (out / "figures" / figure).is_file() and f"](figures/{figure})" in report
