@@ -265,7 +265,9 @@ class Config(BaseModel):
         if self.few_shot_k is not None and self.target_domain is None:
             raise ValueError("few_shot_k samples the target domain: set target_domain too")
         if self.truncation == "head_tail" and self.head_tokens >= self.max_seq_length - 2:
-            raise ValueError("head_tokens must leave room for the tail: head_tokens < max_seq_length - 2")
+            raise ValueError(f"head_tokens ({self.head_tokens}) must leave room for the tail: it must be below "
+                             f"max_seq_length - 2 = {self.max_seq_length - 2}; lower head_tokens or raise "
+                             "max_seq_length")
         if self.augmentation == "back_translation" and len(self.back_translation_models) != 2:
             raise ValueError("back_translation needs back_translation_models: [forward model id, backward model id]")
         return self

@@ -68,7 +68,8 @@ def fit_and_score(config: Config, train_rows: Dataset, validation_rows: Dataset,
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     per_group = metrics.per_domain_metrics(predictions.labels, predictions.predicted,
-                                           test_rows["domain"] if groups is None else list(groups), label_names)
+                                           _column(test_rows, "domain") if groups is None else list(groups),
+                                           label_names)
     return CellScore(accuracy=scores["accuracy"], macro_f1=scores["macro_f1"],
                      per_domain=per_group["per_domain"], n_train=len(train_rows), train_seconds=seconds)
 
@@ -79,6 +80,7 @@ def cell_config(config: Config, seed: int) -> Config:
 
 
 def domain_rows(split: Dataset, domain: str) -> Dataset:
+    """The rows of `split` from one domain, in their order."""
     return _take(split, [row for row, value in enumerate(_column(split, "domain")) if value == domain],
                  f"domain {domain}")
 
@@ -276,7 +278,7 @@ def _verdict(beyond_noise: Optional[bool], p_value: Optional[float], seeds: int)
     """metrics.differs_beyond_noise's answer in words; None means one seed, or two arms constant and equal."""
     if seeds < 2:
         return "unresolved (one seed)"
-    if beyond_noise is None or pd.isna(beyond_noise):
+    if _settled(beyond_noise) is None:
         return "identical on every seed"
     return f"{'beyond' if beyond_noise else 'within'} noise ({_p_text(p_value)})"
 
@@ -289,20 +291,22 @@ def _design(config: Config, scientific: dict[str, Any], seed_varies: str, fixed:
     """The study's parameters in the tuning playbook's terms; every cell shares the fixed ones and the training
     settings, which are not re-tuned per arm (a caveat for arms whose best learning rate may differ)."""
     training = {name: getattr(config, name) for name in (
-        "model_name_or_path", "max_seq_length", "learning_rate", "num_train_epochs", "per_device_train_batch_size",
-        "eval_strategy", "max_train_samples")}
+        "model_name_or_path", "max_seq_length", "truncation", "learning_rate", "num_train_epochs",
+        "per_device_train_batch_size", "eval_strategy", "max_train_samples")}
     return {"scientific": scientific, "nuisance": f"not tuned per arm; the seed varies {seed_varies}",
             "fixed": {**training, **fixed}, "seeds": list(config.seeds)}
 
 
-def _design_markdown(design: dict[str, Any]) -> str:
+def _design_markdown(design: dict[str, Any], reference: Optional[str] = None) -> str:
     def values(items: dict[str, Any]) -> str:
         return "; ".join(f"{name} = {value}" for name, value in items.items())
 
-    return (f"*Scientific:* {values(design['scientific'])}. *Fixed:* {values(design['fixed'])}. "
+    text = (f"*Scientific:* {values(design['scientific'])}. *Fixed:* {values(design['fixed'])}. "
             f"*Seeds:* {', '.join(map(str, design['seeds']))} ({design['nuisance']}). "
-            "Intervals: 95% Student-t over seeds; \"beyond noise\": Welch's t-test against the reference arm, "
-            "p < 0.05.")
+            "Intervals: 95% Student-t over seeds.")
+    if reference is not None:
+        text += f" \"Beyond noise\": Welch's t-test over seeds against `{reference}`, p < 0.05."
+    return text
 
 
 def _results_markdown(summary: pd.DataFrame, comparisons: pd.DataFrame, labels: dict[str, str],
@@ -329,7 +333,7 @@ def _comparison_sentence(comparisons: pd.DataFrame) -> str:
     """What the comparisons against one reference say, split by whether each is beyond the seed noise."""
     parts = []
     for label, verdict in (("Beyond seed noise", True), ("Inside seed noise", False)):
-        chosen = comparisons[comparisons["beyond_noise"].map(lambda value: value is verdict)]
+        chosen = comparisons[comparisons["beyond_noise"].map(lambda value: _settled(value) is verdict)]
         if len(chosen):
             parts.append(f"{label}: " + ", ".join(
                 f"{row.arm} {row.difference:+.3f} ({_p_text(row.p_value)})" for row in chosen.itertuples()) + ".")
@@ -343,9 +347,14 @@ def _comparison_sentence(comparisons: pd.DataFrame) -> str:
     return " ".join(parts)
 
 
+def _settled(beyond_noise: Any) -> Optional[bool]:
+    """A `beyond_noise` cell as True, False or None (a frame may hold numpy booleans or NaN)."""
+    return None if beyond_noise is None or pd.isna(beyond_noise) else bool(beyond_noise)
+
+
 def _tally(comparisons: pd.DataFrame) -> tuple[int, int, int]:
     """(better beyond noise, worse beyond noise, not resolved) counts over comparisons."""
-    beyond = comparisons["beyond_noise"].map(lambda value: value is True)
+    beyond = comparisons["beyond_noise"].map(lambda value: _settled(value) is True)
     better = int((beyond & (comparisons["difference"] > 0)).sum())
     worse = int((beyond & (comparisons["difference"] < 0)).sum())
     return better, worse, len(comparisons) - better - worse
@@ -371,7 +380,8 @@ def _save(config: Config, name: str, frames: dict[str, pd.DataFrame], record: di
 
 def _finish(config: Config, name: str, cells: pd.DataFrame, summary: pd.DataFrame, comparisons: pd.DataFrame,
             design: dict[str, Any], table: str, reading: str, figure: Figure) -> StudyResult:
-    table_markdown = _design_markdown(design) + "\n\n" + table
+    reference = comparisons["reference"].iloc[0] if len(comparisons) else None
+    table_markdown = _design_markdown(design, reference) + "\n\n" + table
     folder = _save(config, name, {"cells": cells, "summary": summary, "comparisons": comparisons}, {
         **design,
         "summary": _records(summary),
@@ -422,13 +432,16 @@ def _target(config: Config, prepared: DatasetDict, study: str) -> str:
 
 @dataclass
 class TransferResult:
+    """A transfer matrix: per-model scores, mean and spread per (train, test) pair, transfer loss, reading."""
+
     cells: pd.DataFrame  # one row per (seed, train domain, test domain)
     matrix: pd.DataFrame  # mean accuracy: rows = train domain, columns = test domain
     spread: pd.DataFrame  # std over seeds (NaN with one seed)
     loss: pd.DataFrame  # in-domain accuracy of the test domain minus the cross-domain accuracy
     reading: str
-    summary: Optional[pd.DataFrame] = None  # per (train, test) pair: mean, std, 95% interval, n seeds, loss
-    figure: Optional[Figure] = None
+    summary: pd.DataFrame  # per (train, test) pair: accuracy mean, std, 95% interval, n seeds, mean loss
+    loss_summary: pd.DataFrame  # per (train, test) pair: the per-seed transfer loss's mean and 95% interval
+    figure: Figure  # the heatmap, also saved as figures/transfer_matrix.png
 
 
 # Blitzer et al. (2007): electronics and kitchen transfer well to each other; books and dvd transfer poorly to
@@ -441,9 +454,9 @@ KNOWN_FAR_PAIRS |= {(b, a) for a, b in KNOWN_FAR_PAIRS}
 def transfer_matrix(config: Config, domains: Optional[list[str]] = None) -> TransferResult:
     """Train on each domain alone (same budget for every domain, each seed) and test on every domain.
 
-    `domains` (else `config.study_domains`, else every training domain) are trained on and tested on; each model
-    picks its checkpoint on its own domain's validation rows. The budget is the smallest domain's training rows,
-    capped by `max_train_samples`, so no domain looks better for having more rows.
+    `domains` (else `config.study_domains`, else every training domain) are trained on and tested on; a model's
+    own domain's validation rows drive checkpoint choice (when `eval_strategy` evaluates). The budget is the
+    smallest domain's training rows, capped by `max_train_samples`, so no domain looks better for having more rows.
     """
     from . import plots
 
@@ -465,10 +478,10 @@ def transfer_matrix(config: Config, domains: Optional[list[str]] = None) -> Tran
                   validation=validation_by_domain[source])
              for seed in config.seeds for source in domains]
     per_model = run_cells(config, cells, test, names, desc="transfer")
-    long = per_model.drop(columns=["accuracy", "macro_f1"]).melt(id_vars=["seed", "arm", "n_train", "train_seconds"],
-                          value_vars=[f"accuracy_{d}" for d in domains], var_name="test_domain",
-                          value_name="accuracy")
-    long = long.rename(columns={"arm": "train_domain"})
+    # One row per (model, test domain): the headline accuracy columns give way to each domain's.
+    long = per_model.drop(columns=["accuracy", "macro_f1"]).melt(
+        id_vars=["seed", "arm", "n_train", "train_seconds"], value_vars=[f"accuracy_{d}" for d in domains],
+        var_name="test_domain", value_name="accuracy").rename(columns={"arm": "train_domain"})
     long["test_domain"] = long["test_domain"].str.removeprefix("accuracy_")
     long = long[["seed", "train_domain", "test_domain", "n_train", "accuracy", "train_seconds"]]
 
@@ -483,10 +496,15 @@ def transfer_matrix(config: Config, domains: Optional[list[str]] = None) -> Tran
     long["loss"] = [own[(seed, target)] - accuracy
                     for seed, target, accuracy in zip(long["seed"], long["test_domain"], long["accuracy"])]
     summary = summarize(long, ["train_domain", "test_domain"], also=["loss"])
+    loss_summary = summarize(long, ["train_domain", "test_domain"], metric="loss")
     figure = plots.plot_transfer_heatmap(matrix, path=_figure_path(config, "transfer_matrix"))
-    result = TransferResult(cells=long, matrix=matrix, spread=spread, loss=loss, summary=summary, figure=figure,
+    result = TransferResult(cells=long, matrix=matrix, spread=spread, loss=loss, summary=summary,
+                            loss_summary=loss_summary, figure=figure,
                             reading=_transfer_reading(matrix, spread, loss, long, budget))
-    _save_transfer(config, result, budget)
+    design = _design(config, {"train domain": domains, "test domain": domains},
+                     "the model's initialisation, batch order and which rows fill the budget",
+                     {"rows per domain": budget})
+    _save_transfer(config, result, design, budget)
     return result
 
 
@@ -526,23 +544,35 @@ def _transfer_reading(matrix: pd.DataFrame, spread: pd.DataFrame, loss: pd.DataF
 
         test = metrics.differs_beyond_noise(per_seed_loss(far), per_seed_loss(close))
         close_loss, far_loss = test["b"]["mean"], test["a"]["mean"]
-        verdict = _verdict(test["beyond_noise"], test["p_value"], len(seeds))
-        agrees = "agrees with" if close_loss < far_loss and test["beyond_noise"] else "does not clearly reproduce"
+        if not test["beyond_noise"]:
+            agrees = "does not clearly reproduce"
+        else:
+            agrees = "agrees with" if close_loss < far_loss else "runs against"
         lines.append(f"Blitzer et al. (2007) found electronics ↔ kitchen transfer well and books/dvd ↔ "
                      f"electronics/kitchen poorly: here the close pairs lose {close_loss:+.3f} and the far pairs "
-                     f"{far_loss:+.3f} on average (difference {verdict}); this {agrees} that pattern.")
-    return "\n".join(lines)
+                     f"{far_loss:+.3f} on average per seed; their difference is "
+                     f"{_verdict(test['beyond_noise'], test['p_value'], len(seeds))}, so this {agrees} that pattern.")
+    return "\n\n".join(lines)
 
 
-def _save_transfer(config: Config, result: TransferResult, budget: int) -> None:
-    table = (f"Accuracy (mean ± sd over seeds; diagonal = in-domain), {budget} training rows per domain, seeds "
-             f"{', '.join(map(str, config.seeds))}:\n\n" + _matrix_markdown(result.matrix, result.spread)
-             + "\n\nTransfer loss (in-domain accuracy of the test domain minus this cell):\n\n"
-             + _matrix_markdown(result.loss, None))
+def _save_transfer(config: Config, result: TransferResult, design: dict[str, Any], budget: int) -> None:
+    matrix, spread = result.matrix, result.spread
+    accuracy = pd.DataFrame([[f"{matrix.loc[s, t]:.3f}" + (f" ± {spread.loc[s, t]:.3f}" if pd.notna(spread.loc[s, t])
+                                                          else "") for t in matrix.columns] for s in matrix.index],
+                            index=matrix.index, columns=matrix.columns)
+    loss = result.loss_summary.assign(text=[
+        f"{row.mean:+.3f}" + (f" [{row.ci_low:+.2f}, {row.ci_high:+.2f}]" if pd.notna(row.ci_low) else "")
+        for row in result.loss_summary.itertuples()]).pivot(index="train_domain", columns="test_domain", values="text")
+    loss = loss.reindex(index=result.matrix.index, columns=result.matrix.columns)
+    table = (_design_markdown(design) + f"\n\nAccuracy (mean ± sd over seeds; diagonal = in-domain), {budget} "
+             "training rows per domain:\n\n" + _matrix_markdown(accuracy)
+             + "\n\nTransfer loss (in-domain accuracy of the test domain minus this cell; mean and 95% interval "
+               "over seeds):\n\n" + _matrix_markdown(loss))
     _save(config, "transfer_matrix",
-          {"cells": result.cells, "summary": result.summary, "matrix": result.matrix.reset_index()}, {
+          {"cells": result.cells, "summary": result.summary, "loss_summary": result.loss_summary,
+           "matrix": result.matrix.reset_index()}, {
+              **design,
               "budget_per_domain": budget,
-              "seeds": list(config.seeds),
               "matrix": result.matrix.round(4).to_dict(),
               "loss": result.loss.round(4).to_dict(),
               "table_markdown": table,
@@ -550,16 +580,12 @@ def _save_transfer(config: Config, result: TransferResult, budget: int) -> None:
           })
 
 
-def _matrix_markdown(mean: pd.DataFrame, spread: Optional[pd.DataFrame]) -> str:
-    header = "| train ↓ / test → | " + " | ".join(mean.columns) + " |"
-    lines = [header, "|---|" + "---:|" * len(mean.columns)]
-    for source in mean.index:
-        cells = []
-        for target in mean.columns:
-            value = mean.loc[source, target]
-            sd = spread.loc[source, target] if spread is not None else None
-            text = f"{value:+.3f}" if spread is None else f"{value:.3f}" + (f" ± {sd:.3f}" if pd.notna(sd) else "")
-            cells.append(f"**{text}**" if source == target else text)
+def _matrix_markdown(texts: pd.DataFrame) -> str:
+    """A train × test table of ready-made cell texts, the diagonal (in-domain) in bold."""
+    lines = ["| train ↓ / test → | " + " | ".join(texts.columns) + " |", "|---|" + "---:|" * len(texts.columns)]
+    for source in texts.index:
+        cells = [f"**{texts.loc[source, target]}**" if source == target else texts.loc[source, target]
+                 for target in texts.columns]
         lines.append(f"| {source} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -643,12 +669,13 @@ def _few_shot_reading(summary: pd.DataFrame, comparisons: pd.DataFrame, target: 
         lines.append(f"Over all (k, strategy) pairs, other data beat target-only beyond the seed noise in {better} "
                      f"of {len(comparisons)}, lost beyond it in {worse}, and could not be told apart in "
                      f"{unresolved}.")
-    return "\n".join(lines)
+    return "\n\n".join(lines)
 
 
 # --- data quality: annotator agreement -------------------------------------------------------------------------------
 
 def level_name(level: float) -> str:
+    """An agreement level as a percentage name: 0.66 -> '66%'."""
     return f"{level:.0%}"
 
 
@@ -722,10 +749,11 @@ def agreement_study(config: Config, source: str = "financial_phrasebank") -> Stu
                       "validation": f"{len(validation)} {top}-agreement rows"})
     table = _results_markdown(summary, comparisons, {"arm": "arm"}, [], groups, f"{top}-agreement")
     return _finish(config, "quality_agreement", results, summary, comparisons, design, table,
-                   _agreement_reading(summary, comparisons, reference, top), figure)
+                   _agreement_reading(summary, comparisons, reference, top, groups), figure)
 
 
-def _agreement_reading(summary: pd.DataFrame, comparisons: pd.DataFrame, reference: str, top: str) -> str:
+def _agreement_reading(summary: pd.DataFrame, comparisons: pd.DataFrame, reference: str, top: str,
+                       groups: list[str]) -> str:
     rows = ", ".join(f"{row.arm} {row.n_train:g}" for row in summary.itertuples())
     lines = [
         f"Measured on the {top}-agreement test rows: where every annotator agreed, the gold label is least in "
@@ -735,7 +763,13 @@ def _agreement_reading(summary: pd.DataFrame, comparisons: pd.DataFrame, referen
         f"The arms are nested and grow ({rows} training rows), so a difference mixes more data with noisier "
         "labels; the study does not separate the two.",
     ]
-    return "\n".join(lines)
+    if groups:
+        lowest = groups[-1]
+        narrow, wide = summary.iloc[0], summary.iloc[-1]
+        lines.append(f"On the {lowest}-agreement test rows, whose labels are contested, mean accuracy is "
+                     f"{_number(narrow[f'accuracy_{lowest}'])} for {narrow['arm']} and "
+                     f"{_number(wide[f'accuracy_{lowest}'])} for {wide['arm']} (no noise test on these rows).")
+    return "\n\n".join(lines)
 
 
 # --- data quality: helpfulness votes ---------------------------------------------------------------------------------
@@ -758,7 +792,7 @@ def helpfulness_pools(train: Dataset, *, min_votes: int = 3, high: float = 0.75,
     return {name: _take(train, rows, f"helpfulness {name} {min_votes} {high} {low}") for name, rows in bucket.items()}
 
 
-# Share of low-helpfulness rows per arm: the x axis of the helpfulness curve.
+# Each arm's share of rows from each pool; the low pool's share is the x axis of the helpfulness curve.
 HELPFULNESS_RECIPES = {"high": {"high": 1.0}, "high+low": {"high": 0.5, "low": 0.5}, "low": {"low": 1.0},
                         "unrated": {"unrated": 1.0}}
 
@@ -799,7 +833,7 @@ def helpfulness_study(config: Config, *, min_votes: int = 3, high: float = 0.75,
              f"would compare labels, not quality); measured on {int(results['n_test'].iloc[0])} test reviews.",
              _reference_line(summary, summary["arm"] == "high", "Training on highly rated reviews") + ". "
              + _comparison_sentence(comparisons)]
-    return _finish(config, "quality_helpfulness", results, summary, comparisons, design, table, "\n".join(lines),
+    return _finish(config, "quality_helpfulness", results, summary, comparisons, design, table, "\n\n".join(lines),
                    figure)
 
 
@@ -877,7 +911,7 @@ def label_noise_study(config: Config) -> StudyResult:
         lines.append(f"From {clean_arm['arm']} to {worst_arm['arm']}, target accuracy moves "
                      f"{worst_arm['mean'] - clean_arm['mean']:+.3f} "
                      f"({_number(clean_arm['mean'])} → {_number(worst_arm['mean'])}).")
-    return _finish(config, "quality_label_noise", results, summary, comparisons, design, table, "\n".join(lines),
+    return _finish(config, "quality_label_noise", results, summary, comparisons, design, table, "\n\n".join(lines),
                    figure)
 
 
@@ -941,7 +975,7 @@ def time_split(dataset: DatasetDict, config: Config, recent_from: str = "2006-01
                      test=_take(recent, sorted(test_rows), "recent test"), undated=undated, duplicates=duplicates)
 
 
-# Share of older rows per arm: the x axis of the time curve.
+# Each arm's share of rows from each period; the older share is the x axis of the time curve.
 TIME_RECIPES = {"older": {"older": 1.0}, "mixed": {"older": 0.5, "recent": 0.5}, "contemporaneous": {"recent": 1.0}}
 
 
@@ -988,4 +1022,4 @@ def time_study(config: Config, split: Optional[TimeSplit] = None) -> StudyResult
              "label make-up.",
              _reference_line(summary, summary["arm"] == "contemporaneous", "Contemporaneous training data") + ". "
              + _comparison_sentence(comparisons)]
-    return _finish(config, "time", results, summary, comparisons, design, table, "\n".join(lines), figure)
+    return _finish(config, "time", results, summary, comparisons, design, table, "\n\n".join(lines), figure)

@@ -270,7 +270,8 @@ def test_time_study_trains_older_mixed_and_contemporaneous_arms_of_equal_size(bl
 # --- each study's params file through the runner --------------------------------------------------------------------
 
 CI_OVERRIDES = ["model_name_or_path=tiny-random", "seeds=[1,2]", "max_train_samples=16", "max_eval_samples=8",
-                "max_test_samples=24", "num_train_epochs=1", "max_seq_length=32", "per_device_train_batch_size=8"]
+                "max_test_samples=24", "num_train_epochs=1", "max_seq_length=32", "head_tokens=8",
+                "per_device_train_batch_size=8"]
 STUDY_RUNS = {
     "study_transfer_blitzer": (["study_domains=[books,dvd]"], ["transfer_matrix"], "transfer_matrix.png"),
     "study_transfer_uci": (["study_domains=[amazon,yelp]"], ["transfer_matrix"], "transfer_matrix.png"),
