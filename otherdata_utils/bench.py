@@ -27,7 +27,7 @@ from unittest import mock
 import numpy as np
 import torch
 
-from .config import Config, project_root
+from .config import DATA_DIR_ENV, Config, project_root
 from .io import atomic_write_json, atomic_write_text
 
 SOURCES = ("uci_sentences", "blitzer_mds:electronics")  # short sentences and longer reviews: mixed lengths
@@ -64,13 +64,14 @@ QUICK = BenchSettings(warmup_steps=3, steps=4, repeats=3, matmul_repeats=3, infe
 # --- command line ---------------------------------------------------------------------------------------------------
 
 def bench_command(argv: list[str]) -> int:
-    """``python -m otherdata_utils bench [--quick] [--skip-e2e] [--out DIR] [--model NAME]``."""
+    """``python -m otherdata_utils bench [--quick] [--skip-e2e] [--out DIR] [--data-dir DIR] [--model NAME]``."""
     parser = argparse.ArgumentParser(prog="python -m otherdata_utils bench", description=bench_command.__doc__)
     parser.add_argument("--quick", action="store_true",
                         help="few steps and texts, no ablations, no end-to-end study (CI smoke run)")
     parser.add_argument("--skip-e2e", action="store_true", help="do not time the default study end to end")
     parser.add_argument("--skip-ablations", action="store_true", help="do not measure variants of our loop")
     parser.add_argument("--out", help="folder for results.json and RESULTS.md (default: benchmarks/)")
+    parser.add_argument("--data-dir", help="local data root laid out like shared/data (default: OTHERDATA_DATA_DIR)")
     parser.add_argument("--model", help="model_name_or_path (default: the packaged MiniLM; 'tiny-random' for tests)")
     parser.add_argument("--repeats", type=int, help="timed runs per contender (≥ 3 for medians worth reading)")
     parser.add_argument("--threads", type=int,
@@ -94,7 +95,7 @@ def bench_command(argv: list[str]) -> int:
         changes["ablations"] = False
     settings = replace(settings, **changes)
     out_dir = Path(args.out) if args.out else project_root() / "benchmarks"
-    data_dir = Config().resolved_data_dir()
+    data_dir = Config(data_dir=args.data_dir).resolved_data_dir()
     if data_dir is None:
         print("error: the benchmark reads local data: set OTHERDATA_DATA_DIR to a copy laid out like shared/data",
               file=sys.stderr)
@@ -170,7 +171,7 @@ def run_benchmarks(settings: BenchSettings, *, data_dir: Path, quick: bool = Fal
         results["inference"] = run_inference(model_dir, list(texts["inference"]["text"]), settings)
 
     if settings.e2e:
-        results["e2e"] = time_default_study()
+        results["e2e"] = time_default_study(data_dir=data_dir)
     else:
         results["e2e"] = {"skipped": True, "reason": "--quick" if quick else "--skip-e2e"}
     results["machine"]["load_average_at_end"] = _load_average()
@@ -382,6 +383,7 @@ def train_contender(name: str, config: Config, tokenizer, warm, measure, workdir
         "seconds": seconds,
         "examples_per_second": len(measure) / seconds,
         "step_seconds": clock.step_seconds(),
+        "cpu_seconds": clock.cpu_end - clock.cpu_start,
         "threads": threads,
         "rss_before_mb": rss_before,
         "peak_rss_mb": steps.peak_mb,
@@ -474,6 +476,7 @@ class _StepClock:
         self.model = model
         self.first_forward: Optional[float] = None
         self.step_ends: list[float] = []
+        self.cpu_start = self.cpu_end = 0.0  # process CPU time: less sensitive to other processes than wall time
 
     def __enter__(self) -> "_StepClock":
         from torch.optim.optimizer import register_optimizer_step_post_hook
@@ -489,10 +492,12 @@ class _StepClock:
     def _on_forward(self, module: torch.nn.Module, args: Any) -> None:
         if self.first_forward is None:
             self.first_forward = time.perf_counter()
+            self.cpu_start = time.process_time()
 
     def _on_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         if self.first_forward is not None:
             self.step_ends.append(time.perf_counter())
+            self.cpu_end = time.process_time()
 
     def seconds(self) -> float:
         return self.step_ends[-1] - self.first_forward
@@ -648,7 +653,7 @@ def run_inference(model_dir: Path, texts: list[str], settings: BenchSettings) ->
 
 # --- end to end -----------------------------------------------------------------------------------------------------
 
-def time_default_study(params: str = "params/default.yaml") -> dict[str, Any]:
+def time_default_study(params: str = "params/default.yaml", *, data_dir: Optional[Path] = None) -> dict[str, Any]:
     """Wall time of ``python -m otherdata_utils run params/default.yaml`` in a throwaway run folder."""
     import resource
 
@@ -656,8 +661,9 @@ def time_default_study(params: str = "params/default.yaml") -> dict[str, Any]:
     _log(f"end to end: python -m otherdata_utils run {params} (several minutes)")
     with tempfile.TemporaryDirectory(prefix="otherdata-bench-e2e-") as tmp:
         tick = time.perf_counter()
+        env = {**os.environ, **({DATA_DIR_ENV: str(data_dir)} if data_dir else {})}
         completed = subprocess.run([sys.executable, "-m", "otherdata_utils", "run", params, "--out", tmp],
-                                   cwd=root, capture_output=True, text=True)
+                                   cwd=root, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - tick
     # ru_maxrss of waited-for descendants: the largest single process (the notebook kernel), not their sum.
     children_peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

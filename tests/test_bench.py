@@ -23,7 +23,8 @@ def quick_results(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> P
     out = tmp_path_factory.mktemp("bench")
     before = torch.get_num_threads()
     try:
-        assert main(["bench", "--quick", "--model", "tiny-random", "--threads", "1", "--out", str(out)]) == 0
+        assert main(["bench", "--quick", "--model", "tiny-random", "--threads", "1", "--out", str(out),
+                     "--data-dir", str(data_dir)]) == 0
     finally:
         torch.set_num_threads(before)
     return out
