@@ -2,10 +2,11 @@
 
 Same inputs, keyword arguments and output as the Hub script; scikit-learn does the arithmetic.
 """
-import datasets
 from sklearn.metrics import accuracy_score
 
 import evaluate
+# The module, not its classes: evaluate.load takes the first Metric class in a script's namespace.
+from otherdata_utils.evaluate_modules import _sklearn
 
 _DESCRIPTION = """
 Accuracy is the proportion of correct predictions among the examples processed:
@@ -29,31 +30,12 @@ Examples:
     {'accuracy': 0.5}
 """
 
-_CITATION = """
-@article{scikit-learn,
-    title={Scikit-learn: Machine Learning in {P}ython},
-    author={Pedregosa, F. and others},
-    journal={Journal of Machine Learning Research},
-    volume={12},
-    pages={2825--2830},
-    year={2011}
-}
-"""
-
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class Accuracy(evaluate.Metric):
-    def _info(self):
-        # The "multilabel" configuration takes one 0/1 vector per example, as on the Hub.
-        value = datasets.Value("int32")
-        kind = datasets.Sequence(value) if self.config_name == "multilabel" else value
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({"predictions": kind, "references": kind}),
-            reference_urls=["https://scikit-learn.org/stable/modules/generated/sklearn.metrics.accuracy_score.html"],
-        )
+class Accuracy(_sklearn.SklearnMetric):
+    description = _DESCRIPTION
+    kwargs_description = _KWARGS_DESCRIPTION
+    scorer = staticmethod(accuracy_score)
 
     def _compute(self, predictions, references, normalize=True, sample_weight=None):
         score = accuracy_score(references, predictions, normalize=normalize, sample_weight=sample_weight)
