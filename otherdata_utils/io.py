@@ -27,6 +27,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     tmp = Path(tmp_name)
+    tmp.chmod(_file_mode())  # mkstemp makes the file private; an artefact gets the mode open() would give it
     try:
         yield tmp
         os.replace(tmp, path)
@@ -62,6 +63,13 @@ def atomic_dir(path: PathLike) -> Iterator[Path]:
             os.rename(old, path)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _file_mode() -> int:
+    """0o666 less the process umask: the mode a plain open(path, "w") creates files with."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def atomic_write_text(path: PathLike, text: str) -> Path:
