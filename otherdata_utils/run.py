@@ -17,6 +17,22 @@ from . import preflight
 from .config import Config, ConfigError, load_config, parse_override, project_root
 from .io import atomic_write_text
 
+
+def _kernel_manager_class() -> type:
+    """The kernel manager papermill starts notebook kernels with: encrypted (CurveZMQ) where pyzmq and the
+    kernelspec support it, since ipykernel >= 7.3 warns on every start of a kernel over plain TCP."""
+    import zmq
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class CurveKernelManager(AsyncKernelManager):
+        @default("transport_encryption")
+        def _auto_encryption(self) -> str:
+            return "auto" if zmq.has("curve") else "disabled"
+
+    return CurveKernelManager
+
+
 @dataclass
 class RunOutcome:
     params_file: str
@@ -89,6 +105,7 @@ def execute_study(config: Config, *, label: str = "", plan: Optional[preflight.R
                 str(partial),
                 parameters={"params_file": str(params_path), **extra_parameters},
                 kernel_name="python3",
+                kernel_manager_class=_kernel_manager_class(),
                 cwd=str(source_dir),
                 progress_bar=not config.quiet,
                 request_save_on_cell_execute=True,
