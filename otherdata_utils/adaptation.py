@@ -24,7 +24,6 @@ from datasets import Dataset, DatasetDict
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .config import Config
-from .io import atomic_write_text
 
 if TYPE_CHECKING:  # the training loop imports the PEFT helpers above; it needs no plotting library
     from matplotlib.figure import Figure
@@ -205,29 +204,18 @@ def _arm_table(summary: pd.DataFrame, comparisons: pd.DataFrame, headline: str,
 
 def _comparison_lines(summary: pd.DataFrame, comparisons: pd.DataFrame, reference: str) -> list[str]:
     """The reference arm's score, then every other arm's difference sorted by size, with the noise verdicts."""
+    from .studies import tally_comparisons
+
     base = summary[summary["arm"] == reference].iloc[0]
     interval = f" (95% CI {_number(base['ci_low'])}–{_number(base['ci_high'])})" if pd.notna(base["ci_low"]) else ""
     lines = [f"{reference} reaches {_number(base['mean'])}{interval} over {int(base['n'])} seed(s)."]
     ordered = comparisons.sort_values("difference", ascending=False)
     seeds = summary.set_index("arm")["n"]
     lines += [f"- {row['arm']}: {_verdict(row, min(seeds[row['arm']], base['n']))}" for _, row in ordered.iterrows()]
-    resolved = comparisons["beyond_noise"].map(lambda value: value is True)
-    better = int((resolved & (comparisons["difference"] > 0)).sum())
-    worse = int((resolved & (comparisons["difference"] < 0)).sum())
+    better, worse, unresolved = tally_comparisons(comparisons)
     lines.append(f"{better} of {len(comparisons)} arm(s) beat {reference} beyond the seed noise, {worse} lost to it "
-                 f"beyond the noise, {len(comparisons) - better - worse} could not be told apart from it.")
+                 f"beyond the noise, {unresolved} could not be told apart from it.")
     return lines
-
-
-def _write_study(config: Config, name: str, frames: dict[str, pd.DataFrame], record: dict[str, Any]) -> Path:
-    """CSV tables under studies/<name>/ (atomic writes) and the study's entry in metrics.json (report.md reads it)."""
-    from . import pipeline
-
-    folder = pipeline.run_paths(config).root / "studies" / name
-    for file_name, frame in frames.items():
-        atomic_write_text(folder / f"{file_name}.csv", frame.to_csv(index=False))
-    pipeline.update_study(config, name, record)
-    return folder
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -373,7 +361,7 @@ def language_study(config: Config) -> LanguageResult:
     English + all of them, every arm the same size (max_train_samples), over seeds; measured on the target's test
     rows, with every language's test accuracy beside it, and a table of how the model's tokenizer reads each
     language."""
-    from .studies import Cell, compare_arms, domain_rows, run_cells, summarize
+    from .studies import Cell, compare_arms, domain_rows, run_cells, save_study, summarize
 
     prepared, names, target = _study_data(config, "language_study")
     languages = sorted(set(_column(prepared["train"], "domain")))
@@ -398,8 +386,8 @@ def language_study(config: Config) -> LanguageResult:
         f"*Scientific:* training languages per arm, {budget} rows each; a mixed arm keeps "
         f"{round(config.study_language_share * budget)} {target} rows. *Fixed:* model `{model_name}`, lr "
         f"{config.learning_rate}, {config.num_train_epochs:g} epoch(s), validation on {len(validation)} {target} rows. "
-        f"*Seeds:* {', '.join(map(str, config.seeds))}. Intervals: 95% Student-t over seeds; verdicts: Welch's "
-        f"t-test against {target} alone, p < 0.05.",
+        f"*Seeds:* {', '.join(map(str, config.seeds))}. Intervals: 95% Student-t over seeds, clipped to [0, 1]; "
+        f"verdicts: Welch's t-test against {target} alone, p < 0.05.",
         _arm_table(summary, comparisons, target, {
             "target_rows": (f"{target} rows", ".0f"),
             **{f"accuracy_{language}": (f"{language} acc.", ".3f") for language in others}}),
@@ -409,7 +397,7 @@ def language_study(config: Config) -> LanguageResult:
                          f"Every arm trains on {budget} rows; mixed arms replace {target} rows by other-language "
                          f"rows, so they ask whether those rows can stand in for {target} ones.",
                          *_comparison_lines(summary, comparisons, target)])
-    folder = _write_study(config, "language_mixing", {"cells": results, "summary": summary,
+    folder = save_study(config, "language_mixing", {"cells": results, "summary": summary,
                                                      "comparisons": comparisons, "coverage": coverage}, {
         "budget": budget, "target": target, "seeds": list(config.seeds), "summary": _records(summary),
         "comparisons": _records(comparisons), "coverage": _records(coverage), "table_markdown": table,
@@ -499,7 +487,7 @@ def continued_pretraining_study(config: Config) -> PretrainingResult:
     the target's test rows."""
     from .clean import take_rows
     from .pretrain import continue_pretraining, pretrained_model_config
-    from .studies import Cell, compare_arms, domain_rows, run_cells, summarize
+    from .studies import Cell, compare_arms, domain_rows, run_cells, save_study, summarize
 
     if config.pretrain_steps < 1:
         raise ValueError("continued_pretraining_study needs pretrain_steps ≥ 1 (MLM steps per pretraining arm); "
@@ -551,15 +539,15 @@ def continued_pretraining_study(config: Config) -> PretrainingResult:
         + f"), {config.pretrain_steps} steps of {config.per_device_train_batch_size} texts at lr "
         f"{config.pretrain_learning_rate}. *Fixed:* model `{config.model_name_or_path}`, fine-tuning on {budget} "
         f"{target} rows, lr {config.learning_rate}, {config.num_train_epochs:g} epoch(s). *Seeds:* "
-        f"{', '.join(map(str, config.seeds))} (each seed pretrains afresh). Intervals: 95% Student-t over seeds; "
-        "verdicts: Welch's t-test against no continued pretraining, p < 0.05.",
+        f"{', '.join(map(str, config.seeds))} (each seed pretrains afresh). Intervals: 95% Student-t over seeds, "
+        "clipped to [0, 1]; verdicts: Welch's t-test against no continued pretraining, p < 0.05.",
         _arm_table(summary, comparisons, target, {
             column: (title, ".2f") for column, title in (("pretrain_seconds", "pretraining s"),
                                                           ("heldout_loss_before", "held-out MLM loss before"),
                                                           ("heldout_loss_after", "after"))
             if column in summary})])
     reading = "\n".join(_pretraining_reading(config, summary, comparisons, pretraining, budget, len(test), target))
-    folder = _write_study(config, "continued_pretraining", {
+    folder = save_study(config, "continued_pretraining", {
         "cells": results, "summary": summary, "comparisons": comparisons, "pretraining": pretraining}, {
         "arms": arms, "target": target, "seeds": list(config.seeds), "pretrain_steps": config.pretrain_steps,
         "summary": _records(summary), "comparisons": _records(comparisons), "pretraining": _records(pretraining),
@@ -616,7 +604,7 @@ def peft_study(config: Config) -> AdaptationResult:
     config says, per seed), over seeds: accuracy, trainable parameters and training time per model, measured on the
     target's test rows (all test rows without a target)."""
     from . import mix, pipeline
-    from .studies import Cell, compare_arms, run_cells, summarize
+    from .studies import Cell, compare_arms, run_cells, save_study, summarize
 
     prepared = pipeline.load_prepared(config)
     names = list(prepared["train"].features["label"].names)
@@ -648,13 +636,14 @@ def peft_study(config: Config) -> AdaptationResult:
         "(set, not tuned: see the table). *Fixed:* model "
         f"`{config.model_name_or_path}`, {int(summary['n_train'].iloc[0])} training rows, "
         f"{config.num_train_epochs:g} epoch(s), batch {config.per_device_train_batch_size}. *Seeds:* "
-        f"{', '.join(map(str, config.seeds))}. Intervals: 95% Student-t over seeds; verdicts: Welch's t-test "
-        f"against {reference}, p < 0.05. Seconds: the whole training call (evaluations included) on this machine.",
+        f"{', '.join(map(str, config.seeds))}. Intervals: 95% Student-t over seeds, clipped to [0, 1]; verdicts: "
+        f"Welch's t-test against {reference}, p < 0.05. Seconds: the whole training call (evaluations included) on "
+        "this machine.",
         _arm_table(summary, comparisons, scope, {
             "trainable_params": ("trainable params", ",.0f"), "trainable_share": ("share", ".2%"),
             "learning_rate": ("lr", "g"), "train_seconds": ("train s", ".1f")})])
     reading = "\n".join(_peft_reading(config, summary, comparisons, timing, reference))
-    folder = _write_study(config, "peft", {"cells": results, "summary": summary, "comparisons": comparisons,
+    folder = save_study(config, "peft", {"cells": results, "summary": summary, "comparisons": comparisons,
                                            "timing": timing}, {
         "arms": [arm for arm, _, _ in arms], "reference": reference, "seeds": list(config.seeds),
         "summary": _records(summary), "comparisons": _records(comparisons), "timing": _records(timing),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -226,11 +226,13 @@ def load_predictions(path: PathLike) -> pd.DataFrame:
     return pd.read_csv(path, dtype=text_columns, keep_default_na=False, encoding="utf-8")
 
 
-def seed_summary(values: Sequence[float], confidence: float = 0.95) -> dict[str, Any]:
+def seed_summary(values: Sequence[float], confidence: float = 0.95,
+                 bounds: Optional[tuple[float, float]] = None) -> dict[str, Any]:
     """Mean, sample std (ddof=1) and a Student-t confidence interval over seeds.
 
     Keys: `mean`, `std`, `n`, `ci_low`, `ci_high`, `confidence`. With one seed, `std`, `ci_low` and `ci_high` are
-    None: one run says nothing about seed noise.
+    None: one run says nothing about seed noise. `bounds` clip the interval to the values the metric can take
+    (accuracy: (0, 1)); with few seeds a t interval otherwise runs past them.
     """
     data = np.asarray(values, dtype=float)
     if data.ndim != 1 or data.size == 0:
@@ -247,7 +249,10 @@ def seed_summary(values: Sequence[float], confidence: float = 0.95) -> dict[str,
     if n > 1:
         std = float(data.std(ddof=1))
         half_width = float(stats.t.ppf((1 + confidence) / 2, df=n - 1)) * std / math.sqrt(n)
-        summary.update(std=std, ci_low=mean - half_width, ci_high=mean + half_width)
+        low, high = mean - half_width, mean + half_width
+        if bounds is not None:
+            low, high = max(low, bounds[0]), min(high, bounds[1])
+        summary.update(std=std, ci_low=low, ci_high=high)
     return summary
 
 

@@ -175,7 +175,9 @@ def plot_transfer_heatmap(matrix: pd.DataFrame, path: Optional[PathLike] = None)
 
 
 def plot_few_shot_curves(frame: pd.DataFrame, path: Optional[PathLike] = None) -> Figure:
-    """Accuracy against the number of in-domain examples k (log scale), one line and confidence band per strategy."""
+    """Accuracy against the number of in-domain examples k (log scale), one line and confidence band per strategy.
+
+    An optional `k_label` column names a point "all" (every target row) on the axis."""
     _check_columns(frame, ["k", "strategy", "mean", "ci_low", "ci_high"], "plot_few_shot_curves")
     fig, ax = _new_figure()
     _plot_bands(ax, frame, "k", "strategy")
@@ -185,7 +187,9 @@ def plot_few_shot_curves(frame: pd.DataFrame, path: Optional[PathLike] = None) -
     else:
         ax.set_xscale("symlog", linthresh=1)
     ks = sorted(frame["k"].unique())
-    ax.set_xticks(ks, [str(k) for k in ks])
+    # "every target row" sits at its mean rows per class; its tick says so (a k_label column carries "all").
+    names = dict(zip(frame["k"], frame["k_label"].astype(str))) if "k_label" in frame else {}
+    ax.set_xticks(ks, [f"all ({k:g})" if names.get(k) == "all" else f"{k:g}" for k in ks])
     ax.minorticks_off()
     ax.set_xlabel("in-domain examples k")
     ax.set_ylabel("accuracy")

@@ -213,10 +213,12 @@ def summarize(cells: pd.DataFrame, by: Sequence[str], metric: str = "accuracy",
     order, with the mean training rows and the means of the `also` columns."""
     from . import metrics
 
+    # Scores live in [0, 1] and their intervals are clipped there; a transfer loss (a difference of two) is not.
+    bounds = (0.0, 1.0) if metric == "macro_f1" or metric.startswith("accuracy") else None
     rows = []
     for key, group in cells.groupby(list(by), sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
-        stats = metrics.seed_summary(group[metric].tolist())
+        stats = metrics.seed_summary(group[metric].tolist(), bounds=bounds)
         rows.append({**dict(zip(by, key)), "n_train": round(float(group["n_train"].mean()), 1),
                      **{name: stats[name] for name in ("mean", "std", "ci_low", "ci_high", "n")},
                      **{name: float(group[name].mean()) for name in also}})
@@ -303,7 +305,7 @@ def _design_markdown(design: dict[str, Any], reference: Optional[str] = None) ->
 
     text = (f"*Scientific:* {values(design['scientific'])}. *Fixed:* {values(design['fixed'])}. "
             f"*Seeds:* {', '.join(map(str, design['seeds']))} ({design['nuisance']}). "
-            "Intervals: 95% Student-t over seeds.")
+            "Intervals: 95% Student-t over seeds, clipped to [0, 1] for accuracies.")
     if reference is not None:
         text += f" \"Beyond noise\": Welch's t-test over seeds against `{reference}`, p < 0.05."
     return text
@@ -352,7 +354,7 @@ def _settled(beyond_noise: Any) -> Optional[bool]:
     return None if beyond_noise is None or pd.isna(beyond_noise) else bool(beyond_noise)
 
 
-def _tally(comparisons: pd.DataFrame) -> tuple[int, int, int]:
+def tally_comparisons(comparisons: pd.DataFrame) -> tuple[int, int, int]:
     """(better beyond noise, worse beyond noise, not resolved) counts over comparisons."""
     beyond = comparisons["beyond_noise"].map(lambda value: _settled(value) is True)
     better = int((beyond & (comparisons["difference"] > 0)).sum())
@@ -367,7 +369,7 @@ def _reference_line(summary: pd.DataFrame, mask: pd.Series, name: str) -> str:
     return f"{name} reaches {_number(row['mean'])}{interval}"
 
 
-def _save(config: Config, name: str, frames: dict[str, pd.DataFrame], record: dict[str, Any]) -> Path:
+def save_study(config: Config, name: str, frames: dict[str, pd.DataFrame], record: dict[str, Any]) -> Path:
     """CSV tables under studies/<name>/ (atomic writes) and the study's entry in metrics.json."""
     from . import pipeline
 
@@ -382,7 +384,7 @@ def _finish(config: Config, name: str, cells: pd.DataFrame, summary: pd.DataFram
             design: dict[str, Any], table: str, reading: str, figure: Figure) -> StudyResult:
     reference = comparisons["reference"].iloc[0] if len(comparisons) else None
     table_markdown = _design_markdown(design, reference) + "\n\n" + table
-    folder = _save(config, name, {"cells": cells, "summary": summary, "comparisons": comparisons}, {
+    folder = save_study(config, name, {"cells": cells, "summary": summary, "comparisons": comparisons}, {
         **design,
         "summary": _records(summary),
         "comparisons": _records(comparisons),
@@ -568,7 +570,7 @@ def _save_transfer(config: Config, result: TransferResult, design: dict[str, Any
              "training rows per domain:\n\n" + _matrix_markdown(accuracy)
              + "\n\nTransfer loss (in-domain accuracy of the test domain minus this cell; mean and 95% interval "
                "over seeds):\n\n" + _matrix_markdown(loss))
-    _save(config, "transfer_matrix",
+    save_study(config, "transfer_matrix",
           {"cells": result.cells, "summary": result.summary, "loss_summary": result.loss_summary,
            "matrix": result.matrix.reset_index()}, {
               **design,
@@ -604,9 +606,17 @@ def mixing_arms(config: Config) -> list[tuple[str, dict[str, Any]]]:
     return arms
 
 
+def few_shot_budget(config: Config, k: Optional[int], classes: int, target_rows: int) -> Optional[int]:
+    """Training rows of every arm at one k: `max_train_samples`, raised to the k-shot target's own rows so the
+    target-only arm always trains on every target row it was given (None: no cap, as the config says)."""
+    if config.max_train_samples is None:
+        return None
+    return max(config.max_train_samples, target_rows if k is None else min(k * classes, target_rows))
+
+
 def few_shot_cells(config: Config, train: Dataset, validation: Dataset) -> list[Cell]:
     """For each k, seed and mixing arm: the target cut to k rows per class (the same rows in every arm of a seed),
-    other domains mixed in by the arm's strategy within `max_train_samples`."""
+    other domains mixed in by the arm's strategy within the k's budget (`few_shot_budget`)."""
     from . import mix
 
     target = config.target_domain
@@ -614,9 +624,11 @@ def few_shot_cells(config: Config, train: Dataset, validation: Dataset) -> list[
     target_rows = _column(train, "domain").count(target)
     cells = []
     for k in config.study_k_values:
+        budget = few_shot_budget(config, k, classes, target_rows)
         for seed in config.seeds:
             for arm, changes in mixing_arms(config):
-                mixed, report = mix.mix(train, config.replace(few_shot_k=k, **changes), seed=seed)
+                mixed, report = mix.mix(train, config.replace(few_shot_k=k, max_train_samples=budget, **changes),
+                                        seed=seed)
                 from_target = next(group for group in report.groups if group.is_target)
                 cells.append(Cell(arm=arm, seed=seed, train=mixed, validation=validation, facts={
                     "k_label": "all" if k is None else str(k),
@@ -640,6 +652,7 @@ def few_shot_study(config: Config) -> StudyResult:
                       headline=target, desc="few-shot")
     groups = _test_groups(cells, target)
     summary = summarize(cells, ["k_label", "k", "arm"], also=["target_rows", *(f"accuracy_{g}" for g in groups)])
+    summary["target_rows"] = summary["target_rows"].round(1)  # a mean over seeds: 0.7 target rows, not 0.666667
     reference = "target_only"
     comparisons = compare_arms(cells, reference, within=["k_label"])
     figure = plots.plot_few_shot_curves(summary.rename(columns={"arm": "strategy"}),
@@ -656,8 +669,10 @@ def few_shot_study(config: Config) -> StudyResult:
 
 def _few_shot_reading(summary: pd.DataFrame, comparisons: pd.DataFrame, target: str, cells: pd.DataFrame,
                       reference: str) -> str:
-    lines = [f"Measured on {int(cells['n_test'].iloc[0])} {target} test rows; every arm of a k trains on "
-             f"{summary['n_train'].max():g} rows at most (the budget), seeds "
+    budgets = summary.groupby("k_label", sort=False)["n_train"].max()
+    lines = [f"Measured on {int(cells['n_test'].iloc[0])} {target} test rows; every arm of a k trains on the same "
+             "number of rows at most (the budget: "
+             + ", ".join(f"{budget:g} at k = {k_label}" for k_label, budget in budgets.items()) + "), seeds "
              f"{', '.join(str(seed) for seed in sorted(cells['seed'].unique()))}."]
     for k_label, at_k in summary.groupby("k_label", sort=False):
         lead = _reference_line(at_k, at_k["arm"] == reference, "target-only") if (at_k["arm"] == reference).any() \
@@ -665,7 +680,7 @@ def _few_shot_reading(summary: pd.DataFrame, comparisons: pd.DataFrame, target: 
         lines.append(f"k = {k_label}: {lead}. "
                      + _comparison_sentence(comparisons[comparisons["k_label"] == k_label]))
     if len(comparisons):
-        better, worse, unresolved = _tally(comparisons)
+        better, worse, unresolved = tally_comparisons(comparisons)
         lines.append(f"Over all (k, strategy) pairs, other data beat target-only beyond the seed noise in {better} "
                      f"of {len(comparisons)}, lost beyond it in {worse}, and could not be told apart in "
                      f"{unresolved}.")
@@ -814,11 +829,8 @@ def helpfulness_study(config: Config, *, min_votes: int = 3, high: float = 0.75,
     summary = summarize(results, ["arm", "low_share"], also=[f"accuracy_{g}" for g in groups])
     comparisons = compare_arms(results, "high")
     rated = summary[summary["arm"] != "unrated"].assign(series="rated reviews")
-    unrated = summary[summary["arm"] == "unrated"]
-    # The unrated arm has no low share: drawn as a flat reference band across the axis.
-    reference_band = pd.concat([unrated.assign(low_share=x) for x in sorted(rated["low_share"])]).assign(
-        series="unrated (reference)")
-    figure = plots.plot_quality_curve(pd.concat([rated, reference_band]).rename(columns={"low_share": "x"}),
+    figure = plots.plot_quality_curve(_with_reference_band(rated, summary[summary["arm"] == "unrated"], "low_share",
+                                                           "unrated (reference)"),
                                       path=_figure_path(config, "quality_helpfulness"),
                                       xlabel="share of low-helpfulness reviews in training",
                                       title="Helpfulness votes as data quality (equal sizes)")
@@ -835,6 +847,13 @@ def helpfulness_study(config: Config, *, min_votes: int = 3, high: float = 0.75,
              + _comparison_sentence(comparisons)]
     return _finish(config, "quality_helpfulness", results, summary, comparisons, design, table, "\n\n".join(lines),
                    figure)
+
+
+def _with_reference_band(curve: pd.DataFrame, reference: pd.DataFrame, x: str, series: str) -> pd.DataFrame:
+    """`curve` (one series) plus the reference arm, which has no `x` value of its own, repeated at each of the
+    curve's `x` values so plot_quality_curve draws it as a flat band; `x` renamed to the plot's "x"."""
+    band = pd.concat([reference.assign(**{x: value}) for value in sorted(curve[x])]).assign(series=series)
+    return pd.concat([curve, band]).rename(columns={x: "x"})
 
 
 # --- data quality: injected label noise in the other data ------------------------------------------------------------
@@ -889,10 +908,8 @@ def label_noise_study(config: Config) -> StudyResult:
     summary = summarize(results, ["arm", "noise"], also=[f"accuracy_{g}" for g in groups])
     comparisons = compare_arms(results, "target_only")
     noisy = summary[summary["arm"] != "target_only"].assign(series="target + noisy other data")
-    alone = summary[summary["arm"] == "target_only"]
-    reference_band = pd.concat([alone.assign(noise=x) for x in sorted(noisy["noise"])]).assign(
-        series="target only (reference)")
-    figure = plots.plot_quality_curve(pd.concat([noisy, reference_band]).rename(columns={"noise": "x"}),
+    figure = plots.plot_quality_curve(_with_reference_band(noisy, summary[summary["arm"] == "target_only"], "noise",
+                                                           "target only (reference)"),
                                       path=_figure_path(config, "quality_label_noise"),
                                       xlabel="share of other-data labels flipped",
                                       title=f"Label noise in the other data ({target} test rows)")

@@ -140,6 +140,14 @@ def test_few_shot_curves_use_a_log_k_axis_and_one_line_per_strategy():
     assert sorted(line.get_label() for line in ax.lines) == ["in-domain", "mixed"]
 
 
+def test_few_shot_curves_name_the_every_target_row_point_on_the_axis():
+    every_row = pd.DataFrame({"k": [348, 348], "strategy": ["in-domain", "mixed"], "mean": [0.9, 0.91],
+                              "ci_low": [0.85, 0.86], "ci_high": [0.95, 0.96]})
+    frame = pd.concat([FEW_SHOT.assign(k_label=FEW_SHOT["k"].astype(str)), every_row.assign(k_label="all")])
+    ax = plots.plot_few_shot_curves(frame).axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["8", "32", "128", "all (348)"]
+
+
 def test_few_shot_curves_keep_k_zero_on_a_symlog_axis():
     with_zero = pd.concat([FEW_SHOT, pd.DataFrame({"k": [0], "strategy": ["mixed"], "mean": [0.5],
                                                    "ci_low": [0.45], "ci_high": [0.55]})], ignore_index=True)

@@ -24,15 +24,7 @@ TINY = {"model_name_or_path": "tiny-random", "max_seq_length": 32, "per_device_t
         "quiet": True, "max_train_samples": 24, "max_eval_samples": 8, "max_test_samples": 24}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """On cores shared with other jobs, two torch threads per process thrash: one is several times faster here."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +51,7 @@ def _assert_summary_is_seed_summary_of_cells(result, by):
         chosen = result.cells
         for column in by:
             chosen = chosen[chosen[column] == row[column]]
-        expected = metrics.seed_summary(chosen["accuracy"].tolist())
+        expected = metrics.seed_summary(chosen["accuracy"].tolist(), bounds=(0, 1))
         assert row["n"] == expected["n"] == len(result.design["seeds"])
         for key in ("mean", "std", "ci_low", "ci_high"):
             assert row[key] == pytest.approx(expected[key]), (row.to_dict(), key)
@@ -181,6 +173,17 @@ def test_few_shot_cells_give_every_arm_of_a_seed_the_same_k_target_rows(blitzer)
     assert _ids(cells[0].train) != _ids(cells[2].train)  # another seed draws other target rows
 
 
+def test_a_k_whose_target_rows_exceed_the_budget_raises_it_for_every_arm(blitzer):
+    config, prepared = blitzer
+    config = config.replace(study_k_values=[16], study_strategies=["target_only", "concat"], seeds=[1])
+    assert 16 * 2 > config.max_train_samples
+    alone, concat = [cell.train for cell in studies.few_shot_cells(config, prepared["train"], prepared["validation"])]
+    assert len(alone) == len(concat) == 32
+    assert len(_ids(alone)) == 32  # every target row once: none repeated, none left out
+    assert studies.few_shot_budget(config, None, 2, 700) == 700  # "all": every target row
+    assert studies.few_shot_budget(config.replace(max_train_samples=None), 16, 2, 700) is None
+
+
 def test_comparisons_say_whether_a_difference_is_beyond_the_seed_noise():
     cells = pd.DataFrame({"seed": [1, 2, 3] * 3, "arm": ["ref"] * 3 + ["clear"] * 3 + ["noisy"] * 3,
                           "n_train": 10, "accuracy": [0.70, 0.71, 0.69, 0.80, 0.81, 0.79, 0.60, 0.80, 0.75]})
@@ -210,7 +213,7 @@ def test_transfer_matrix_trains_each_domain_per_seed_and_tests_on_every_domain(b
     for _, row in result.summary.iterrows():
         pair = result.cells[(result.cells["train_domain"] == row["train_domain"])
                             & (result.cells["test_domain"] == row["test_domain"])]
-        assert row["ci_low"] == pytest.approx(metrics.seed_summary(pair["accuracy"].tolist())["ci_low"])
+        assert row["ci_low"] == pytest.approx(metrics.seed_summary(pair["accuracy"].tolist(), bounds=(0, 1))["ci_low"])
     assert (pipeline.run_paths(config).figures / "transfer_matrix.png").is_file()
 
 
