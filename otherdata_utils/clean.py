@@ -144,11 +144,12 @@ class LeakageReport:
             near = self.shared_texts(split, other) - exact if self.near else 0
             if exact or near:
                 extra = f" plus {near} more after case/punctuation folding" if near else ""
-                sentences.append(f"{exact} distinct texts occur in both {split} and {other}{extra}.")
+                sentences.append(f"{_count(exact, 'distinct text occurs', 'distinct texts occur')} in both {split} "
+                                 f"and {other}{extra}.")
         cross = sum(1 for pair in self.pairs if not pair.same_source)
         sentences.append(
-            f"{len(self.leaked_ids('train'))} train rows share a text with validation or test; "
-            f"{cross} of the {len(self.pairs)} pairs cross sources."
+            f"{_count(len(self.leaked_ids('train')), 'train row shares', 'train rows share')} a text with validation "
+            f"or test; {cross} of the {_count(len(self.pairs), 'pair crosses', 'pairs cross')} sources."
         )
         return " ".join(sentences)
 
@@ -284,10 +285,13 @@ class CleaningReport:
         changed = sum(self.normalised.values())
         if changed:
             parts.append(f"Normalisation changed {changed:,} texts (HTML breaks/entities, Unicode, whitespace).")
-        labels = {"empty": "empty or too short", "duplicate": "exact duplicates within a split",
-                  "near_duplicate": "near duplicates within a split (case/punctuation folded)",
-                  "leakage": "train rows whose text also occurs in validation or test"}
-        dropped = [f"{self.dropped(step):,} {labels[step]}" for step in self.steps if self.dropped(step)]
+        labels = {"empty": ("empty or too short row", "empty or too short rows"),
+                  "duplicate": ("exact duplicate within a split", "exact duplicates within a split"),
+                  "near_duplicate": ("near duplicate within a split (case/punctuation folded)",
+                                     "near duplicates within a split (case/punctuation folded)"),
+                  "leakage": ("train row whose text also occurs in validation or test",
+                              "train rows whose text also occurs in validation or test")}
+        dropped = [_count(self.dropped(step), *labels[step]) for step in self.steps if self.dropped(step)]
         if dropped:
             parts.append("Dropped " + "; ".join(dropped) + ".")
         if not self.settings["remove_leakage"] and self.leakage.pairs:
@@ -434,3 +438,8 @@ def clean(dsd: DatasetDict, config: Config) -> tuple[DatasetDict, CleaningReport
     report = CleaningReport(settings=settings, rows_in=dict(rows_in), rows_out=dict(rows_out),
                             normalised=dict(normalised), drops=drops, leakage=leakage, steps=steps)
     return out, report
+
+
+def _count(number: int, singular: str, plural: str) -> str:
+    """'1 train row shares' / '4 train rows share': report sentences read as written, whatever the count."""
+    return f"{number:,} {singular if number == 1 else plural}"
