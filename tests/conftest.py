@@ -7,8 +7,12 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from pathlib import Path  # noqa: E402
+from typing import TYPE_CHECKING, Iterator  # noqa: E402
 
 import pytest  # noqa: E402
+
+if TYPE_CHECKING:
+    import datasets
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,8 +35,20 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def uci_sentences(data_dir: Path) -> "datasets.DatasetDict":  # noqa: F821
+def uci_sentences(data_dir: Path) -> "datasets.DatasetDict":
     """The 3,000 UCI labelled sentences (amazon, imdb, yelp) as data.load_source gives them: 2,100/300/600 rows."""
     from otherdata_utils import data
 
     return data.load_source("uci_sentences", data_dir)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op thread for a module's tests: on two shared cores, two OpenMP threads spinning against other
+    processes run 2-4x slower than one. Modules opt in with `pytestmark = pytest.mark.usefixtures(...)`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

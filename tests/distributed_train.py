@@ -6,7 +6,6 @@ validation scores; the main process also saves the final model to OUT/model.
 from __future__ import annotations
 
 import argparse
-import json
 from collections import defaultdict
 from pathlib import Path
 

@@ -8,12 +8,10 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from datasets import DatasetDict
 from transformers import (
     AutoModelForSequenceClassification,
@@ -32,13 +30,7 @@ LABELS = ["neg", "pos"]
 LAYERS, HIDDEN = 2, 128
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Two shared cores: one intra-op thread avoids oversubscription stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -153,17 +153,6 @@ def tiny_marian_pair(tmp_path_factory: pytest.TempPathFactory, uci_train: Datase
     return folders[0], folders[1]
 
 
-@pytest.fixture
-def one_torch_thread():
-    """Tiny models gain nothing from threads, and on a busy machine thread hand-offs make each step 30× slower."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.filterwarnings("ignore:Recommended. pip install sacremoses")
 @pytest.mark.usefixtures("one_torch_thread")
 def test_back_translation_runs_end_to_end_with_tiny_random_marian_models(tiny_marian_pair):

@@ -1,6 +1,5 @@
 """Continued MLM pretraining of a tiny random BERT on real UCI sentences: it learns, repeats, hands on its encoder."""
 from pathlib import Path
-from typing import Iterator
 
 import datasets
 import pytest
@@ -22,13 +21,7 @@ STEPS = 25
 BATCH = 8
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """On a shared 2-core machine two intra-op threads spin against other processes: one is faster here."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

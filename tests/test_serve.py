@@ -37,13 +37,7 @@ SAME_SCORE = 1e-6
 TINY_BERT_PARAMETERS = 4_386_178
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """The two CPU cores are shared: one intra-op thread is 2-4x faster here than two threads spinning (OpenMP)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _uci_rows(data_dir: Path) -> list[tuple[str, int]]:

@@ -14,13 +14,7 @@ from otherdata_utils.config import Config
 LABELS = ["neg", "pos"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Dev and CI machines share two cores between jobs; one torch thread avoids ten-fold oversubscription stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
