@@ -7,6 +7,7 @@ tokenizer coverage tables, and each study's cells, seed summary, comparisons, fi
 from __future__ import annotations
 
 import copy
+import json
 import math
 import shutil
 import sys
@@ -109,7 +110,13 @@ def restore_adapter(model: torch.nn.Module, folder: Path) -> bool:
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    set_peft_model_state_dict(model, load_file(str(Path(folder) / ADAPTER_DIR / "adapter_model.safetensors")))
+    adapter = Path(folder) / ADAPTER_DIR
+    live = model.peft_config[model.active_adapter]
+    if getattr(live, "rank_pattern", None) is not None:
+        # AdaLoRA saves each adapter cut to the rank pattern of its moment, and peft cuts the live model by the live
+        # pattern before loading: a checkpoint from before a later re-allocation must bring its own pattern.
+        live.rank_pattern = json.loads((adapter / "adapter_config.json").read_text())["rank_pattern"]
+    set_peft_model_state_dict(model, load_file(str(adapter / "adapter_model.safetensors")))
     return True
 
 
@@ -398,7 +405,7 @@ def language_study(config: Config) -> LanguageResult:
                          f"rows, so they ask whether those rows can stand in for {target} ones.",
                          *_comparison_lines(summary, comparisons, target)])
     folder = save_study(config, "language_mixing", {"cells": results, "summary": summary,
-                                                     "comparisons": comparisons, "coverage": coverage}, {
+                                                    "comparisons": comparisons, "coverage": coverage}, {
         "budget": budget, "target": target, "seeds": list(config.seeds), "summary": _records(summary),
         "comparisons": _records(comparisons), "coverage": _records(coverage), "table_markdown": table,
         "reading": reading})
@@ -644,7 +651,7 @@ def peft_study(config: Config) -> AdaptationResult:
             "learning_rate": ("lr", "g"), "train_seconds": ("train s", ".1f")})])
     reading = "\n".join(_peft_reading(config, summary, comparisons, timing, reference))
     folder = save_study(config, "peft", {"cells": results, "summary": summary, "comparisons": comparisons,
-                                           "timing": timing}, {
+                                         "timing": timing}, {
         "arms": [arm for arm, _, _ in arms], "reference": reference, "seeds": list(config.seeds),
         "summary": _records(summary), "comparisons": _records(comparisons), "timing": _records(timing),
         "table_markdown": table, "reading": reading})

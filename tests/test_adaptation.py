@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from datasets import DatasetDict
+from safetensors.torch import load_file
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -124,6 +125,26 @@ def test_adalora_prunes_ranks_to_its_budget_while_training(lora_config, tokenize
     kept = sum(sum(mask) for mask in schedule.rank_pattern.values())
     # 4 adapted matrices (query, value × 2 layers) start at rank 6 (24 in all); the budget is 4 on average.
     assert len(schedule.rank_pattern) == 4 and kept <= 4 * 4 < 6 * 4
+
+
+def test_an_adalora_checkpoint_restores_after_its_ranks_were_reallocated(lora_config, tokenized, tmp_path) -> None:
+    """The best epoch's adapter is saved with the rank pattern of that moment; training then re-allocates ranks.
+    Restoring must cut the model to the checkpoint's pattern, not the live one (a real MiniLM run failed so)."""
+    config = lora_config.replace(peft_method="adalora", lora_r=4, lora_target_modules=[], num_train_epochs=2,
+                                 load_best_model_at_end=False)  # the adapters keep their full initial rank
+    model, _, _ = fit(config, tokenized, tmp_path / "run")
+    live = model.peft_config["default"]
+    saved_pattern = {name: list(mask) for name, mask in live.rank_pattern.items()}
+    adaptation.save_adapter(model, tmp_path / "best")
+    saved = load_file(str(tmp_path / "best" / adaptation.ADAPTER_DIR / "adapter_model.safetensors"))
+    # a later re-allocation: every module keeps another number of ranks than the checkpoint holds
+    kept = {name: sum(mask) % len(mask) + 1 for name, mask in saved_pattern.items()}
+    live.rank_pattern = {name: [True] * kept[name] + [False] * (len(mask) - kept[name])
+                         for name, mask in saved_pattern.items()}
+    assert adaptation.restore_adapter(model, tmp_path / "best")
+    restored = {name: tensor for name, tensor in model.state_dict().items() if "lora_E" in name}
+    assert restored and all(tensor.shape == saved[name.replace(".default", "")].shape
+                            for name, tensor in restored.items())
 
 
 def test_peft_works_on_a_roberta_style_model_without_bert_names(lora_config) -> None:
