@@ -25,6 +25,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreT
 
 from .io import ArtefactWriteError, atomic_path
 from .model_card import ModelCardError, read_model_card
+from .modeling import quiet_transformers
 
 if TYPE_CHECKING:
     import fastapi
@@ -75,8 +76,9 @@ class Predictor:
             raise ModelLoadError(f"{model_dir}: model folder {what}; expected a folder written by "
                                  "model.save_pretrained() and tokenizer.save_pretrained()")
         try:
-            tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-            model = AutoModelForSequenceClassification.from_pretrained(model_dir, local_files_only=True)
+            with quiet_transformers():  # a saved classifier loads without a report; its progress bar is noise
+                tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+                model = AutoModelForSequenceClassification.from_pretrained(model_dir, local_files_only=True)
         except (OSError, ValueError, KeyError) as error:
             first_line = str(error).strip().split("\n")[0]
             raise ModelLoadError(f"{model_dir}: cannot load the tokenizer and classifier: {first_line}") from error
@@ -91,8 +93,8 @@ class Predictor:
             model = _quantize_int8(model)
         limit = _max_length(config, tokenizer)
         if max_length is not None and not 1 <= max_length <= limit:
-            raise ValueError(f"max_length must be between 1 and {limit} (the model's usable positions), "
-                             f"got {max_length}")
+            raise ModelLoadError(f"{model_dir}: max_length must be between 1 and {limit} (the model's usable "
+                                 f"positions), got {max_length}")
         try:
             card = read_model_card(model_dir)
         except ModelCardError as error:
@@ -187,14 +189,14 @@ def _max_length(config: Any, tokenizer: Any) -> int:
 
 def predict_file(model_dir: PathLike, input_path: PathLike, output_path: PathLike, *, text_column: str = "text",
                  id_column: Optional[str] = None, batch_size: int = 32, int8: bool = False,
-                 quiet: bool = False) -> Path:
+                 max_length: Optional[int] = None, quiet: bool = False) -> Path:
     """Predict every row of a CSV/TSV/JSONL file (plain or .gz); write id, label, score and prob_<label> columns.
 
     The output format follows the output file's extension; the file is written atomically.
     """
     file_format(output_path)  # a bad output name fails before the model is loaded
     ids, texts = read_texts(input_path, text_column=text_column, id_column=id_column)
-    predictor = Predictor.load(model_dir, int8=int8, batch_size=batch_size)
+    predictor = Predictor.load(model_dir, int8=int8, max_length=max_length, batch_size=batch_size)
     return write_predictions(output_path, ids, predictor.predict(texts, progress=not quiet), predictor.labels)
 
 
@@ -663,6 +665,10 @@ def _parse(parser: _ArgumentParser, argv: list[str]) -> Union[argparse.Namespace
         return int(done.code or 0)
 
 
+MAX_LENGTH_HELP = ("tokens kept per text (default: every position the model has, as pipeline() does; "
+                   "a model trained on shorter inputs, e.g. max_seq_length 128, may be served at that length)")
+
+
 def predict_command(argv: list[str]) -> int:
     """``python -m otherdata_utils predict MODEL_DIR INPUT OUTPUT [...]``; 0 on success, 2 on any input error."""
     parser = _ArgumentParser(prog="python -m otherdata_utils predict",
@@ -674,6 +680,7 @@ def predict_command(argv: list[str]) -> int:
     parser.add_argument("--id-column", default=None, help="column copied to the output's id (default: row number)")
     parser.add_argument("--batch-size", type=_positive_int, default=32, help="texts per forward pass")
     parser.add_argument("--int8", action="store_true", help="dynamic int8 quantisation of Linear layers")
+    parser.add_argument("--max-length", type=_positive_int, default=None, help=MAX_LENGTH_HELP)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = _parse(parser, argv)
     if isinstance(args, int):
@@ -682,7 +689,8 @@ def predict_command(argv: list[str]) -> int:
         file_format(args.output)
         ids, texts = read_texts(args.input, text_column=args.text_column, id_column=args.id_column)
         started = time.perf_counter()
-        predictor = Predictor.load(args.model_dir, int8=args.int8, batch_size=args.batch_size)
+        predictor = Predictor.load(args.model_dir, int8=args.int8, max_length=args.max_length,
+                                   batch_size=args.batch_size)
         loaded = time.perf_counter()
         predictions = predictor.predict(texts, progress=not args.quiet)
         seconds = time.perf_counter() - loaded
@@ -705,6 +713,7 @@ def serve_command(argv: list[str]) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--int8", action="store_true", help="dynamic int8 quantisation of Linear layers")
+    parser.add_argument("--max-length", type=_positive_int, default=None, help=MAX_LENGTH_HELP)
     parser.add_argument("--max-texts", type=_positive_int, default=defaults.max_texts, help="texts per request")
     parser.add_argument("--max-chars", type=_positive_int, default=defaults.max_chars, help="characters per text")
     parser.add_argument("--max-body-bytes", type=_positive_int, default=defaults.max_body_bytes)
@@ -721,7 +730,8 @@ def serve_command(argv: list[str]) -> int:
               file=sys.stderr)
         return 2
     try:
-        predictor = Predictor.load(args.model_dir, int8=args.int8, batch_size=args.max_batch)
+        predictor = Predictor.load(args.model_dir, int8=args.int8, max_length=args.max_length,
+                                   batch_size=args.max_batch)
     except ModelLoadError as error:
         print(f"{parser.prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2

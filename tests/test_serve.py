@@ -320,11 +320,29 @@ def test_predict_command_exit_codes_and_one_line_errors(tmp_path: Path, model_di
          "no_model: model folder not found"),
         ([str(model_dir), str(data_dir / "sst2" / "dev.tsv"), str(tmp_path / "out.xlsx")], "unknown file type"),
         ([str(model_dir), str(data_dir / "sst2" / "dev.tsv"), str(output), "--batch-size", "0"], "must be ≥ 1"),
+        ([str(model_dir), str(data_dir / "sst2" / "dev.tsv"), str(output), "--text-column", "content",
+          "--max-length", "4096"], "max_length must be between 1 and 512 (the model's usable positions), got 4096"),
         ([str(model_dir)], "the following arguments are required: input, output"),
     ]:
         assert predict_command(argv) == 2
         stderr = capsys.readouterr().err.strip()
         assert expected in stderr and "\n" not in stderr
+
+
+def test_predict_command_serves_at_the_max_length_it_is_given(tmp_path: Path, model_dir: Path) -> None:
+    texts = tmp_path / "texts.csv"
+    # Each long text opens with one verdict and goes on at length with the other.
+    texts.write_text("text\n" + "\n".join(["awful terrible waste " * 4 + "great wonderful excellent " * 60,
+                                            "great wonderful excellent " * 4 + "awful terrible waste " * 60,
+                                            "fine"]) + "\n")
+    outputs = {}
+    for max_length in ("16", "512"):
+        outputs[max_length] = tmp_path / f"at_{max_length}.csv"
+        assert predict_command([str(model_dir), str(texts), str(outputs[max_length]), "--max-length", max_length,
+                                "--quiet"]) == 0
+    short, full = ([float(row["prob_pos"]) for row in csv.DictReader(path.open())] for path in outputs.values())
+    assert abs(short[2] - full[2]) <= SAME_SCORE  # "fine" fits in 16 tokens: the same answer either way
+    assert min(abs(a - b) for a, b in zip(short[:2], full[:2])) > 0.01  # long texts are cut at 16 tokens
 
 
 def test_serve_command_refuses_a_missing_model_or_bad_option_in_one_line(tmp_path: Path,
