@@ -570,16 +570,16 @@ def _save_transfer(config: Config, result: TransferResult, design: dict[str, Any
              "training rows per domain:\n\n" + _matrix_markdown(accuracy)
              + "\n\nTransfer loss (in-domain accuracy of the test domain minus this cell; mean and 95% interval "
                "over seeds):\n\n" + _matrix_markdown(loss))
-    save_study(config, "transfer_matrix",
-          {"cells": result.cells, "summary": result.summary, "loss_summary": result.loss_summary,
-           "matrix": result.matrix.reset_index()}, {
-              **design,
-              "budget_per_domain": budget,
-              "matrix": result.matrix.round(4).to_dict(),
-              "loss": result.loss.round(4).to_dict(),
-              "table_markdown": table,
-              "reading": result.reading,
-          })
+    frames = {"cells": result.cells, "summary": result.summary, "loss_summary": result.loss_summary,
+              "matrix": result.matrix.reset_index()}
+    save_study(config, "transfer_matrix", frames, {
+        **design,
+        "budget_per_domain": budget,
+        "matrix": result.matrix.round(4).to_dict(),
+        "loss": result.loss.round(4).to_dict(),
+        "table_markdown": table,
+        "reading": result.reading,
+    })
 
 
 def _matrix_markdown(texts: pd.DataFrame) -> str:
