@@ -5,6 +5,7 @@ It hands on a self-describing run folder: params.yaml, executed notebooks, metri
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from .config import Config, ConfigError, load_config, parse_override, project_ro
 from .io import atomic_write_text
 
 
+@functools.cache
 def _kernel_manager_class() -> type:
     """The kernel manager papermill starts notebook kernels with: encrypted (CurveZMQ) where pyzmq and the
     kernelspec support it, since ipykernel >= 7.3 warns on every start of a kernel over plain TCP."""
