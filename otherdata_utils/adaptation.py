@@ -25,6 +25,7 @@ from datasets import Dataset, DatasetDict
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .config import Config
+from . import runs
 
 if TYPE_CHECKING:  # the training loop imports the PEFT helpers above; it needs no plotting library
     from matplotlib.figure import Figure
@@ -416,7 +417,7 @@ def language_study(config: Config) -> LanguageResult:
 def _figure_path(config: Config, stem: str) -> Path:
     from . import pipeline
 
-    return pipeline.run_paths(config).figures / f"{stem}.png"
+    return runs.run_folder(config).figure(stem)
 
 
 def _coverage_markdown(coverage: pd.DataFrame) -> str:

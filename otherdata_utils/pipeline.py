@@ -15,49 +15,7 @@ from datasets.utils import logging as datasets_logging
 
 from .config import Config
 from .io import atomic_dir, atomic_write_json, read_json
-
-
-@dataclass(frozen=True)
-class RunPaths:
-    """Where each artefact of a run lives; nothing a run makes is written elsewhere."""
-
-    root: Path
-
-    @property
-    def clean_data(self) -> Path:
-        return self.root / "data" / "clean"
-
-    @property
-    def train_set(self) -> Path:
-        return self.root / "data" / "train_mixed"
-
-    @property
-    def reports(self) -> Path:
-        return self.root / "reports"
-
-    @property
-    def training(self) -> Path:
-        return self.root / "training"
-
-    @property
-    def model(self) -> Path:
-        return self.root / "model"
-
-    @property
-    def figures(self) -> Path:
-        return self.root / "figures"
-
-    @property
-    def predictions(self) -> Path:
-        return self.root / "predictions"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.json"
-
-
-def run_paths(config: Config) -> RunPaths:
-    return RunPaths(config.resolved_output_dir())
+from .runs import run_folder
 
 
 # --- run metadata -------------------------------------------------------------------------------------------------
@@ -84,13 +42,13 @@ def environment_info() -> dict[str, Any]:
 
 def record_environment(config: Config) -> dict[str, Any]:
     info = environment_info()
-    atomic_write_json(run_paths(config).root / "environment.json", info)
+    atomic_write_json(run_folder(config).environment, info)
     return info
 
 
 def update_metrics(config: Config, section: str, values: Any) -> dict[str, Any]:
     """Set one top-level section of metrics.json, keeping the sections other steps wrote."""
-    path = run_paths(config).metrics
+    path = run_folder(config).metrics
     metrics = read_json(path) if path.is_file() else {}
     metrics[section] = values
     atomic_write_json(path, metrics)
@@ -99,7 +57,7 @@ def update_metrics(config: Config, section: str, values: Any) -> dict[str, Any]:
 
 def update_study(config: Config, name: str, values: dict[str, Any]) -> dict[str, Any]:
     """Record one study's summary under metrics.json "studies", beside the other studies of the run."""
-    path = run_paths(config).metrics
+    path = run_folder(config).metrics
     studies = (read_json(path) if path.is_file() else {}).get("studies", {})
     return update_metrics(config, "studies", {**studies, name: values})
 
@@ -130,7 +88,7 @@ def prepare_data(config: Config) -> PreparedData:
     """Load every source, clean it, find leakage; save the clean DatasetDict and the reports in the run folder."""
     from . import clean, data
 
-    paths = run_paths(config)
+    paths = run_folder(config)
     raw = data.load_data(config)
     cleaned, cleaning = clean.clean(raw, config)
     leaked = len(cleaning.leakage.leaked_ids("train"))
@@ -140,13 +98,13 @@ def prepare_data(config: Config) -> PreparedData:
                       f"{cleaning.leakage.summary()}", stacklevel=2)
     save_dataset_atomically(cleaned, paths.clean_data)
     fingerprint = {"raw": data.fingerprint(raw), "clean": data.fingerprint(cleaned)}
-    atomic_write_json(paths.reports / "data_fingerprint.json", fingerprint)
-    atomic_write_json(paths.reports / "cleaning.json", {**cleaning.to_dict(), "summary": cleaning.summary()})
+    atomic_write_json(paths.data_fingerprint, fingerprint)
+    atomic_write_json(paths.cleaning_report, {**cleaning.to_dict(), "summary": cleaning.summary()})
     return PreparedData(dataset=cleaned, cleaning=cleaning, fingerprint=fingerprint)
 
 
 def load_prepared(config: Config) -> DatasetDict:
-    path = run_paths(config).clean_data
+    path = run_folder(config).clean_data
     if path.is_dir():
         return load_from_disk(str(path))
     return prepare_data(config).dataset
@@ -165,20 +123,20 @@ def build_training_set(config: Config) -> TrainingSet:
     """Mix other data into the target (few-shot, strategy, budget), augment if asked; save it and its reports."""
     from . import augment, mix
 
-    paths = run_paths(config)
+    paths = run_folder(config)
     prepared = load_prepared(config)
     train, mix_report = mix.mix(prepared["train"], config)
-    atomic_write_json(paths.reports / "mix.json", {**mix_report.to_dict(), "summary": mix_report.summary()})
+    atomic_write_json(paths.mix_report, {**mix_report.to_dict(), "summary": mix_report.summary()})
     augmentation = None
     if config.augmentation != "none":
         train, augmentation = augment.augment(train, config)
-        atomic_write_json(paths.reports / "augmentation.json", augmentation.to_dict())
+        atomic_write_json(paths.augmentation_report, augmentation.to_dict())
     save_dataset_atomically(train, paths.train_set)
     return TrainingSet(train=train, mix=mix_report, augmentation=augmentation)
 
 
 def load_training_set(config: Config) -> Dataset:
-    path = run_paths(config).train_set
+    path = run_folder(config).train_set
     if path.is_dir():
         return load_from_disk(str(path))
     return build_training_set(config).train
@@ -190,7 +148,7 @@ def finetune(config: Config, *, stop_after_steps: Optional[int] = None):
     """Tokenise, build the model (seeded), train with validation-driven choices, save the chosen model."""
     from . import data, modeling, plots, train
 
-    paths = run_paths(config)
+    paths = run_folder(config)
     prepared = load_prepared(config)
     names = data.label_names(prepared)
     splits = DatasetDict(train=load_training_set(config), validation=prepared["validation"])
@@ -200,9 +158,9 @@ def finetune(config: Config, *, stop_after_steps: Optional[int] = None):
                          stop_after_steps=stop_after_steps)
     modeling.save_model(model, tokenizer, paths.model)
     summary = {key: value for key, value in asdict(result).items() if key != "history"}
-    atomic_write_json(paths.training / "history.json", result.history)
+    atomic_write_json(paths.history, result.history)
     update_metrics(config, "train", summary)
-    plots.plot_training_curves(result.history, path=paths.figures / "training_curves.png")
+    plots.plot_training_curves(result.history, path=paths.figure("training_curves"))
     return result
 
 
@@ -212,7 +170,7 @@ def load_trained_model(config: Config):
     """The fine-tuned model and tokenizer from the run folder, trained first if this run has none yet."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    model_dir = run_paths(config).model
+    model_dir = run_folder(config).model
     if not (model_dir / "config.json").is_file():
         finetune(config)
     return AutoModelForSequenceClassification.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir)
@@ -222,7 +180,7 @@ def evaluate_splits(config: Config, splits: tuple[str, ...] = ("validation", "te
     """Metrics, classification report, confusion matrix, per-domain table and saved predictions per split."""
     from . import data, metrics, modeling, plots, train
 
-    paths = run_paths(config)
+    paths = run_folder(config)
     prepared = load_prepared(config)
     names = data.label_names(prepared)
     model, tokenizer = load_trained_model(config)
@@ -243,12 +201,12 @@ def evaluate_splits(config: Config, splits: tuple[str, ...] = ("validation", "te
             "label_names": names,
         }
         metrics.save_predictions(
-            paths.predictions / f"{split}.csv", ids=rows["id"], texts=rows["text"], domains=rows["domain"],
+            paths.split_predictions(split), ids=rows["id"], texts=rows["text"], domains=rows["domain"],
             labels=predictions.labels, predictions=predictions.predicted, probabilities=predictions.probabilities,
             label_names=names,
         )
-        plots.plot_confusion_matrix(scores["confusion_matrix"], names, path=paths.figures / f"confusion_{split}.png")
-        plots.plot_per_domain(per_domain, path=paths.figures / f"per_domain_{split}.png")
+        plots.plot_confusion_matrix(scores["confusion_matrix"], names, path=paths.figure(f"confusion_{split}"))
+        plots.plot_per_domain(per_domain, path=paths.figure(f"per_domain_{split}"))
         update_metrics(config, split, scores)
         results[split] = scores
     return results
@@ -281,13 +239,13 @@ def deploy(config: Config, *, check_rows: int = 200) -> Deployment:
     from . import metrics as metrics_module
     from . import model_card
 
-    paths = run_paths(config)
+    paths = run_folder(config)
     metrics = read_json(paths.metrics) if paths.metrics.is_file() else {}
     if "test" not in metrics:
         evaluate_splits(config)
         metrics = read_json(paths.metrics)
     test = metrics["test"]
-    mix_path = paths.reports / "mix.json"
+    mix_path = paths.mix_report
     model_card.write_model_card(
         paths.model,
         base_model=base_model_name(config),
@@ -307,7 +265,7 @@ def deploy(config: Config, *, check_rows: int = 200) -> Deployment:
             "The packaged base model has an English uncased vocabulary; other languages are out of scope.",
         ],
     )
-    expected = metrics_module.load_predictions(paths.predictions / "test.csv").head(check_rows)
+    expected = metrics_module.load_predictions(paths.split_predictions("test")).head(check_rows)
     classifier = hf_pipeline("text-classification", model=str(paths.model), tokenizer=str(paths.model),
                              device=-1)
     # pipeline() truncates from the end (head); other strategies can disagree on texts longer than the limit.

@@ -32,6 +32,7 @@ from matplotlib.figure import Figure
 
 from .config import Config
 from .io import atomic_write_text
+from . import runs
 
 # Agreement levels are stored as float32 (0.66 reads back as 0.6600000262): compare with a little slack.
 _LEVEL_SLACK = 1e-6
@@ -373,7 +374,7 @@ def save_study(config: Config, name: str, frames: dict[str, pd.DataFrame], recor
     """CSV tables under studies/<name>/ (atomic writes) and the study's entry in metrics.json."""
     from . import pipeline
 
-    folder = pipeline.run_paths(config).root / "studies" / name
+    folder = runs.run_folder(config).study(name)
     for file_name, frame in frames.items():
         atomic_write_text(folder / f"{file_name}.csv", frame.to_csv(index=False))
     pipeline.update_study(config, name, record)
@@ -403,7 +404,7 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 def _figure_path(config: Config, stem: str) -> Path:
     from . import pipeline
 
-    return pipeline.run_paths(config).figures / f"{stem}.png"
+    return runs.run_folder(config).figure(stem)
 
 
 def _test_groups(cells: pd.DataFrame, headline: Optional[str]) -> list[str]:

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from datasets import Dataset
 
-from otherdata_utils import data, metrics, pipeline, studies
+from otherdata_utils import data, metrics, pipeline, runs, studies
 from otherdata_utils.clean import dedupe_key
 from otherdata_utils.config import ConfigError, load_config
 
@@ -58,11 +58,11 @@ def _assert_summary_is_seed_summary_of_cells(result, by):
 
 
 def _assert_study_recorded(config, result, figure):
-    study = json.loads(pipeline.run_paths(config).metrics.read_text())["studies"][result.name]
+    study = json.loads(runs.run_folder(config).metrics.read_text())["studies"][result.name]
     assert study["table_markdown"] == result.table_markdown and study["reading"] == result.reading
     assert (result.folder / "cells.csv").is_file() and (result.folder / "summary.csv").is_file()
     assert len(pd.read_csv(result.folder / "cells.csv")) == len(result.cells)
-    assert (pipeline.run_paths(config).figures / figure).is_file()
+    assert (runs.run_folder(config).figures / figure).is_file()
 
 
 # --- how arms are built (no training) -------------------------------------------------------------------------------
@@ -214,7 +214,7 @@ def test_transfer_matrix_trains_each_domain_per_seed_and_tests_on_every_domain(b
         pair = result.cells[(result.cells["train_domain"] == row["train_domain"])
                             & (result.cells["test_domain"] == row["test_domain"])]
         assert row["ci_low"] == pytest.approx(metrics.seed_summary(pair["accuracy"].tolist(), bounds=(0, 1))["ci_low"])
-    assert (pipeline.run_paths(config).figures / "transfer_matrix.png").is_file()
+    assert (runs.run_folder(config).figures / "transfer_matrix.png").is_file()
 
 
 def test_few_shot_study_returns_one_cell_per_k_arm_and_seed_with_seed_intervals(blitzer):

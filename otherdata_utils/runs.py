@@ -1,0 +1,129 @@
+"""The run folder's layout: the one place that names where each artefact of a run lives.
+
+Takes a `Config` (or a run folder path); hands every other module a `RunFolder` to ask for paths, so no module
+spells a run-folder path of its own.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Config
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """Where each artefact of a run lives; nothing a run makes is written elsewhere."""
+
+    root: Path
+
+    # --- written by the runner
+    @property
+    def params(self) -> Path:
+        """The resolved parameters every notebook of the run reads."""
+        return self.root / "params.yaml"
+
+    @property
+    def run_state(self) -> Path:
+        """The notebooks finished so far and the failure that stopped the run, if one did."""
+        return self.root / "run_state.json"
+
+    @property
+    def notebooks(self) -> Path:
+        """The executed notebooks, outputs kept."""
+        return self.root / "notebooks"
+
+    def executed_notebook(self, name: str) -> Path:
+        return self.notebooks / name
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.md"
+
+    # --- written by the steps
+    @property
+    def environment(self) -> Path:
+        return self.root / "environment.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def clean_data(self) -> Path:
+        return self.data / "clean"
+
+    @property
+    def train_set(self) -> Path:
+        return self.data / "train_mixed"
+
+    @property
+    def reports(self) -> Path:
+        """Data-step reports: fingerprint, cleaning and leakage, mix, augmentation."""
+        return self.root / "reports"
+
+    @property
+    def data_fingerprint(self) -> Path:
+        return self.reports / "data_fingerprint.json"
+
+    @property
+    def cleaning_report(self) -> Path:
+        return self.reports / "cleaning.json"
+
+    @property
+    def mix_report(self) -> Path:
+        return self.reports / "mix.json"
+
+    @property
+    def augmentation_report(self) -> Path:
+        return self.reports / "augmentation.json"
+
+    @property
+    def training(self) -> Path:
+        """The training loop's own folder: checkpoints, the best model so far, the loss history."""
+        return self.root / "training"
+
+    @property
+    def history(self) -> Path:
+        return self.training / "history.json"
+
+    @property
+    def pretraining(self) -> Path:
+        """Continued MLM pretraining before fine-tuning: its checkpoints and the adapted encoder."""
+        return self.root / "pretraining"
+
+    @property
+    def model(self) -> Path:
+        """The fine-tuned model, saved for serving (with its model card)."""
+        return self.root / "model"
+
+    @property
+    def figures(self) -> Path:
+        return self.root / "figures"
+
+    def figure(self, stem: str) -> Path:
+        return self.figures / f"{stem}.png"
+
+    @property
+    def predictions(self) -> Path:
+        return self.root / "predictions"
+
+    def split_predictions(self, split: str) -> Path:
+        return self.predictions / f"{split}.csv"
+
+    @property
+    def studies(self) -> Path:
+        return self.root / "studies"
+
+    def study(self, name: str) -> Path:
+        """One study's tables (CSV and markdown) and its record."""
+        return self.studies / name
+
+
+def run_folder(config: Config) -> RunFolder:
+    """The run folder of a config (its output_dir, else runs_dir/run_name)."""
+    return RunFolder(config.resolved_output_dir())
