@@ -190,8 +190,11 @@ def _index_split(columns: dict[str, list[Any]]) -> _SplitIndex:
     )
 
 
-def _leak_pairs(indexes: dict[str, _SplitIndex], *, near: bool) -> list[LeakPair]:
-    """Pairs of rows in different splits with the same text (or key), by dict look-up, never pairwise."""
+def _leakage(indexes: dict[str, _SplitIndex], *, near: bool) -> LeakageReport:
+    """Pairs of rows in different splits with the same text (or key), by dict look-up, never pairwise.
+
+    The one search for leakage: `find_leakage` runs it over whole splits, `clean` over the rows it kept.
+    """
     splits = [s for s in SPLIT_ORDER if s in indexes] + sorted(s for s in indexes if s not in SPLIT_ORDER)
     by_key: dict[str, dict[str, list[int]]] = {}
     for split in splits:
@@ -218,16 +221,14 @@ def _leak_pairs(indexes: dict[str, _SplitIndex], *, near: bool) -> list[LeakPair
                             exact=text == other_text, text_hash=_short_hash(other_text),
                             key_hash=_short_hash(mine.keys[row]),
                         ))
-    return pairs
+    return LeakageReport(near=near, pairs=pairs, rows={split: len(index.ids) for split, index in indexes.items()})
 
 
 def find_leakage(dsd: DatasetDict, *, near: bool = True) -> LeakageReport:
     """Every pair of rows in different splits that share a normalised text (or, with `near`, a `dedupe_key`)."""
     _check_columns(dsd)
     indexes = {split: _index_split(_columns(ds, ["id", "source", "domain", "text"])) for split, ds in dsd.items()}
-    return LeakageReport(
-        near=near, pairs=_leak_pairs(indexes, near=near), rows={s: len(ix.ids) for s, ix in indexes.items()}
-    )
+    return _leakage(indexes, near=near)
 
 
 # --- cleaning -----------------------------------------------------------------------------------------------------
@@ -412,9 +413,7 @@ def clean(dsd: DatasetDict, config: Config) -> tuple[DatasetDict, CleaningReport
         return _SplitIndex(*([column[row] for row in rows] for column in (
             index.ids, index.sources, index.domains, index.texts, index.keys)))
 
-    remaining = {split: subset(split) for split in splits}
-    leakage = LeakageReport(near=config.near_dedupe, pairs=_leak_pairs(remaining, near=config.near_dedupe),
-                            rows={split: len(index.ids) for split, index in remaining.items()})
+    leakage = _leakage({split: subset(split) for split in splits}, near=config.near_dedupe)
     if config.remove_leakage and "train" in kept:
         also_in: dict[int, set[str]] = defaultdict(set)
         row_of = {full["train"].ids[row]: row for row in kept["train"]}

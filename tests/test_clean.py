@@ -79,6 +79,13 @@ def test_leakage_is_removed_from_train_only_and_validation_test_keep_their_rows(
     assert find_leakage(kept).leaked_ids("train") == set()
 
 
+def test_cleaning_reports_the_leakage_find_leakage_finds_in_the_rows_it_kept(messy):
+    kept, report = clean(messy, Config(remove_leakage=False))
+    assert report.leakage.pairs and report.leakage.pairs == find_leakage(kept).pairs
+    # searched after dedupe: train keeps t1, t6, t7, t8, t9; validation v1, v2; test s1, s3
+    assert report.leakage.rows == find_leakage(kept).rows == {"train": 5, "validation": 2, "test": 2}
+
+
 def test_find_leakage_marks_exact_near_and_cross_source_pairs(messy):
     report = find_leakage(messy)
     pairs = {(p.id, p.other_id): p for p in report.pairs}

