@@ -129,6 +129,7 @@ class Config(BaseModel):
     gradient_accumulation_steps: int = 1
     max_grad_norm: float = 1.0
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    optim_implementation: Literal["auto", "fused", "foreach"] = "auto"  # AdamW kernel; auto = fused where available
     eval_strategy: Literal["no", "steps", "epoch"] = "epoch"
     eval_steps: int = 100
     save_strategy: Literal["no", "steps", "epoch"] = "epoch"
@@ -143,13 +144,16 @@ class Config(BaseModel):
     report_to: Literal["none", "tensorboard"] = "none"
     seed: int = 42
 
-    # --- studies
-    seeds: list[int] = Field(default_factory=lambda: [42])  # replicate seeds for study cells
-    pretrain_steps: int = Field(0, ge=0)  # continued MLM pretraining steps before fine-tuning; 0 = none
-    pretrain_domains: list[str] = Field(default_factory=list)  # unlabelled train text from these; [] = target (TAPT)
+    # --- continued MLM pretraining on unlabelled training text: 03_finetune runs it before fine-tuning and starts
+    # from the adapted encoder; the continued-pretraining study (11) runs it once per arm and seed
+    pretrain_steps: int = Field(0, ge=0)  # MLM optimizer steps; 0 = fine-tune the checkpoint as it is
+    pretrain_domains: list[str] = Field(default_factory=list)  # these domains' texts; [] = target_domain's, else all
     pretrain_max_texts: Optional[int] = Field(None, ge=1)  # seeded cap on pretraining texts; null = all
     pretrain_learning_rate: float = Field(5e-5, gt=0)  # AdamW peak lr for continued pretraining
     mlm_probability: float = Field(0.15, gt=0, lt=1)  # share of tokens masked in continued pretraining
+
+    # --- studies
+    seeds: list[int] = Field(default_factory=lambda: [42])  # replicate seeds for study cells
     study_language_share: float = Field(0.5, gt=0, lt=1)  # language study: target language's share of a mixed arm
     study_peft_methods: list[Literal["none", "lora", "adalora"]] = Field(  # PEFT study arms; none = full fine-tuning
         default_factory=lambda: ["none", "lora", "adalora"], min_length=1)

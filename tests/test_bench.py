@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from otherdata_utils.__main__ import main
-from otherdata_utils.bench import CONTENDERS, INFERENCE_CONTENDERS, _PeakRSS, _rotated, _StepClock
+from otherdata_utils.bench.contenders import StepClock
+from otherdata_utils.bench.machine import PeakRSS
+from otherdata_utils.bench.workload import CONTENDERS, INFERENCE_CONTENDERS, rotated
 
 SECTIONS = ("## Headline", "## Training throughput", "## Matmul ceiling", "## Inference throughput",
             "## Peak memory", "## End to end", "## Machine", "## Method")
@@ -69,7 +71,7 @@ def test_quick_benchmark_writes_a_markdown_table_with_every_section(quick_result
 
 
 def test_rotation_puts_each_contender_in_each_place_once() -> None:
-    orders = [_rotated(CONTENDERS, repeat) for repeat in range(len(CONTENDERS))]
+    orders = [rotated(CONTENDERS, repeat) for repeat in range(len(CONTENDERS))]
     for position in range(len(CONTENDERS)):
         assert sorted(order[position] for order in orders) == sorted(CONTENDERS)
 
@@ -78,7 +80,7 @@ def test_step_clock_ignores_optimizer_steps_before_the_first_forward() -> None:
     model = torch.nn.Linear(4, 2)
     probe = torch.zeros(1, requires_grad=True)
     probe.grad = torch.zeros(1)
-    with _StepClock(model) as clock:
+    with StepClock(model) as clock:
         torch.optim.SGD([probe], lr=0.1).step()  # like build_optimizer's fused-AdamW probe
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
         for _ in range(3):
@@ -89,8 +91,8 @@ def test_step_clock_ignores_optimizer_steps_before_the_first_forward() -> None:
 
 
 def test_peak_rss_of_an_outer_block_includes_a_spike_inside_an_inner_block() -> None:
-    with _PeakRSS() as outer:
-        with _PeakRSS() as inner:
+    with PeakRSS() as outer:
+        with PeakRSS() as inner:
             spike = np.ones(64 * 2**20 // 8)  # 64 MB, touched
             del spike
     assert inner.peak_mb > 64

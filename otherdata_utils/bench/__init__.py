@@ -1,0 +1,160 @@
+"""Benchmarks, one command: training and inference throughput against baselines, matmul ceiling, memory, e2e time.
+
+Hands on benchmarks/results.json and benchmarks/RESULTS.md: ratios first, absolute numbers labelled as this machine's.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from .. import modeling
+from ..config import DATA_DIR_ENV, Config, project_root
+from ..io import atomic_write_json, atomic_write_text
+from .contenders import run_ablations, train_contender
+from .inference import run_inference
+from .machine import PeakRSS, load_average, machine_info, matmul_gflops
+from .tables import render_markdown, summarise_ceiling, summarise_training
+from .workload import (CONTENDERS, FULL, LABEL_NAMES, QUICK, BenchSettings, describe_data, describe_model,
+                       load_bench_texts, log, rotated, train_config)
+
+
+def bench_command(argv: list[str]) -> int:
+    """``python -m otherdata_utils bench [--quick] [--skip-e2e] [--out DIR] [--data-dir DIR] [--model NAME]``."""
+    parser = argparse.ArgumentParser(prog="python -m otherdata_utils bench", description=bench_command.__doc__)
+    parser.add_argument("--quick", action="store_true",
+                        help="few steps and texts, no ablations, no end-to-end study (CI smoke run)")
+    parser.add_argument("--skip-e2e", action="store_true", help="do not time the default study end to end")
+    parser.add_argument("--skip-ablations", action="store_true", help="do not measure variants of our loop")
+    parser.add_argument("--out", help="folder for results.json and RESULTS.md (default: benchmarks/)")
+    parser.add_argument("--data-dir", help="local data root laid out like shared/data (default: OTHERDATA_DATA_DIR)")
+    parser.add_argument("--model", help="model_name_or_path (default: the packaged MiniLM; 'tiny-random' for tests)")
+    parser.add_argument("--repeats", type=int, help="timed runs per contender (≥ 3 for medians worth reading)")
+    parser.add_argument("--threads", type=int,
+                        help="torch intra-op threads for the whole run (default: torch's, one per core)")
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error("--threads must be ≥ 1")
+        torch.set_num_threads(args.threads)
+    settings = QUICK if args.quick else FULL
+    changes: dict[str, Any] = {}
+    if args.model:
+        changes["model"] = args.model
+    if args.repeats is not None:
+        if args.repeats < 1:
+            parser.error("--repeats must be ≥ 1")
+        changes["repeats"] = changes["inference_repeats"] = args.repeats
+    if args.skip_e2e:
+        changes["e2e"] = False
+    if args.skip_ablations:
+        changes["ablations"] = False
+    settings = replace(settings, **changes)
+    out_dir = Path(args.out) if args.out else project_root() / "benchmarks"
+    data_dir = Config(data_dir=args.data_dir).resolved_data_dir()
+    if data_dir is None:
+        print("error: the benchmark reads local data: set OTHERDATA_DATA_DIR to a copy laid out like shared/data",
+              file=sys.stderr)
+        return 2
+    results = run_benchmarks(settings, data_dir=data_dir, quick=args.quick)
+    json_path, md_path = write_results(results, out_dir)
+    print(f"[bench] wrote {json_path} and {md_path}", flush=True)
+    return 0
+
+
+def write_results(results: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    """results.json and RESULTS.md in `out_dir`, each written atomically."""
+    out_dir = Path(out_dir)
+    return (atomic_write_json(out_dir / "results.json", results),
+            atomic_write_text(out_dir / "RESULTS.md", render_markdown(results)))
+
+
+def run_benchmarks(settings: BenchSettings, *, data_dir: Path, quick: bool = False) -> dict[str, Any]:
+    """Every section, in one process; returns plain data (what results.json holds)."""
+    started = time.perf_counter()
+    results: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "quick": quick,
+        "settings": asdict(settings),
+        "machine": machine_info(),
+        "memory_method": PeakRSS.method(),
+    }
+    log(f"machine: {results['machine']['cpu_model']}, {results['machine']['torch_threads']} torch threads, "
+        f"load {results['machine']['load_average_at_start']}")
+    with tempfile.TemporaryDirectory(prefix="otherdata-bench-") as tmp:
+        workdir = Path(tmp)
+        config = train_config(settings, workdir)
+        # A fresh cache: tokenisation below really tokenises, so its time is worth reporting.
+        model, tokenizer = modeling.load_model_and_tokenizer(config, LABEL_NAMES)
+        train_rows = settings.batch_size * (settings.warmup_steps + settings.steps)
+        with modeling.quiet_transformers():
+            texts = load_bench_texts(data_dir, train_rows=train_rows, inference_rows=settings.inference_texts,
+                                     seed=settings.seed)
+        tick = time.perf_counter()
+        tokenized = modeling.tokenize_splits(texts, tokenizer, config)
+        tokenize_seconds = time.perf_counter() - tick
+        warm = tokenized["train"].select(range(settings.batch_size * settings.warmup_steps))
+        measure = tokenized["train"].select(range(settings.batch_size * settings.warmup_steps, train_rows))
+        results["data"] = describe_data(texts["train"], measure, settings, tokenize_seconds)
+        results["model"] = describe_model(model, config)
+        del model
+
+        log(f"matmul ceiling: {settings.matmul_size}² fp32 torch.mm")
+        ceiling_runs = [matmul_gflops(settings.matmul_size, settings.matmul_repeats)]
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in CONTENDERS}
+        model_dir = workdir / "model"  # our loop's trained model: the one the inference runs serve
+        for repeat in range(settings.repeats):
+            for name in rotated(CONTENDERS, repeat):
+                run = train_contender(name, config, tokenizer, warm, measure, workdir / f"{name}-{repeat}",
+                                      save_to=model_dir if name == "ours" else None)
+                runs[name].append(run)
+                log(f"training {repeat + 1}/{settings.repeats} {name}: {run['examples_per_second']:.2f} ex/s, "
+                    f"peak RSS {run['peak_rss_mb']:.0f} MB")
+            # The ceiling again beside every repetition, so load from other processes hits both alike.
+            ceiling_runs.append(matmul_gflops(settings.matmul_size, settings.matmul_repeats))
+        results["matmul"] = summarise_ceiling(ceiling_runs, settings)
+        results["training"] = summarise_training(runs, results["data"], results["model"], results["matmul"])
+
+        if settings.ablations:
+            results["ablations"] = run_ablations(settings, config, tokenizer, warm, measure, workdir,
+                                                 baseline=runs["ours"])
+
+        results["inference"] = run_inference(model_dir, list(texts["inference"]["text"]), settings)
+
+    if settings.e2e:
+        results["e2e"] = time_default_study(data_dir=data_dir)
+    else:
+        results["e2e"] = {"skipped": True, "reason": "--quick" if quick else "--skip-e2e"}
+    results["machine"]["load_average_at_end"] = load_average()
+    results["total_seconds"] = time.perf_counter() - started
+    return results
+
+
+def time_default_study(params: str = "params/default.yaml", *, data_dir: Optional[Path] = None) -> dict[str, Any]:
+    """Wall time of ``python -m otherdata_utils run params/default.yaml`` in a throwaway run folder."""
+    root = project_root()
+    log(f"end to end: python -m otherdata_utils run {params} (several minutes)")
+    with tempfile.TemporaryDirectory(prefix="otherdata-bench-e2e-") as tmp:
+        tick = time.perf_counter()
+        env = {**os.environ, **({DATA_DIR_ENV: str(data_dir)} if data_dir else {})}
+        completed = subprocess.run([sys.executable, "-m", "otherdata_utils", "run", params, "--out", tmp],
+                                   cwd=root, env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - tick
+    # ru_maxrss of waited-for descendants: the largest single process (the notebook kernel), not their sum.
+    children_peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    outcome = {"params": params, "seconds": seconds, "ok": completed.returncode == 0,
+               "largest_process_peak_rss_mb": children_peak_mb, "method": "timed here (subprocess wall clock)"}
+    if completed.returncode != 0:
+        outcome["error"] = (completed.stderr or completed.stdout)[-2000:]
+        log(f"end to end FAILED (exit {completed.returncode}); see results.json")
+    return outcome
