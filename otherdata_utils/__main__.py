@@ -1,4 +1,4 @@
-"""Command line: ``python -m otherdata_utils {run,predict,serve} …``; each subcommand parses its own arguments."""
+"""Command line: ``python -m otherdata_utils {run,predict,serve,bench,publish} …``; each parses its own arguments."""
 from __future__ import annotations
 
 import os
@@ -11,6 +11,7 @@ commands:
   predict MODEL_DIR INPUT OUTPUT [--text-column C]  batch prediction on a CSV/TSV/JSONL file
   serve MODEL_DIR [--host H] [--port N]             HTTP prediction service
   bench [--quick]                                   training/inference throughput benchmarks
+  publish RUN_DIR RESULTS_DIR                       a finished run's small, reader-facing results folder
 """
 
 
@@ -30,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     if command == "serve":
         from .serve import serve_command
         return serve_command(rest)
+    if command == "publish":
+        from .publish import publish_command
+        return publish_command(rest)
     if command == "bench":
         from .bench import bench_command
         return bench_command(rest)

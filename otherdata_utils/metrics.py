@@ -1,4 +1,4 @@
-"""Metrics step: offline `evaluate` modules, classification report, per-domain (worst-group) metrics, seed statistics.
+"""Metrics step: `evaluate` modules, classification report, per-domain (worst-group), calibration, length, seeds.
 
 Hands plain JSON-able dicts, pandas tables and a per-example predictions CSV to studies, plots and the run folder.
 """
@@ -121,6 +121,16 @@ def confusion_matrix(labels: Sequence[int], predictions: Sequence[int], num_labe
     return [[int(count) for count in row] for row in matrix]
 
 
+def row_normalized_confusion(matrix: Sequence[Sequence[float]]) -> list[list[float]]:
+    """Each true class's row as shares of that class (its recall on the diagonal); a class with no rows stays 0."""
+    counts = np.asarray(matrix, dtype=float)
+    if counts.ndim != 2 or counts.shape[0] != counts.shape[1]:
+        raise ValueError(f"a confusion matrix is square; got shape {counts.shape}")
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    return [[float(share) for share in row] for row in shares]
+
+
 def per_domain_metrics(
     labels: Sequence[int], predictions: Sequence[int], domains: Sequence[str], label_names: Sequence[str]
 ) -> dict[str, Any]:
@@ -172,6 +182,77 @@ def per_domain_frame(per_domain: dict[str, Any]) -> pd.DataFrame:
     frame = frame.sort_values(["accuracy", "domain"], kind="stable").reset_index(drop=True)
     frame["worst"] = frame.index == 0
     return frame
+
+
+def calibration_bins(confidences: Sequence[float], correct: Sequence[bool], n_bins: int = 15) -> dict[str, Any]:
+    """Expected calibration error and the reliability diagram's bins, from the predicted class's probability.
+
+    Bin b holds confidences in (b/n_bins, (b+1)/n_bins] (0 falls in the first); ECE is the sum over bins of
+    (rows in bin / all rows) * |accuracy in bin - mean confidence in bin|. Keys: `ece`, `n_bins`, `n` and `bins`,
+    one dict per bin with `low`, `high`, `n`, `confidence` and `accuracy` (None for an empty bin).
+    """
+    confidence = np.asarray(confidences, dtype=float)
+    hit = np.asarray(correct, dtype=bool)
+    if confidence.shape != hit.shape or confidence.ndim != 1 or confidence.size == 0:
+        raise ValueError(f"confidences {confidence.shape} and correct {hit.shape} must be 1-D, non-empty and equal")
+    if ((confidence < 0) | (confidence > 1)).any() or not np.isfinite(confidence).all():
+        raise ValueError("confidences must be probabilities in [0, 1]; pass the predicted class's softmax output")
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be at least 1, got {n_bins}")
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    # right=True: a confidence on an inner edge belongs to the bin below it, as (low, high] says.
+    index = np.digitize(confidence, edges[1:-1], right=True)
+    bins, ece = [], 0.0
+    for b in range(n_bins):
+        mask = index == b
+        count = int(mask.sum())
+        mean_confidence = float(confidence[mask].mean()) if count else None
+        accuracy = float(hit[mask].mean()) if count else None
+        if count:
+            ece += count / confidence.size * abs(accuracy - mean_confidence)
+        bins.append({"low": float(edges[b]), "high": float(edges[b + 1]), "n": count, "confidence": mean_confidence,
+                     "accuracy": accuracy})
+    return {"ece": float(ece), "n_bins": n_bins, "n": int(confidence.size), "bins": bins}
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval for a proportion: unlike p ± z·se it stays inside [0, 1] and is sane near 0 or 1."""
+    if n <= 0 or not 0 <= successes <= n:
+        raise ValueError(f"wilson_interval needs 0 <= successes <= n and n > 0; got {successes} of {n}")
+    z = float(stats.norm.ppf((1 + confidence) / 2))
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half_width = z / denominator * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half_width), min(1.0, centre + half_width)
+
+
+def accuracy_by_length(token_counts: Sequence[int], correct: Sequence[bool], *, max_length: Optional[int] = None,
+                       groups: int = 4, confidence: float = 0.95) -> list[dict[str, Any]]:
+    """Accuracy of the shortest to the longest quarter of texts (by token count), with Wilson intervals.
+
+    Rows are ranked by token count (ties in row order) and cut into `groups` near-equal parts, Q1 the shortest, so
+    every part has the same n even when many texts share a length; a length can then close one part and open the
+    next. One dict per part: `group`, `n`, `min_tokens`, `max_tokens`, `accuracy`, `ci_low`, `ci_high` and, with
+    `max_length`, `truncated` (share of its texts longer than max_length, which the model saw cut).
+    """
+    lengths = np.asarray(token_counts, dtype=int)
+    hit = np.asarray(correct, dtype=bool)
+    if lengths.shape != hit.shape or lengths.ndim != 1 or lengths.size == 0:
+        raise ValueError(f"token_counts {lengths.shape} and correct {hit.shape} must be 1-D, non-empty and equal")
+    rows = []
+    for number, part in enumerate(np.array_split(np.argsort(lengths, kind="stable"), groups), start=1):
+        if part.size == 0:  # fewer texts than groups
+            continue
+        successes = int(hit[part].sum())
+        low, high = wilson_interval(successes, int(part.size), confidence)
+        row = {"group": f"Q{number}", "n": int(part.size), "min_tokens": int(lengths[part].min()),
+               "max_tokens": int(lengths[part].max()), "accuracy": successes / part.size, "ci_low": low,
+               "ci_high": high}
+        if max_length is not None:
+            row["truncated"] = float((lengths[part] > max_length).mean())
+        rows.append(row)
+    return rows
 
 
 def save_predictions(

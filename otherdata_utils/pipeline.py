@@ -13,6 +13,7 @@ from typing import Any, Optional
 from datasets import Dataset, DatasetDict, load_from_disk
 from datasets.utils import logging as datasets_logging
 
+from . import data, metrics, modeling, plots, pretrain, train
 from .config import Config
 from .io import atomic_dir, atomic_write_json, read_json
 from .runs import run_folder
@@ -53,6 +54,14 @@ def update_metrics(config: Config, section: str, values: Any) -> dict[str, Any]:
     metrics[section] = values
     atomic_write_json(path, metrics)
     return metrics
+
+
+def remove_metrics(config: Config, section: str) -> None:
+    """Drop one top-level section of metrics.json, if it is there."""
+    path = run_folder(config).metrics
+    sections = read_json(path) if path.is_file() else {}
+    if sections.pop(section, None) is not None:
+        atomic_write_json(path, sections)
 
 
 def update_study(config: Config, name: str, values: dict[str, Any]) -> dict[str, Any]:
@@ -144,22 +153,73 @@ def load_training_set(config: Config) -> Dataset:
 
 # --- 03 fine-tuning ---------------------------------------------------------------------------------------------------
 
-def finetune(config: Config, *, stop_after_steps: Optional[int] = None):
-    """Tokenise, build the model (seeded), train with validation-driven choices, save the chosen model."""
-    from . import data, modeling, plots, train
+# What continued pretraining reads (pretrain.pretrain_from_config): an adapted encoder made from the same values and
+# the same training data is reused, so a resumed or re-run fine-tuning starts from the very encoder it started from.
+PRETRAINING_PARAMS = ("model_name_or_path", "pretrain_steps", "pretrain_domains", "target_domain", "pretrain_max_texts",
+                      "pretrain_learning_rate", "mlm_probability", "per_device_train_batch_size", "max_seq_length",
+                      "seed", "weight_decay", "warmup_ratio", "max_grad_norm", "mixed_precision")
 
+
+def adapt_encoder(config: Config, prepared: DatasetDict) -> Optional[Path]:
+    """Continued MLM pretraining before fine-tuning (`pretrain_steps` > 0) into the run folder's pretraining folder.
+
+    Its record, held-out MLM loss before and after included, is metrics.json "pretraining". Returns the adapted
+    encoder's folder, or None when `pretrain_steps` is 0. One the run folder holds already, made with the same
+    `PRETRAINING_PARAMS` and training data, is reused.
+    """
+    if config.pretrain_steps == 0:
+        return None
+    paths = run_folder(config)
+    inputs = {"params": {key: config.to_params()[key] for key in PRETRAINING_PARAMS},
+              "train_data": data.fingerprint(DatasetDict(train=prepared["train"]))["train"]}
+    recorded = (read_json(paths.metrics) if paths.metrics.is_file() else {}).get("pretraining") or {}
+    made = (paths.pretraining / "config.json").is_file()
+    if made and all(recorded.get(key) == value for key, value in inputs.items()):
+        return paths.pretraining
+    # Forget the old record before the folder is replaced: a run killed in between then pretrains again rather
+    # than take the new encoder for the one recorded.
+    remove_metrics(config, "pretraining")
+    result = pretrain.pretrain_from_config(config, prepared, output_dir=paths.pretraining)
+    update_metrics(config, "pretraining", {
+        **inputs,
+        "base_model": config.model_name_or_path,
+        "encoder": result.output_dir,
+        "steps": result.steps,
+        "examples_seen": result.examples_seen,
+        "train_texts": result.train_texts,
+        "heldout_texts": result.heldout_texts,
+        "heldout_loss_before": result.heldout_loss_before,
+        "heldout_loss_after": result.heldout_loss_after,
+        "heldout_perplexity_before": result.heldout_perplexity_before,
+        "heldout_perplexity_after": result.heldout_perplexity_after,
+        "head_initialised_fresh": result.head_initialised_fresh,
+        "train_runtime_s": result.seconds,
+        "train_examples_per_second": result.examples_per_second,
+        "loss_history": result.loss_history,
+    })
+    return result.output_dir
+
+
+def finetune(config: Config, *, stop_after_steps: Optional[int] = None):
+    """Tokenise, build the model (seeded), train with validation-driven choices, save the chosen model.
+
+    With `pretrain_steps` > 0 the encoder is first adapted by continued MLM pretraining (`adapt_encoder`) and
+    fine-tuning starts from it with a new classification head; metrics.json "train" records where it started.
+    """
     paths = run_folder(config)
     prepared = load_prepared(config)
     names = data.label_names(prepared)
     splits = DatasetDict(train=load_training_set(config), validation=prepared["validation"])
-    model, tokenizer = modeling.load_model_and_tokenizer(config, names)
+    encoder = adapt_encoder(config, prepared)
+    start = config if encoder is None else config.replace(model_name_or_path=str(encoder))
+    model, tokenizer = modeling.load_model_and_tokenizer(start, names)
     tokenized = modeling.tokenize_splits(splits, tokenizer, config)
     result = train.train(config, model, tokenizer, tokenized, output_dir=paths.training, label_names=names,
                          stop_after_steps=stop_after_steps)
     modeling.save_model(model, tokenizer, paths.model)
     summary = {key: value for key, value in asdict(result).items() if key != "history"}
     atomic_write_json(paths.history, result.history)
-    update_metrics(config, "train", summary)
+    update_metrics(config, "train", {**summary, "started_from": start.model_name_or_path})
     plots.plot_training_curves(result.history, path=paths.figure("training_curves"))
     return result
 
@@ -177,9 +237,8 @@ def load_trained_model(config: Config):
 
 
 def evaluate_splits(config: Config, splits: tuple[str, ...] = ("validation", "test")) -> dict[str, Any]:
-    """Metrics, classification report, confusion matrix, per-domain table and saved predictions per split."""
-    from . import data, metrics, modeling, plots, train
-
+    """Per split: metrics, classification report, confusion matrix (counts and row shares), per-domain table,
+    calibration (ECE, 15 bins), accuracy by length quartile; saved predictions and a figure for each view."""
     paths = run_folder(config)
     prepared = load_prepared(config)
     names = data.label_names(prepared)
@@ -190,6 +249,11 @@ def evaluate_splits(config: Config, splits: tuple[str, ...] = ("validation", "te
         scores, predictions = train.evaluate(model, tokenized[split], tokenizer, config, names)
         rows = prepared[split]
         per_domain = metrics.per_domain_metrics(predictions.labels, predictions.predicted, rows["domain"], names)
+        confusion = metrics.confusion_matrix(predictions.labels, predictions.predicted, len(names))
+        correct = predictions.predicted == predictions.labels
+        # The whole text with its special tokens, before truncation: a count over max_seq_length was cut.
+        token_counts = [len(ids) for ids in tokenizer(rows["text"][:], return_attention_mask=False,
+                                                      return_token_type_ids=False, verbose=False)["input_ids"]]
         scores = {
             **scores,
             "per_domain": per_domain["per_domain"],
@@ -197,7 +261,10 @@ def evaluate_splits(config: Config, splits: tuple[str, ...] = ("validation", "te
             "domain_gap": per_domain["gap"],
             "classification_report": metrics.classification_report_text(predictions.labels, predictions.predicted,
                                                                          names),
-            "confusion_matrix": metrics.confusion_matrix(predictions.labels, predictions.predicted, len(names)),
+            "confusion_matrix": confusion,
+            "confusion_matrix_normalized": metrics.row_normalized_confusion(confusion),
+            "calibration": metrics.calibration_bins(predictions.probabilities.max(axis=1), correct, n_bins=15),
+            "accuracy_by_length": metrics.accuracy_by_length(token_counts, correct, max_length=config.max_seq_length),
             "label_names": names,
         }
         metrics.save_predictions(
@@ -205,8 +272,12 @@ def evaluate_splits(config: Config, splits: tuple[str, ...] = ("validation", "te
             labels=predictions.labels, predictions=predictions.predicted, probabilities=predictions.probabilities,
             label_names=names,
         )
-        plots.plot_confusion_matrix(scores["confusion_matrix"], names, path=paths.figure(f"confusion_{split}"))
-        plots.plot_per_domain(per_domain, path=paths.figure(f"per_domain_{split}"))
+        plots.close(
+            plots.plot_confusion_matrices(confusion, names, path=paths.split_figure("confusion", split)),
+            plots.plot_per_domain(per_domain, path=paths.split_figure("per_domain", split)),
+            plots.plot_reliability(scores["calibration"], path=paths.split_figure("calibration", split)),
+            plots.plot_accuracy_by_length(scores["accuracy_by_length"], path=paths.split_figure("length", split)),
+        )
         update_metrics(config, split, scores)
         results[split] = scores
     return results

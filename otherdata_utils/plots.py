@@ -14,6 +14,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from otherdata_utils.io import PathLike, atomic_path
+from otherdata_utils.metrics import per_domain_frame, row_normalized_confusion
 
 _HIGHLIGHT = "tab:red"
 _BASE = "tab:blue"
@@ -107,19 +108,23 @@ def plot_confusion_matrix(
     normalize: bool = False,
 ) -> Figure:
     """Counts (or, with `normalize`, each true class's row as shares) with true labels down and predictions across."""
-    counts = np.asarray(matrix, dtype=float)
     names = list(label_names)
+    fig, ax = _new_figure(figsize=(1.2 * len(names) + 3.0, 1.0 * len(names) + 2.0))
+    _draw_confusion(fig, ax, matrix, names, normalize)
+    return _finish(fig, path)
+
+
+def _draw_confusion(fig: Figure, ax: Axes, matrix: Sequence[Sequence[float]], names: list[str],
+                    normalize: bool) -> None:
+    counts = np.asarray(matrix, dtype=float)
     if counts.shape != (len(names), len(names)):
         raise ValueError(f"confusion matrix has shape {counts.shape}; expected {len(names)}x{len(names)} for {names}")
     if normalize:
-        totals = counts.sum(axis=1, keepdims=True)
-        # A class with no true examples keeps a row of zeros rather than 0/0.
-        values = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+        values = np.asarray(row_normalized_confusion(counts))
         text = np.vectorize(lambda v: f"{v:.2f}")(values)
     else:
         values = counts
         text = np.vectorize(lambda v: f"{v:.0f}")(values)
-    fig, ax = _new_figure(figsize=(1.2 * len(names) + 3.0, 1.0 * len(names) + 2.0))
     image = ax.imshow(values, cmap="Blues", vmin=0, vmax=1 if normalize else None)
     _annotate_cells(ax, values, text, image)
     crowded = len(names) > 4
@@ -129,7 +134,6 @@ def plot_confusion_matrix(
     ax.set_ylabel("true")
     ax.set_title("Confusion matrix" + (" (share of each true class)" if normalize else ""))
     fig.colorbar(image, ax=ax)
-    return _finish(fig, path)
 
 
 def plot_per_domain(per_domain: Mapping[str, Any], path: Optional[PathLike] = None) -> Figure:
@@ -137,8 +141,6 @@ def plot_per_domain(per_domain: Mapping[str, Any], path: Optional[PathLike] = No
 
     Takes the result of `metrics.per_domain_metrics` (or just its `per_domain` mapping).
     """
-    from otherdata_utils.metrics import per_domain_frame
-
     frame = per_domain_frame(dict(per_domain))
     fig, ax = _new_figure(figsize=(7.0, 0.45 * len(frame) + 1.8))
     # Worst at the top: barh draws the first row at the bottom, so reverse.
@@ -240,3 +242,110 @@ def plot_quality_curve(
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     return _finish(fig, path)
+
+
+def plot_arms(summary: pd.DataFrame, *, title: str, xlabel: str, notes: Optional[Sequence[str]] = None,
+              path: Optional[PathLike] = None) -> Figure:
+    """Each arm's mean score as a horizontal bar with its 95% interval over seeds (no whisker with one seed), the
+    reference arm (first row) at the top; `notes` adds a text per arm after its mean."""
+    fig, ax = _new_figure(figsize=(7.5, 0.5 * len(summary) + 1.8))
+    shown = summary.iloc[::-1].reset_index(drop=True)
+    low = pd.to_numeric(shown["ci_low"], errors="coerce")
+    high = pd.to_numeric(shown["ci_high"], errors="coerce")
+    errors = np.vstack([(shown["mean"] - low).fillna(0), (high - shown["mean"]).fillna(0)])
+    colors = ["tab:gray" if position == len(shown) - 1 else _BASE for position in range(len(shown))]
+    bars = ax.barh(shown["arm"].astype(str), shown["mean"], xerr=errors, color=colors, capsize=3)
+    notes = list(notes)[::-1] if notes is not None else [""] * len(shown)
+    ax.bar_label(bars, labels=[f"{mean:.3f} {note}".rstrip() for mean, note in zip(shown["mean"], notes)],
+                 padding=4, fontsize=8)
+    ax.set_xlim(0, 1.25)  # room on the right for the labels
+    ax.set_xticks(np.linspace(0, 1, 6))
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
+    return _finish(fig, path)
+
+
+def plot_confusion_matrices(
+    matrix: Sequence[Sequence[float]], label_names: Sequence[str], path: Optional[PathLike] = None
+) -> Figure:
+    """The counts (left) beside each true class's row as shares (right): the shares read as per-class recall."""
+    names = list(label_names)
+    fig, (counts_ax, shares_ax) = _new_figure(ncols=2, figsize=(2.4 * len(names) + 6.0, 1.0 * len(names) + 2.2))
+    _draw_confusion(fig, counts_ax, matrix, names, normalize=False)
+    _draw_confusion(fig, shares_ax, matrix, names, normalize=True)
+    counts_ax.set_title("Counts")
+    shares_ax.set_title("Share of each true class")
+    return _finish(fig, path)
+
+
+def plot_reliability(calibration: Mapping[str, Any], path: Optional[PathLike] = None) -> Figure:
+    """Reliability diagram: accuracy per confidence bin against the diagonal of perfect calibration, the gap to each
+    bin's mean confidence in red, ECE in the title; beside it, how many predictions fall in each bin.
+
+    Takes the result of `metrics.calibration_bins`.
+    """
+    bins = pd.DataFrame(list(calibration["bins"]))
+    _check_columns(bins, ["low", "high", "n", "confidence", "accuracy"], "plot_reliability")
+    filled = bins[bins["n"] > 0]
+    fig, (ax, count_ax) = _new_figure(ncols=2, figsize=(10.0, 4.2))
+    accuracy = filled["accuracy"].astype(float)
+    gap = filled["confidence"].astype(float) - accuracy
+    width = filled["high"] - filled["low"]
+    ax.bar(filled["low"], accuracy, width=width, align="edge", color=_BASE, edgecolor="white", label="accuracy")
+    ax.bar(filled["low"], gap, bottom=accuracy, width=width, align="edge", color=_HIGHLIGHT, alpha=0.35,
+           edgecolor=_HIGHLIGHT, label="gap to mean confidence")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="gray", label="perfectly calibrated")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (probability of the predicted class)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"Reliability: ECE {calibration['ece']:.3f} ({calibration['n_bins']} bins)")
+    ax.legend(loc="upper left", fontsize=8)
+    counts = count_ax.bar(bins["low"], bins["n"], width=bins["high"] - bins["low"], align="edge", color="tab:gray",
+                          edgecolor="white")
+    count_ax.bar_label(counts, labels=[str(n) if n else "" for n in bins["n"]], fontsize=7, padding=1)
+    count_ax.set_xlim(0, 1)
+    count_ax.set_xlabel("confidence")
+    count_ax.set_ylabel("predictions")
+    count_ax.set_title(f"Predictions per bin (n = {calibration['n']})")
+    return _finish(fig, path)
+
+
+def plot_accuracy_by_length(rows: Sequence[Mapping[str, Any]], path: Optional[PathLike] = None) -> Figure:
+    """Accuracy with its interval for each length quartile (shortest first), each labelled with its token range, n
+    and, where given, the share of texts truncated.
+
+    Takes the result of `metrics.accuracy_by_length`.
+    """
+    frame = pd.DataFrame(list(rows))
+    _check_columns(frame, ["group", "n", "min_tokens", "max_tokens", "accuracy", "ci_low", "ci_high"],
+                   "plot_accuracy_by_length")
+    fig, ax = _new_figure(figsize=(7.0, 4.2))
+    x = np.arange(len(frame))
+    errors = np.vstack([frame["accuracy"] - frame["ci_low"], frame["ci_high"] - frame["accuracy"]])
+    ax.errorbar(x, frame["accuracy"], yerr=errors, fmt="o", capsize=5, color=_BASE)
+    for position, (accuracy, high) in enumerate(zip(frame["accuracy"], frame["ci_high"])):
+        ax.annotate(f"{accuracy:.3f}", (position, high), textcoords="offset points", xytext=(0, 4), ha="center",
+                    fontsize=8)
+    labels = []
+    for _, row in frame.iterrows():
+        label = f"{row['group']}\n{row['min_tokens']}–{row['max_tokens']} tokens\nn = {row['n']}"
+        if "truncated" in frame.columns:
+            label += f"\n{row['truncated']:.0%} truncated"
+        labels.append(label)
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_xlim(-0.5, len(frame) - 0.5)
+    # Zoom on the intervals (accuracies differ by a few points), with room above for the labels.
+    ax.set_ylim(max(0.0, frame["ci_low"].min() - 0.05), min(1.0, frame["ci_high"].max() + 0.05) + 0.02)
+    ax.set_ylabel("accuracy (95% Wilson interval)")
+    ax.set_title("Accuracy by token count before truncation")
+    ax.grid(axis="y", alpha=0.3)
+    return _finish(fig, path)
+
+
+def close(*figures: Figure) -> None:
+    """Drop figures a step saved from pyplot's registry, so the notebook cell that ran the step does not show them
+    all at its end; the notebook draws the ones it narrates where it narrates them."""
+    for fig in figures:
+        plt.close(fig)

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 import yaml
+from transformers import AutoConfig
 
+from . import data, modeling
 from .config import Config
 from .io import atomic_write_json, read_json
+from .runs import RunFolder, run_folder
 
-RUN_STATE = "run_state.json"
-PARAMS_FILE = "params.yaml"
-DATA_FINGERPRINT = Path("reports") / "data_fingerprint.json"
 # Parameters that change how a run is carried out or where things are, not what it computes: a run resumes across
 # them (a moved run folder, another copy of the same data: the data fingerprint is compared instead).
 RESUME_NEUTRAL = ("notebooks", "quiet", "resume_from_checkpoint", "output_dir", "runs_dir", "data_dir", "cache_dir")
@@ -52,10 +52,8 @@ def check(config: Config, *, fresh: bool = False) -> RunPlan:
 def check_data(config: Config) -> tuple[dict[str, Any], int]:
     """Load every source with `data.load_data` (its checks name file and row), then the parameters naming groups.
 
-    Returns the raw data's fingerprint (as reports/data_fingerprint.json records it) and its row count.
+    Returns the raw data's fingerprint (as the run folder's data fingerprint records it) and its row count.
     """
-    from . import data
-
     try:
         raw = data.load_data(config)
     except data.DataError as error:
@@ -76,15 +74,17 @@ def check_data(config: Config) -> tuple[dict[str, Any], int]:
         raise PreflightError(
             f"parameter 'mixing_ratios' names {unknown}, which are not {column}s of the training data of {sources} "
             f"({column}s: {', '.join(present)})")
+    domains = sorted(set(raw["train"]["domain"][:]))
+    unknown = sorted(set(config.pretrain_domains) - set(domains))
+    if unknown:
+        raise PreflightError(
+            f"parameter 'pretrain_domains' names {unknown}, which are not domains of the training data of {sources} "
+            f"(domains: {', '.join(domains)}); continued pretraining reads those domains' training texts")
     return data.fingerprint(raw), sum(len(split) for split in raw.values())
 
 
 def check_model(config: Config) -> str:
     """The model resolves (local folder, packaged default, tiny test model or Hub id) and its config loads."""
-    from transformers import AutoConfig
-
-    from . import modeling
-
     name = config.model_name_or_path
     try:
         path = modeling.resolve_model_path(name, config.resolved_cache_dir())
@@ -107,22 +107,22 @@ def plan_run(config: Config, fingerprint: Optional[dict[str, Any]], *, rows: int
     resumes from its checkpoints. Anything else is refused, so a run folder never mixes two runs' artefacts:
     the user gives a new --out, or --fresh to delete the old run first.
     """
-    run_dir = config.resolved_output_dir()
-    state_path = run_dir / RUN_STATE
-    looks_like_run = state_path.is_file() or (run_dir / PARAMS_FILE).is_file()
+    paths = run_folder(config)
+    run_dir = paths.root
+    looks_like_run = paths.run_state.is_file() or paths.params.is_file()
     if fresh:
         if run_dir.exists() and not looks_like_run:
-            raise PreflightError(f"--fresh: {run_dir} holds no run (no {RUN_STATE} or {PARAMS_FILE}), so it is not "
-                                 "deleted; give --out a folder of its own")
+            raise PreflightError(f"--fresh: {run_dir} holds no run (no {paths.run_state.name} or {paths.params.name}), "
+                                 "so it is not deleted; give --out a folder of its own")
         return RunPlan(run_dir, list(config.notebooks), [], resuming=False, replace=run_dir.exists(), data_rows=rows)
-    if not state_path.is_file():
+    if not paths.run_state.is_file():
         return RunPlan(run_dir, list(config.notebooks), [], resuming=False, replace=False, data_rows=rows)
 
     try:
-        state = read_json(state_path)
-        before = yaml.safe_load((run_dir / PARAMS_FILE).read_text(encoding="utf-8"))
+        state = read_json(paths.run_state)
+        before = yaml.safe_load(paths.params.read_text(encoding="utf-8"))
         if not isinstance(before, dict):
-            raise TypeError(f"{PARAMS_FILE} holds no parameters")
+            raise TypeError(f"{paths.params.name} holds no parameters")
         done_before = list(state["notebooks_done"])
     except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as error:
         raise PreflightError(f"{run_dir}: cannot read its earlier run ({type(error).__name__}: {_one_line(str(error))}"
@@ -133,10 +133,9 @@ def plan_run(config: Config, fingerprint: Optional[dict[str, Any]], *, rows: int
         more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
         raise PreflightError(
             f"{run_dir} holds a run with other parameters ({shown}{more}); re-run with its parameters "
-            f"({run_dir / PARAMS_FILE}) to resume it, give a new --out, or add --fresh to delete it and start over")
-    recorded = run_dir / DATA_FINGERPRINT
-    if fingerprint is not None and recorded.is_file():
-        old = read_json(recorded).get("raw") or {}
+            f"({paths.params}) to resume it, give a new --out, or add --fresh to delete it and start over")
+    if fingerprint is not None and paths.data_fingerprint.is_file():
+        old = read_json(paths.data_fingerprint).get("raw") or {}
         if old != fingerprint:
             sources = sorted({source for split in {*old, *fingerprint}
                               for source in {*old.get(split, {}), *fingerprint.get(split, {})}
@@ -164,7 +163,7 @@ def changed_params(before: dict[str, Any], after: dict[str, Any]) -> dict[str, t
 
 def write_run_state(run_dir: Path, done: list[str], *, failed: Optional[dict[str, str]] = None) -> Path:
     """run_state.json: the notebooks finished so far, in order, and the failure that stopped the run, if one did."""
-    return atomic_write_json(Path(run_dir) / RUN_STATE, {"notebooks_done": list(done), "failed": failed})
+    return atomic_write_json(RunFolder(Path(run_dir)).run_state, {"notebooks_done": list(done), "failed": failed})
 
 
 def remove_run_folder(run_dir: Path) -> None:

@@ -10,28 +10,37 @@ from typing import Any
 import yaml
 
 from .io import atomic_write_text, read_json
+from .runs import RunFolder
 
 
 def write_report(run_dir: Path) -> Path:
-    run_dir = Path(run_dir)
-    metrics = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
-    params = yaml.safe_load((run_dir / "params.yaml").read_text()) if (run_dir / "params.yaml").is_file() else {}
-    sections = [_header(run_dir, params, metrics)]
+    paths = RunFolder(Path(run_dir))
+    metrics = read_json(paths.metrics) if paths.metrics.is_file() else {}
+    params = yaml.safe_load(paths.params.read_text()) if paths.params.is_file() else {}
+    sections = [_header(paths, params, metrics)]
     if "test" in metrics:
-        sections.append(_split_section("Test", metrics["test"]))
+        sections += [_split_section("Test", metrics["test"]), _evaluation_views(paths, "test", metrics["test"])]
     if "validation" in metrics:
-        sections.append(_split_section("Validation", metrics["validation"], report=False))
+        sections += [_split_section("Validation", metrics["validation"], report=False),
+                     _evaluation_views(paths, "validation", metrics["validation"])]
+    if "pretraining" in metrics:
+        sections.append(_pretraining_section(metrics["pretraining"]))
     if "train" in metrics:
         sections.append(_training_section(metrics["train"]))
-    sections.append(_data_section(run_dir))
+    sections.append(_data_section(paths))
     for name, study in metrics.get("studies", {}).items():
         sections.append(_study_section(name, study))
-    sections.append(_figures_section(run_dir))
-    return atomic_write_text(run_dir / "report.md", "\n\n".join(s for s in sections if s).rstrip() + "\n")
+    sections.append(_figures_section(paths, shown="\n".join(sections)))
+    return atomic_write_text(paths.report, "\n\n".join(s for s in sections if s).rstrip() + "\n")
 
 
-def _header(run_dir: Path, params: dict[str, Any], metrics: dict[str, Any]) -> str:
-    lines = [f"# Run `{run_dir.name}`", ""]
+def _relative(paths: RunFolder, path: Path) -> str:
+    """An artefact's path as report.md links it: relative, so the run folder can move."""
+    return path.relative_to(paths.report.parent).as_posix()
+
+
+def _header(paths: RunFolder, params: dict[str, Any], metrics: dict[str, Any]) -> str:
+    lines = [f"# Run `{paths.root.name}`", ""]
     if params:
         sources = ", ".join(s if isinstance(s, str) else (s.get("name") or s.get("path")) for s in params["sources"])
         lines += [
@@ -45,7 +54,9 @@ def _header(run_dir: Path, params: dict[str, Any], metrics: dict[str, Any]) -> s
         lines.append(f"- **test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f}** on "
                      f"{test['n']} examples; worst domain `{test['worst_domain']}` "
                      f"(gap best−worst {test['domain_gap']:.4f})")
-    lines.append("- resolved parameters: [params.yaml](params.yaml); executed notebooks: [notebooks/](notebooks/)")
+    params_link, notebooks_link = _relative(paths, paths.params), _relative(paths, paths.notebooks)
+    lines.append(f"- resolved parameters: [{params_link}]({params_link}); executed notebooks: "
+                 f"[{notebooks_link}/]({notebooks_link}/)")
     return "\n".join(lines)
 
 
@@ -61,6 +72,52 @@ def _split_section(title: str, scores: dict[str, Any], report: bool = True) -> s
             marker = " (worst)" if domain == scores.get("worst_domain") else ""
             lines.append(f"| {domain}{marker} | {row['n']} | {row['accuracy']:.4f} | {row['macro_f1']:.4f} |")
     return "\n".join(lines)
+
+
+def _evaluation_views(paths: RunFolder, split: str, scores: dict[str, Any]) -> str:
+    """Calibration, the confusion matrix as counts and shares, accuracy by length quartile: numbers and figures."""
+    lines = []
+    calibration = scores.get("calibration")
+    if calibration:
+        lines += ["", f"### Calibration ({split})", "",
+                  f"expected calibration error **{calibration['ece']:.4f}** over {calibration['n_bins']} equal-width "
+                  "bins of the predicted class's probability (0: confidence matches accuracy)"]
+        lines += _figure_lines(paths, "calibration", split)
+    confusion = _figure_lines(paths, "confusion", split)
+    if confusion:
+        lines += ["", f"### Confusion matrix ({split}): counts and share of each true class", *confusion]
+    by_length = scores.get("accuracy_by_length")
+    if by_length:
+        lines += ["", f"### Accuracy by text length ({split})", "",
+                  "Quartiles of the token count of the whole text, before truncation; *truncated*: share of texts "
+                  "longer than max_seq_length.", "",
+                  "| quartile | tokens | n | accuracy | 95% Wilson interval | truncated |",
+                  "|---|---|---:|---:|---|---:|"]
+        for row in by_length:
+            truncated = f"{row['truncated']:.0%}" if "truncated" in row else "—"
+            lines.append(f"| {row['group']} | {row['min_tokens']}–{row['max_tokens']} | {row['n']} | "
+                         f"{row['accuracy']:.4f} | {row['ci_low']:.3f}–{row['ci_high']:.3f} | {truncated} |")
+        lines += _figure_lines(paths, "length", split)
+    return "\n".join(lines).lstrip("\n")
+
+
+def _figure_lines(paths: RunFolder, kind: str, split: str) -> list[str]:
+    figure = paths.split_figure(kind, split)
+    return ["", f"![{figure.stem}]({_relative(paths, figure)})"] if figure.is_file() else []
+
+
+def _pretraining_section(pretraining: dict[str, Any]) -> str:
+    random_head = " (the checkpoint has no MLM head: \"before\" scores a random one)" \
+        if pretraining.get("head_initialised_fresh") else ""
+    return "\n".join([
+        "## Continued pretraining",
+        "",
+        f"- {pretraining['steps']} masked-language-model steps from `{pretraining['base_model']}` on "
+        f"{pretraining['train_texts']} unlabelled training texts",
+        f"- held-out MLM loss {pretraining['heldout_loss_before']:.4f} → {pretraining['heldout_loss_after']:.4f} on "
+        f"{pretraining['heldout_texts']} texts never trained on{random_head}",
+        "- fine-tuning started from this adapted encoder, with a new classification head",
+    ])
 
 
 def _training_section(train: dict[str, Any]) -> str:
@@ -79,18 +136,12 @@ def _training_section(train: dict[str, Any]) -> str:
     return "## Training\n\n" + "\n".join(facts)
 
 
-def _data_section(run_dir: Path) -> str:
+def _data_section(paths: RunFolder) -> str:
     lines = []
-    cleaning = run_dir / "reports" / "cleaning.json"
-    if cleaning.is_file():
-        summary = read_json(cleaning).get("summary")
+    for label, report in (("cleaning", paths.cleaning_report), ("mixing", paths.mix_report)):
+        summary = read_json(report).get("summary") if report.is_file() else None
         if summary:
-            lines.append(f"- cleaning: {summary}")
-    mix = run_dir / "reports" / "mix.json"
-    if mix.is_file():
-        summary = read_json(mix).get("summary")
-        if summary:
-            lines.append(f"- mixing: {summary}")
+            lines.append(f"- {label}: {summary}")
     return "## Data\n\n" + "\n".join(lines) if lines else ""
 
 
@@ -103,8 +154,8 @@ def _study_section(name: str, study: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _figures_section(run_dir: Path) -> str:
-    figures = sorted((run_dir / "figures").glob("*.png"))
-    if not figures:
-        return ""
-    return "## Figures\n\n" + "\n".join(f"![{p.stem}](figures/{p.name})" for p in figures)
+def _figures_section(paths: RunFolder, shown: str = "") -> str:
+    """The figures the sections above (`shown`, their text) did not show already."""
+    links = [f"![{p.stem}]({_relative(paths, p)})" for p in sorted(paths.figures.glob("*.png"))]
+    links = [link for link in links if link not in shown]
+    return "## Figures\n\n" + "\n".join(links) if links else ""

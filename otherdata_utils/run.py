@@ -5,34 +5,34 @@ It hands on a self-describing run folder: params.yaml, executed notebooks, metri
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+import papermill
 import yaml
+import zmq
+from jupyter_client.manager import AsyncKernelManager
+from papermill.exceptions import PapermillExecutionError
+from traitlets import default
 
 from . import preflight
 from .config import Config, ConfigError, load_config, parse_override, project_root
 from .io import atomic_write_text
+from .report import write_report
+from .runs import RunFolder, run_folder
+from .train import list_checkpoints
 
 
-@functools.cache
-def _kernel_manager_class() -> type:
+class CurveKernelManager(AsyncKernelManager):
     """The kernel manager papermill starts notebook kernels with: encrypted (CurveZMQ) where pyzmq and the
     kernelspec support it, since ipykernel >= 7.3 warns on every start of a kernel over plain TCP."""
-    import zmq
-    from jupyter_client.manager import AsyncKernelManager
-    from traitlets import default
 
-    class CurveKernelManager(AsyncKernelManager):
-        @default("transport_encryption")
-        def _auto_encryption(self) -> str:
-            return "auto" if zmq.has("curve") else "disabled"
-
-    return CurveKernelManager
+    @default("transport_encryption")
+    def _auto_encryption(self) -> str:
+        return "auto" if zmq.has("curve") else "disabled"
 
 
 @dataclass
@@ -56,11 +56,10 @@ def notebooks_dir() -> Path:
 def prepare_run(config: Config) -> Path:
     """Create the run folder and record the resolved params (absolute paths) that every notebook reads."""
     resolved = config.resolved()
-    run_dir = Path(resolved.output_dir)
-    (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
-    params_path = run_dir / "params.yaml"
-    atomic_write_text(params_path, yaml.safe_dump(resolved.to_params(), sort_keys=False, allow_unicode=True))
-    return params_path
+    paths = run_folder(resolved)
+    paths.notebooks.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(paths.params, yaml.safe_dump(resolved.to_params(), sort_keys=False, allow_unicode=True))
+    return paths.params
 
 
 def execute_study(config: Config, *, label: str = "", plan: Optional[preflight.RunPlan] = None) -> RunOutcome:
@@ -70,20 +69,16 @@ def execute_study(config: Config, *, label: str = "", plan: Optional[preflight.R
     its training from the last checkpoint. run_state.json records each finished notebook; an executed notebook is
     written as <name>.partial.ipynb and renamed when its run ends, so a killed run leaves no complete-looking copy.
     """
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
-    from .report import write_report
-
     started = time.perf_counter()
     if plan is None:
-        plan = preflight.RunPlan(config.resolved_output_dir(), list(config.notebooks), [], resuming=False,
+        plan = preflight.RunPlan(run_folder(config).root, list(config.notebooks), [], resuming=False,
                                  replace=False, data_rows=0)
     if plan.replace:
         print(f"[{config.run_name}] --fresh: deleting the earlier run in {plan.run_dir}", flush=True)
         preflight.remove_run_folder(plan.run_dir)
-    params_path = prepare_run(config)
-    run_dir = params_path.parent
+    prepare_run(config)
+    paths = run_folder(config)
+    run_dir = paths.root
     outcome = RunOutcome(params_file=label, run_dir=run_dir, notebooks_done=[f"{stem}.ipynb" for stem in plan.done])
     done = list(plan.done)
     preflight.write_run_state(run_dir, done)
@@ -92,22 +87,21 @@ def execute_study(config: Config, *, label: str = "", plan: Optional[preflight.R
     extra_parameters = {"overrides": {"resume_from_checkpoint": "auto"}} if resume else {}
     if plan.resuming:
         print(f"[{config.run_name}] resuming {run_dir}: {', '.join(done) or 'no notebook'} done before"
-              f"{_checkpoint_note(run_dir)}", flush=True)
+              f"{_checkpoint_note(paths)}", flush=True)
     source_dir = notebooks_dir()
     for position, stem in enumerate(config.notebooks, start=1):
         if stem in done:
             continue
         name = f"{stem}.ipynb"
         print(f"[{config.run_name}] {position}/{len(config.notebooks)} {name}", flush=True)
-        executed = run_dir / "notebooks" / name
-        partial = executed.with_name(f"{stem}.partial.ipynb")
+        executed, partial = paths.executed_notebook(name), paths.partial_notebook(name)
         try:
             papermill.execute_notebook(
                 str(source_dir / name),
                 str(partial),
-                parameters={"params_file": str(params_path), **extra_parameters},
+                parameters={"params_file": str(paths.params), **extra_parameters},
                 kernel_name="python3",
-                kernel_manager_class=_kernel_manager_class(),
+                kernel_manager_class=CurveKernelManager,
                 cwd=str(source_dir),
                 progress_bar=not config.quiet,
                 request_save_on_cell_execute=True,
@@ -135,10 +129,8 @@ def execute_study(config: Config, *, label: str = "", plan: Optional[preflight.R
     return outcome
 
 
-def _checkpoint_note(run_dir: Path) -> str:
-    from .train import list_checkpoints
-
-    checkpoints = list_checkpoints(run_dir / "training")
+def _checkpoint_note(paths: RunFolder) -> str:
+    checkpoints = list_checkpoints(paths.training)
     return f"; training resumes from {checkpoints[-1].name}" if checkpoints else ""
 
 
@@ -188,13 +180,14 @@ def run_command(argv: list[str]) -> int:
     for path, config, plan in zip(args.params, configs, plans):
         outcome = execute_study(config, label=path, plan=plan)
         outcomes.append(outcome)
+        paths = RunFolder(outcome.run_dir)
         if outcome.ok:
-            print(f"[{config.run_name}] done in {outcome.seconds:.0f} s: {outcome.run_dir / 'report.md'}", flush=True)
+            print(f"[{config.run_name}] done in {outcome.seconds:.0f} s: {paths.report}", flush=True)
         elif outcome.failed_notebook is None:
             print(f"[{config.run_name}] FAILED writing report.md: {outcome.error}", file=sys.stderr, flush=True)
         else:
             print(f"[{config.run_name}] FAILED in {outcome.failed_notebook} ({outcome.error}); executed notebook "
-                  f"kept at {outcome.run_dir / 'notebooks' / outcome.failed_notebook}", file=sys.stderr, flush=True)
+                  f"kept at {paths.executed_notebook(outcome.failed_notebook)}", file=sys.stderr, flush=True)
     failed = sum(not outcome.ok for outcome in outcomes)
     if len(outcomes) > 1:
         print(f"{len(outcomes) - failed} of {len(outcomes)} runs succeeded", flush=True)

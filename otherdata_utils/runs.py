@@ -36,6 +36,11 @@ class RunFolder:
     def executed_notebook(self, name: str) -> Path:
         return self.notebooks / name
 
+    def partial_notebook(self, name: str) -> Path:
+        """A notebook still executing; renamed to `executed_notebook(name)` when its run ends, so a killed run
+        leaves no complete-looking copy."""
+        return self.notebooks / f"{Path(name).stem}.partial.ipynb"
+
     @property
     def report(self) -> Path:
         return self.root / "report.md"
@@ -93,7 +98,8 @@ class RunFolder:
 
     @property
     def pretraining(self) -> Path:
-        """Continued MLM pretraining before fine-tuning: its checkpoints and the adapted encoder."""
+        """The encoder continued MLM pretraining adapted before fine-tuning (a model folder: encoder, MLM head,
+        tokenizer); fine-tuning starts from it with a fresh classification head."""
         return self.root / "pretraining"
 
     @property
@@ -107,6 +113,10 @@ class RunFolder:
 
     def figure(self, stem: str) -> Path:
         return self.figures / f"{stem}.png"
+
+    def split_figure(self, kind: str, split: str) -> Path:
+        """One split's evaluation figure: kind is confusion, per_domain, calibration or length."""
+        return self.figure(f"{kind}_{split}")
 
     @property
     def predictions(self) -> Path:

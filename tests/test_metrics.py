@@ -241,3 +241,64 @@ def test_save_predictions_rejects_probabilities_without_one_column_per_class(tmp
         metrics.save_predictions(tmp_path / "p.csv", ids=[1], texts=["t"], domains=["d"], labels=[0],
                                  predictions=[0], probabilities=[[1.0]], label_names=NAMES)
     assert list(tmp_path.iterdir()) == []
+
+
+# Five predictions: 0.55 and 0.6 share the bin (0.533, 0.6] (mean confidence 0.575, one of two right); 0.7, 0.9 and
+# 0.95 sit alone in theirs, all right. ECE = 2/5·|0.5 − 0.575| + 1/5·(0.3 + 0.1 + 0.05) = 0.03 + 0.09 = 0.12.
+CONFIDENCES = [0.95, 0.9, 0.6, 0.55, 0.7]
+CORRECT = [True, True, False, True, True]
+
+
+def test_ece_of_a_hand_made_example_weights_each_bins_gap_by_its_share():
+    calibration = metrics.calibration_bins(CONFIDENCES, CORRECT)
+    assert calibration["ece"] == pytest.approx(0.12)
+    assert calibration["n_bins"] == 15 and calibration["n"] == 5
+    filled = [b for b in calibration["bins"] if b["n"]]
+    assert [b["n"] for b in filled] == [2, 1, 1, 1]
+    assert filled[0]["low"] == pytest.approx(8 / 15) and filled[0]["high"] == pytest.approx(0.6)
+    assert filled[0]["confidence"] == pytest.approx(0.575) and filled[0]["accuracy"] == pytest.approx(0.5)
+
+
+def test_ece_is_zero_when_accuracy_matches_confidence_in_every_bin():
+    calibration = metrics.calibration_bins([0.75] * 4 + [1.0] * 2, [True, True, True, False, True, True])
+    assert calibration["ece"] == pytest.approx(0.0)
+    # 1.0 lands in the last bin, not past it; empty bins report no accuracy rather than 0.
+    assert calibration["bins"][-1]["n"] == 2
+    assert calibration["bins"][0] == {"low": 0.0, "high": pytest.approx(1 / 15), "n": 0, "confidence": None,
+                                      "accuracy": None}
+
+
+def test_ece_rejects_values_that_are_not_probabilities():
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        metrics.calibration_bins([1.2, 0.5], [True, False])
+
+
+def test_wilson_interval_matches_the_textbook_value_and_stays_inside_zero_one():
+    low, high = metrics.wilson_interval(8, 10)
+    assert (low, high) == (pytest.approx(0.4902, abs=1e-4), pytest.approx(0.9433, abs=1e-4))
+    none_right = metrics.wilson_interval(0, 10)
+    assert none_right[0] == 0.0 and none_right[1] == pytest.approx(0.2775, abs=1e-4)
+    with pytest.raises(ValueError, match="n > 0"):
+        metrics.wilson_interval(0, 0)
+
+
+def test_length_quartiles_rank_texts_by_token_count_with_n_range_accuracy_and_truncation():
+    # Sorted by length (ties in row order): rows 7,1 | 0,4 | 5,2 | 3,6.
+    lengths = [5, 3, 9, 12, 7, 7, 20, 1]
+    correct = [True, True, False, True, True, False, False, True]
+    rows = metrics.accuracy_by_length(lengths, correct, max_length=10)
+    assert [(r["group"], r["n"], r["min_tokens"], r["max_tokens"]) for r in rows] == [
+        ("Q1", 2, 1, 3), ("Q2", 2, 5, 7), ("Q3", 2, 7, 9), ("Q4", 2, 12, 20)]
+    assert [r["accuracy"] for r in rows] == [1.0, 1.0, 0.0, 0.5]
+    assert [r["truncated"] for r in rows] == [0.0, 0.0, 0.0, 1.0]
+    assert (rows[3]["ci_low"], rows[3]["ci_high"]) == pytest.approx(metrics.wilson_interval(1, 2))
+
+
+def test_length_quartiles_without_max_length_say_nothing_about_truncation_and_skip_empty_parts():
+    rows = metrics.accuracy_by_length([4, 9, 2], [True, False, True])
+    assert [r["group"] for r in rows] == ["Q1", "Q2", "Q3"]
+    assert all("truncated" not in r for r in rows)
+
+
+def test_row_normalized_confusion_gives_shares_of_each_true_class_and_zeros_for_an_empty_class():
+    assert metrics.row_normalized_confusion([[40, 10], [0, 0]]) == [[0.8, 0.2], [0.0, 0.0]]

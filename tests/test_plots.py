@@ -48,6 +48,10 @@ QUALITY = pd.DataFrame({
     "ci_high": [0.87, 0.83, 0.76, 0.87, 0.85, 0.83],
 })
 
+CALIBRATION = metrics.calibration_bins([0.95, 0.9, 0.6, 0.55, 0.7, 0.98], [True, True, False, True, True, True])
+BY_LENGTH = metrics.accuracy_by_length([5, 3, 9, 12, 7, 7, 20, 1], [True, True, False, True, True, False, False, True],
+                                       max_length=10)
+
 CASES = {
     "training_curves": lambda path: plots.plot_training_curves(HISTORY, path=path),
     "confusion_matrix": lambda path: plots.plot_confusion_matrix([[40, 10], [5, 45]], ["neg", "pos"], path=path),
@@ -58,6 +62,9 @@ CASES = {
     "few_shot_curves": lambda path: plots.plot_few_shot_curves(FEW_SHOT, path=path),
     "mix": lambda path: plots.plot_mix(MIX, path=path),
     "quality_curve": lambda path: plots.plot_quality_curve(QUALITY, path=path, xlabel="label noise rate"),
+    "confusion_matrices": lambda path: plots.plot_confusion_matrices([[40, 10], [5, 45]], ["neg", "pos"], path=path),
+    "reliability": lambda path: plots.plot_reliability(CALIBRATION, path=path),
+    "accuracy_by_length": lambda path: plots.plot_accuracy_by_length(BY_LENGTH, path=path),
 }
 
 
@@ -170,3 +177,30 @@ def test_mix_bars_are_achieved_shares_and_markers_the_requested_ones():
 def test_quality_curve_needs_its_columns():
     with pytest.raises(ValueError, match="missing \\['series'\\]"):
         plots.plot_quality_curve(QUALITY.drop(columns="series"))
+
+
+def test_confusion_matrices_show_counts_beside_shares_of_each_true_class():
+    fig = plots.plot_confusion_matrices([[40, 10], [5, 45]], ["neg", "pos"])
+    counts_ax, shares_ax = fig.axes[:2]
+    assert [t.get_text() for t in counts_ax.texts] == ["40", "10", "5", "45"]
+    assert [t.get_text() for t in shares_ax.texts] == ["0.80", "0.20", "0.10", "0.90"]
+    assert (counts_ax.get_title(), shares_ax.get_title()) == ("Counts", "Share of each true class")
+
+
+def test_reliability_diagram_names_the_ece_and_draws_a_bar_per_filled_bin():
+    fig = plots.plot_reliability(CALIBRATION)
+    reliability, counts = fig.axes[:2]
+    assert reliability.get_title() == f"Reliability: ECE {CALIBRATION['ece']:.3f} (15 bins)"
+    filled = [b for b in CALIBRATION["bins"] if b["n"]]
+    accuracy_bars = reliability.containers[0]
+    np.testing.assert_allclose([bar.get_height() for bar in accuracy_bars], [b["accuracy"] for b in filled])
+    assert len(counts.patches) == 15
+    assert sum(bar.get_height() for bar in counts.patches) == CALIBRATION["n"]
+
+
+def test_accuracy_by_length_labels_each_quartile_with_its_tokens_n_and_truncation():
+    ax = plots.plot_accuracy_by_length(BY_LENGTH).axes[0]
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels[0] == "Q1\n1–3 tokens\nn = 2\n0% truncated"
+    assert labels[3] == "Q4\n12–20 tokens\nn = 2\n100% truncated"
+    assert [t.get_text() for t in ax.texts] == ["1.000", "1.000", "0.000", "0.500"]

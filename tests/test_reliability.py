@@ -347,6 +347,10 @@ BAD_INPUTS = {
         lambda c: c.params(target_domain="mars"),
         ["parameter 'target_domain': 'mars' is not a domain of the training data of good.csv",
          "amazon, imdb, yelp"]),
+    "pretrain_domain_absent": (
+        lambda c: c.params(pretrain_domains=["mars"], pretrain_steps=10),
+        ["parameter 'pretrain_domains' names ['mars'], which are not domains of the training data of good.csv",
+         "(domains: amazon, imdb, yelp)"]),
     "other_params_for_an_existing_run_folder": (
         lambda c: c.params(learning_rate=1e-3),
         ["holds a run with other parameters (learning_rate: 5e-05 -> 0.001)", "new --out", "--fresh"]),
