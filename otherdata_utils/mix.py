@@ -115,7 +115,7 @@ def mixing_weights(sizes: dict[str, int], strategy: str, *, temperature: float =
     return {group: value / total for group, value in raw.items()}
 
 
-def _allocate(weights: dict[str, float], budget: int) -> dict[str, int]:
+def apportion(weights: dict[Any, float], budget: int) -> dict[Any, int]:
     """round(p_i·N) by largest remainder, so the counts sum to N exactly (ties go to the earlier group)."""
     exact = {group: p * budget for group, p in weights.items()}
     counts = {group: math.floor(value) for group, value in exact.items()}
@@ -237,10 +237,10 @@ def mix(train: Dataset, config: Config, *, seed: Optional[int] = None) -> tuple[
         budget = min(config.max_train_samples or len(train), len(train))
         picked = (list(range(len(train))) if budget == len(train)
                   else sorted(int(row) for row in rng.choice(len(train), size=budget, replace=False)))
-        requested = _allocate(weights, budget)  # for the report: concat samples rows, not groups
+        requested = apportion(weights, budget)  # for the report: concat samples rows, not groups
     else:
         budget = config.max_train_samples or sum(sizes[g] for g in order if weights[g] > 0)
-        requested = _allocate(weights, budget)
+        requested = apportion(weights, budget)
         picked = []
         for group in order:
             picked += _sample(rows_of[group], requested[group], rng)

@@ -36,6 +36,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from .adapters import apply_peft
 from .config import Config
 from .io import atomic_dir
 
@@ -209,11 +210,8 @@ def load_model_and_tokenizer(
             trust_remote_code=False,
             use_safetensors=_has_safetensors(path),
         )
-    if config.peft_method != "none":
-        from .adaptation import apply_peft  # peft is an optional extra: imported only when asked for
-
-        model = apply_peft(model, config)
-    return model, tokenizer
+    # "none" returns the model as it is; peft itself is imported only when adapters are asked for.
+    return apply_peft(model, config), tokenizer
 
 
 def _has_safetensors(path: str) -> Optional[bool]:

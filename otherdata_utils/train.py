@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
-from .adaptation import after_optimizer_step, plain_model, restore_adapter, save_adapter
+from .adapters import after_optimizer_step, plain_model, restore_adapter, save_adapter
 from .config import Config
 from .io import atomic_write_json, read_json
 from .metrics import compute_classification_metrics
@@ -314,7 +314,10 @@ def train(
 
 
 def build_optimizer(model: torch.nn.Module, config: Config) -> torch.optim.AdamW:
-    """AdamW without weight decay on biases and normalisation weights; fused kernels where the device has them."""
+    """AdamW without weight decay on biases and normalisation weights.
+
+    `config.optim_implementation` picks the kernel: "fused", "foreach", or "auto" (fused where the device has it).
+    """
     no_decay = {
         f"{module_name}.{name}" if module_name else name
         for module_name, module in model.named_modules() if "norm" in type(module).__name__.lower()
@@ -326,7 +329,13 @@ def build_optimizer(model: torch.nn.Module, config: Config) -> torch.optim.AdamW
             (keep if name in no_decay or name.endswith("bias") else decay).append(parameter)
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": keep, "weight_decay": 0.0}]
     device = next(model.parameters()).device
-    if _fused_adamw_works(device):
+    implementation = config.optim_implementation
+    if implementation == "auto":
+        implementation = "fused" if _fused_adamw_works(device) else "foreach"
+    elif implementation == "fused" and not _fused_adamw_works(device):
+        raise ValueError(f"optim_implementation='fused': torch {torch.__version__} has no fused AdamW on "
+                         f"{device.type}; set optim_implementation to 'auto' or 'foreach'")
+    if implementation == "fused":
         return torch.optim.AdamW(groups, lr=config.learning_rate, fused=True)
     return torch.optim.AdamW(groups, lr=config.learning_rate, foreach=True)
 

@@ -22,7 +22,7 @@ from transformers import (
 )
 from transformers import pipeline as hf_pipeline
 
-from otherdata_utils import adaptation, data, modeling, train
+from otherdata_utils import adapters, data, modeling, studies, train
 from otherdata_utils.config import Config, load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,13 +70,13 @@ def lora_trained(lora_config: Config, tokenized: DatasetDict, tmp_path_factory: 
 
 def test_lora_trains_exactly_the_adapters_and_the_new_head(lora_config: Config) -> None:
     model, _ = modeling.load_model_and_tokenizer(lora_config.replace(lora_r=4, lora_target_modules=[]), ["a", "b", "c"])
-    counts = adaptation.parameter_counts(model)
+    counts = adapters.parameter_counts(model)
     # peft's default for BERT adapts query and value (128 → 128): A is r × 128, B is 128 × r; the head is 128 × 3 + 3.
-    adapters = LAYERS * 2 * (4 * HIDDEN + HIDDEN * 4)
-    assert counts["trainable_params"] == adapters + HIDDEN * 3 + 3 == 4483
+    lora_params = LAYERS * 2 * (4 * HIDDEN + HIDDEN * 4)
+    assert counts["trainable_params"] == lora_params + HIDDEN * 3 + 3 == 4483
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
     assert all("lora_" in name or "classifier" in name for name in trainable)
-    assert adaptation.is_peft_model(model)
+    assert adapters.is_peft_model(model)
 
 
 def test_lora_model_learns_and_training_restores_its_best_epoch(lora_trained, tokenized, lora_config) -> None:
@@ -86,7 +86,7 @@ def test_lora_model_learns_and_training_restores_its_best_epoch(lora_trained, to
     assert np.mean(losses[-13:]) < np.mean(losses[:13]) - 0.04
     eval_losses = {row["step"]: row["eval_loss"] for row in result.history if "eval_loss" in row}
     assert result.best_step == min(eval_losses, key=eval_losses.get) != max(eval_losses)  # restoring matters
-    assert (result.best_model_dir / adaptation.ADAPTER_DIR / "adapter_model.safetensors").is_file()
+    assert (result.best_model_dir / adapters.ADAPTER_DIR / "adapter_model.safetensors").is_file()
     scores, _ = train.evaluate(model, tokenized["validation"], tokenizer, lora_config, LABELS)
     assert scores["loss"] == pytest.approx(eval_losses[result.best_step], abs=1e-5)
 
@@ -105,11 +105,11 @@ def test_lora_resumed_run_ends_like_an_uninterrupted_one(lora_config, tokenized,
 def test_saved_lora_model_is_plain_and_pipeline_predicts_like_the_trained_model(lora_trained, tokenized, lora_config,
                                                                                 uci_sentences, tmp_path) -> None:
     model, tokenizer, _ = lora_trained
-    folder = adaptation.save_merged_model(model, tokenizer, tmp_path / "model")
+    folder = modeling.save_model(adapters.plain_model(model), tokenizer, tmp_path / "model")
     assert (folder / "config.json").is_file() and not (folder / "adapter_config.json").exists()
     reloaded = AutoModelForSequenceClassification.from_pretrained(folder)
     assert not any("lora" in name for name in reloaded.state_dict())
-    assert adaptation.is_peft_model(model)  # merging worked on a copy: the trained model keeps its adapters
+    assert adapters.is_peft_model(model)  # merging worked on a copy: the trained model keeps its adapters
     expected = train.predict(model, tokenized["validation"], tokenizer, lora_config)
     texts = uci_sentences["validation"].shuffle(seed=0).select(range(96))["text"][:]  # the rows `tokenized` holds
     classifier = hf_pipeline("text-classification", model=str(folder), tokenizer=str(folder), device=-1)
@@ -135,13 +135,13 @@ def test_an_adalora_checkpoint_restores_after_its_ranks_were_reallocated(lora_co
     model, _, _ = fit(config, tokenized, tmp_path / "run")
     live = model.peft_config["default"]
     saved_pattern = {name: list(mask) for name, mask in live.rank_pattern.items()}
-    adaptation.save_adapter(model, tmp_path / "best")
-    saved = load_file(str(tmp_path / "best" / adaptation.ADAPTER_DIR / "adapter_model.safetensors"))
+    adapters.save_adapter(model, tmp_path / "best")
+    saved = load_file(str(tmp_path / "best" / adapters.ADAPTER_DIR / "adapter_model.safetensors"))
     # a later re-allocation: every module keeps another number of ranks than the checkpoint holds
     kept = {name: sum(mask) % len(mask) + 1 for name, mask in saved_pattern.items()}
     live.rank_pattern = {name: [True] * kept[name] + [False] * (len(mask) - kept[name])
                          for name, mask in saved_pattern.items()}
-    assert adaptation.restore_adapter(model, tmp_path / "best")
+    assert adapters.restore_adapter(model, tmp_path / "best")
     restored = {name: tensor for name, tensor in model.state_dict().items() if "lora_E" in name}
     assert restored and all(tensor.shape == saved[name.replace(".default", "")].shape
                             for name, tensor in restored.items())
@@ -151,16 +151,39 @@ def test_peft_works_on_a_roberta_style_model_without_bert_names(lora_config) -> 
     roberta = XLMRobertaForSequenceClassification(XLMRobertaConfig(
         vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
         num_labels=3))
-    wrapped = adaptation.apply_peft(roberta, lora_config.replace(lora_r=2, lora_target_modules=[]))
+    wrapped = adapters.apply_peft(roberta, lora_config.replace(lora_r=2, lora_target_modules=[]))
     # query and value adapters (2 × 32 × 2 each) plus RoBERTa's two-layer head (32 × 32 + 32, then 32 × 3 + 3).
     head = 32 * 32 + 32 + 32 * 3 + 3
-    assert adaptation.parameter_counts(wrapped)["trainable_params"] == 2 * 2 * (2 * 32 * 2) + head
-    assert type(adaptation.plain_model(wrapped)) is XLMRobertaForSequenceClassification
+    assert adapters.parameter_counts(wrapped)["trainable_params"] == 2 * 2 * (2 * 32 * 2) + head
+    assert type(adapters.plain_model(wrapped)) is XLMRobertaForSequenceClassification
 
 
 def test_unknown_target_modules_fail_with_a_hint(lora_config) -> None:
     with pytest.raises(ValueError, match="lora_target_modules"):
         modeling.load_model_and_tokenizer(lora_config.replace(lora_target_modules=["q_proj"]), LABELS)
+
+
+def test_without_peft_installed_the_loop_and_studies_load_and_only_adapters_ask_for_it(tmp_path) -> None:
+    """peft is an optional extra: the training loop's PEFT hooks leave plain models alone without it."""
+    probe = "\n".join([
+        "import sys",
+        "sys.modules['peft'] = None  # as if the optional extra were not installed",
+        "import torch",
+        "from otherdata_utils import adapters, studies, train",
+        "from otherdata_utils.config import Config",
+        "model = torch.nn.Linear(2, 2)",
+        "adapters.after_optimizer_step(model, 1, 10)",
+        "print(adapters.apply_peft(model, Config()) is model, adapters.plain_model(model) is model,",
+        "      adapters.restore_adapter(model, sys.argv[1]), train.save_adapter is adapters.save_adapter)",
+        "try:",
+        "    adapters.apply_peft(model, Config(peft_method='lora'))",
+        "except ImportError as error:",
+        "    print(type(error).__name__)",
+    ])
+    result = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], cwd=REPO, text=True, capture_output=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["True", "True", "False", "True", "ModuleNotFoundError"]
 
 
 # --- language arms and tokenizer coverage -----------------------------------------------------------------------------
@@ -171,7 +194,7 @@ def tweets(data_dir: Path) -> DatasetDict:
 
 
 def test_language_arms_have_one_size_and_share_the_english_rows_of_a_seed(tweets: DatasetDict) -> None:
-    arms = adaptation.language_arms(tweets["train"], "english", 60, 0.5, seed=3)
+    arms = studies.language_arms(tweets["train"], "english", 60, 0.5, seed=3)
     assert list(arms) == ["english", "english+arabic", "english+french", "english+all"]
     assert {len(rows) for rows in arms.values()} == {60}
     make_up = {arm: Counter(rows["domain"]) for arm, rows in arms.items()}
@@ -184,7 +207,7 @@ def test_language_arms_have_one_size_and_share_the_english_rows_of_a_seed(tweets
 
 def test_a_language_arm_larger_than_a_language_is_refused(tweets: DatasetDict) -> None:
     with pytest.raises(ValueError, match="max_train_samples"):
-        adaptation.language_arms(tweets["train"], "english", 5000, 0.5, seed=1)
+        studies.language_arms(tweets["train"], "english", 5000, 0.5, seed=1)
 
 
 def test_english_vocabulary_spells_arabic_letter_by_letter_and_reads_english_in_words(tweets: DatasetDict) -> None:
@@ -192,7 +215,7 @@ def test_english_vocabulary_spells_arabic_letter_by_letter_and_reads_english_in_
     train_rows = tweets["train"]
     texts = {language: [t for t, d in zip(train_rows["text"], train_rows["domain"]) if d == language][:300]
              for language in ("english", "arabic")}
-    coverage = adaptation.tokenizer_coverage(tokenizer, texts).set_index("language")
+    coverage = studies.tokenizer_coverage(tokenizer, texts).set_index("language")
     # The vocabulary holds single Arabic letters, so almost nothing becomes [UNK]: Arabic is spelled out instead.
     assert coverage.loc["arabic", "single_letter_share"] > 0.8 and coverage.loc["arabic", "tokens_per_word"] > 4
     assert coverage.loc["arabic", "latin_letter_share"] < 0.2
@@ -200,7 +223,7 @@ def test_english_vocabulary_spells_arabic_letter_by_letter_and_reads_english_in_
     assert coverage["unk_share"].max() < 0.01
     # Devanagari (the Hindi tweets here are romanised): a word with one letter the vocabulary lacks becomes a
     # single [UNK] ("मौसम", "अच्छा"); the others are spelled letter by letter (ब ##ह ##त, ह).
-    devanagari = adaptation.tokenizer_coverage(tokenizer, {"hindi": ["मौसम बहुत अच्छा है"]}).iloc[0]
+    devanagari = studies.tokenizer_coverage(tokenizer, {"hindi": ["मौसम बहुत अच्छा है"]}).iloc[0]
     assert devanagari["unk_share"] == pytest.approx(2 / 6) and devanagari["single_letter_share"] == pytest.approx(4 / 6)
 
 
@@ -208,15 +231,15 @@ def test_english_vocabulary_spells_arabic_letter_by_letter_and_reads_english_in_
 
 def test_pretraining_reads_training_texts_of_the_named_domains_only(uci_sentences: DatasetDict) -> None:
     config = Config(target_domain="yelp", pretrain_domains=["amazon"], pretrain_max_texts=500)
-    assert adaptation.pretraining_arms(config, "yelp") == ["none", "tapt", "dapt"]
+    assert studies.pretraining_arms(config, "yelp") == ["none", "tapt", "dapt"]
     train_texts = {d: {t for t, dd in zip(uci_sentences["train"]["text"], uci_sentences["train"]["domain"]) if dd == d}
                    for d in ("amazon", "yelp")}
-    dapt = adaptation.pretraining_texts(config, uci_sentences, "dapt", "yelp", seed=1)
-    tapt = adaptation.pretraining_texts(config, uci_sentences, "tapt", "yelp", seed=1)
+    dapt = studies.pretraining_texts(config, uci_sentences, "dapt", "yelp", seed=1)
+    tapt = studies.pretraining_texts(config, uci_sentences, "tapt", "yelp", seed=1)
     assert len(dapt) == 500 and set(dapt) <= train_texts["amazon"]
     assert len(tapt) == 500 and set(tapt) <= train_texts["yelp"]
     with pytest.raises(ValueError, match="holds the target"):
-        adaptation.pretraining_arms(config.replace(pretrain_domains=["yelp"]), "yelp")
+        studies.pretraining_arms(config.replace(pretrain_domains=["yelp"]), "yelp")
 
 
 def test_online_language_params_validate_and_name_a_multilingual_model() -> None:

@@ -1,4 +1,7 @@
 """Continued MLM pretraining of a tiny random BERT on real UCI sentences: it learns, repeats, hands on its encoder."""
+import json
+import math
+import warnings
 from pathlib import Path
 
 import datasets
@@ -6,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from otherdata_utils import pipeline, report
 from otherdata_utils.config import Config
 from otherdata_utils.pretrain import (
     PretrainResult,
@@ -14,6 +18,7 @@ from otherdata_utils.pretrain import (
     pretrained_model_config,
     unlabelled_texts,
 )
+from otherdata_utils.runs import run_folder
 
 ENCODER_WEIGHT = "bert.encoder.layer.0.attention.self.query.weight"
 POOLER_WEIGHT = "bert.pooler.dense.weight"
@@ -114,3 +119,58 @@ def test_pretrain_from_config_runs_tapt_on_target_training_text(config: Config, 
     assert result is not None and result.steps == 2
     assert result.train_texts + result.heldout_texts == 40
     assert pretrained_model_config(tapt, result).model_name_or_path == str(tmp_path / "tapt")
+
+
+# --- continued pretraining as a step of fine-tuning (pretrain_steps > 0) ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tapt_run(config: Config, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Config:
+    """Data, mixing and fine-tuning of a run that asks for 4 MLM steps on yelp training sentences (TAPT) first."""
+    run = config.replace(sources=["uci_sentences"], data_dir=str(data_dir), target_domain="yelp",
+                         output_dir=str(tmp_path_factory.mktemp("runs") / "tapt"), max_train_samples=150,
+                         max_eval_samples=30, max_test_samples=30, max_seq_length=32, per_device_train_batch_size=BATCH,
+                         num_train_epochs=1, save_strategy="no", pretrain_steps=4, pretrain_max_texts=40,
+                         pretrain_learning_rate=2e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # UCI sentences repeat across splits: a leakage warning is expected
+        pipeline.prepare_data(run)
+    pipeline.build_training_set(run)
+    pipeline.finetune(run)
+    return run
+
+
+def test_finetune_with_pretrain_steps_starts_from_the_encoder_adapted_in_the_run_folder(tapt_run: Config) -> None:
+    paths = run_folder(tapt_run)
+    metrics = json.loads(paths.metrics.read_text())
+    pretraining = metrics["pretraining"]
+    yelp_texts = unlabelled_texts(pipeline.load_prepared(tapt_run), domains=["yelp"], limit=40, seed=tapt_run.seed)
+    assert pretraining["steps"] == 4 and pretraining["base_model"] == tapt_run.model_name_or_path
+    assert pretraining["train_texts"] + pretraining["heldout_texts"] == len(yelp_texts) == 40
+    assert math.isfinite(pretraining["heldout_loss_before"]) and math.isfinite(pretraining["heldout_loss_after"])
+    # The tiny model has no MLM head: a random one scores about ln(30522) = 10.3 nats per masked token.
+    assert pretraining["head_initialised_fresh"]
+    assert pretraining["heldout_loss_before"] == pytest.approx(10.3, abs=0.3)
+    assert pretraining["heldout_loss_after"] < pretraining["heldout_loss_before"]
+    assert pretraining["encoder"] == metrics["train"]["started_from"] == str(paths.pretraining)
+    assert (paths.pretraining / "model.safetensors").is_file() and (paths.model / "model.safetensors").is_file()
+    # Fine-tuning put a new two-class head on the encoder; the MLM head stayed behind in the pretraining folder.
+    classifier = load_file(paths.model / "model.safetensors")
+    assert classifier["classifier.weight"].shape[0] == 2 and "cls.predictions.bias" not in classifier
+    assert "## Continued pretraining" in report.write_report(paths.root).read_text()
+
+
+def test_adapted_encoder_is_reused_for_the_same_parameters_and_made_again_for_others(tapt_run: Config) -> None:
+    paths = run_folder(tapt_run)
+    weights = paths.pretraining / "model.safetensors"
+    made, recorded = weights.stat().st_mtime_ns, json.loads(paths.metrics.read_text())["pretraining"]
+    prepared = pipeline.load_prepared(tapt_run)
+    assert pipeline.adapt_encoder(tapt_run, prepared) == paths.pretraining
+    assert weights.stat().st_mtime_ns == made
+    assert json.loads(paths.metrics.read_text())["pretraining"] == recorded  # not even its timings changed
+
+    other = tapt_run.replace(pretrain_learning_rate=1e-3)
+    assert pipeline.adapt_encoder(other, prepared) == paths.pretraining
+    remade = json.loads(paths.metrics.read_text())["pretraining"]
+    assert weights.stat().st_mtime_ns != made
+    assert remade["params"]["pretrain_learning_rate"] == 1e-3
+    assert remade["heldout_loss_after"] != recorded["heldout_loss_after"]

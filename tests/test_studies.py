@@ -13,6 +13,7 @@ import pytest
 from datasets import Dataset
 
 from otherdata_utils import data, metrics, pipeline, runs, studies
+from otherdata_utils.studies import tables
 from otherdata_utils.clean import dedupe_key
 from otherdata_utils.config import ConfigError, load_config
 
@@ -190,8 +191,26 @@ def test_comparisons_say_whether_a_difference_is_beyond_the_seed_noise():
     comparisons = studies.compare_arms(cells, "ref")
     verdicts = dict(zip(comparisons["arm"], comparisons["beyond_noise"]))
     assert verdicts == {"clear": True, "noisy": False}
-    sentence = studies._comparison_sentence(comparisons)
+    sentence = studies.comparison_sentence(comparisons)
     assert sentence == "Beyond seed noise: clear +0.100 (p < 0.001). Inside seed noise: noisy +0.017 (p = 0.808)."
+
+
+def test_arm_tables_and_results_tables_word_the_same_verdicts_the_same_way():
+    """The model-side studies' arm table and the data studies' results table share one verdict wording."""
+    cells = pd.DataFrame({"seed": [1, 2, 3] * 3, "arm": ["ref"] * 3 + ["clear"] * 3 + ["flat"] * 3,
+                          "n_train": 10, "accuracy": [0.70, 0.71, 0.69, 0.80, 0.81, 0.79, 0.70, 0.70, 0.70]})
+    summary = studies.summarize(cells, ["arm"])
+    comparisons = studies.compare_arms(cells, "ref")
+    arm_rows = tables.arm_table(summary, comparisons, "test", {}).splitlines()
+    result_rows = tables.results_markdown(summary, comparisons, {"arm": "arm"}, [], [], "test").splitlines()
+    assert arm_rows[3].endswith("| +0.100, beyond noise (p < 0.001) |")
+    assert result_rows[3].endswith("| +0.100 | beyond noise (p < 0.001) |")
+    assert arm_rows[2].endswith("| reference |") and "| reference |" in result_rows[2]
+    lines = tables.comparison_lines(summary, comparisons, "ref")
+    assert lines[0] == "ref reaches 0.700 (95% CI 0.675–0.725) over 3 seed(s)."
+    assert lines[1] == "- clear: +0.100, beyond noise (p < 0.001)"
+    assert lines[-1] == ("1 of 2 arm(s) beat ref beyond the seed noise, 0 lost to it beyond the noise, 1 could not "
+                         "be told apart from it.")
 
 
 def test_study_parameters_are_validated_with_a_clear_message():

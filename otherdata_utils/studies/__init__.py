@@ -1,0 +1,31 @@
+"""Studies of other data: each trains small models over seeds and scores them on untouched test rows.
+
+Hands notebooks and the runner every study (one module each, all on `engine`) under `studies.<name>`.
+"""
+from __future__ import annotations
+
+from .engine import (AdaptationResult, Cell, CellScore, StudyResult, cell_config, clean_data, compare_arms,
+                     fit_and_score, run_cells, save_study, summarize)
+from .few_shot import few_shot_budget, few_shot_cells, few_shot_study, mixing_arms
+from .language import (COVERAGE_TEXTS, LanguageResult, arm_sizes, language_arms, language_budget, language_coverage,
+                       language_study, tokenizer_coverage)
+from .peft_tuning import ARM_OF_METHOD, peft_arms, peft_study
+from .pretraining import PretrainingResult, continued_pretraining_study, pretraining_arms, pretraining_texts
+from .quality import (HELPFULNESS_RECIPES, agreement_arms, agreement_study, helpfulness_pools, helpfulness_study,
+                      inject_label_noise, label_noise_study, level_name)
+from .sampling import balanced_order, domain_rows, equal_size_arms
+from .tables import comparison_sentence, tally_comparisons
+from .temporal import TIME_RECIPES, TimeSplit, time_split, time_split_of, time_study
+from .transfer import TransferResult, transfer_matrix
+
+__all__ = [
+    "ARM_OF_METHOD", "AdaptationResult", "COVERAGE_TEXTS", "Cell", "CellScore", "HELPFULNESS_RECIPES",
+    "LanguageResult", "PretrainingResult", "StudyResult", "TIME_RECIPES", "TimeSplit", "TransferResult",
+    "agreement_arms", "agreement_study", "arm_sizes", "balanced_order", "cell_config", "clean_data",
+    "compare_arms", "comparison_sentence", "continued_pretraining_study", "domain_rows", "equal_size_arms",
+    "few_shot_budget", "few_shot_cells", "few_shot_study", "fit_and_score", "helpfulness_pools", "helpfulness_study",
+    "inject_label_noise", "label_noise_study", "language_arms", "language_budget", "language_coverage",
+    "language_study", "level_name", "mixing_arms", "peft_arms", "peft_study", "pretraining_arms", "pretraining_texts",
+    "run_cells", "save_study", "summarize", "tally_comparisons", "time_split", "time_split_of", "time_study",
+    "tokenizer_coverage", "transfer_matrix",
+]

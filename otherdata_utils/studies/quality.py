@@ -1,0 +1,253 @@
+"""Data-quality studies: annotator agreement, readers' helpfulness votes, and label noise injected in other data.
+
+Hands on each study's arm builders and its `StudyResult` (cells, seed summary, comparisons, quality curve, reading).
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from datasets import ClassLabel, Dataset
+
+from .. import mix, plots, runs
+from ..config import Config
+from .engine import (Cell, StudyResult, clean_data, compare_arms, finish, prepared_data, reported_groups, run_cells,
+                     study_design, summarize, target_domain)
+from .sampling import column, domain_rows, equal_size_arms, proportional, ranked_strata, take
+from .tables import comparison_sentence, number, reference_line, results_markdown
+
+# Agreement levels are stored as float32 (0.66 reads back as 0.6600000262): compare with a little slack.
+_LEVEL_SLACK = 1e-6
+
+
+# --- data quality: annotator agreement -------------------------------------------------------------------------------
+
+def level_name(level: float) -> str:
+    """An agreement level as a percentage name: 0.66 -> '66%'."""
+    return f"{level:.0%}"
+
+
+def agreement_arms(train: Dataset, levels: Sequence[float], *, seed: int,
+                   limit: Optional[int] = None) -> dict[str, Dataset]:
+    """Nested training sets: arm "≥t" holds every training row whose annotator agreement is at least t.
+
+    With `limit`, the widest arm is cut to `limit` rows keeping each (agreement, label) stratum's share (seeded);
+    every arm draws from that cut, so the arms stay nested and keep the natural proportions of the levels.
+    """
+    agreement = column(train, "agreement")
+    if all(value is None for value in agreement):
+        raise ValueError("agreement_arms needs rows with an annotator agreement (financial_phrasebank); these "
+                         "training rows have none")
+    lowest = min(levels) - _LEVEL_SLACK
+    candidates = take(train, [row for row, value in enumerate(agreement) if value is not None and value >= lowest],
+                      f"agreement >= {lowest}")
+    ranked = ranked_strata(candidates, seed, columns=("agreement", "label"))
+    counts = proportional({key: len(rows) for key, rows in ranked.items()}, limit or len(candidates))
+    kept = sorted(row for key, rows in ranked.items() for row in rows[:counts[key]])
+    kept_agreement = column(candidates, "agreement")
+    return {f"≥{level_name(level)}": take(candidates, [row for row in kept
+                                                       if kept_agreement[row] >= level - _LEVEL_SLACK],
+                                          f"agreement arm {level} {seed} {limit}")
+            for level in sorted(levels, reverse=True)}
+
+
+def agreement_study(config: Config, source: str = "financial_phrasebank") -> StudyResult:
+    """Annotator agreement as data quality: train on the unanimous rows, then add lower-agreement rows level by
+    level (nested arms); measured on the unanimous (AllAgree) test rows, whose labels are the most trustworthy
+    yardstick. The other levels' test rows are reported beside them."""
+    dataset = clean_data(config, sources=[source], target_domain=None, few_shot_k=None, mixing_strategy="concat",
+                         mixing_ratios={})
+    names = list(dataset["train"].features["label"].names)
+    levels = sorted(config.study_agreement_levels, reverse=True)
+    top = level_name(max(levels))
+    test_groups = [level_name(value) for value in column(dataset["test"], "agreement")]
+    validation_agreement = column(dataset["validation"], "agreement")
+    validation = take(dataset["validation"], [row for row, value in enumerate(validation_agreement)
+                                              if value >= max(levels) - _LEVEL_SLACK], "validation at top level")
+    cells = []
+    for seed in config.seeds:
+        arms = agreement_arms(dataset["train"], levels, seed=seed, limit=config.max_train_samples)
+        cells += [Cell(arm=arm, seed=seed, train=rows, validation=validation, facts={"min_agreement": level})
+                  for (arm, rows), level in zip(arms.items(), levels)]
+    results = run_cells(config, cells, dataset["test"], names, headline=top, groups=test_groups, desc="agreement")
+    groups = sorted(reported_groups(results, top), key=lambda name: -float(name.rstrip("%")))
+    summary = summarize(results, ["arm", "min_agreement"], also=[f"accuracy_{g}" for g in groups])
+    reference = f"≥{top}"
+    comparisons = compare_arms(results, reference)
+    curves = pd.concat([summarize(results, ["min_agreement"], metric=f"accuracy_{group}").assign(
+        series=f"test rows at {group}") for group in [top, *groups]])
+    figure = plots.plot_quality_curve(curves.rename(columns={"min_agreement": "x"}),
+                                      path=runs.run_folder(config).figure("quality_agreement"),
+                                      xlabel="lowest annotator agreement in training",
+                                      title="Adding lower-agreement rows (Financial PhraseBank)")
+    design = study_design(config, {"lowest agreement level in training": levels},
+                          "the model's initialisation, batch order and (with a budget) which rows are kept",
+                          {"source": source, "test yardstick": f"{top}-agreement test rows",
+                           "validation": f"{len(validation)} {top}-agreement rows"})
+    table = results_markdown(summary, comparisons, {"arm": "arm"}, [], groups, f"{top}-agreement")
+    return finish(config, "quality_agreement", results, summary, comparisons, design, table,
+                  _agreement_reading(summary, comparisons, reference, top, groups), figure)
+
+
+def _agreement_reading(summary: pd.DataFrame, comparisons: pd.DataFrame, reference: str, top: str,
+                       groups: list[str]) -> str:
+    rows = ", ".join(f"{row.arm} {row.n_train:g}" for row in summary.itertuples())
+    lines = [
+        f"Measured on the {top}-agreement test rows: where every annotator agreed, the gold label is least in "
+        "doubt, so a model is not marked wrong for siding with a defensible minority reading.",
+        reference_line(summary, summary["arm"] == reference, f"Training on {reference} rows only") + ". "
+        + comparison_sentence(comparisons),
+        f"The arms are nested and grow ({rows} training rows), so a difference mixes more data with noisier "
+        "labels; the study does not separate the two.",
+    ]
+    if groups:
+        lowest = groups[-1]
+        narrow, wide = summary.iloc[0], summary.iloc[-1]
+        lines.append(f"On the {lowest}-agreement test rows, whose labels are contested, mean accuracy is "
+                     f"{number(narrow[f'accuracy_{lowest}'])} for {narrow['arm']} and "
+                     f"{number(wide[f'accuracy_{lowest}'])} for {wide['arm']} (no noise test on these rows).")
+    return "\n\n".join(lines)
+
+
+# --- data quality: helpfulness votes ---------------------------------------------------------------------------------
+
+def helpfulness_pools(train: Dataset, *, min_votes: int = 3, high: float = 0.75,
+                      low: float = 0.5) -> dict[str, Dataset]:
+    """Reviews by their readers' verdict: "high" (at least `min_votes` votes, helpful share ≥ `high`), "low"
+    (share < `low`) and "unrated" (no votes). Reviews with fewer votes or a share in between are left out."""
+    helpful, total = column(train, "helpful_votes"), column(train, "total_votes")
+    if all(value is None for value in total):
+        raise ValueError("helpfulness_pools needs helpfulness votes (blitzer_mds); these training rows have none")
+    bucket = {"high": [], "low": [], "unrated": []}
+    for row, (votes, out_of) in enumerate(zip(helpful, total)):
+        if not out_of:
+            bucket["unrated"].append(row)
+        elif out_of >= min_votes and votes / out_of >= high:
+            bucket["high"].append(row)
+        elif out_of >= min_votes and votes / out_of < low:
+            bucket["low"].append(row)
+    return {name: take(train, rows, f"helpfulness {name} {min_votes} {high} {low}") for name, rows in bucket.items()}
+
+
+# Each arm's share of rows from each pool; the low pool's share is the x axis of the helpfulness curve.
+HELPFULNESS_RECIPES = {"high": {"high": 1.0}, "high+low": {"high": 0.5, "low": 0.5}, "low": {"low": 1.0},
+                        "unrated": {"unrated": 1.0}}
+
+
+def helpfulness_study(config: Config, *, min_votes: int = 3, high: float = 0.75, low: float = 0.5) -> StudyResult:
+    """Readers' helpfulness votes as data quality: equal-size training sets of highly rated, poorly rated, half of
+    each, and unrated reviews, with the same (domain, label) make-up; measured on every test row."""
+    prepared, names = prepared_data(config)
+    pools = helpfulness_pools(prepared["train"], min_votes=min_votes, high=high, low=low)
+    cells = []
+    for seed in config.seeds:
+        arms = equal_size_arms(pools, HELPFULNESS_RECIPES, seed=seed, limit=config.max_train_samples)
+        cells += [Cell(arm=arm, seed=seed, train=rows, validation=prepared["validation"],
+                       facts={"low_share": HELPFULNESS_RECIPES[arm].get("low", 0.0)}) for arm, rows in arms.items()]
+    results = run_cells(config, cells, prepared["test"], names, desc="helpfulness")
+    groups = reported_groups(results, None)
+    summary = summarize(results, ["arm", "low_share"], also=[f"accuracy_{g}" for g in groups])
+    comparisons = compare_arms(results, "high")
+    rated = summary[summary["arm"] != "unrated"].assign(series="rated reviews")
+    figure = plots.plot_quality_curve(_with_reference_band(rated, summary[summary["arm"] == "unrated"], "low_share",
+                                                           "unrated (reference)"),
+                                      path=runs.run_folder(config).figure("quality_helpfulness"),
+                                      xlabel="share of low-helpfulness reviews in training",
+                                      title="Helpfulness votes as data quality (equal sizes)")
+    design = study_design(config, {"training reviews": list(HELPFULNESS_RECIPES)},
+                          "the model's initialisation, batch order and which reviews of each bucket are drawn",
+                          {"high": f"≥ {min_votes} votes, ≥ {high:.0%} helpful",
+                           "low": f"≥ {min_votes} votes, < {low:.0%} helpful", "unrated": "no votes",
+                           "sizes": "equal per (domain, label) stratum"})
+    table = results_markdown(summary, comparisons, {"arm": "arm"}, [], groups, "test")
+    lines = [f"Every arm trains on {summary['n_train'].iloc[0]:g} reviews with the same domain and label make-up "
+             f"(helpfulness goes with the label: poorly rated reviews are mostly negative, so unmatched sets "
+             f"would compare labels, not quality); measured on {int(results['n_test'].iloc[0])} test reviews.",
+             reference_line(summary, summary["arm"] == "high", "Training on highly rated reviews") + ". "
+             + comparison_sentence(comparisons)]
+    return finish(config, "quality_helpfulness", results, summary, comparisons, design, table, "\n\n".join(lines),
+                  figure)
+
+
+def _with_reference_band(curve: pd.DataFrame, reference: pd.DataFrame, x: str, series: str) -> pd.DataFrame:
+    """`curve` (one series) plus the reference arm, which has no `x` value of its own, repeated at each of the
+    curve's `x` values so plot_quality_curve draws it as a flat band; `x` renamed to the plot's "x"."""
+    band = pd.concat([reference.assign(**{x: value}) for value in sorted(curve[x])]).assign(series=series)
+    return pd.concat([curve, band]).rename(columns={x: "x"})
+
+
+# --- data quality: injected label noise in the other data ------------------------------------------------------------
+
+def inject_label_noise(rows: Dataset, rate: float, *, seed: int, keep_domain: str) -> Dataset:
+    """A copy where exactly round(rate · n) of the n rows outside `keep_domain` carry a wrong label (seeded).
+
+    The kept domain is untouched. One seeded ranking and one seeded wrong label per row serve every rate, so the
+    rows flipped at a lower rate are flipped, to the same label, at every higher rate.
+    """
+    if not 0 <= rate < 1:
+        raise ValueError(f"inject_label_noise: rate must be in [0, 1), got {rate}")
+    feature = rows.features["label"]
+    classes = feature.num_classes if isinstance(feature, ClassLabel) else len(set(column(rows, "label")))
+    labels = column(rows, "label")
+    others = [row for row, domain in enumerate(column(rows, "domain")) if domain != keep_domain]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(others))
+    shifts = rng.integers(1, classes, size=len(others))  # a shift of 1..classes-1 always lands on another class
+    for position in order[:round(rate * len(others))]:
+        row = others[position]
+        labels[row] = (labels[row] + int(shifts[position])) % classes
+    table = rows.with_format("arrow")[:]
+    table = table.set_column(table.column_names.index("label"), "label", pa.array(labels, type=pa.int64()))
+    # Like clean.take_rows: a fingerprint derived from the parent's and what decided the change, not a full hash.
+    digest = hashlib.blake2b(f"{rows._fingerprint}|noise {rate} {seed} {keep_domain}".encode(), digest_size=8)
+    return Dataset(table, info=rows.info.copy(), split=rows.split, fingerprint=digest.hexdigest())
+
+
+def label_noise_study(config: Config) -> StudyResult:
+    """Label noise in the other data only: the target (few_shot_k rows per class, if set) stays clean, a share of
+    the other domains' labels is flipped, then the mix is built as the config says; against target-only."""
+    prepared, names = prepared_data(config)
+    target = target_domain(config, prepared, "label_noise_study")
+    if config.mixing_strategy == "target_only":
+        raise ValueError("label_noise_study mixes other data into the target: set mixing_strategy to concat, "
+                         "proportional, temperature, uniform or fixed (target_only is its reference arm)")
+    validation = domain_rows(prepared["validation"], target)
+    cells = []
+    for seed in config.seeds:
+        for rate in config.study_noise_levels:
+            noisy = inject_label_noise(prepared["train"], rate, seed=seed, keep_domain=target)
+            mixed, _ = mix.mix(noisy, config, seed=seed)
+            cells.append(Cell(arm=f"noise {rate:.0%}", seed=seed, train=mixed, validation=validation,
+                              facts={"noise": rate}))
+        alone, _ = mix.mix(prepared["train"], config.replace(mixing_strategy="target_only"), seed=seed)
+        cells.append(Cell(arm="target_only", seed=seed, train=alone, validation=validation, facts={"noise": None}))
+    results = run_cells(config, cells, prepared["test"], names, headline=target, desc="label noise")
+    groups = reported_groups(results, target)
+    summary = summarize(results, ["arm", "noise"], also=[f"accuracy_{g}" for g in groups])
+    comparisons = compare_arms(results, "target_only")
+    noisy = summary[summary["arm"] != "target_only"].assign(series="target + noisy other data")
+    figure = plots.plot_quality_curve(_with_reference_band(noisy, summary[summary["arm"] == "target_only"], "noise",
+                                                           "target only (reference)"),
+                                      path=runs.run_folder(config).figure("quality_label_noise"),
+                                      xlabel="share of other-data labels flipped",
+                                      title=f"Label noise in the other data ({target} test rows)")
+    design = study_design(config, {"other-data label noise": list(config.study_noise_levels)},
+                          "the model's initialisation, batch order, the few-shot target rows and which labels flip",
+                          {"target_domain": target, "few_shot_k": config.few_shot_k,
+                           "mixing_strategy": config.mixing_strategy, "mixing_temperature": config.mixing_temperature})
+    table = results_markdown(summary, comparisons, {"arm": "arm"}, [], groups, target)
+    noisy_only = comparisons[comparisons["arm"] != "target_only"]
+    lines = [f"Only the other domains' labels are flipped; the {target} rows stay clean. Measured on "
+             f"{int(results['n_test'].iloc[0])} {target} test rows.",
+             reference_line(summary, summary["arm"] == "target_only", "Target-only") + ". "
+             + comparison_sentence(noisy_only)]
+    clean_arm, worst_arm = noisy.iloc[0], noisy.iloc[-1]
+    if len(noisy) > 1:
+        lines.append(f"From {clean_arm['arm']} to {worst_arm['arm']}, target accuracy moves "
+                     f"{worst_arm['mean'] - clean_arm['mean']:+.3f} "
+                     f"({number(clean_arm['mean'])} → {number(worst_arm['mean'])}).")
+    return finish(config, "quality_label_noise", results, summary, comparisons, design, table, "\n\n".join(lines),
+                  figure)

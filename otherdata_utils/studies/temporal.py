@@ -1,0 +1,122 @@
+"""The time study: stale against contemporaneous reviews, for a held-out test set of recent reviews.
+
+Hands on the split by date (`TimeSplit`), equal-size period arms and the study's `StudyResult`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from datasets import Dataset, DatasetDict, concatenate_datasets
+
+from .. import plots, runs
+from ..clean import dedupe_key
+from ..config import Config
+from .engine import (Cell, StudyResult, clean_data, compare_arms, finish, reported_groups, run_cells, study_design,
+                     summarize)
+from .sampling import column, equal_size_arms, proportional, ranked_strata, take
+from .tables import comparison_sentence, reference_line, results_markdown
+
+
+@dataclass
+class TimeSplit:
+    """Every dated row once, split by date: older rows, and recent ones split into a training pool, validation
+    and test. No text (after case/punctuation folding) occurs twice across the parts."""
+
+    cut: str  # ISO date: rows dated before it are older, the others recent
+    older: Dataset  # dated before the cut: the stale training pool
+    recent: Dataset  # dated from the cut on, outside validation and test: the contemporaneous training pool
+    validation: Dataset  # recent rows for checkpoint choice, the same for every arm
+    test: Dataset  # held-out recent rows
+    undated: int  # rows left out for having no date
+    duplicates: int  # rows left out because their folded text occurs in an earlier row
+
+
+def time_split(dataset: DatasetDict, config: Config, recent_from: str = "2006-01-01") -> TimeSplit:
+    """A split by date built from every row of every split (the carved splits are random, not by time).
+
+    Rows are pooled; undated rows and later repeats of a folded text are dropped, so no text can sit on both sides.
+    Rows dated on or after `recent_from` are split, stratified by (domain, label) with `config.seed` (fixed over
+    the study's seeds), into test (`test_split_percentage`, at most `max_test_samples`), validation
+    (`validation_split_percentage`, at most `max_eval_samples`) and the contemporaneous training pool.
+    """
+    pooled = concatenate_datasets([dataset[split] for split in dataset])
+    seen: set[str] = set()
+    dated, undated, duplicates = [], 0, 0
+    for row, (date, text) in enumerate(zip(column(pooled, "date"), column(pooled, "text"))):
+        key = dedupe_key(text)
+        if not date:
+            undated += 1
+        elif key in seen:
+            duplicates += 1
+        else:
+            dated.append(row)
+        seen.add(key)
+    dates = column(pooled, "date")
+    older = take(pooled, [row for row in dated if dates[row] < recent_from], f"older than {recent_from}")
+    recent = take(pooled, [row for row in dated if dates[row] >= recent_from], f"from {recent_from}")
+
+    ranked = ranked_strata(recent, config.seed)
+    sizes = {key: len(rows) for key, rows in ranked.items()}
+    held = {}
+    for split, percentage, cap in (("test", config.test_split_percentage, config.max_test_samples),
+                                   ("validation", config.validation_split_percentage, config.max_eval_samples)):
+        count = round(len(recent) * percentage / 100)
+        held[split] = proportional(sizes, min(count, cap) if cap else count)
+    test_rows, validation_rows, pool_rows = [], [], []
+    for key, rows in ranked.items():
+        n_test, n_validation = held["test"][key], held["validation"][key]
+        test_rows += rows[:n_test]
+        validation_rows += rows[n_test:n_test + n_validation]
+        pool_rows += rows[n_test + n_validation:]
+    return TimeSplit(cut=recent_from, older=older, recent=take(recent, sorted(pool_rows), "recent pool"),
+                     validation=take(recent, sorted(validation_rows), "recent validation"),
+                     test=take(recent, sorted(test_rows), "recent test"), undated=undated, duplicates=duplicates)
+
+
+# Each arm's share of rows from each period; the older share is the x axis of the time curve.
+TIME_RECIPES = {"older": {"older": 1.0}, "mixed": {"older": 0.5, "recent": 0.5}, "contemporaneous": {"recent": 1.0}}
+
+
+def time_split_of(config: Config, recent_from: str = "2006-01-01") -> TimeSplit:
+    """`time_split` of every row the config's sources hold, uncapped: the eval and test caps apply to the split by
+    date, not to the random carved splits."""
+    return time_split(clean_data(config, max_eval_samples=None, max_test_samples=None), config, recent_from)
+
+
+def time_study(config: Config, split: Optional[TimeSplit] = None) -> StudyResult:
+    """What stale data costs: a held-out test set of recent reviews; equal-size training sets of older reviews,
+    contemporaneous ones (disjoint from test) and half of each, with the same (domain, label) make-up.
+
+    `split` (default: `time_split_of(config)`, cut at 2006) is the split by date to train and test on.
+    """
+    split = split or time_split_of(config)
+    names = list(split.test.features["label"].names)
+    recent_from = split.cut
+    pools = {"older": split.older, "recent": split.recent}
+    cells = []
+    for seed in config.seeds:
+        arms = equal_size_arms(pools, TIME_RECIPES, seed=seed, limit=config.max_train_samples)
+        cells += [Cell(arm=arm, seed=seed, train=rows, validation=split.validation,
+                       facts={"older_share": TIME_RECIPES[arm].get("older", 0.0)}) for arm, rows in arms.items()]
+    results = run_cells(config, cells, split.test, names, desc="time")
+    groups = reported_groups(results, None)
+    summary = summarize(results, ["arm", "older_share"], also=[f"accuracy_{g}" for g in groups])
+    comparisons = compare_arms(results, "contemporaneous")
+    figure = plots.plot_quality_curve(summary.assign(series=f"test: reviews from {recent_from[:4]} on").rename(
+        columns={"older_share": "x"}), path=runs.run_folder(config).figure("time_staleness"),
+        xlabel=f"share of training reviews dated before {recent_from}", title="Stale vs contemporaneous data")
+    design = study_design(config, {"training reviews": list(TIME_RECIPES)},
+                          "the model's initialisation, batch order and which reviews of each period are drawn",
+                          {"cut": recent_from, "test": f"{len(split.test)} reviews from {recent_from} on",
+                           "validation": f"{len(split.validation)} reviews from {recent_from} on",
+                           "sizes": "equal per (domain, label) stratum"})
+    table = results_markdown(summary, comparisons, {"arm": "arm"}, [], groups, "test")
+    kept = len(split.older) + len(split.recent) + len(split.validation) + len(split.test)
+    lines = [f"A split by date built from all {kept} dated, distinct reviews ({split.undated} undated and "
+             f"{split.duplicates} repeated texts left out): {len(split.test)} reviews from {recent_from} on are "
+             f"the test set; every arm trains on {summary['n_train'].iloc[0]:g} reviews with the same domain and "
+             "label make-up.",
+             reference_line(summary, summary["arm"] == "contemporaneous", "Contemporaneous training data") + ". "
+             + comparison_sentence(comparisons)]
+    return finish(config, "time", results, summary, comparisons, design, table, "\n\n".join(lines), figure)

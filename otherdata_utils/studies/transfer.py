@@ -1,0 +1,174 @@
+"""The transfer matrix: a model trained on each domain alone, tested on every domain, over seeds.
+
+Hands on a `TransferResult` (accuracy and transfer loss per train × test pair, a heatmap, a reading) and its tables.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .. import metrics, plots, runs
+from ..config import Config
+from .engine import Cell, prepared_data, run_cells, save_study, study_design, summarize
+from .sampling import column, domain_rows, seeded_cap, take
+from .tables import design_markdown, noise_verdict
+
+
+@dataclass
+class TransferResult:
+    """A transfer matrix: per-model scores, mean and spread per (train, test) pair, transfer loss, reading."""
+
+    cells: pd.DataFrame  # one row per (seed, train domain, test domain)
+    matrix: pd.DataFrame  # mean accuracy: rows = train domain, columns = test domain
+    spread: pd.DataFrame  # std over seeds (NaN with one seed)
+    loss: pd.DataFrame  # in-domain accuracy of the test domain minus the cross-domain accuracy
+    reading: str
+    summary: pd.DataFrame  # per (train, test) pair: accuracy mean, std, 95% interval, n seeds, mean loss
+    loss_summary: pd.DataFrame  # per (train, test) pair: the per-seed transfer loss's mean and 95% interval
+    figure: Figure  # the heatmap, also saved as figures/transfer_matrix.png
+
+
+# Blitzer et al. (2007): electronics and kitchen transfer well to each other; books and dvd transfer poorly to
+# (and from) electronics and kitchen.
+KNOWN_CLOSE_PAIRS = {("electronics", "kitchen_&_housewares"), ("kitchen_&_housewares", "electronics")}
+KNOWN_FAR_PAIRS = {(a, b) for a in ("books", "dvd") for b in ("electronics", "kitchen_&_housewares")}
+KNOWN_FAR_PAIRS |= {(b, a) for a, b in KNOWN_FAR_PAIRS}
+
+
+def transfer_matrix(config: Config, domains: Optional[list[str]] = None) -> TransferResult:
+    """Train on each domain alone (same budget for every domain, each seed) and test on every domain.
+
+    `domains` (else `config.study_domains`, else every training domain) are trained on and tested on; a model's
+    own domain's validation rows drive checkpoint choice (when `eval_strategy` evaluates). The budget is the
+    smallest domain's training rows, capped by `max_train_samples`, so no domain looks better for having more rows.
+    """
+    prepared, names = prepared_data(config)
+    available = sorted(set(column(prepared["train"], "domain")))
+    domains = domains or config.study_domains or available
+    missing = sorted(set(domains) - set(available))
+    if missing:
+        raise ValueError(f"transfer_matrix: domains {missing} are not in the training data (have {available})")
+    train_by_domain = {d: domain_rows(prepared["train"], d) for d in domains}
+    validation_by_domain = {d: domain_rows(prepared["validation"], d) for d in domains}
+    test = take(prepared["test"], [row for row, value in enumerate(column(prepared["test"], "domain"))
+                                   if value in domains], f"domains {domains}")
+    budget = min(len(rows) for rows in train_by_domain.values())
+    if config.max_train_samples:
+        budget = min(budget, config.max_train_samples)
+
+    cells = [Cell(arm=source, seed=seed, train=seeded_cap(train_by_domain[source], budget, seed),
+                  validation=validation_by_domain[source])
+             for seed in config.seeds for source in domains]
+    per_model = run_cells(config, cells, test, names, desc="transfer")
+    # One row per (model, test domain): the headline accuracy columns give way to each domain's.
+    long = per_model.drop(columns=["accuracy", "macro_f1"]).melt(
+        id_vars=["seed", "arm", "n_train", "train_seconds"], value_vars=[f"accuracy_{d}" for d in domains],
+        var_name="test_domain", value_name="accuracy").rename(columns={"arm": "train_domain"})
+    long["test_domain"] = long["test_domain"].str.removeprefix("accuracy_")
+    long = long[["seed", "train_domain", "test_domain", "n_train", "accuracy", "train_seconds"]]
+
+    matrix = long.pivot_table(index="train_domain", columns="test_domain", values="accuracy", aggfunc="mean")
+    spread = long.pivot_table(index="train_domain", columns="test_domain", values="accuracy", aggfunc="std")
+    matrix, spread = matrix.loc[domains, domains], spread.reindex(index=domains, columns=domains)
+    in_domain = pd.Series({d: matrix.loc[d, d] for d in domains})
+    loss = matrix.rsub(in_domain, axis="columns")  # loss[s, t] = in_domain[t] - matrix[s, t]
+
+    # Loss per seed (same seed's in-domain model), so its interval carries the seed noise of both cells.
+    own = long[long["train_domain"] == long["test_domain"]].set_index(["seed", "test_domain"])["accuracy"]
+    long["loss"] = [own[(seed, target)] - accuracy
+                    for seed, target, accuracy in zip(long["seed"], long["test_domain"], long["accuracy"])]
+    summary = summarize(long, ["train_domain", "test_domain"], also=["loss"])
+    loss_summary = summarize(long, ["train_domain", "test_domain"], metric="loss")
+    figure = plots.plot_transfer_heatmap(matrix, path=runs.run_folder(config).figure("transfer_matrix"))
+    result = TransferResult(cells=long, matrix=matrix, spread=spread, loss=loss, summary=summary,
+                            loss_summary=loss_summary, figure=figure,
+                            reading=_transfer_reading(matrix, spread, loss, long, budget))
+    design = study_design(config, {"train domain": domains, "test domain": domains},
+                          "the model's initialisation, batch order and which rows fill the budget",
+                          {"rows per domain": budget})
+    _save_transfer(config, result, design, budget)
+    return result
+
+
+def _transfer_reading(matrix: pd.DataFrame, spread: pd.DataFrame, loss: pd.DataFrame, cells: pd.DataFrame,
+                      budget: int) -> str:
+    domains = list(matrix.index)
+    seeds = sorted(cells["seed"].unique())
+    off = [(s, t) for s in domains for t in domains if s != t]
+    if not off:
+        return f"One domain only ({domains[0]}): there is no transfer to measure."
+    in_mean = sum(matrix.loc[d, d] for d in domains) / len(domains)
+    cross_mean = sum(matrix.loc[s, t] for s, t in off) / len(off)
+    best = min(off, key=lambda pair: loss.loc[pair])
+    worst = max(off, key=lambda pair: loss.loc[pair])
+    noise = spread.stack().dropna()
+    lines = [
+        f"Each model trained on {budget} rows of one domain, {len(seeds)} seed(s) ({', '.join(map(str, seeds))}).",
+        f"Mean in-domain accuracy {in_mean:.3f}; mean cross-domain accuracy {cross_mean:.3f} "
+        f"(transfer costs {in_mean - cross_mean:+.3f} on average).",
+        f"Best transfer: {best[0]} → {best[1]} (loss {loss.loc[best]:+.3f}); worst: {worst[0]} → {worst[1]} "
+        f"(loss {loss.loc[worst]:+.3f}).",
+    ]
+    if len(noise):
+        lines.append(f"The median seed-to-seed standard deviation of a cell is {float(noise.median()):.3f}: "
+                     "single cells that differ by less than about twice that are inside the seed noise.")
+    else:
+        lines.append("With one seed there is no estimate of seed noise: treat differences under a few points as "
+                     "unresolved.")
+    close = [pair for pair in off if pair in KNOWN_CLOSE_PAIRS]
+    far = [pair for pair in off if pair in KNOWN_FAR_PAIRS]
+    if close and far:
+        def per_seed_loss(pairs: list[tuple[str, str]]) -> list[float]:
+            chosen = cells[[(s, t) in pairs for s, t in zip(cells["train_domain"], cells["test_domain"])]]
+            return chosen.groupby("seed")["loss"].mean().tolist()
+
+        test = metrics.differs_beyond_noise(per_seed_loss(far), per_seed_loss(close))
+        close_loss, far_loss = test["b"]["mean"], test["a"]["mean"]
+        if not test["beyond_noise"]:
+            agrees = "does not clearly reproduce"
+        else:
+            agrees = "agrees with" if close_loss < far_loss else "runs against"
+        lines.append(f"Blitzer et al. (2007) found electronics ↔ kitchen transfer well and books/dvd ↔ "
+                     f"electronics/kitchen poorly: here the close pairs lose {close_loss:+.3f} and the far pairs "
+                     f"{far_loss:+.3f} on average per seed; their difference is "
+                     f"{noise_verdict(test['beyond_noise'], test['p_value'], len(seeds))}, so this {agrees} that "
+                     "pattern.")
+    return "\n\n".join(lines)
+
+
+def _save_transfer(config: Config, result: TransferResult, design: dict[str, Any], budget: int) -> None:
+    matrix, spread = result.matrix, result.spread
+    accuracy = pd.DataFrame([[f"{matrix.loc[s, t]:.3f}" + (f" ± {spread.loc[s, t]:.3f}" if pd.notna(spread.loc[s, t])
+                                                          else "") for t in matrix.columns] for s in matrix.index],
+                            index=matrix.index, columns=matrix.columns)
+    loss = result.loss_summary.assign(text=[
+        f"{row.mean:+.3f}" + (f" [{row.ci_low:+.2f}, {row.ci_high:+.2f}]" if pd.notna(row.ci_low) else "")
+        for row in result.loss_summary.itertuples()]).pivot(index="train_domain", columns="test_domain", values="text")
+    loss = loss.reindex(index=result.matrix.index, columns=result.matrix.columns)
+    table = (design_markdown(design) + f"\n\nAccuracy (mean ± sd over seeds; diagonal = in-domain), {budget} "
+             "training rows per domain:\n\n" + _matrix_markdown(accuracy)
+             + "\n\nTransfer loss (in-domain accuracy of the test domain minus this cell; mean and 95% interval "
+               "over seeds):\n\n" + _matrix_markdown(loss))
+    frames = {"cells": result.cells, "summary": result.summary, "loss_summary": result.loss_summary,
+              "matrix": result.matrix.reset_index()}
+    save_study(config, "transfer_matrix", frames, {
+        **design,
+        "budget_per_domain": budget,
+        "matrix": result.matrix.round(4).to_dict(),
+        "loss": result.loss.round(4).to_dict(),
+        "table_markdown": table,
+        "reading": result.reading,
+    })
+
+
+def _matrix_markdown(texts: pd.DataFrame) -> str:
+    """A train × test table of ready-made cell texts, the diagonal (in-domain) in bold."""
+    lines = ["| train ↓ / test → | " + " | ".join(texts.columns) + " |", "|---|" + "---:|" * len(texts.columns)]
+    for source in texts.index:
+        cells = [f"**{texts.loc[source, target]}**" if source == target else texts.loc[source, target]
+                 for target in texts.columns]
+        lines.append(f"| {source} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
