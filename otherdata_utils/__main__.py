@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Each command imports its own module only when chosen: `run` alone pulls in torch, transformers and papermill
+    # (seconds), so `--help`, `predict` and `publish` do not wait for what they never use.
     if command == "run":
         from .run import run_command
         return run_command(rest)

@@ -23,7 +23,9 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 from datasets import Dataset, concatenate_datasets
+import torch
 from tqdm.auto import tqdm
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from .clean import take_rows
 from .config import Config
@@ -237,9 +239,6 @@ def eda(text: str, rng: random.Random, *, alpha: float = 0.1, operations: Option
 
 def _translate(texts: list[str], model_name: str, *, batch_size: int, max_length: int, num_beams: int,
                device: Any, quiet: bool) -> list[str]:
-    import torch
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
-
     tokenizer = AutoTokenizer.from_pretrained(model_name)
     model = AutoModelForSeq2SeqLM.from_pretrained(model_name).to(device).eval()
     # longest first, so each batch holds similar lengths and pads little
@@ -266,8 +265,6 @@ def back_translate(texts: list[str], forward_model: str, backward_model: str, *,
     `max_length` tokens are truncated, and a translation stops at 1.5 × its batch's input length + 10 tokens.
     Returns one string per input, in order.
     """
-    import torch
-
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     options = dict(batch_size=batch_size, max_length=max_length, num_beams=num_beams, device=device, quiet=quiet)
     pivot = _translate(list(texts), forward_model, **options)

@@ -52,7 +52,7 @@ def load_metric(name: str, **load_kwargs: Any) -> evaluate.EvaluationModule:
 
 def combined(names: Sequence[str], **load_kwargs: Any) -> evaluate.CombinedEvaluations:
     """Several local metrics as one module (`evaluate.combine`); compute keyword arguments go to every metric."""
-    import evaluate
+    import evaluate  # lazy, as in load_metric: evaluate pulls in datasets and pyarrow
 
     return evaluate.combine([load_metric(name, **load_kwargs) for name in names])
 

@@ -10,10 +10,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+import accelerate
+import datasets
+import pandas as pd
+import torch
+import transformers
 from datasets import Dataset, DatasetDict, load_from_disk
 from datasets.utils import logging as datasets_logging
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import pipeline as hf_pipeline
 
-from . import data, metrics, modeling, plots, pretrain, train
+from . import adapters, augment, clean, data, metrics, mix, model_card, modeling, plots, pretrain, train
 from .config import Config
 from .io import atomic_dir, atomic_write_json, read_json
 from .runs import run_folder
@@ -23,11 +30,6 @@ from .runs import run_folder
 
 def environment_info() -> dict[str, Any]:
     """Library versions and machine facts, so a run folder says what produced it."""
-    import accelerate
-    import datasets
-    import torch
-    import transformers
-
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -50,10 +52,10 @@ def record_environment(config: Config) -> dict[str, Any]:
 def update_metrics(config: Config, section: str, values: Any) -> dict[str, Any]:
     """Set one top-level section of metrics.json, keeping the sections other steps wrote."""
     path = run_folder(config).metrics
-    metrics = read_json(path) if path.is_file() else {}
-    metrics[section] = values
-    atomic_write_json(path, metrics)
-    return metrics
+    recorded = read_json(path) if path.is_file() else {}
+    recorded[section] = values
+    atomic_write_json(path, recorded)
+    return recorded
 
 
 def remove_metrics(config: Config, section: str) -> None:
@@ -95,8 +97,6 @@ class PreparedData:
 
 def prepare_data(config: Config) -> PreparedData:
     """Load every source, clean it, find leakage; save the clean DatasetDict and the reports in the run folder."""
-    from . import clean, data
-
     paths = run_folder(config)
     raw = data.load_data(config)
     cleaned, cleaning = clean.clean(raw, config)
@@ -130,8 +130,6 @@ class TrainingSet:
 
 def build_training_set(config: Config) -> TrainingSet:
     """Mix other data into the target (few-shot, strategy, budget), augment if asked; save it and its reports."""
-    from . import augment, mix
-
     paths = run_folder(config)
     prepared = load_prepared(config)
     train, mix_report = mix.mix(prepared["train"], config)
@@ -216,7 +214,8 @@ def finetune(config: Config, *, stop_after_steps: Optional[int] = None):
     tokenized = modeling.tokenize_splits(splits, tokenizer, config)
     result = train.train(config, model, tokenizer, tokenized, output_dir=paths.training, label_names=names,
                          stop_after_steps=stop_after_steps)
-    modeling.save_model(model, tokenizer, paths.model)
+    # a PEFT-wrapped model is saved merged, as a plain transformers folder that pipeline() and serve load
+    modeling.save_model(adapters.plain_model(model), tokenizer, paths.model)
     summary = {key: value for key, value in asdict(result).items() if key != "history"}
     atomic_write_json(paths.history, result.history)
     update_metrics(config, "train", {**summary, "started_from": start.model_name_or_path})
@@ -228,8 +227,6 @@ def finetune(config: Config, *, stop_after_steps: Optional[int] = None):
 
 def load_trained_model(config: Config):
     """The fine-tuned model and tokenizer from the run folder, trained first if this run has none yet."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
     model_dir = run_folder(config).model
     if not (model_dir / "config.json").is_file():
         finetune(config)
@@ -295,8 +292,6 @@ class Deployment:
 
 def base_model_name(config: Config) -> str:
     """What the model card names as the base model ('default' is the packaged all-MiniLM-L6-v2)."""
-    from . import modeling
-
     if config.model_name_or_path == modeling.DEFAULT_MODEL:
         return "sentence-transformers/all-MiniLM-L6-v2"
     return config.model_name_or_path
@@ -304,18 +299,12 @@ def base_model_name(config: Config) -> str:
 
 def deploy(config: Config, *, check_rows: int = 200) -> Deployment:
     """Write the model card, reload the folder with transformers.pipeline() and compare with the evaluation."""
-    import pandas as pd
-    from transformers import pipeline as hf_pipeline
-
-    from . import metrics as metrics_module
-    from . import model_card
-
     paths = run_folder(config)
-    metrics = read_json(paths.metrics) if paths.metrics.is_file() else {}
-    if "test" not in metrics:
+    recorded = read_json(paths.metrics) if paths.metrics.is_file() else {}
+    if "test" not in recorded:
         evaluate_splits(config)
-        metrics = read_json(paths.metrics)
-    test = metrics["test"]
+        recorded = read_json(paths.metrics)
+    test = recorded["test"]
     mix_path = paths.mix_report
     model_card.write_model_card(
         paths.model,
@@ -336,7 +325,7 @@ def deploy(config: Config, *, check_rows: int = 200) -> Deployment:
             "The packaged base model has an English uncased vocabulary; other languages are out of scope.",
         ],
     )
-    expected = metrics_module.load_predictions(paths.split_predictions("test")).head(check_rows)
+    expected = metrics.load_predictions(paths.split_predictions("test")).head(check_rows)
     classifier = hf_pipeline("text-classification", model=str(paths.model), tokenizer=str(paths.model),
                              device=-1)
     # pipeline() truncates from the end (head); other strategies can disagree on texts longer than the limit.
