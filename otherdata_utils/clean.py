@@ -364,14 +364,16 @@ def take_rows(ds: Dataset, rows: Sequence[int], step: str, **columns: list[str])
 def clean(dsd: DatasetDict, config: Config) -> tuple[DatasetDict, CleaningReport]:
     """Normalise, drop empty/short, exact and (if `near_dedupe`) near duplicates within each split, then leakage.
 
-    Every split is normalised and de-duplicated inside itself (a repeated test row would count twice). Leakage
+    Every split is normalised and de-duplicated inside itself (a repeated test row would count twice), but for test
+    when `dedupe_test` is false (a benchmark's test set scored as published). Leakage
     (a train text that also occurs in validation or test, in any source) is removed from train only, when
     `remove_leakage`; validation and test are the yardstick and lose no row to it. Leakage matches on the
     near-duplicate key when `near_dedupe`, on the normalised text otherwise.
     """
     _check_columns(dsd)
     settings = {"min_text_chars": config.min_text_chars, "dedupe": config.dedupe,
-                "near_dedupe": config.near_dedupe, "remove_leakage": config.remove_leakage}
+                "near_dedupe": config.near_dedupe, "dedupe_test": config.dedupe_test,
+                "remove_leakage": config.remove_leakage}
     splits = [s for s in SPLIT_ORDER if s in dsd] + sorted(s for s in dsd if s not in SPLIT_ORDER)
     steps = ["empty"] + (["duplicate"] if config.dedupe else []) + (["near_duplicate"] if config.near_dedupe else [])
     steps += ["leakage"] if config.remove_leakage else []
@@ -398,11 +400,12 @@ def clean(dsd: DatasetDict, config: Config) -> tuple[DatasetDict, CleaningReport
                 reasons[row] = f"shorter than {config.min_text_chars} characters after normalisation"
         _record(drops, "empty", split, index.sources, reasons)
         keep = [row for row in range(len(index.texts)) if row not in reasons]
-        if config.dedupe:
+        dedupe_here = split != "test" or config.dedupe_test
+        if config.dedupe and dedupe_here:
             reasons = _duplicates(keep, index.texts, labels, "same text")
             _record(drops, "duplicate", split, index.sources, reasons)
             keep = [row for row in keep if row not in reasons]
-        if config.near_dedupe:
+        if config.near_dedupe and dedupe_here:
             reasons = _duplicates(keep, index.keys, labels, "same text after case/punctuation folding")
             _record(drops, "near_duplicate", split, index.sources, reasons)
             keep = [row for row in keep if row not in reasons]

@@ -149,3 +149,22 @@ def test_blitzer_duplicates_stay_within_their_domain(data_dir):
     # README: about 2% of Blitzer rows repeat inside a domain
     assert cleaning.dropped() / sum(cleaning.rows_in.values()) == pytest.approx(0.018, abs=0.004)
     assert sum(len(ds) for ds in cleaned.values()) == sum(cleaning.rows_out.values())
+
+
+def test_dedupe_test_false_keeps_a_benchmark_test_split_whole_and_train_unchanged():
+    rows = {
+        "train": ["good film", "good film", "bad plot", "shared text", "fine acting", "dull pacing"],
+        "test": ["shared text", "awful", "awful", "superb"],
+    }
+    dsd = DatasetDict({
+        split: Dataset.from_dict({
+            "id": [f"{split}-{i}" for i in range(len(texts))], "text": texts,
+            "label": [i % 2 for i in range(len(texts))], "domain": ["d"] * len(texts), "source": ["s"] * len(texts),
+        }) for split, texts in rows.items()
+    })
+    deduped, _ = clean(dsd, Config())
+    whole, report = clean(dsd, Config(dedupe_test=False))
+    assert deduped["test"].num_rows == 3 and whole["test"].num_rows == 4  # "awful" twice stays in test
+    # train loses the same rows either way: its duplicate and the row leaked into test
+    assert whole["train"]["id"] == deduped["train"]["id"] == ["train-0", "train-2", "train-4", "train-5"]
+    assert report.settings["dedupe_test"] is False
