@@ -108,7 +108,10 @@ def prepare_data(config: Config) -> PreparedData:
     save_dataset_atomically(cleaned, paths.clean_data)
     fingerprint = {"raw": data.fingerprint(raw), "clean": data.fingerprint(cleaned)}
     atomic_write_json(paths.data_fingerprint, fingerprint)
-    atomic_write_json(paths.cleaning_report, {**cleaning.to_dict(), "summary": cleaning.summary()})
+    # leakage in the sources as distributed (before de-duplication), beside what is left after cleaning
+    as_distributed = clean.find_leakage(raw, near=config.near_dedupe)
+    atomic_write_json(paths.cleaning_report, {**cleaning.to_dict(), "summary": cleaning.summary(),
+                                              "leakage_as_distributed": as_distributed.to_dict()})
     return PreparedData(dataset=cleaned, cleaning=cleaning, fingerprint=fingerprint)
 
 

@@ -292,3 +292,11 @@ def test_png_under_the_limit_is_returned_unchanged():
     buffer = BytesIO()
     Image.new("RGB", (40, 30), "white").save(buffer, format="PNG")
     assert publish.small_png(buffer.getvalue()) == buffer.getvalue()
+
+
+def test_the_data_step_reports_leakage_as_distributed_beside_what_cleaning_left(finished_run):
+    cleaning = json.loads(finished_run.cleaning_report.read_text())
+    raw, kept = cleaning["leakage_as_distributed"], cleaning["leakage"]
+    # cleaning only ever removes rows, so it can only remove leaked pairs, never add them
+    assert set(raw["rows"]) == set(kept["rows"]) and len(raw["pairs"]) >= len(kept["pairs"])
+    assert sum(raw["rows"].values()) >= sum(kept["rows"].values())
