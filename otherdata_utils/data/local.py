@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..config import SourceSpec
-from . import files
-from .files import FileReadError, Records
+from .files import FileReadError, Records, decode, file_format, read_records
+from .files import read_lines as read_text_lines
 from .schema import BINARY_LABELS, DataError, Table, at
 
 _SPLIT_ALIASES = {"train": "train", "validation": "validation", "valid": "validation", "val": "validation",
@@ -35,14 +35,14 @@ def data_error(error: FileReadError) -> DataError:
 
 def read_file(path: Path, fmt: str, encoding: str = "utf-8") -> Records:
     try:
-        return files.read_records(path, fmt, encoding)
+        return read_records(path, fmt, encoding)
     except FileReadError as error:
         raise data_error(error) from None
 
 
 def read_lines(path: Path, encoding: str = "utf-8") -> list[str]:
     try:
-        return files.read_lines(path, encoding)
+        return read_text_lines(path, encoding)
     except FileReadError as error:
         raise data_error(error) from None
 
@@ -61,7 +61,7 @@ def column(records: Records, name: str, parameter: Optional[str] = None) -> list
 def read_local(spec: SourceSpec, data_dir: Optional[Path]) -> Table:
     """The rows of a local file or aclImdb folder, labels mapped to class ids as the spec says."""
     path = _resolve_path(spec.path or "", data_dir)
-    fmt = spec.format or ("aclimdb" if path.is_dir() else files.file_format(path))
+    fmt = spec.format or ("aclimdb" if path.is_dir() else file_format(path))
     if fmt is None:
         raise DataError(f"{path}: unknown format; name the file *.csv, *.tsv, *.jsonl (each optionally .gz) or "
                         "*.parquet, or set format to one of csv, tsv, jsonl, parquet, aclimdb")
@@ -195,7 +195,7 @@ def _read_aclimdb(path: Path, spec: SourceSpec, source: str) -> Table:
                 if match is None:
                     raise DataError(f"{file}: expected a review file named <id>_<rating>.txt (the aclImdb layout)")
                 try:
-                    text = files.decode(file.read_bytes(), file, spec.encoding)
+                    text = decode(file.read_bytes(), file, spec.encoding)
                 except FileReadError as error:
                     raise data_error(error) from None
                 table.add((str(file), "", 0), id=f"{source}:{split}:{folder_name}:{match[1]}", text=text,
