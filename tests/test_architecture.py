@@ -98,9 +98,6 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str]:
         state[node] = 1
         path.append(node)
         for target in sorted(graph.get(node, ())):
-            # a package's __init__ re-exporting its own submodules is not a cycle between modules
-            if target.startswith(node + ".") or node.startswith(target + "."):
-                continue
             if state.get(target) == 1:
                 return path[path.index(target):] + [target]
             if target not in state:
@@ -178,3 +175,11 @@ def test_a_cycle_through_a_subpackage_is_found(tmp_path):
 def test_imports_are_read_relative_to_the_package(tmp_path, text, expected):
     root = _package(tmp_path, {"m.py": text})
     assert imported_modules(root / "m.py", root, "pkg") == expected
+
+
+def test_a_submodule_importing_its_package_back_is_a_cycle(tmp_path):
+    root = _package(tmp_path, {
+        "data/__init__.py": "from .local import read\n",
+        "data/local.py": "from . import helper_name_defined_in_init\n",
+    })
+    assert find_cycle(import_graph(root, "pkg")) == ["data", "data.local", "data"]
