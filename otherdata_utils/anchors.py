@@ -94,12 +94,35 @@ def mean_pooled_embeddings(model: torch.nn.Module, tokenizer: Any, texts: Sequen
     return out
 
 
-def probe_fit_and_score(model_path: str, train_rows: Dataset, validation_rows: Dataset, test_rows: Dataset,
-                        label_names: Sequence[str], seed: int, max_length: int = 128, *,
+class FrozenEncoder:
+    """The base encoder loaded once, embedding texts with `mean_pooled_embeddings` and remembering each text's
+    vector: a study fits one probe per split on the same validation and test rows, which are then embedded once."""
+
+    def __init__(self, model_path: str, max_length: int = 128, *, batch_size: int = 64, quiet: bool = True):
+        with quiet_transformers(quiet):
+            self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+            self.model = AutoModel.from_pretrained(model_path)
+        self.model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+        self.model_path, self.max_length, self.batch_size = model_path, max_length, batch_size
+        self._vectors: dict[str, np.ndarray] = {}
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        missing = list(dict.fromkeys(text for text in texts if text not in self._vectors))
+        if missing:
+            vectors = mean_pooled_embeddings(self.model, self.tokenizer, missing, max_length=self.max_length,
+                                             batch_size=self.batch_size)
+            self._vectors.update(zip(missing, vectors))
+        return np.stack([self._vectors[text] for text in texts]) if texts else \
+            np.zeros((0, self.model.config.hidden_size), dtype=np.float32)
+
+
+def probe_fit_and_score(encoder: FrozenEncoder | str, train_rows: Dataset, validation_rows: Dataset,
+                        test_rows: Dataset, label_names: Sequence[str], seed: int, max_length: int = 128, *,
                         c_grid: Sequence[float] = PROBE_C_GRID, batch_size: int = 64,
                         quiet: bool = True) -> AnchorResult:
     """Logistic regression on frozen mean-pooled embeddings of the base encoder (no fine-tuning).
 
+    `encoder` is a `FrozenEncoder` to share across fits (its own max length applies) or a model path to load one.
     C is the one in `c_grid` with the best validation macro-F1 (the fine-tuning arms' checkpoint metric), ties
     going to the smaller C; the head is then fitted on the train rows only, the data budget of the arms.
     """
@@ -108,14 +131,11 @@ def probe_fit_and_score(model_path: str, train_rows: Dataset, validation_rows: D
         raise ValueError("probe_fit_and_score chooses C on validation rows; validation_rows is empty")
     label_names = list(label_names)
     started = time.perf_counter()
-    with quiet_transformers(quiet):
-        tokenizer = AutoTokenizer.from_pretrained(model_path)
-        model = AutoModel.from_pretrained(model_path)
-    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    if not isinstance(encoder, FrozenEncoder):
+        encoder = FrozenEncoder(encoder, max_length, batch_size=batch_size, quiet=quiet)
 
     def embed(rows: Dataset) -> np.ndarray:
-        return mean_pooled_embeddings(model, tokenizer, list(rows["text"]), max_length=max_length,
-                                      batch_size=batch_size)
+        return encoder.embed(list(rows["text"]))
 
     x_train, y_train = embed(train_rows), np.asarray(train_rows["label"])
     x_validation, y_validation = embed(validation_rows), np.asarray(validation_rows["label"])
@@ -137,7 +157,7 @@ def probe_fit_and_score(model_path: str, train_rows: Dataset, validation_rows: D
                    train_seconds=train_seconds, test_seconds=time.perf_counter() - started, hyperparameters={
                        "C": best_c, "c_grid": sorted(c_grid), "validation_macro_f1": validation_f1,
                        "class_weight": PROBE_CLASS_WEIGHT, "pooling": "mean, L2-normalised",
-                       "max_length": max_length, "seed": seed})
+                       "max_length": encoder.max_length, "seed": seed})
 
 
 # --- SetFit ----------------------------------------------------------------------------------------------------------

@@ -156,10 +156,24 @@ class Config(BaseModel):
 
     # --- studies
     seeds: list[int] = Field(default_factory=lambda: [42])  # replicate seeds for study cells
+    # which k target rows and which other rows a replicate draws (one split per value); null = the split follows
+    # `seeds`. A study cell is (arm, split seed, seed): the seed sets initialisation and batch order only.
+    split_seeds: Optional[list[int]] = Field(None, min_length=1)
+    # few-shot arms of a k: equal_steps = every arm trains as many rows (target-only repeats its k-shot rows);
+    # equal_target_visits = each target row is seen as often in every arm (other data adds steps)
+    few_shot_steps: Literal["equal_steps", "equal_target_visits"] = "equal_steps"
+    # few-shot: other rows drawn per split (the pool an additive arm adds from); null = max_train_samples less the
+    # k-shot target rows, or every other row without a budget
+    few_shot_other_rows: Optional[int] = Field(None, ge=0)
+    # few-shot anchors on the same splits and test rows: frozen-encoder probe, SetFit on the target's k-shot rows
+    anchors: list[Literal["probe", "setfit"]] = Field(default_factory=list)
+    study_test_rows: Optional[int] = Field(None, ge=1)  # few-shot: one fixed stratified sample of target test rows
     study_language_share: float = Field(0.5, gt=0, lt=1)  # language study: target language's share of a mixed arm
     study_peft_methods: list[Literal["none", "lora", "adalora"]] = Field(  # PEFT study arms; none = full fine-tuning
         default_factory=lambda: ["none", "lora", "adalora"], min_length=1)
     study_peft_learning_rate: Optional[float] = Field(None, gt=0)  # PEFT arms' lr; null = learning_rate
+    # PEFT study: learning rates tried per method, one chosen on validation; a method not named keeps its fixed lr
+    study_learning_rate_grid: dict[Literal["none", "lora", "adalora"], list[float]] = Field(default_factory=dict)
     study_domains: list[str] = Field(default_factory=list)  # transfer matrix: domains to train and test; [] = all
     # few-shot: target rows per class (null = all), mixing arms ("temperature" runs once per study_temperatures T)
     study_k_values: list[Optional[int]] = Field(default_factory=lambda: [8, 32, 128, None], min_length=1)

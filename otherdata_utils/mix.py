@@ -244,26 +244,76 @@ def mix(train: Dataset, config: Config, *, seed: Optional[int] = None) -> tuple[
         picked = []
         for group in order:
             picked += _sample(rows_of[group], requested[group], rng)
-    picked = [picked[i] for i in rng.permutation(len(picked))]
-
-    all_ids = train.with_format("arrow")[:].column("id").to_pylist()
-    mixed = take_rows(train, picked, f"mix {strategy} {seed}", id=_unique_ids([all_ids[row] for row in picked]))
-
-    achieved = Counter(groups_of[row] for row in picked)
-    total = len(picked)
-    report_groups = [
-        GroupMix(group=group, is_target=group == target, available=sizes[group],
-                 requested_share=weights[group], requested_rows=requested[group], achieved_rows=achieved[group],
-                 achieved_share=achieved[group] / total if total else 0.0,
-                 upsampled=achieved[group] > sizes[group])
-        for group in order
-    ]
-    table = mixed.with_format("arrow")[:]
-    counts = {name: dict(Counter(table.column(name).to_pylist())) for name in ("source", "domain")}
-    counts["label"] = dict(Counter(_label_name(train, label) for label in table.column("label").to_pylist()))
     report = MixReport(
         strategy=strategy, mix_by=column, target=target, budget=budget, seed=seed,
         temperature=config.mixing_temperature if strategy == "temperature" else None,
-        few_shot_k=config.few_shot_k, target_rows_before_few_shot=before, groups=report_groups, counts=counts,
-    )
+        few_shot_k=config.few_shot_k, target_rows_before_few_shot=before, groups=[])
+    return _shuffled_mix(train, picked, groups_of, sizes, weights, requested, report, rng)
+
+
+def mix_additive(train: Dataset, config: Config, *, seed: int, total: Optional[int]) -> tuple[Dataset, MixReport]:
+    """Every target row of `train` at least once, other groups ADDED under `mixing_strategy`.
+
+    The strategy's shares (`mixing_weights`, the target's size being its rows here) set how many rows each group
+    gets. With `total` the mix holds `total` rows: the target gets its share of them but never fewer than its own
+    rows (so `concat` adds the other rows once, `uniform` repeats the target up to an equal share, `target_only`
+    repeats it up to `total`). Without `total` the target's rows appear once each and the other groups get the
+    rows that keep the shares (`concat`: every other row once; `target_only`: none).
+    """
+    column, target, strategy = config.mix_by, config.target_domain, config.mixing_strategy
+    groups_of = train.with_format("arrow")[:].column(column).to_pylist()
+    rows_of: dict[str, list[int]] = defaultdict(list)
+    for row, group in enumerate(groups_of):
+        rows_of[group].append(row)
+    if target not in rows_of:
+        raise ValueError(f"mix_additive keeps every row of target {column} {target!r}, but there are none; "
+                         f"{column}s: {sorted(rows_of)}")
+    order = [target] + sorted(group for group in rows_of if group != target)
+    sizes = {group: len(rows_of[group]) for group in order}
+    weights = mixing_weights(sizes, strategy, temperature=config.mixing_temperature,
+                             ratios=config.mixing_ratios, target=target)
+    own, other_share = sizes[target], 1.0 - weights[target]
+    if strategy == "concat":
+        target_count = own if total is None else max(own, total - (len(train) - own))
+        other_total = len(train) - own if total is None else total - target_count
+    elif total is None:
+        target_count = own
+        other_total = sum(sizes.values()) - own if weights[target] == 0 else round(own * other_share / weights[target])
+    else:
+        target_count = min(total, max(own, round(total * weights[target])))
+        other_total = total - target_count
+    others = {group: weights[group] / other_share for group in order[1:]} if other_share > 0 else {}
+    requested = {target: target_count, **(apportion(others, other_total) if others else {})}
+    requested.update({group: 0 for group in order if group not in requested})
+    rng = np.random.default_rng(seed)
+    picked = []
+    for group in order:
+        picked += _sample(rows_of[group], requested[group], rng)
+    report = MixReport(
+        strategy=strategy, mix_by=column, target=target, budget=sum(requested.values()), seed=seed,
+        temperature=config.mixing_temperature if strategy == "temperature" else None,
+        few_shot_k=config.few_shot_k, target_rows_before_few_shot=None, groups=[])
+    return _shuffled_mix(train, picked, groups_of, sizes, weights, requested, report, rng)
+
+
+def _shuffled_mix(train: Dataset, picked: list[int], groups_of: list[str], sizes: dict[str, int],
+                  weights: dict[str, float], requested: dict[str, int], report: MixReport,
+                  rng: np.random.Generator) -> tuple[Dataset, MixReport]:
+    """The picked rows in a seeded order (repeats with unique ids) and `report` completed with what was achieved."""
+    picked = [picked[i] for i in rng.permutation(len(picked))]
+    all_ids = train.with_format("arrow")[:].column("id").to_pylist()
+    mixed = take_rows(train, picked, f"mix {report.strategy} {report.seed}",
+                      id=_unique_ids([all_ids[row] for row in picked]))
+    achieved = Counter(groups_of[row] for row in picked)
+    total = len(picked)
+    report.groups = [
+        GroupMix(group=group, is_target=group == report.target, available=sizes[group],
+                 requested_share=weights[group], requested_rows=requested[group], achieved_rows=achieved[group],
+                 achieved_share=achieved[group] / total if total else 0.0,
+                 upsampled=achieved[group] > sizes[group])
+        for group in sizes
+    ]
+    table = mixed.with_format("arrow")[:]
+    report.counts = {name: dict(Counter(table.column(name).to_pylist())) for name in ("source", "domain")}
+    report.counts["label"] = dict(Counter(_label_name(train, label) for label in table.column("label").to_pylist()))
     return mixed, report

@@ -193,15 +193,17 @@ def tweets(data_dir: Path) -> DatasetDict:
     return data.load_source("xlmt_tweets:english,french,arabic", data_dir)
 
 
-def test_language_arms_have_one_size_and_share_the_english_rows_of_a_seed(tweets: DatasetDict) -> None:
+def test_language_arms_keep_every_english_row_of_a_seed_and_add_the_others(tweets: DatasetDict) -> None:
     arms = studies.language_arms(tweets["train"], "english", 60, 0.5, seed=3)
     assert list(arms) == ["english", "english+arabic", "english+french", "english+all"]
-    assert {len(rows) for rows in arms.values()} == {60}
+    assert [len(rows) for rows in arms.values()] == [60, 120, 120, 120]
     make_up = {arm: Counter(rows["domain"]) for arm, rows in arms.items()}
-    assert make_up["english+french"] == {"english": 30, "french": 30}
-    assert make_up["english+all"] == {"english": 30, "arabic": 15, "french": 15}
+    assert make_up["english+french"] == {"english": 60, "french": 60}
+    assert make_up["english+all"] == {"english": 60, "arabic": 30, "french": 30}
     english = {arm: [i for i, d in zip(rows["id"], rows["domain"]) if d == "english"] for arm, rows in arms.items()}
-    assert english["english+arabic"] == english["english+all"] and set(english["english+all"]) < set(english["english"])
+    assert english["english+arabic"] == english["english+all"]
+    assert set(english["english+all"]) == set(english["english"])
+    assert len(studies.language_arms(tweets["train"], "english", 60, 0.75, seed=3)["english+french"]) == 80
     assert max(Counter(arms["english+all"]["label"]).values()) - min(Counter(arms["english+all"]["label"]).values()) <= 1
 
 
@@ -291,13 +293,14 @@ def test_study_run_writes_its_tables_figure_metrics_and_report(study_run) -> Non
     recorded = json.loads((run_dir / "metrics.json").read_text())["studies"][study]
     report = (run_dir / "report.md").read_text()
     assert f"## Study: {study}" in report and recorded["table_markdown"] in report and recorded["reading"] in report
-    assert "| arm | train rows | seeds |" in report
+    assert "| arm | train rows | replicates |" in report
     assert not list(run_dir.rglob("*.tmp"))
 
 
 def _language_scored_on_english_only(run_dir: Path) -> None:
     cells = pd.read_csv(run_dir / "studies" / "language_mixing" / "cells.csv")
-    assert set(cells["n_train"]) == {48}
+    assert set(cells["target_rows"]) == {48}  # additive arms: every arm keeps the 48 English rows
+    assert set(cells.loc[cells["arm"] != "english", "n_train"]) == {96}
     assert (cells["n_test"] == 30).all()  # 90 capped test rows, stratified over 3 languages
     assert np.allclose(cells["accuracy"], cells["accuracy_english"])
     coverage = pd.read_csv(run_dir / "studies" / "language_mixing" / "coverage.csv").set_index("language")

@@ -67,6 +67,32 @@ def test_probe_repeats_its_predictions_and_probabilities(probe: anchors.AnchorRe
     assert again.hyperparameters == probe.hyperparameters
 
 
+def test_a_shared_frozen_encoder_embeds_each_text_once_and_gives_the_same_probe(
+        probe: anchors.AnchorResult, yelp: DatasetDict, minilm: str, data_dir: Path,
+        monkeypatch: pytest.MonkeyPatch):
+    encoder = anchors.FrozenEncoder(minilm, max_length=64)
+    embedded: list[int] = []
+    real = anchors.mean_pooled_embeddings
+
+    def counting(model, tokenizer, texts, **kwargs):
+        embedded.append(len(texts))
+        return real(model, tokenizer, texts, **kwargs)
+
+    monkeypatch.setattr(anchors, "mean_pooled_embeddings", counting)
+    first = anchors.probe_fit_and_score(encoder, yelp["train"], yelp["validation"], yelp["test"],
+                                        data.BINARY_LABELS, seed=0)
+    seen = set(yelp["train"]["text"]) | set(yelp["validation"]["text"]) | set(yelp["test"]["text"])
+    assert sum(embedded) == len(seen)
+    other_split = k_shot(data.load_source("uci_sentences:yelp", data_dir)["train"], 16, seed=1)
+    second = anchors.probe_fit_and_score(encoder, other_split, yelp["validation"], yelp["test"],
+                                         data.BINARY_LABELS, seed=0)
+    # the second split's probe embedded only its own new train rows, not validation and test again
+    assert sum(embedded) - len(seen) == len(set(other_split["text"]) - seen) > 0
+    # batches pad differently than in a fresh encoder's calls: the same probe up to float rounding
+    assert np.asarray(first.probabilities) == pytest.approx(np.asarray(probe.probabilities), abs=1e-4)
+    assert second.labels == first.labels
+
+
 def test_probe_gives_a_class_absent_from_train_probability_zero(yelp: DatasetDict, tiny_model_dir: Path):
     labels = ["neg", "pos", "neutral"]
     three_way = {name: rows.cast_column("label", data.record_features(labels)["label"])

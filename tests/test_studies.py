@@ -185,32 +185,33 @@ def test_a_k_whose_target_rows_exceed_the_budget_raises_it_for_every_arm(blitzer
     assert studies.few_shot_budget(config.replace(max_train_samples=None), 16, 2, 700) is None
 
 
-def test_comparisons_say_whether_a_difference_is_beyond_the_seed_noise():
+def test_comparisons_say_whether_a_difference_is_beyond_the_replicate_noise():
     cells = pd.DataFrame({"seed": [1, 2, 3] * 3, "arm": ["ref"] * 3 + ["clear"] * 3 + ["noisy"] * 3,
-                          "n_train": 10, "accuracy": [0.70, 0.71, 0.69, 0.80, 0.81, 0.79, 0.60, 0.80, 0.75]})
+                          "n_train": 10, "accuracy": [0.70, 0.71, 0.69, 0.80, 0.82, 0.79, 0.60, 0.80, 0.75]})
     comparisons = studies.compare_arms(cells, "ref")
-    verdicts = dict(zip(comparisons["arm"], comparisons["beyond_noise"]))
-    assert verdicts == {"clear": True, "noisy": False}
+    verdicts = {arm: verdict.split(" ")[0] for arm, verdict in zip(comparisons["arm"], comparisons["verdict"])}
+    assert verdicts == {"clear": "helps", "noisy": "cannot"}
     sentence = studies.comparison_sentence(comparisons)
-    assert sentence == "Beyond seed noise: clear +0.100 (p < 0.001). Inside seed noise: noisy +0.017 (p = 0.808)."
+    assert sentence == ("Helps: clear +0.103 [+0.089, +0.118]: helps (+0.103, p_adj=0.002). Cannot tell: noisy "
+                        "+0.017 [-0.237, +0.270]: cannot tell: differences up to 0.270 not excluded (p_adj=0.804).")
 
 
 def test_arm_tables_and_results_tables_word_the_same_verdicts_the_same_way():
     """The model-side studies' arm table and the data studies' results table share one verdict wording."""
     cells = pd.DataFrame({"seed": [1, 2, 3] * 3, "arm": ["ref"] * 3 + ["clear"] * 3 + ["flat"] * 3,
-                          "n_train": 10, "accuracy": [0.70, 0.71, 0.69, 0.80, 0.81, 0.79, 0.70, 0.70, 0.70]})
+                          "n_train": 10, "accuracy": [0.70, 0.71, 0.69, 0.80, 0.82, 0.79, 0.70, 0.70, 0.70]})
     summary = studies.summarize(cells, ["arm"])
     comparisons = studies.compare_arms(cells, "ref")
     arm_rows = tables.arm_table(summary, comparisons, "test", {}).splitlines()
     result_rows = tables.results_markdown(summary, comparisons, {"arm": "arm"}, [], [], "test").splitlines()
-    assert arm_rows[3].endswith("| +0.100, beyond noise (p < 0.001) |")
-    assert result_rows[3].endswith("| +0.100 | beyond noise (p < 0.001) |")
-    assert arm_rows[2].endswith("| reference |") and "| reference |" in result_rows[2]
+    clear = "| +0.103 [+0.089, +0.118] | 0.002 | 0.019 | helps (+0.103, p_adj=0.002) |"
+    assert arm_rows[3].endswith(clear) and result_rows[3].endswith(clear)
+    assert "| reference |" in arm_rows[2] and "| reference |" in result_rows[2]
     lines = tables.comparison_lines(summary, comparisons, "ref")
-    assert lines[0] == "ref reaches 0.700 (95% CI 0.675–0.725) over 3 seed(s)."
-    assert lines[1] == "- clear: +0.100, beyond noise (p < 0.001)"
-    assert lines[-1] == ("1 of 2 arm(s) beat ref beyond the seed noise, 0 lost to it beyond the noise, 1 could not "
-                         "be told apart from it.")
+    assert lines[0] == "ref reaches 0.700 (95% CI 0.675–0.725) over 3 replicate(s)."
+    assert lines[1] == "- clear: +0.103 [+0.089, +0.118]: helps (+0.103, p_adj=0.002)"
+    assert lines[-1] == ("1 of 2 arm(s) beat ref (Holm-adjusted p < 0.05), 0 lost to it, 1 could not be told apart "
+                         "from it at this size.")
 
 
 def test_study_parameters_are_validated_with_a_clear_message():
@@ -297,8 +298,11 @@ CI_OVERRIDES = ["model_name_or_path=tiny-random", "seeds=[1,2]", "max_train_samp
 STUDY_RUNS = {
     "study_transfer_blitzer": (["study_domains=[books,dvd]"], ["transfer_matrix"], "transfer_matrix.png"),
     "study_transfer_uci": (["study_domains=[amazon,yelp]"], ["transfer_matrix"], "transfer_matrix.png"),
-    "study_few_shot": (["study_k_values=[4]", "study_strategies=[target_only,temperature]", "study_temperatures=[2]"],
-                       ["few_shot_mixing"], "few_shot_curves.png"),
+    "study_few_shot": (["study_k_values=[4]", "study_strategies=[target_only,temperature]", "study_temperatures=[2]",
+                        "split_seeds=[1,2]", "anchors=[probe]"], ["few_shot_mixing"], "few_shot_curves.png"),
+    "study_imdb_other_data": (["study_k_values=[4]", "study_strategies=[target_only,concat]", "split_seeds=[1,2]",
+                               "seeds=[1]", "few_shot_other_rows=16", "study_test_rows=24", "max_eval_samples=16",
+                               "max_seq_length=64", "head_tokens=16"], ["few_shot_mixing"], "few_shot_curves.png"),
     "study_quality": (["study_agreement_levels=[1.0,0.5]", "study_noise_levels=[0.0,0.3]", "few_shot_k=4"],
                       ["quality_agreement", "quality_helpfulness", "quality_label_noise"], "quality_label_noise.png"),
     "study_time": ([], ["time"], "time_staleness.png"),
@@ -335,3 +339,97 @@ def test_study_params_file_runs_end_to_end_and_reports_its_study(params, study_r
         assert f"## Study: {name}" in report
         assert recorded[name]["table_markdown"] in report and recorded[name]["reading"] in report
     assert (out / "figures" / figure).is_file() and f"](figures/{figure})" in report
+
+
+# --- paired replicates: split seeds × seeds, additive few-shot arms, anchors ------------------------------------------
+
+def test_compare_arms_pairs_cells_on_split_seed_and_seed_as_paired_t_does():
+    from otherdata_utils import stats
+    replicates = [(split, seed) for split in (1, 2, 3) for seed in (7, 8)]
+    reference = [0.70, 0.72, 0.65, 0.69, 0.74, 0.71]
+    arm = [0.73, 0.71, 0.70, 0.72, 0.75, 0.76]
+    rows = [{"split_seed": split, "seed": seed, "arm": name, "accuracy": value}
+            for name, values in (("ref", reference), ("more", arm))
+            for (split, seed), value in zip(replicates, values)]
+    cells = pd.DataFrame(rows).sample(frac=1, random_state=0)  # row order must not matter: pairs are by key
+    table = studies.compare_arms(cells, "ref")
+    expected = stats.paired_t(reference, arm)
+    row = table.iloc[0]
+    assert row["arm"] == "more" and row["n_replicates"] == 6
+    assert row["delta"] == pytest.approx(expected.delta) and row["p"] == pytest.approx(expected.p)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((expected.ci_low, expected.ci_high))
+    assert row["mde"] == pytest.approx(stats.minimum_detectable_effect(expected.sd_diff, 6))
+    assert row["interval_covers"] == "replicates" and row["verdict"].startswith("helps")
+    # pairing on the seed alone would merge the three splits: it is refused, not silently averaged
+    with pytest.raises(ValueError, match="several rows for one arm and replicate"):
+        stats.compare_paired(cells, "ref", "arm", "accuracy", ["seed"])
+
+
+def test_compare_arms_adjusts_p_with_holm_across_every_k():
+    rows = [{"split_seed": s, "seed": 1, "arm": arm, "k_label": k, "accuracy": 0.7 + bump + 0.01 * (s % 3)}
+            for k in ("4", "8") for s in range(1, 6)
+            for arm, bump in (("target_only", 0.0), ("concat", 0.02 + 0.005 * (s % 2)))]
+    table = studies.compare_arms(pd.DataFrame(rows), "target_only", within=["k_label"])
+    assert list(table["k_label"]) == ["4", "8"]
+    assert list(table["p_holm"]) == pytest.approx([2 * p for p in table["p"]])
+
+
+@pytest.fixture(scope="module")
+def uci_few_shot(tmp_path_factory, data_dir):
+    """UCI sentences (target yelp) prepared once; a few-shot study of 2 split seeds × 1 seed with the probe."""
+    config = load_config(None, {**TINY, "sources": ["uci_sentences"], "target_domain": "yelp",
+                                "data_dir": str(data_dir), "max_train_samples": 24, "max_test_samples": 30,
+                                "study_k_values": [4], "study_strategies": ["target_only", "concat", "uniform"],
+                                "split_seeds": [3, 4], "seeds": [1], "anchors": ["probe"],
+                                "output_dir": str(tmp_path_factory.mktemp("runs") / "uci_few_shot")})
+    prepared = pipeline.prepare_data(config).dataset
+    return config, prepared, studies.few_shot_study(config)
+
+
+def test_every_few_shot_arm_of_a_split_keeps_exactly_the_splits_target_rows(uci_few_shot):
+    config, prepared, _ = uci_few_shot
+    splits = studies.few_shot_splits(config, prepared["train"])
+    cells = studies.few_shot_cells(config, prepared["train"], prepared["validation"])
+    assert [split.split_seed for split in splits] == [3, 4]
+    assert _ids(splits[0].target) != _ids(splits[1].target)
+    for split in splits:
+        assert len(_ids(split.target)) == 8 and set(_col(split.target, "domain")) == {"yelp"}
+        arms = [cell for cell in cells if cell.split_seed == split.split_seed]
+        assert [cell.arm for cell in arms] == ["target_only", "concat", "uniform"]
+        for cell in arms:
+            assert _ids(studies.domain_rows(cell.train, "yelp")) == _ids(split.target), cell.arm
+            assert len(cell.train) == config.max_train_samples  # equal steps: every arm as many rows
+        others = {cell.arm: _ids(cell.train) - _ids(split.target) for cell in arms}
+        assert others["target_only"] == set() and others["concat"] == _ids(split.other)
+        assert others["uniform"] <= _ids(split.other) and others["uniform"]
+
+
+def test_equal_target_visits_shows_each_target_row_once_and_adds_other_rows(uci_few_shot):
+    config, prepared, _ = uci_few_shot
+    config = config.replace(few_shot_steps="equal_target_visits")
+    for cell in studies.few_shot_cells(config, prepared["train"], prepared["validation"]):
+        target = studies.domain_rows(cell.train, "yelp")
+        assert len(target) == len(_ids(target)) == 8, cell.arm
+        assert len(cell.train) == {"target_only": 8, "concat": 24, "uniform": 24}[cell.arm]
+
+
+def test_few_shot_study_pairs_arms_and_the_probe_on_the_same_rows_with_paired_columns(uci_few_shot):
+    config, _, result = uci_few_shot
+    cells = result.cells
+    assert sorted(set(cells["arm"])) == ["concat", "probe", "target_only", "uniform"]
+    assert len(cells) == 4 * 2 and set(zip(cells["split_seed"], cells["seed"])) == {(3, 1), (4, 1)}
+    assert cells["test_rows"].nunique() == 1 and cells["correct"].str.len().nunique() == 1
+    for _, split in cells.groupby("split_seed"):
+        assert split["target_ids"].nunique() == 1 and set(split["target_unique"]) == {8}
+    probe = cells[cells["arm"] == "probe"]
+    assert set(probe["n_train"]) == {8} and set(probe["other_rows"]) == {0}
+    for column in ("n_replicates", "delta", "ci_low", "ci_high", "interval_covers", "p_holm", "mde", "verdict"):
+        assert column in result.comparisons.columns
+    assert sorted(result.comparisons["arm"]) == ["concat", "probe", "uniform"]
+    assert set(result.comparisons["n_replicates"]) == {2}
+    assert "p_adj (Holm)" in result.table_markdown and "MDE" in result.table_markdown
+    assert "replicates" in result.reading
+    rows = studies.compare_rows(cells, "target_only", within=["k_label"])
+    assert set(rows["interval_covers"]) == {"replicates + test rows"} and set(rows["n_rows"]) == {2 * 30}
+    _assert_study_recorded(config, result, "few_shot_curves.png")
+    assert (result.folder / "correct.csv").is_file() and "correct" not in pd.read_csv(result.folder / "cells.csv")

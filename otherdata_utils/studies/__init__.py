@@ -5,8 +5,10 @@ Hands notebooks and the runner every study (one module each, all on `engine`) un
 from __future__ import annotations
 
 from .engine import (AdaptationResult, Cell, CellScore, StudyResult, cell_config, clean_data, compare_arms,
-                     fit_and_score, run_cells, save_study, summarize)
-from .few_shot import few_shot_budget, few_shot_cells, few_shot_study, mixing_arms
+                     compare_rows, correct_rows, fit_and_score, replicates, run_cells, save_study, split_seeds,
+                     summarize)
+from .few_shot import (FewShotSplit, anchor_cells, few_shot_budget, few_shot_cells, few_shot_splits, few_shot_study,
+                       mixing_arms)
 from .language import (COVERAGE_TEXTS, LanguageResult, arm_sizes, language_arms, language_budget, language_coverage,
                        language_study, tokenizer_coverage)
 from .peft_tuning import ARM_OF_METHOD, peft_arms, peft_study
@@ -19,13 +21,14 @@ from .temporal import TIME_RECIPES, TimeSplit, time_split, time_split_of, time_s
 from .transfer import TransferResult, transfer_matrix
 
 __all__ = [
-    "ARM_OF_METHOD", "AdaptationResult", "COVERAGE_TEXTS", "Cell", "CellScore", "HELPFULNESS_RECIPES",
+    "ARM_OF_METHOD", "AdaptationResult", "COVERAGE_TEXTS", "Cell", "CellScore", "FewShotSplit", "HELPFULNESS_RECIPES",
     "LanguageResult", "PretrainingResult", "StudyResult", "TIME_RECIPES", "TimeSplit", "TransferResult",
-    "agreement_arms", "agreement_study", "arm_sizes", "balanced_order", "cell_config", "clean_data",
-    "compare_arms", "comparison_sentence", "continued_pretraining_study", "domain_rows", "equal_size_arms",
-    "few_shot_budget", "few_shot_cells", "few_shot_study", "fit_and_score", "helpfulness_pools", "helpfulness_study",
-    "inject_label_noise", "label_noise_study", "language_arms", "language_budget", "language_coverage",
-    "language_study", "level_name", "mixing_arms", "peft_arms", "peft_study", "pretraining_arms", "pretraining_texts",
-    "run_cells", "save_study", "summarize", "tally_comparisons", "time_split", "time_split_of", "time_study",
+    "agreement_arms", "agreement_study", "anchor_cells", "arm_sizes", "balanced_order", "cell_config", "clean_data",
+    "compare_arms", "compare_rows", "comparison_sentence", "continued_pretraining_study", "correct_rows",
+    "domain_rows", "equal_size_arms", "few_shot_budget", "few_shot_cells", "few_shot_splits", "few_shot_study",
+    "fit_and_score", "helpfulness_pools", "helpfulness_study", "inject_label_noise", "label_noise_study",
+    "language_arms", "language_budget", "language_coverage", "language_study", "level_name", "mixing_arms",
+    "peft_arms", "peft_study", "pretraining_arms", "pretraining_texts", "replicates", "run_cells", "save_study",
+    "split_seeds", "summarize", "tally_comparisons", "time_split", "time_split_of", "time_study",
     "tokenizer_coverage", "transfer_matrix",
 ]

@@ -1,9 +1,11 @@
-"""The machine every study runs: cells (an arm, a seed, rows) trained and scored, seed summaries, arm comparisons.
+"""The machine every study runs: cells (an arm, a split seed, a seed, rows) trained and scored, replicate
+summaries, arm comparisons paired on (split seed, seed).
 
 Hands each study module `run_cells`, `summarize`, `compare_arms`, `study_design`, `finish` / `save_study` and results.
 """
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
 import time
@@ -16,7 +18,7 @@ from datasets import Dataset, DatasetDict
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
-from .. import clean, data, metrics, modeling, pipeline, runs, train
+from .. import clean, data, metrics, modeling, pipeline, runs, stats, train
 from ..config import Config
 from ..io import atomic_write_text
 from .sampling import column
@@ -32,6 +34,7 @@ class CellScore:
     per_domain: dict[str, dict[str, float]]
     n_train: int
     train_seconds: float
+    correct: list[bool] = field(default_factory=list)  # per test row, in test order: McNemar / bootstrap input
 
 
 def fit_and_score(config: Config, train_rows: Dataset, validation_rows: Dataset, test_rows: Dataset,
@@ -55,7 +58,8 @@ def fit_and_score(config: Config, train_rows: Dataset, validation_rows: Dataset,
                                            column(test_rows, "domain") if groups is None else list(groups),
                                            label_names)
     return CellScore(accuracy=scores["accuracy"], macro_f1=scores["macro_f1"],
-                     per_domain=per_group["per_domain"], n_train=len(train_rows), train_seconds=seconds)
+                     per_domain=per_group["per_domain"], n_train=len(train_rows), train_seconds=seconds,
+                     correct=[int(a) == int(b) for a, b in zip(predictions.labels, predictions.predicted)])
 
 
 def cell_config(config: Config, seed: int) -> Config:
@@ -67,13 +71,44 @@ def cell_config(config: Config, seed: int) -> Config:
 
 @dataclass(frozen=True)
 class Cell:
-    """One model to train: its arm, its seed, its rows, and the facts that describe it in the tables."""
+    """One model to train: its arm, its seed, its rows, and the facts that describe it in the tables.
+
+    `split_seed` names the draw of rows the cell trains on (None: the rows follow `seed`, one seed varies both).
+    """
 
     arm: str
     seed: int
     train: Dataset
     validation: Dataset
     facts: dict[str, Any] = field(default_factory=dict)
+    split_seed: Optional[int] = None
+
+
+def split_seeds(config: Config) -> list[int]:
+    """The row draws a study replicates over: `config.split_seeds`, or `config.seeds` where splits follow seeds."""
+    return list(config.split_seeds or config.seeds)
+
+
+def replicates(config: Config) -> list[tuple[int, int]]:
+    """(split seed, seed) of every replicate: each split seed with each seed, or each seed as its own split."""
+    if config.split_seeds is None:
+        return [(seed, seed) for seed in config.seeds]
+    return [(split, seed) for split in config.split_seeds for seed in config.seeds]
+
+
+def correct_text(correct: Sequence[bool]) -> str:
+    """Per-row correctness as one string of 0/1 (a cells-table column; `correct_rows` reads it back)."""
+    return "".join("1" if value else "0" for value in correct)
+
+
+def correct_rows(text: str) -> list[bool]:
+    return [char == "1" for char in text]
+
+
+def rows_fingerprint(rows: Dataset) -> str:
+    """A short hash of the rows' ids (repeat suffixes dropped, order ignored): equal for the same rows."""
+    ids = sorted({row_id.split("#r")[0] for row_id in column(rows, "id")})
+    return hashlib.sha1("\n".join(ids).encode()).hexdigest()[:12]
 
 
 def run_cells(config: Config, cells: Sequence[Cell], test: Dataset, label_names: list[str], *,
@@ -82,33 +117,48 @@ def run_cells(config: Config, cells: Sequence[Cell], test: Dataset, label_names:
     """Train and score every cell; one row per trained model.
 
     `accuracy` and `macro_f1` are measured on the `headline` group's test rows (all test rows when None);
-    `accuracy_all` on every test row, `accuracy_<group>` on each group's (domains, or `groups`).
+    `accuracy_all` on every test row, `accuracy_<group>` on each group's (domains, or `groups`). `split_seed` names
+    the replicate's row draw, `test_rows` the test rows' fingerprint and `correct` each test row's correctness
+    (`correct_text`) over all test rows, so arms can also be compared row by row.
     """
+    test_fingerprint = rows_fingerprint(test)
     rows = []
     for cell in tqdm(cells, desc=desc, disable=config.quiet):
         score = fit_and_score(cell_config(config, cell.seed), cell.train, cell.validation, test, label_names,
                               groups=groups)
-        if headline is not None and headline not in score.per_domain:
-            raise ValueError(f"no test rows in group {headline!r} to measure the study on; test groups: "
-                             f"{sorted(score.per_domain)}")
-        head = score.per_domain[headline] if headline is not None else {
-            "accuracy": score.accuracy, "macro_f1": score.macro_f1, "n": len(test)}
-        rows.append({
-            "seed": cell.seed, "arm": cell.arm, **cell.facts, "n_train": score.n_train,
-            "accuracy": head["accuracy"], "macro_f1": head["macro_f1"], "n_test": head["n"],
-            "accuracy_all": score.accuracy, "macro_f1_all": score.macro_f1,
-            **{f"accuracy_{group}": result["accuracy"] for group, result in score.per_domain.items()},
-            "train_seconds": round(score.train_seconds, 2),
-        })
+        split = cell.seed if cell.split_seed is None else cell.split_seed
+        rows.append(cell_row(cell.arm, split, cell.seed, cell.facts, score, headline, len(test), test_fingerprint))
     return pd.DataFrame(rows)
 
 
+def cell_row(arm: str, split_seed: int, seed: int, facts: dict[str, Any], score: CellScore,
+             headline: Optional[str], n_test: int, test_fingerprint: str) -> dict[str, Any]:
+    """One cells-table row from a score (a fine-tuned cell's, or an anchor's scored on the same test rows)."""
+    if headline is not None and headline not in score.per_domain:
+        raise ValueError(f"no test rows in group {headline!r} to measure the study on; test groups: "
+                         f"{sorted(score.per_domain)}")
+    head = score.per_domain[headline] if headline is not None else {
+        "accuracy": score.accuracy, "macro_f1": score.macro_f1, "n": n_test}
+    return {
+        "split_seed": split_seed, "seed": seed, "arm": arm, **facts, "n_train": score.n_train,
+        "accuracy": head["accuracy"], "macro_f1": head["macro_f1"], "n_test": head["n"],
+        "accuracy_all": score.accuracy, "macro_f1_all": score.macro_f1,
+        **{f"accuracy_{group}": result["accuracy"] for group, result in score.per_domain.items()},
+        "train_seconds": round(score.train_seconds, 2), "test_rows": test_fingerprint,
+        "correct": correct_text(score.correct),
+    }
+
+
 def summarize(cells: pd.DataFrame, by: Sequence[str], metric: str = "accuracy",
-              also: Sequence[str] = ()) -> pd.DataFrame:
-    """Per group of `by`: `metric`'s mean, std, 95% interval and seed count (metrics.seed_summary), in first-seen
-    order, with the mean training rows and the means of the `also` columns."""
-    # Scores live in [0, 1] and their intervals are clipped there; a transfer loss (a difference of two) is not.
-    bounds = (0.0, 1.0) if metric == "macro_f1" or metric.startswith("accuracy") else None
+              also: Sequence[str] = (), *, clip: bool = True) -> pd.DataFrame:
+    """Per group of `by`: `metric`'s mean, std, 95% interval and replicate count `n` (metrics.seed_summary over
+    every (split seed, seed) cell), in first-seen order, with the mean training rows and the `also` columns' means.
+
+    Tables clip accuracy intervals to [0, 1]; `clip=False` keeps the t interval as computed (for figures, which
+    should show how wide few replicates leave it).
+    """
+    # Scores live in [0, 1]; a transfer loss (a difference of two) does not, and is never clipped.
+    bounds = (0.0, 1.0) if clip and (metric == "macro_f1" or metric.startswith("accuracy")) else None
     rows = []
     for key, group in cells.groupby(list(by), sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
@@ -119,26 +169,55 @@ def summarize(cells: pd.DataFrame, by: Sequence[str], metric: str = "accuracy",
     return pd.DataFrame(rows)
 
 
-def compare_arms(cells: pd.DataFrame, reference: str, *, within: Sequence[str] = (),
-                 metric: str = "accuracy") -> pd.DataFrame:
-    """Each arm against `reference` (within each value of `within`): difference of means and whether it is beyond
-    the seed noise (metrics.differs_beyond_noise, Welch's t over seeds)."""
-    rows = []
+REPLICATE_COLUMNS = ("split_seed", "seed")  # a replicate: which rows were drawn, then how the model was initialised
+
+
+def replicate_columns(cells: pd.DataFrame) -> list[str]:
+    """The columns that name a replicate in `cells`: split seed and seed, or seed alone where splits follow it."""
+    present = [name for name in REPLICATE_COLUMNS if name in cells.columns]
+    if not present:
+        raise KeyError(f"cells name no replicate: they need a 'seed' column (and 'split_seed'); "
+                       f"columns are {list(cells.columns)}")
+    return present
+
+
+def compare_arms(cells: pd.DataFrame, reference: str, *, within: Sequence[str] = (), metric: str = "accuracy",
+                 arm_column: str = "arm") -> pd.DataFrame:
+    """Each arm against `reference` (within each value of `within`), paired on (split_seed, seed): the paired-t
+    delta (arm minus reference), its interval over replicates, p, Holm-adjusted p over the whole table, the MDE and
+    the verdict (`stats.compare_paired`)."""
+    return stats.compare_paired(cells, reference, arm_column, metric, replicate_columns(cells), within)
+
+
+def compare_rows(cells: pd.DataFrame, reference: str, *, within: Sequence[str] = (), arm_column: str = "arm",
+                 n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Each arm against `reference` on the shared test rows (the cells' `correct` column): the paired bootstrap
+    interval of the accuracy delta over replicates and test rows (`stats.paired_bootstrap`), and where there is
+    one replicate the exact McNemar p. The rows are every test row a cell was scored on, not the headline's."""
+    if cells["test_rows"].nunique() != 1:
+        raise ValueError("compare_rows pairs models row by row, but the cells were scored on different test rows "
+                         f"({sorted(cells['test_rows'].unique())})")
+    keys, rows = replicate_columns(cells), []
     groups = cells.groupby(list(within), sort=False) if within else [((), cells)]
     for key, group in groups:
         key = key if isinstance(key, tuple) else (key,)
-        baseline = group.loc[group["arm"] == reference, metric].tolist()
-        if not baseline:
-            continue
-        for arm, scores in group.groupby("arm", sort=False):
+        baseline = group.loc[group[arm_column] == reference, [*keys, "correct"]]
+        for arm, scores in group.groupby(arm_column, sort=False):
             if arm == reference:
                 continue
-            test = metrics.differs_beyond_noise(scores[metric].tolist(), baseline)
-            rows.append({**dict(zip(within, key)), "arm": arm, "reference": reference,
-                         "difference": test["difference"], "p_value": test["p_value"],
-                         "beyond_noise": test["beyond_noise"], "seeds": min(test["a"]["n"], test["b"]["n"])})
-    columns = [*within, "arm", "reference", "difference", "p_value", "beyond_noise", "seeds"]
-    return pd.DataFrame(rows, columns=columns)
+            pairs = baseline.merge(scores[[*keys, "correct"]], on=keys, suffixes=("_reference", "_arm"))
+            if pairs.empty:
+                continue
+            a = [correct_rows(text) for text in pairs["correct_reference"]]
+            b = [correct_rows(text) for text in pairs["correct_arm"]]
+            boot = stats.paired_bootstrap(a, b, n_resamples=n_resamples, seed=seed)
+            mcnemar = stats.mcnemar_exact(a[0], b[0]).p if len(pairs) == 1 else float("nan")
+            rows.append({**dict(zip(within, key)), arm_column: arm, "reference": reference,
+                         "n_replicates": boot.n_replicates, "n_rows": boot.n_rows, "delta": boot.delta,
+                         "ci_low": boot.ci_low, "ci_high": boot.ci_high, "interval_covers": boot.covers,
+                         "mcnemar_p": mcnemar})
+    return pd.DataFrame(rows, columns=[*within, arm_column, "reference", "n_replicates", "n_rows", "delta",
+                                       "ci_low", "ci_high", "interval_covers", "mcnemar_p"])
 
 
 def reported_groups(cells: pd.DataFrame, headline: Optional[str]) -> list[str]:
@@ -159,7 +238,7 @@ class StudyResult:
     cells: pd.DataFrame  # one row per trained model
     summary: pd.DataFrame  # per arm (and x): mean, std, ci_low, ci_high, n seeds
     comparisons: pd.DataFrame  # per arm: difference to the reference arm, p, beyond_noise
-    design: dict[str, Any]  # scientific, nuisance and fixed parameters, seeds
+    design: dict[str, Any]  # scientific, nuisance and fixed parameters, split seeds and seeds
     table_markdown: str
     reading: str
     figure: Figure
@@ -188,7 +267,8 @@ def study_design(config: Config, scientific: dict[str, Any], seed_varies: str, f
         "model_name_or_path", "max_seq_length", "truncation", "learning_rate", "num_train_epochs",
         "per_device_train_batch_size", "eval_strategy", "max_train_samples")}
     return {"scientific": scientific, "nuisance": f"not tuned per arm; the seed varies {seed_varies}",
-            "fixed": {**training, **fixed}, "seeds": list(config.seeds)}
+            "fixed": {**training, **fixed}, "seeds": list(config.seeds), "split_seeds": split_seeds(config),
+            "replicates": len(replicates(config))}
 
 
 def save_study(config: Config, name: str, frames: dict[str, pd.DataFrame], record: dict[str, Any]) -> Path:
@@ -202,10 +282,18 @@ def save_study(config: Config, name: str, frames: dict[str, pd.DataFrame], recor
 
 def finish(config: Config, name: str, cells: pd.DataFrame, summary: pd.DataFrame, comparisons: pd.DataFrame,
            design: dict[str, Any], table: str, reading: str, figure: Figure) -> StudyResult:
-    """The design paragraph above `table`, the study saved (`save_study`), and its `StudyResult`."""
+    """The design paragraph above `table`, the study saved (`save_study`), and its `StudyResult`.
+
+    Per-row correctness goes to correct.csv (one row per cell), out of cells.csv, which stays readable.
+    """
     reference = comparisons["reference"].iloc[0] if len(comparisons) else None
     table_markdown = design_markdown(design, reference) + "\n\n" + table
-    folder = save_study(config, name, {"cells": cells, "summary": summary, "comparisons": comparisons}, {
+    frames = {"cells": cells.drop(columns=["correct"], errors="ignore"), "summary": summary,
+              "comparisons": comparisons}
+    if "correct" in cells.columns:
+        keys = [name for name in cells.columns if name in ("arm", "k_label", *REPLICATE_COLUMNS, "test_rows")]
+        frames["correct"] = cells[[*keys, "correct"]]
+    folder = save_study(config, name, frames, {
         **design,
         "summary": records(summary),
         "comparisons": records(comparisons),

@@ -1,19 +1,21 @@
-"""The few-shot study: a target cut to k rows per class, alone and with other domains under each mixing strategy.
+"""The few-shot study: a target cut to k rows per class, alone and with other data ADDED under each mixing strategy,
+over split seeds (which rows) × seeds (which initialisation), with anchors (probe, SetFit) on the same splits.
 
-Hands on the study's cells (`few_shot_cells`), its `StudyResult` with curves over k, and a reading per k.
+Hands on the study's splits and cells (`few_shot_splits`, `few_shot_cells`) and its `StudyResult` with paired deltas.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import pandas as pd
-from datasets import Dataset
+from datasets import Dataset, concatenate_datasets
 
-from .. import mix, plots, runs
+from .. import anchors, metrics, mix, modeling, plots, runs
 from ..config import Config
-from .engine import (Cell, StudyResult, compare_arms, finish, prepared_data, reported_groups, run_cells,
-                     study_design, summarize, target_domain)
-from .sampling import column, domain_rows
+from .engine import (Cell, CellScore, StudyResult, cell_row, compare_arms, finish, prepared_data, reported_groups,
+                     rows_fingerprint, run_cells, split_seeds, study_design, summarize, target_domain)
+from .sampling import column, domain_rows, seeded_cap, stratified_sample
 from .tables import comparison_sentence, reference_line, results_markdown, tally_comparisons
 
 
@@ -29,78 +31,185 @@ def mixing_arms(config: Config) -> list[tuple[str, dict[str, Any]]]:
     return arms
 
 
+ANCHOR_TEXT = {"probe": "probe = frozen encoder + logistic regression (C on validation) on the k-shot target rows",
+               "setfit": "setfit = SetFit's few-shot defaults on the k-shot target rows"}
+
+
 def few_shot_budget(config: Config, k: Optional[int], classes: int, target_rows: int) -> Optional[int]:
-    """Training rows of every arm at one k: `max_train_samples`, raised to the k-shot target's own rows so the
-    target-only arm always trains on every target row it was given (None: no cap, as the config says)."""
+    """Training rows of every arm at one k under equal steps: `max_train_samples`, raised to the k-shot target's
+    own rows so the target-only arm always trains on every target row it was given (None: no cap)."""
     if config.max_train_samples is None:
         return None
     return max(config.max_train_samples, target_rows if k is None else min(k * classes, target_rows))
 
 
-def few_shot_cells(config: Config, train: Dataset, validation: Dataset) -> list[Cell]:
-    """For each k, seed and mixing arm: the target cut to k rows per class (the same rows in every arm of a seed),
-    other domains mixed in by the arm's strategy within the k's budget (`few_shot_budget`)."""
-    target = config.target_domain
+@dataclass(frozen=True)
+class FewShotSplit:
+    """One replicate's rows at one k: the k-shot target rows every arm keeps and the other rows arms add from."""
+
+    k_label: str
+    k: int  # on the plot's axis: "all" sits at the target's mean rows per class
+    split_seed: int
+    target: Dataset
+    other: Dataset
+
+
+def few_shot_splits(config: Config, train: Dataset) -> list[FewShotSplit]:
+    """Per k and split seed: k target rows per class (seeded by the split seed) and a seeded pool of other rows
+    (`few_shot_other_rows`, else the budget left after the target rows, else every other row)."""
+    target, by = config.target_domain, config.mix_by
+    groups = column(train, by)
+    target_all = domain_rows(train, target, by)
+    others = train.select([row for row, group in enumerate(groups) if group != target])
     classes = len(train.features["label"].names)
-    target_rows = column(train, "domain").count(target)
-    cells = []
+    splits = []
     for k in config.study_k_values:
-        budget = few_shot_budget(config, k, classes, target_rows)
-        for seed in config.seeds:
-            for arm, changes in mixing_arms(config):
-                mixed, report = mix.mix(train, config.replace(few_shot_k=k, max_train_samples=budget, **changes),
-                                        seed=seed)
-                from_target = next(group for group in report.groups if group.is_target)
-                cells.append(Cell(arm=arm, seed=seed, train=mixed, validation=validation, facts={
-                    "k_label": "all" if k is None else str(k),
-                    # "all" sits on the k axis at the target's mean rows per class
-                    "k": round(target_rows / classes) if k is None else k,
-                    "target_rows": from_target.achieved_rows,
-                    "target_share": round(from_target.achieved_share, 4),
-                }))
+        for split_seed in split_seeds(config):
+            rows = target_all if k is None else mix.few_shot(target_all, k, seed=split_seed)
+            budget = few_shot_budget(config, k, classes, len(target_all))
+            pool = config.few_shot_other_rows
+            if pool is None and budget is not None:
+                pool = budget - len(rows)
+            splits.append(FewShotSplit(
+                k_label="all" if k is None else str(k), k=round(len(target_all) / classes) if k is None else k,
+                split_seed=split_seed, target=rows, other=seeded_cap(others, pool, split_seed)))
+    return splits
+
+
+def seeds_of_split(config: Config, split_seed: int) -> list[int]:
+    """The training seeds a split is replicated with: every seed, or the split's own where splits follow seeds."""
+    return list(config.seeds) if config.split_seeds is not None else [split_seed]
+
+
+def split_facts(split: FewShotSplit, config: Config) -> dict[str, Any]:
+    return {"k_label": split.k_label, "k": split.k, "target_unique": len(split.target),
+            "target_ids": rows_fingerprint(split.target), "steps_policy": config.few_shot_steps}
+
+
+def few_shot_cells(config: Config, train: Dataset, validation: Dataset) -> list[Cell]:
+    """Per split, seed and mixing arm, the split's k-shot target rows (every one of them, in every arm) with other
+    rows added by the arm's strategy (`mix.mix_additive`); target-only is the reference.
+
+    Steps policy (`few_shot_steps`): equal_steps gives every arm of a split the same rows (target + pool; the
+    target repeated where the strategy asks); equal_target_visits shows each target row once in every arm, so
+    arms with other data take more steps. An arm's rows depend on the split seed only, never on the seed.
+    """
+    cells = []
+    for split in few_shot_splits(config, train):
+        pool = concatenate_datasets([split.target, split.other]) if len(split.other) else split.target
+        total = len(pool) if config.few_shot_steps == "equal_steps" else None
+        arms = []
+        for arm, changes in mixing_arms(config):
+            mixed, report = mix.mix_additive(pool, config.replace(few_shot_k=None, **changes),
+                                             seed=split.split_seed, total=total)
+            target = next(group for group in report.groups if group.is_target)
+            arms.append((arm, mixed, {**split_facts(split, config), "target_rows": target.achieved_rows,
+                                      "other_rows": report.total_rows - target.achieved_rows,
+                                      "target_share": round(target.achieved_share, 4)}))
+        cells += [Cell(arm=arm, seed=seed, train=mixed, validation=validation, facts=facts,
+                       split_seed=split.split_seed)
+                  for seed in seeds_of_split(config, split.split_seed) for arm, mixed, facts in arms]
     return cells
 
 
+def anchor_cells(config: Config, splits: list[FewShotSplit], validation: Dataset, test: Dataset,
+                 label_names: list[str], headline: str) -> pd.DataFrame:
+    """The `config.anchors` on every split's k-shot target rows, scored on the same test rows as the arms.
+
+    The probe does not depend on the seed (a frozen encoder and a deterministic logistic regression): it is fitted
+    once per split and its row repeated for each seed, so it pairs with every fine-tuned replicate of the split.
+    """
+    model_path = modeling.resolve_model_path(config.model_name_or_path, config.resolved_cache_dir())
+    domains, fingerprint, rows = column(test, "domain"), rows_fingerprint(test), []
+    # One frozen encoder for every split's probe: the validation and test rows are embedded once per study.
+    encoder = (anchors.FrozenEncoder(model_path, config.max_seq_length, quiet=config.quiet)
+               if "probe" in config.anchors else None)
+    for split in splits:
+        seeds = seeds_of_split(config, split.split_seed)
+        facts = {**split_facts(split, config), "target_rows": len(split.target), "other_rows": 0, "target_share": 1.0}
+        for anchor in config.anchors:
+            if anchor == "probe":
+                fitted = anchors.probe_fit_and_score(encoder, split.target, validation, test, label_names,
+                                                     seed=seeds[0])
+                results = [(seed, fitted) for seed in seeds]
+            else:
+                results = [(seed, anchors.setfit_fit_and_score(model_path, split.target, test, label_names, seed,
+                                                               max_length=config.max_seq_length, quiet=config.quiet))
+                           for seed in seeds]
+            for seed, result in results:
+                per_domain = metrics.per_domain_metrics(result.labels, result.predictions, domains, label_names)
+                score = CellScore(accuracy=result.accuracy, macro_f1=result.macro_f1,
+                                  per_domain=per_domain["per_domain"], n_train=result.n_train,
+                                  train_seconds=result.train_seconds,
+                                  correct=[a == b for a, b in zip(result.labels, result.predictions)])
+                rows.append(cell_row(anchor, split.split_seed, seed, facts, score, headline, len(test), fingerprint))
+    return pd.DataFrame(rows)
+
+
+def study_test_rows(config: Config, test: Dataset, target: str) -> Dataset:
+    """The rows every cell is scored on: `study_test_rows` set, one fixed label-stratified sample of the target's
+    test rows (seeded by `seed`, the same for every split); else the prepared test split."""
+    if config.study_test_rows is None:
+        return test
+    return stratified_sample(domain_rows(test, target, config.mix_by), config.study_test_rows, config.seed)
+
+
 def few_shot_study(config: Config) -> StudyResult:
-    """Does other data help a small target? Target-only against target + other domains per mixing strategy, for
-    each k per class, over seeds; measured on the target's test rows (other domains' rows reported beside)."""
+    """Does other data help a small target? Target-only against target + other data added per mixing strategy (and
+    the anchors), for each k per class, over split seeds × seeds, paired; measured on the target's test rows."""
     prepared, names = prepared_data(config)
     target = target_domain(config, prepared, "few_shot_study")
-    validation = domain_rows(prepared["validation"], target)
-    cells = run_cells(config, few_shot_cells(config, prepared["train"], validation), prepared["test"], names,
+    validation = domain_rows(prepared["validation"], target, config.mix_by)
+    test = study_test_rows(config, prepared["test"], target)
+    cells = run_cells(config, few_shot_cells(config, prepared["train"], validation), test, names,
                       headline=target, desc="few-shot")
+    if config.anchors:
+        anchored = anchor_cells(config, few_shot_splits(config, prepared["train"]), validation, test, names, target)
+        cells = pd.concat([cells, anchored], ignore_index=True)
     groups = reported_groups(cells, target)
-    summary = summarize(cells, ["k_label", "k", "arm"], also=["target_rows", *(f"accuracy_{g}" for g in groups)])
-    summary["target_rows"] = summary["target_rows"].round(1)  # a mean over seeds: 0.7 target rows, not 0.666667
+    also = ["target_rows", "target_unique", "other_rows", *(f"accuracy_{g}" for g in groups)]
+    summary = summarize(cells, ["k_label", "k", "arm"], also=also)
+    summary[["target_rows", "target_unique", "other_rows"]] = summary[["target_rows", "target_unique",
+                                                                        "other_rows"]].round(1)
     reference = "target_only"
     comparisons = compare_arms(cells, reference, within=["k_label"])
-    figure = plots.plot_few_shot_curves(summary.rename(columns={"arm": "strategy"}),
-                                        path=runs.run_folder(config).figure("few_shot_curves"))
+    # The figure keeps the t intervals as computed: with few replicates they run past [0, 1], and should show it.
+    figure = plots.plot_few_shot_curves(summarize(cells, ["k_label", "k", "arm"], clip=False).rename(
+        columns={"arm": "strategy"}), path=runs.run_folder(config).figure("few_shot_curves"))
+    arms = [arm for arm, _ in mixing_arms(config)] + list(config.anchors)
     design = study_design(config, {"k per class": [k if k is not None else "all" for k in config.study_k_values],
-                                   "arm": [arm for arm, _ in mixing_arms(config)]},
-                          "the model's initialisation, batch order and which k target rows are drawn",
-                          {"target_domain": target, "validation": f"{len(validation)} {target} rows"})
-    labels = {"k_label": "k", "arm": "arm", "target_rows": "target rows (with repeats)"}
-    table = results_markdown(summary, comparisons, labels, ["k_label"], groups, target)
+                                   "arm": arms},
+                          "the model's initialisation and batch order; the split seed draws the k target rows "
+                          "and the other rows",
+                          {"target_domain": target, "validation": f"{len(validation)} {target} rows",
+                           "steps policy": config.few_shot_steps, "test rows": len(test),
+                           "anchors": "; ".join(ANCHOR_TEXT[anchor] for anchor in config.anchors) or "none"})
+    labels = {"k_label": "k", "arm": "arm", "target_unique": "unique target rows",
+              "target_rows": "target rows (with repeats)", "other_rows": "other rows"}
+    table = results_markdown(summary, comparisons, labels, ["k_label"], groups, target,
+                             test_rows=int(cells["n_test"].iloc[0]))
     return finish(config, "few_shot_mixing", cells, summary, comparisons, design, table,
-                  _few_shot_reading(summary, comparisons, target, cells, reference), figure)
+                  _few_shot_reading(summary, comparisons, target, cells, reference, config), figure)
 
 
 def _few_shot_reading(summary: pd.DataFrame, comparisons: pd.DataFrame, target: str, cells: pd.DataFrame,
-                      reference: str) -> str:
-    budgets = summary.groupby("k_label", sort=False)["n_train"].max()
-    lines = [f"Measured on {int(cells['n_test'].iloc[0])} {target} test rows; every arm of a k trains on the same "
-             "number of rows at most (the budget: "
-             + ", ".join(f"{budget:g} at k = {k_label}" for k_label, budget in budgets.items()) + "), seeds "
-             f"{', '.join(str(seed) for seed in sorted(cells['seed'].unique()))}."]
+                      reference: str, config: Config) -> str:
+    steps = ("every arm of a split trains on as many rows (target-only repeats its k-shot rows)"
+             if config.few_shot_steps == "equal_steps" else
+             "each target row is seen as often in every arm, so arms with other data take more steps")
+    lines = [f"Measured on {int(cells['n_test'].iloc[0])} {target} test rows, the same for every cell; "
+             f"{cells[['split_seed', 'seed']].drop_duplicates().shape[0]} replicates (split seeds "
+             f"{', '.join(map(str, sorted(cells['split_seed'].unique())))} × seeds "
+             f"{', '.join(map(str, sorted(cells['seed'].unique())))}). Every arm of a split keeps all of the "
+             f"split's k-shot target rows and adds other rows; {steps}."]
     for k_label, at_k in summary.groupby("k_label", sort=False):
         lead = reference_line(at_k, at_k["arm"] == reference, "target-only") if (at_k["arm"] == reference).any() \
             else "no target-only arm"
-        lines.append(f"k = {k_label}: {lead}. "
-                     + comparison_sentence(comparisons[comparisons["k_label"] == k_label]))
+        lines.append(f"k = {k_label}: {lead}. " + comparison_sentence(comparisons[comparisons["k_label"] == k_label]))
     if len(comparisons):
-        better, worse, unresolved = tally_comparisons(comparisons)
-        lines.append(f"Over all (k, strategy) pairs, other data beat target-only beyond the seed noise in {better} "
-                     f"of {len(comparisons)}, lost beyond it in {worse}, and could not be told apart in "
-                     f"{unresolved}.")
+        helps, hurts, unresolved = tally_comparisons(comparisons)
+        lines.append(f"Over all {len(comparisons)} (k, arm) comparisons with target-only (Holm-adjusted), other "
+                     f"data or an anchor helped in {helps}, hurt in {hurts}, and could not be told apart in "
+                     f"{unresolved}: where it cannot tell, the interval says how large a difference this many "
+                     "replicates still allow.")
     return "\n\n".join(lines)

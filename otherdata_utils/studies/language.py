@@ -59,13 +59,20 @@ def _even_split(total: int, parts: int) -> list[int]:
     return [(total + position) // parts for position in range(parts)]
 
 
-def language_arms(train: Dataset, target: str, budget: int, target_share: float, seed: int) -> dict[str, Dataset]:
-    """Training sets of `budget` rows each: the target language alone, the target plus each other language, and the
-    target plus all other languages (when there are several).
+def other_rows(budget: int, target_share: float) -> int:
+    """Other-language rows added to `budget` target rows so that the target makes up `target_share` of a mixed arm."""
+    return round(budget * (1 - target_share) / target_share)
 
-    A mixed arm holds round(target_share × budget) target rows and fills the rest from the other language(s),
-    split evenly under "+all". Each language's rows are taken in one seeded, label-cycling order (`balanced_order`),
-    so all arms of a seed share a language's first rows: arms differ in where rows come from, not in the draw.
+
+def language_arms(train: Dataset, target: str, budget: int, target_share: float, seed: int) -> dict[str, Dataset]:
+    """Additive training sets: the target language alone (`budget` rows), and the same target rows plus rows of each
+    other language, and plus all other languages (when there are several).
+
+    A mixed arm keeps every one of the target arm's rows and adds `other_rows(budget, target_share)` rows from the
+    other language(s), split evenly under "+all", so it asks whether other-language rows add to the target data, not
+    whether they can replace it. Each language's rows are taken in one seeded, label-cycling order
+    (`balanced_order`), so all arms of a seed share a language's first rows: arms differ in what is added, not in
+    the draw.
     """
     domains, labels = column(train, "domain"), column(train, "label")
     languages = sorted(set(domains))
@@ -76,11 +83,11 @@ def language_arms(train: Dataset, target: str, budget: int, target_share: float,
         rows = [row for row, domain in enumerate(domains) if domain == language]
         ordered[language] = [rows[i] for i in balanced_order([labels[row] for row in rows], [seed, position])]
     others = [language for language in languages if language != target]
-    kept = round(target_share * budget)
+    added = other_rows(budget, target_share)
     recipes = {target: {target: budget}}
-    recipes.update({f"{target}+{other}": {target: kept, other: budget - kept} for other in others})
+    recipes.update({f"{target}+{other}": {target: budget, other: added} for other in others})
     if len(others) > 1:
-        recipes[f"{target}+all"] = {target: kept, **dict(zip(others, _even_split(budget - kept, len(others))))}
+        recipes[f"{target}+all"] = {target: budget, **dict(zip(others, _even_split(added, len(others))))}
     arms = {}
     for arm, recipe in recipes.items():
         short = {language: (count, len(ordered[language])) for language, count in recipe.items()
@@ -94,7 +101,7 @@ def language_arms(train: Dataset, target: str, budget: int, target_share: float,
 
 
 def language_budget(config: Config, train: Dataset) -> int:
-    """Rows per language arm: max_train_samples, else every target training row."""
+    """Target rows in every language arm: max_train_samples, else every target training row."""
     return config.max_train_samples or column(train, "domain").count(config.target_domain)
 
 
@@ -118,10 +125,10 @@ def language_coverage(config: Config, prepared: DatasetDict) -> pd.DataFrame:
 
 
 def language_study(config: Config) -> LanguageResult:
-    """Does other-language data help an English target? English alone against English + each other language and
-    English + all of them, every arm the same size (max_train_samples), over seeds; measured on the target's test
-    rows, with every language's test accuracy beside it, and a table of how the model's tokenizer reads each
-    language."""
+    """Does other-language data help an English target? English alone (max_train_samples rows) against the same
+    English rows plus rows of each other language and plus all of them (additive arms), over seeds; measured on the
+    target's test rows, with every language's test accuracy beside it, and a table of how the model's tokenizer
+    reads each language (what an English-only vocabulary can and cannot show)."""
     prepared, names = prepared_data(config)
     target = target_domain(config, prepared, "language_study")
     languages = sorted(set(column(prepared["train"], "domain")))
@@ -137,26 +144,32 @@ def language_study(config: Config) -> LanguageResult:
                 "target_rows": domains.count(target), "other_rows": len(domains) - domains.count(target)}))
     results = run_cells(config, cells, prepared["test"], names, headline=target, desc="language arms")
     others = [language for language in languages if f"accuracy_{language}" in results and language != target]
-    summary = summarize(results, ["arm"], also=["target_rows", *(f"accuracy_{language}" for language in others)])
+    summary = summarize(results, ["arm"], also=["n_test", "target_rows", "other_rows",
+                                                *(f"accuracy_{language}" for language in others)])
     comparisons = compare_arms(results, target)
-    figure = plots.plot_arms(summary, title=f"Other languages mixed into {target} (same budget)",
+    figure = plots.plot_arms(summary, title=f"Other languages added to {target} (the same {target} rows)",
                              xlabel=f"{target} test accuracy (mean, 95% CI)",
                              path=runs.run_folder(config).figure("language_mixing"))
     model_name = config.model_name_or_path
     table = "\n\n".join([
-        f"*Scientific:* training languages per arm, {budget} rows each; a mixed arm keeps "
-        f"{round(config.study_language_share * budget)} {target} rows. *Fixed:* model `{model_name}`, lr "
-        f"{config.learning_rate}, {config.num_train_epochs:g} epoch(s), validation on {len(validation)} {target} rows. "
-        f"*Seeds:* {', '.join(map(str, config.seeds))}. Intervals: 95% Student-t over seeds, clipped to [0, 1]; "
-        f"verdicts: Welch's t-test against {target} alone, p < 0.05.",
+        f"*Scientific:* what is added to {budget} {target} rows (the same rows in every arm of a seed): nothing, "
+        f"{other_rows(budget, config.study_language_share)} rows of one other language, or as many split over all "
+        f"of them. *Fixed (a priori, the same for every arm, not tuned):* model `{model_name}`, lr "
+        f"{config.learning_rate}, {config.num_train_epochs:g} epoch(s); validation (checkpoint choice) on "
+        f"{len(validation)} {target} rows. *Replicates:* seeds {', '.join(map(str, config.seeds))}. Per-arm "
+        f"intervals: 95% Student-t over seeds; Δ: paired over replicates against {target} alone, with its 95% "
+        "interval, Holm-adjusted p over the table and the minimum detectable effect (80% power).",
         arm_table(summary, comparisons, target, {
-            "target_rows": (f"{target} rows", ".0f"),
+            "n_test": ("test rows", ".0f"), "target_rows": (f"{target} rows", ".0f"),
+            "other_rows": ("other rows", ".0f"),
             **{f"accuracy_{language}": (f"{language} acc.", ".3f") for language in others}}),
         f"How `{model_name}`'s tokenizer reads each language ({COVERAGE_TEXTS} training texts at most):",
         _coverage_markdown(coverage)])
     reading = "\n".join([*_coverage_reading(coverage, target, model_name),
-                         f"Every arm trains on {budget} rows; mixed arms replace {target} rows by other-language "
-                         f"rows, so they ask whether those rows can stand in for {target} ones.",
+                         f"Every arm keeps the same {budget} {target} rows; mixed arms add other-language rows on top, "
+                         "so they ask whether those rows add anything to the target data. They are also larger, so "
+                         "at fixed epochs they take more optimizer steps: a gain is the practical gain of adding "
+                         "them, not a per-row comparison.",
                          *comparison_lines(summary, comparisons, target)])
     folder = save_study(config, "language_mixing", {"cells": results, "summary": summary,
                                                     "comparisons": comparisons, "coverage": coverage}, {
@@ -209,7 +222,10 @@ def _coverage_reading(coverage: pd.DataFrame, target: str, model_name: str) -> l
         lines.append("Splits into sub-words (tokens per word): " + ", ".join(readable) + "; Latin-script text "
                      "shares many pieces with English, though not their meaning.")
     if unreadable or spelled:
-        lines.append("A multilingual model (params/study_language_online.yaml, with the Hub) is the fair test for "
-                     "the languages above; with this vocabulary a loss from them says more about the tokenizer than "
-                     "about the data.")
+        lines.append("What this model can show: whether adding these rows helps or hurts an English-only encoder "
+                     "on English test rows, the practical question for someone who has only such a model. What it "
+                     "cannot show: whether the other languages' content carries transferable sentiment signal, since "
+                     "for the languages above the encoder sees little more than characters; a null or negative result "
+                     "here is no evidence against multilingual data. That question needs a multilingual encoder "
+                     "(params/study_language_online.yaml, with the Hub).")
     return lines

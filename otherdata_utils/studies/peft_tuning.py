@@ -1,13 +1,15 @@
-"""The PEFT study: full fine-tuning against LoRA and AdaLoRA adapters on the same training rows per seed.
+"""The PEFT study: full fine-tuning against LoRA and AdaLoRA adapters on the same training rows per seed, each arm
+at its own learning rate chosen on validation.
 
-Hands on the arms (each with its config and parameter counts) and the study's `AdaptationResult`.
+Hands on the arms (each with its config and parameter counts), the learning-rate choice and the `AdaptationResult`.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import pandas as pd
+from datasets import Dataset
 
 from .. import mix, plots, runs
 from ..adapters import parameter_counts
@@ -15,9 +17,10 @@ from ..config import Config
 from ..modeling import load_model_and_tokenizer
 from .engine import AdaptationResult, Cell, compare_arms, prepared_data, run_cells, save_study, summarize
 from .sampling import column
-from .tables import arm_table, comparison_lines, noise_verdict, records
+from .tables import arm_table, comparison_lines, number, records
 
 ARM_OF_METHOD = {"none": "full", "lora": "lora", "adalora": "adalora"}
+ABSENT_ARMS = "bottleneck adapters (Houlsby et al., 2019): the `adapters` library pins transformers ~=4.57, we run 5"
 
 
 def peft_arms(config: Config, label_names: Sequence[str]) -> list[tuple[str, Config, dict[str, Any]]]:
@@ -37,16 +40,62 @@ def peft_arms(config: Config, label_names: Sequence[str]) -> list[tuple[str, Con
     return arms
 
 
+def choose_learning_rate(grid: Sequence[float], score: Callable[[float], float]) -> tuple[float, pd.DataFrame]:
+    """Each learning rate of `grid` scored by `score` (a validation score, higher is better): the best one (the first
+    listed on a tie) and a table of every rate tried with its score and whether it was chosen."""
+    if not grid or any(rate <= 0 for rate in grid):
+        raise ValueError(f"a learning-rate grid needs positive rates; got {list(grid)}")
+    scores = [float(score(rate)) for rate in grid]
+    best = max(range(len(grid)), key=lambda position: (scores[position], -position))
+    return grid[best], pd.DataFrame({"learning_rate": list(grid), "validation_score": scores,
+                                     "chosen": [position == best for position in range(len(grid))]})
+
+
+def select_learning_rates(config: Config, arms: list[tuple[str, Config, dict[str, Any]]], train_rows: Dataset,
+                          validation: Dataset, label_names: list[str], headline: Optional[str],
+                          seed: int) -> tuple[list[tuple[str, Config, dict[str, Any]]], pd.DataFrame]:
+    """Each arm's learning rate chosen on validation from `study_learning_rate_grid[method]`: one model per rate,
+    trained on `train_rows` with `seed`, scored on the validation rows (the headline domain's, when set) by
+    `metric_for_best_model` (accuracy unless it is macro_f1). Arms whose method has no grid keep their set rate.
+    Returns the arms at their chosen rates and one row per (arm, rate) tried; test rows are never read."""
+    metric = "macro_f1" if config.metric_for_best_model == "macro_f1" else "accuracy"
+    chosen, tried = [], []
+    for arm, arm_config, facts in arms:
+        grid = config.study_learning_rate_grid.get(facts["peft_method"], [])
+        if not grid:
+            chosen.append((arm, arm_config, {**facts, "validation_score": math.nan}))
+            tried.append(pd.DataFrame({"arm": [arm], "learning_rate": [arm_config.learning_rate],
+                                       "validation_score": [math.nan], "chosen": [True], "how": ["set, not tuned"]}))
+            continue
+
+        def score(rate: float) -> float:
+            cell = Cell(arm=arm, seed=seed, train=train_rows, validation=validation)
+            scored = run_cells(arm_config.replace(learning_rate=rate), [cell], validation, label_names,
+                               headline=headline, desc=f"{arm} lr {rate:g}")
+            return float(scored[metric].iloc[0])
+
+        rate, table = choose_learning_rate(grid, score)
+        best = float(table.loc[table["chosen"], "validation_score"].iloc[0])
+        chosen.append((arm, arm_config.replace(learning_rate=rate),
+                       {**facts, "learning_rate": rate, "validation_score": best}))
+        tried.append(table.assign(arm=arm, how=f"validation {metric}, seed {seed}"))
+    selection = pd.concat(tried, ignore_index=True)[["arm", "learning_rate", "validation_score", "chosen", "how"]]
+    return chosen, selection
+
+
 def peft_study(config: Config) -> AdaptationResult:
     """Full fine-tuning against LoRA and AdaLoRA (`study_peft_methods`) on the config's training set (mixed as the
     config says, per seed), over seeds: accuracy, trainable parameters and training time per model, measured on the
-    target's test rows (all test rows without a target)."""
+    target's test rows (all test rows without a target). Each arm's learning rate is first chosen on validation
+    (`select_learning_rates`, the first seed's rows); the test comparison uses only the chosen rate."""
     prepared, names = prepared_data(config)
     headline = config.target_domain if config.target_domain in set(column(prepared["test"], "domain")) else None
     arms = peft_arms(config, names)
     reference = "full" if any(arm == "full" for arm, _, _ in arms) else arms[0][0]
     arms.sort(key=lambda arm: arm[0] != reference)  # the reference first, in tables and figure
     training_sets = {seed: mix.mix(prepared["train"], config, seed=seed)[0] for seed in config.seeds}
+    arms, selection = select_learning_rates(config, arms, training_sets[config.seeds[0]], prepared["validation"],
+                                            names, headline, config.seeds[0])
     frames = []
     for arm, arm_config, facts in arms:
         cells = [Cell(arm=arm, seed=seed, train=training_sets[seed], validation=prepared["validation"], facts=facts)
@@ -54,41 +103,54 @@ def peft_study(config: Config) -> AdaptationResult:
         frames.append(run_cells(arm_config, cells, prepared["test"], names, headline=headline, desc=arm))
     results = pd.concat(frames, ignore_index=True)
     results["trainable_share"] = results["trainable_params"] / results["total_params"]
-    summary = summarize(results, ["arm"], also=["train_seconds", "trainable_params", "total_params",
-                                                "trainable_share", "learning_rate"])
+    summary = summarize(results, ["arm"], also=["n_test", "train_seconds", "trainable_params", "total_params",
+                                                "trainable_share", "learning_rate", "validation_score"])
     comparisons = compare_arms(results, reference)
     timing = compare_arms(results, reference, metric="train_seconds")
     scope = headline or "test"
     figure = plots.plot_arms(summary, title="Parameter-efficient tuning against full fine-tuning",
                              xlabel=f"{scope} test accuracy (mean, 95% CI)",
                              path=runs.run_folder(config).figure("peft"),
-                             notes=[f"({row.trainable_params:,.0f} trainable, {row.train_seconds:.0f} s)"
+                             notes=[f"({row.trainable_params:,.0f} trainable, lr {row.learning_rate:g})"
                                     for row in summary.itertuples()])
     table = "\n\n".join([
         f"*Scientific:* how the model is tuned ({', '.join(arm for arm, _, _ in arms)}); LoRA rank {config.lora_r}, "
         f"alpha {config.lora_alpha}, dropout {config.lora_dropout}, target modules "
-        f"{config.lora_target_modules or 'peft default for the model type'}. *Nuisance:* learning rate per arm "
-        "(set, not tuned: see the table). *Fixed:* model "
-        f"`{config.model_name_or_path}`, {int(summary['n_train'].iloc[0])} training rows, "
-        f"{config.num_train_epochs:g} epoch(s), batch {config.per_device_train_batch_size}. *Seeds:* "
-        f"{', '.join(map(str, config.seeds))}. Intervals: 95% Student-t over seeds, clipped to [0, 1]; verdicts: "
-        f"Welch's t-test against {reference}, p < 0.05. Seconds: the whole training call (evaluations included) on "
-        "this machine.",
+        f"{config.lora_target_modules or 'peft default for the model type'}. Absent: {ABSENT_ARMS}. *Nuisance:* "
+        "the learning rate, chosen per arm on validation from its grid (below; test rows are not read for it). "
+        f"*Fixed:* model `{config.model_name_or_path}`, {int(summary['n_train'].iloc[0])} training rows, "
+        f"{config.num_train_epochs:g} epoch(s), batch {config.per_device_train_batch_size}. *Replicates:* seeds "
+        f"{', '.join(map(str, config.seeds))}, every arm of a seed on the same rows. Per-arm intervals: 95% "
+        f"Student-t over seeds; Δ: paired over replicates against {reference}, with its 95% interval, Holm-adjusted "
+        "p over the table and the minimum detectable effect (80% power). Seconds: the whole training call "
+        "(evaluations included) on this machine.",
         arm_table(summary, comparisons, scope, {
-            "trainable_params": ("trainable params", ",.0f"), "trainable_share": ("share", ".2%"),
-            "learning_rate": ("lr", "g"), "train_seconds": ("train s", ".1f")})])
-    reading = "\n".join(_peft_reading(config, summary, comparisons, timing, reference))
+            "n_test": ("test rows", ".0f"), "trainable_params": ("trainable params", ",.0f"),
+            "trainable_share": ("share", ".2%"),
+            "learning_rate": ("lr (chosen)", "g"), "validation_score": ("validation score", ".3f"),
+            "train_seconds": ("train s", ".1f")}),
+        "Learning rates tried per arm (validation rows only):",
+        _selection_markdown(selection)])
+    reading = "\n".join(_peft_reading(config, summary, comparisons, timing, selection, reference))
     folder = save_study(config, "peft", {"cells": results, "summary": summary, "comparisons": comparisons,
-                                         "timing": timing}, {
+                                         "timing": timing, "learning_rates": selection}, {
         "arms": [arm for arm, _, _ in arms], "reference": reference, "seeds": list(config.seeds),
+        "absent_arms": ABSENT_ARMS, "learning_rates": records(selection),
         "summary": records(summary), "comparisons": records(comparisons), "timing": records(timing),
         "table_markdown": table, "reading": reading})
     return AdaptationResult(name="peft", cells=results, summary=summary, comparisons=comparisons,
                             table_markdown=table, reading=reading, figure=figure, folder=folder)
 
 
+def _selection_markdown(selection: pd.DataFrame) -> str:
+    lines = ["| arm | lr | validation score | chosen | how |", "|---|---:|---:|---|---|"]
+    lines += [f"| {row.arm} | {row.learning_rate:g} | {number(row.validation_score)} | {'yes' if row.chosen else ''} "
+              f"| {row.how} |" for row in selection.itertuples()]
+    return "\n".join(lines)
+
+
 def _peft_reading(config: Config, summary: pd.DataFrame, comparisons: pd.DataFrame, timing: pd.DataFrame,
-                  reference: str) -> list[str]:
+                  selection: pd.DataFrame, reference: str) -> list[str]:
     by_arm = summary.set_index("arm")
     base = by_arm.loc[reference]
     lines = []
@@ -97,9 +159,8 @@ def _peft_reading(config: Config, summary: pd.DataFrame, comparisons: pd.DataFra
                 f"{row.total_params:,.0f}), lr {row.learning_rate:g}, {row.train_seconds:.1f} s per model")
         if arm != reference:
             time_row = timing[timing["arm"] == arm].iloc[0]
-            noise = noise_verdict(time_row["beyond_noise"], time_row["p_value"], time_row["seeds"])
             line += (f" ({row.train_seconds / base.train_seconds:.2f}× {reference}'s time, "
-                     f"{time_row['difference']:+.1f} s, {noise})")
+                     f"{time_row['delta']:+.1f} s: {time_row['verdict']})")
             if row.train_seconds > 0.8 * base.train_seconds:
                 line += (": little time saved, since the forward and backward passes still run through the whole "
                          "frozen encoder; adapters save optimizer state and weight gradients, i.e. memory")
@@ -107,8 +168,13 @@ def _peft_reading(config: Config, summary: pd.DataFrame, comparisons: pd.DataFra
     if "adalora" in by_arm.index:
         lines.append(f"AdaLoRA's count is at its starting rank ({math.ceil(1.5 * config.lora_r)}); it prunes ranks "
                      f"towards {config.lora_r} on average as it trains, by gradient-based importance.")
-    rates = sorted(set(summary["learning_rate"]))
-    if len(rates) > 1:
-        lines.append(f"The arms use different learning rates ({', '.join(f'{r:g}' for r in rates)}), set rather "
-                     "than tuned per arm: adapters usually want a larger step than full fine-tuning.")
+    tuned = selection[selection["how"] != "set, not tuned"]
+    if len(tuned):
+        edge = [row.arm for row in tuned[tuned["chosen"]].itertuples()
+                if row.learning_rate in (tuned.loc[tuned["arm"] == row.arm, "learning_rate"].min(),
+                                         tuned.loc[tuned["arm"] == row.arm, "learning_rate"].max())]
+        lines.append("Each tuned arm runs at the learning rate that scored best on validation; the test comparison "
+                     "uses that rate only." + (f" The choice sits at the edge of its grid for {', '.join(edge)}: a "
+                                               "wider grid might find a better rate." if edge else ""))
+    lines.append(f"Absent: {ABSENT_ARMS}.")
     return lines + comparison_lines(summary, comparisons, reference)

@@ -87,7 +87,7 @@ def continued_pretraining_study(config: Config) -> PretrainingResult:
     results = pd.concat(frames, ignore_index=True)
     pretraining = pd.DataFrame(pretrained)
     also = ["pretrain_seconds", "heldout_loss_before", "heldout_loss_after"] if len(pretraining) else []
-    summary = summarize(results, ["arm"], also=also)
+    summary = summarize(results, ["arm"], also=["n_test", *also])
     comparisons = compare_arms(results, "none")
     figure = plots.plot_arms(summary, title=f"Continued pretraining before fine-tuning on {target}",
                              xlabel=f"{target} test accuracy (mean, 95% CI)",
@@ -97,14 +97,16 @@ def continued_pretraining_study(config: Config) -> PretrainingResult:
         + (f", DAPT on {', '.join(config.pretrain_domains)} training texts" if "dapt" in arms else "")
         + f"), {config.pretrain_steps} steps of {config.per_device_train_batch_size} texts at lr "
         f"{config.pretrain_learning_rate}. *Fixed:* model `{config.model_name_or_path}`, fine-tuning on {budget} "
-        f"{target} rows, lr {config.learning_rate}, {config.num_train_epochs:g} epoch(s). *Seeds:* "
-        f"{', '.join(map(str, config.seeds))} (each seed pretrains afresh). Intervals: 95% Student-t over seeds, "
-        "clipped to [0, 1]; verdicts: Welch's t-test against no continued pretraining, p < 0.05.",
-        arm_table(summary, comparisons, target, {
+        f"{target} rows, lr {config.learning_rate}, {config.num_train_epochs:g} epoch(s) (fixed a priori, the same "
+        "for every arm, not tuned). *Replicates:* seeds "
+        f"{', '.join(map(str, config.seeds))} (each seed pretrains afresh). Per-arm intervals: 95% Student-t over "
+        "seeds; Δ: paired over replicates against no continued pretraining, with its 95% interval, Holm-adjusted p "
+        "over the table and the minimum detectable effect (80% power).",
+        arm_table(summary, comparisons, target, {"n_test": ("test rows", ".0f"), **{
             name: (title, ".2f") for name, title in (("pretrain_seconds", "pretraining s"),
                                                       ("heldout_loss_before", "held-out MLM loss before"),
                                                       ("heldout_loss_after", "after"))
-            if name in summary})])
+            if name in summary}})])
     reading = "\n".join(_pretraining_reading(config, summary, comparisons, pretraining, budget, len(test), target))
     folder = save_study(config, "continued_pretraining", {
         "cells": results, "summary": summary, "comparisons": comparisons, "pretraining": pretraining}, {

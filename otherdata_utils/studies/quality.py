@@ -30,20 +30,29 @@ def level_name(level: float) -> str:
     return f"{level:.0%}"
 
 
+def agreement_pools(train: Dataset, levels: Sequence[float]) -> dict[str, Dataset]:
+    """Arm "≥t" per level t, highest first: every training row whose annotator agreement is at least t."""
+    agreement = column(train, "agreement")
+    if all(value is None for value in agreement):
+        raise ValueError("agreement arms need rows with an annotator agreement (financial_phrasebank); these "
+                         "training rows have none")
+    return {f"≥{level_name(level)}": take(train, [row for row, value in enumerate(agreement)
+                                                  if value is not None and value >= level - _LEVEL_SLACK],
+                                          f"agreement >= {level}")
+            for level in sorted(levels, reverse=True)}
+
+
 def agreement_arms(train: Dataset, levels: Sequence[float], *, seed: int,
                    limit: Optional[int] = None) -> dict[str, Dataset]:
     """Nested training sets: arm "≥t" holds every training row whose annotator agreement is at least t.
 
     With `limit`, the widest arm is cut to `limit` rows keeping each (agreement, label) stratum's share (seeded);
-    every arm draws from that cut, so the arms stay nested and keep the natural proportions of the levels.
+    every arm draws from that cut, so the arms stay nested and keep the natural proportions of the levels. Size and
+    agreement change together here; the study trains `equal_agreement_arms`, and notebook 08 sets the two side by
+    side to show why.
     """
-    agreement = column(train, "agreement")
-    if all(value is None for value in agreement):
-        raise ValueError("agreement_arms needs rows with an annotator agreement (financial_phrasebank); these "
-                         "training rows have none")
-    lowest = min(levels) - _LEVEL_SLACK
-    candidates = take(train, [row for row, value in enumerate(agreement) if value is not None and value >= lowest],
-                      f"agreement >= {lowest}")
+    lowest = min(levels)
+    candidates = agreement_pools(train, [lowest])[f"≥{level_name(lowest)}"]
     ranked = ranked_strata(candidates, seed, columns=("agreement", "label"))
     counts = proportional({key: len(rows) for key, rows in ranked.items()}, limit or len(candidates))
     kept = sorted(row for key, rows in ranked.items() for row in rows[:counts[key]])
@@ -54,10 +63,20 @@ def agreement_arms(train: Dataset, levels: Sequence[float], *, seed: int,
             for level in sorted(levels, reverse=True)}
 
 
+def equal_agreement_arms(train: Dataset, levels: Sequence[float], *, seed: int,
+                         limit: Optional[int] = None) -> dict[str, Dataset]:
+    """Equal-size training sets that differ only in annotator agreement: arm "≥t" draws from the rows at agreement
+    ≥ t (`agreement_pools`) as many rows per label as the smallest pool (the highest level's) holds, capped
+    together at `limit` (`equal_size_arms`). Lower arms mix in lower-agreement rows at their natural proportions, so
+    mean agreement falls from arm to arm while size and label make-up stay put."""
+    pools = agreement_pools(train, levels)
+    return equal_size_arms(pools, {arm: {arm: 1.0} for arm in pools}, seed=seed, limit=limit)
+
+
 def agreement_study(config: Config, source: str = "financial_phrasebank") -> StudyResult:
-    """Annotator agreement as data quality: train on the unanimous rows, then add lower-agreement rows level by
-    level (nested arms); measured on the unanimous (AllAgree) test rows, whose labels are the most trustworthy
-    yardstick. The other levels' test rows are reported beside them."""
+    """Annotator agreement as data quality, size held fixed: equal-size arms of rows at agreement ≥ 100%, ≥ 75%,
+    ... (`equal_agreement_arms`, the same label make-up), measured on the unanimous (AllAgree) test rows, whose
+    labels are the most trustworthy yardstick. The other levels' test rows are reported beside them."""
     dataset = clean_data(config, sources=[source], target_domain=None, few_shot_k=None, mixing_strategy="concat",
                          mixing_ratios={})
     names = list(dataset["train"].features["label"].names)
@@ -67,48 +86,56 @@ def agreement_study(config: Config, source: str = "financial_phrasebank") -> Stu
     validation_agreement = column(dataset["validation"], "agreement")
     validation = take(dataset["validation"], [row for row, value in enumerate(validation_agreement)
                                               if value >= max(levels) - _LEVEL_SLACK], "validation at top level")
+    pool_sizes = {arm: len(rows) for arm, rows in agreement_pools(dataset["train"], levels).items()}
     cells = []
     for seed in config.seeds:
-        arms = agreement_arms(dataset["train"], levels, seed=seed, limit=config.max_train_samples)
-        cells += [Cell(arm=arm, seed=seed, train=rows, validation=validation, facts={"min_agreement": level})
-                  for (arm, rows), level in zip(arms.items(), levels)]
+        arms = equal_agreement_arms(dataset["train"], levels, seed=seed, limit=config.max_train_samples)
+        cells += [Cell(arm=arm, seed=seed, train=rows, validation=validation, facts={
+            "min_agreement": level, "mean_agreement": float(np.mean(column(rows, "agreement"))),
+            "pool_rows": pool_sizes[arm]}) for (arm, rows), level in zip(arms.items(), levels)]
     results = run_cells(config, cells, dataset["test"], names, headline=top, groups=test_groups, desc="agreement")
     groups = sorted(reported_groups(results, top), key=lambda name: -float(name.rstrip("%")))
-    summary = summarize(results, ["arm", "min_agreement"], also=[f"accuracy_{g}" for g in groups])
+    summary = summarize(results, ["arm", "min_agreement"],
+                        also=["mean_agreement", "pool_rows", *(f"accuracy_{g}" for g in groups)])
     reference = f"≥{top}"
     comparisons = compare_arms(results, reference)
     curves = pd.concat([summarize(results, ["min_agreement"], metric=f"accuracy_{group}").assign(
         series=f"test rows at {group}") for group in [top, *groups]])
     figure = plots.plot_quality_curve(curves.rename(columns={"min_agreement": "x"}),
                                       path=runs.run_folder(config).figure("quality_agreement"),
-                                      xlabel="lowest annotator agreement in training",
-                                      title="Adding lower-agreement rows (Financial PhraseBank)")
+                                      xlabel="lowest annotator agreement in training (equal-size arms)",
+                                      title="Annotator agreement at a fixed size (Financial PhraseBank)")
     design = study_design(config, {"lowest agreement level in training": levels},
-                          "the model's initialisation, batch order and (with a budget) which rows are kept",
+                          "the model's initialisation, batch order and which rows of each pool are drawn",
                           {"source": source, "test yardstick": f"{top}-agreement test rows",
-                           "validation": f"{len(validation)} {top}-agreement rows"})
-    table = results_markdown(summary, comparisons, {"arm": "arm"}, [], groups, f"{top}-agreement")
+                           "validation": f"{len(validation)} {top}-agreement rows",
+                           "sizes": "equal per label: the smallest pool's (the highest level's), capped at "
+                                    "max_train_samples"})
+    table = results_markdown(summary, comparisons, {"arm": "arm"}, [], groups, f"{top}-agreement",
+                             test_rows=int(results["n_test"].iloc[0]))
     return finish(config, "quality_agreement", results, summary, comparisons, design, table,
                   _agreement_reading(summary, comparisons, reference, top, groups), figure)
 
 
 def _agreement_reading(summary: pd.DataFrame, comparisons: pd.DataFrame, reference: str, top: str,
                        groups: list[str]) -> str:
-    rows = ", ".join(f"{row.arm} {row.n_train:g}" for row in summary.itertuples())
+    agreement = ", ".join(f"{row.arm} {row.mean_agreement:.0%} (pool {row.pool_rows:,.0f})"
+                          for row in summary.itertuples())
     lines = [
         f"Measured on the {top}-agreement test rows: where every annotator agreed, the gold label is least in "
         "doubt, so a model is not marked wrong for siding with a defensible minority reading.",
+        f"Every arm trains on {summary['n_train'].iloc[0]:g} rows with the same label make-up; only the agreement of "
+        f"those rows changes (mean agreement per arm, and the pool it is drawn from: {agreement}). A difference is "
+        "therefore one of label quality at a fixed size, not of size.",
         reference_line(summary, summary["arm"] == reference, f"Training on {reference} rows only") + ". "
         + comparison_sentence(comparisons),
-        f"The arms are nested and grow ({rows} training rows), so a difference mixes more data with noisier "
-        "labels; the study does not separate the two.",
     ]
     if groups:
         lowest = groups[-1]
         narrow, wide = summary.iloc[0], summary.iloc[-1]
         lines.append(f"On the {lowest}-agreement test rows, whose labels are contested, mean accuracy is "
                      f"{number(narrow[f'accuracy_{lowest}'])} for {narrow['arm']} and "
-                     f"{number(wide[f'accuracy_{lowest}'])} for {wide['arm']} (no noise test on these rows).")
+                     f"{number(wide[f'accuracy_{lowest}'])} for {wide['arm']} (descriptive, no test on these rows).")
     return "\n\n".join(lines)
 
 
@@ -162,7 +189,8 @@ def helpfulness_study(config: Config, *, min_votes: int = 3, high: float = 0.75,
                           {"high": f"≥ {min_votes} votes, ≥ {high:.0%} helpful",
                            "low": f"≥ {min_votes} votes, < {low:.0%} helpful", "unrated": "no votes",
                            "sizes": "equal per (domain, label) stratum"})
-    table = results_markdown(summary, comparisons, {"arm": "arm"}, [], groups, "test")
+    table = results_markdown(summary, comparisons, {"arm": "arm"}, [], groups, "test",
+                             test_rows=int(results["n_test"].iloc[0]))
     lines = [f"Every arm trains on {summary['n_train'].iloc[0]:g} reviews with the same domain and label make-up "
              f"(helpfulness goes with the label: poorly rated reviews are mostly negative, so unmatched sets "
              f"would compare labels, not quality); measured on {int(results['n_test'].iloc[0])} test reviews.",
@@ -206,6 +234,21 @@ def inject_label_noise(rows: Dataset, rate: float, *, seed: int, keep_domain: st
     return Dataset(table, info=rows.info.copy(), split=rows.split, fingerprint=digest.hexdigest())
 
 
+def label_noise_cells(config: Config, train: Dataset, validation: Dataset, target: str) -> list[Cell]:
+    """Per seed: one cell per noise rate (the other domains' labels flipped, then mixed as the config says) and the
+    target-only reference. The target rows of a seed are the same clean rows in every cell."""
+    cells = []
+    for seed in config.seeds:
+        for rate in config.study_noise_levels:
+            noisy = inject_label_noise(train, rate, seed=seed, keep_domain=target)
+            mixed, _ = mix.mix(noisy, config, seed=seed)
+            cells.append(Cell(arm=f"noise {rate:.0%}", seed=seed, train=mixed, validation=validation,
+                              facts={"noise": rate}))
+        alone, _ = mix.mix(train, config.replace(mixing_strategy="target_only"), seed=seed)
+        cells.append(Cell(arm="target_only", seed=seed, train=alone, validation=validation, facts={"noise": None}))
+    return cells
+
+
 def label_noise_study(config: Config) -> StudyResult:
     """Label noise in the other data only: the target (few_shot_k rows per class, if set) stays clean, a share of
     the other domains' labels is flipped, then the mix is built as the config says; against target-only."""
@@ -214,16 +257,7 @@ def label_noise_study(config: Config) -> StudyResult:
     if config.mixing_strategy == "target_only":
         raise ValueError("label_noise_study mixes other data into the target: set mixing_strategy to concat, "
                          "proportional, temperature, uniform or fixed (target_only is its reference arm)")
-    validation = domain_rows(prepared["validation"], target)
-    cells = []
-    for seed in config.seeds:
-        for rate in config.study_noise_levels:
-            noisy = inject_label_noise(prepared["train"], rate, seed=seed, keep_domain=target)
-            mixed, _ = mix.mix(noisy, config, seed=seed)
-            cells.append(Cell(arm=f"noise {rate:.0%}", seed=seed, train=mixed, validation=validation,
-                              facts={"noise": rate}))
-        alone, _ = mix.mix(prepared["train"], config.replace(mixing_strategy="target_only"), seed=seed)
-        cells.append(Cell(arm="target_only", seed=seed, train=alone, validation=validation, facts={"noise": None}))
+    cells = label_noise_cells(config, prepared["train"], domain_rows(prepared["validation"], target), target)
     results = run_cells(config, cells, prepared["test"], names, headline=target, desc="label noise")
     groups = reported_groups(results, target)
     summary = summarize(results, ["arm", "noise"], also=[f"accuracy_{g}" for g in groups])
@@ -238,7 +272,8 @@ def label_noise_study(config: Config) -> StudyResult:
                           "the model's initialisation, batch order, the few-shot target rows and which labels flip",
                           {"target_domain": target, "few_shot_k": config.few_shot_k,
                            "mixing_strategy": config.mixing_strategy, "mixing_temperature": config.mixing_temperature})
-    table = results_markdown(summary, comparisons, {"arm": "arm"}, [], groups, target)
+    table = results_markdown(summary, comparisons, {"arm": "arm"}, [], groups, target,
+                             test_rows=int(results["n_test"].iloc[0]))
     noisy_only = comparisons[comparisons["arm"] != "target_only"]
     lines = [f"Only the other domains' labels are flipped; the {target} rows stay clean. Measured on "
              f"{int(results['n_test'].iloc[0])} {target} test rows.",

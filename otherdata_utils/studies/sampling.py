@@ -23,10 +23,19 @@ def take(rows: Dataset, indices: Sequence[int], step: str) -> Dataset:
     return take_rows(rows, list(indices), step)
 
 
-def domain_rows(split: Dataset, domain: str) -> Dataset:
-    """The rows of `split` from one domain, in their order."""
-    return take(split, [row for row, value in enumerate(column(split, "domain")) if value == domain],
-                f"domain {domain}")
+def domain_rows(split: Dataset, domain: str, by: str = "domain") -> Dataset:
+    """The rows of `split` whose `by` column (the domain, or the source where groups are sources) is `domain`."""
+    return take(split, [row for row, value in enumerate(column(split, by)) if value == domain], f"{by} {domain}")
+
+
+def stratified_sample(rows: Dataset, limit: Optional[int], seed: int) -> Dataset:
+    """At most `limit` rows keeping each label's share (largest remainder), a seeded draw in their original order."""
+    if limit is None or len(rows) <= limit:
+        return rows
+    strata = ranked_strata(rows, seed, columns=("label",))
+    counts = proportional({key: len(members) for key, members in strata.items()}, limit)
+    return take(rows, sorted(row for key, members in strata.items() for row in members[:counts[key]]),
+                f"stratified {limit} {seed}")
 
 
 def seeded_cap(rows: Dataset, limit: Optional[int], seed: int) -> Dataset:

@@ -1,4 +1,4 @@
-"""A study's words and tables from its numbers: markdown tables, noise verdicts, reference and comparison lines.
+"""A study's words and tables from its numbers: markdown tables, paired verdicts, reference and comparison lines.
 
 Hands every study module the same formatting (and JSON records), so all studies say things the same way.
 """
@@ -25,10 +25,10 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return json.loads(frame.round(4).to_json(orient="records", force_ascii=False))
 
 
-# --- verdicts against the seed noise ----------------------------------------------------------------------------------
+# --- verdicts: paired comparisons (engine.compare_arms, stats.compare_paired) -----------------------------------------
 
 def settled(beyond_noise: Any) -> Optional[bool]:
-    """A `beyond_noise` cell as True, False or None (a frame may hold numpy booleans or NaN)."""
+    """A `beyond_noise` cell (metrics.differs_beyond_noise) as True, False or None (numpy booleans or NaN)."""
     return None if beyond_noise is None or pd.isna(beyond_noise) else bool(beyond_noise)
 
 
@@ -45,18 +45,35 @@ def noise_verdict(beyond_noise: Optional[bool], p_value: Optional[float], seeds:
     return f"{'beyond' if beyond_noise else 'within'} noise ({p_text(p_value)})"
 
 
+def interval_text(comparison: pd.Series) -> str:
+    """A comparison's paired delta with its interval: "+0.031 [-0.004, +0.066]" (no interval: the delta alone)."""
+    if pd.isna(comparison["ci_low"]):
+        return number_signed(comparison["delta"])
+    return (f"{number_signed(comparison['delta'])} [{number_signed(comparison['ci_low'])}, "
+            f"{number_signed(comparison['ci_high'])}]")
+
+
+def number_signed(value: Any, digits: int = 3) -> str:
+    return "—" if value is None or pd.isna(value) else f"{value:+.{digits}f}"
+
+
 def difference_verdict(comparison: pd.Series) -> str:
-    """A `compare_arms` row as its difference to the reference and its noise verdict."""
-    return (f"{comparison['difference']:+.3f}, "
-            + noise_verdict(comparison["beyond_noise"], comparison["p_value"], comparison["seeds"]))
+    """A `compare_arms` row as its delta, interval and verdict: "+0.100 [+0.089, +0.112]: helps (...)"."""
+    return f"{interval_text(comparison)}: {comparison['verdict']}"
+
+
+def outcome(comparison: pd.Series, alpha: float = 0.05) -> str:
+    """"helps", "hurts" or "cannot tell": the Holm-adjusted p against `alpha`, the sign of the delta."""
+    p_holm = comparison["p_holm"]
+    if pd.isna(p_holm) or p_holm >= alpha or comparison["delta"] == 0:
+        return "cannot tell"
+    return "helps" if comparison["delta"] > 0 else "hurts"
 
 
 def tally_comparisons(comparisons: pd.DataFrame) -> tuple[int, int, int]:
-    """(better beyond noise, worse beyond noise, not resolved) counts over comparisons."""
-    beyond = comparisons["beyond_noise"].map(lambda value: settled(value) is True)
-    better = int((beyond & (comparisons["difference"] > 0)).sum())
-    worse = int((beyond & (comparisons["difference"] < 0)).sum())
-    return better, worse, len(comparisons) - better - worse
+    """(helps, hurts, cannot tell) counts over comparisons, judged on the Holm-adjusted p."""
+    outcomes = [outcome(row) for _, row in comparisons.iterrows()]
+    return outcomes.count("helps"), outcomes.count("hurts"), outcomes.count("cannot tell")
 
 
 # --- sentences --------------------------------------------------------------------------------------------------------
@@ -68,66 +85,76 @@ def reference_line(summary: pd.DataFrame, mask: pd.Series, name: str) -> str:
     return f"{name} reaches {number(row['mean'])}{interval}"
 
 
-def comparison_sentence(comparisons: pd.DataFrame) -> str:
-    """What the comparisons against one reference say, split by whether each is beyond the seed noise."""
+def comparison_sentence(comparisons: pd.DataFrame, arm_column: str = "arm") -> str:
+    """What the comparisons against one reference say: which arms help, hurt, or cannot be told apart (and how
+    large a difference the interval still allows), each with its paired delta and interval over replicates."""
     parts = []
-    for label, verdict in (("Beyond seed noise", True), ("Inside seed noise", False)):
-        chosen = comparisons[comparisons["beyond_noise"].map(lambda value: settled(value) is verdict)]
-        if len(chosen):
-            parts.append(f"{label}: " + ", ".join(
-                f"{row.arm} {row.difference:+.3f} ({p_text(row.p_value)})" for row in chosen.itertuples()) + ".")
-    unresolved = comparisons[comparisons["beyond_noise"].isna()]
-    for label, chosen in (("With one seed there is no noise estimate, so these are unresolved",
-                           unresolved[unresolved["seeds"] < 2]),
-                          ("Identical scores on every seed", unresolved[unresolved["seeds"] >= 2])):
-        if len(chosen):
-            parts.append(f"{label}: " + ", ".join(
-                f"{row.arm} {row.difference:+.3f}" for row in chosen.itertuples()) + ".")
+    for label, wanted in (("Helps", "helps"), ("Hurts", "hurts"), ("Cannot tell", "cannot tell")):
+        chosen = [row for _, row in comparisons.iterrows() if outcome(row) == wanted]
+        if chosen:
+            parts.append(f"{label}: " + "; ".join(f"{row[arm_column]} {difference_verdict(row)}" for row in chosen)
+                         + ".")
     return " ".join(parts)
 
 
 def comparison_lines(summary: pd.DataFrame, comparisons: pd.DataFrame, reference: str) -> list[str]:
-    """The reference arm's score, then every other arm's difference sorted by size, with the noise verdicts."""
+    """The reference arm's score, then every other arm's paired delta (largest first) with interval and verdict."""
     base = summary[summary["arm"] == reference].iloc[0]
-    lines = [reference_line(summary, summary["arm"] == reference, reference) + f" over {int(base['n'])} seed(s)."]
-    ordered = comparisons.sort_values("difference", ascending=False)
+    lines = [reference_line(summary, summary["arm"] == reference, reference) + f" over {int(base['n'])} "
+             "replicate(s)."]
+    ordered = comparisons.sort_values("delta", ascending=False)
     lines += [f"- {row['arm']}: {difference_verdict(row)}" for _, row in ordered.iterrows()]
-    better, worse, unresolved = tally_comparisons(comparisons)
-    lines.append(f"{better} of {len(comparisons)} arm(s) beat {reference} beyond the seed noise, {worse} lost to it "
-                 f"beyond the noise, {unresolved} could not be told apart from it.")
+    helps, hurts, unresolved = tally_comparisons(comparisons)
+    lines.append(f"{helps} of {len(comparisons)} arm(s) beat {reference} (Holm-adjusted p < 0.05), {hurts} lost to "
+                 f"it, {unresolved} could not be told apart from it at this size.")
     return lines
 
 
 # --- tables -----------------------------------------------------------------------------------------------------------
 
 def design_markdown(design: dict[str, Any], reference: Optional[str] = None) -> str:
-    """A study's scientific, fixed and seed parameters (`engine.study_design`) as one paragraph."""
+    """A study's scientific, fixed and replicate parameters (`engine.study_design`) as one paragraph."""
     def values(items: dict[str, Any]) -> str:
         return "; ".join(f"{name} = {value}" for name, value in items.items())
 
+    splits = design.get("split_seeds", design["seeds"])
     text = (f"*Scientific:* {values(design['scientific'])}. *Fixed:* {values(design['fixed'])}. "
-            f"*Seeds:* {', '.join(map(str, design['seeds']))} ({design['nuisance']}). "
-            "Intervals: 95% Student-t over seeds, clipped to [0, 1] for accuracies.")
+            f"*Replicates:* {design.get('replicates', len(design['seeds']))} = split seeds "
+            f"{', '.join(map(str, splits))} × seeds {', '.join(map(str, design['seeds']))} ({design['nuisance']}). "
+            "Means: 95% Student-t interval over replicates, clipped to [0, 1] for accuracies.")
     if reference is not None:
-        text += f" \"Beyond noise\": Welch's t-test over seeds against `{reference}`, p < 0.05."
+        text += (f" Δ: paired over (split seed, seed) against `{reference}` (arm minus reference), 95% t interval "
+                 "over replicates; p_adj: Holm over every comparison of the table; MDE: the smallest true Δ the "
+                 "paired t test finds with 80% power at α = 0.05, from the observed spread of Δ.")
     return text
 
 
+def comparison_cells(compared: Optional[pd.Series]) -> list[str]:
+    """A comparison's table cells: Δ [95% CI], p_adj, MDE, verdict (the reference row says so)."""
+    if compared is None:
+        return ["reference", "", "", ""]
+    return [interval_text(compared), "—" if pd.isna(compared["p_holm"]) else f"{compared['p_holm']:.3f}",
+            number(compared["mde"]), str(compared["verdict"])]
+
+
+COMPARISON_HEADERS = ["Δ vs reference [95% CI]", "p_adj (Holm)", "MDE", "verdict"]
+
+
 def results_markdown(summary: pd.DataFrame, comparisons: pd.DataFrame, labels: dict[str, str],
-                     within: Sequence[str], groups: Sequence[str], headline: str) -> str:
-    """One line per summary row: its labels (column -> header), rows, mean ± sd, interval, difference to the
-    reference, verdict, and the mean accuracy on each extra test group."""
+                     within: Sequence[str], groups: Sequence[str], headline: str,
+                     test_rows: Optional[int] = None) -> str:
+    """One line per summary row: its labels (column -> header), train rows, replicates, test rows, mean ± sd and
+    interval, then the paired comparison to the reference (Δ and interval, adjusted p, MDE, verdict) and the mean
+    accuracy on each extra test group."""
     verdicts = {tuple(row[[*within, "arm"]]): row for _, row in comparisons.iterrows()}
-    header = [*labels.values(), "train rows", "seeds", f"{headline} accuracy (mean ± sd)", "95% CI", "Δ vs reference",
-              "vs reference", *groups]
+    header = [*labels.values(), "train rows", "replicates", *(["test rows"] if test_rows else []),
+              f"{headline} accuracy (mean ± sd)", "95% CI", *COMPARISON_HEADERS, *groups]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(labels) + "---:|" * (len(header) - len(labels))]
     for _, row in summary.iterrows():
-        compared = verdicts.get(tuple(row[[*within, "arm"]]))
         cells = [label_text(row[name]) for name in labels] + [
-            f"{row['n_train']:g}", str(row["n"]), f"{number(row['mean'])} ± {number(row['std'])}",
-            f"{number(row['ci_low'])}–{number(row['ci_high'])}",
-            "reference" if compared is None else f"{compared['difference']:+.3f}",
-            "" if compared is None else noise_verdict(compared["beyond_noise"], compared["p_value"], compared["seeds"]),
+            f"{row['n_train']:g}", str(row["n"]), *([str(test_rows)] if test_rows else []),
+            f"{number(row['mean'])} ± {number(row['std'])}", f"{number(row['ci_low'])}–{number(row['ci_high'])}",
+            *comparison_cells(verdicts.get(tuple(row[[*within, "arm"]]))),
             *(number(row[f"accuracy_{group}"]) for group in groups)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -135,18 +162,18 @@ def results_markdown(summary: pd.DataFrame, comparisons: pd.DataFrame, labels: d
 
 def arm_table(summary: pd.DataFrame, comparisons: pd.DataFrame, headline: str,
               extra: dict[str, tuple[str, str]]) -> str:
-    """One markdown line per arm: rows, seeds, mean ± sd and 95% CI of the headline accuracy, the difference to the
-    reference with its noise verdict, then `extra` columns ({column: (header, format spec)})."""
+    """One markdown line per arm: rows, replicates, mean ± sd and 95% CI of the headline accuracy, the paired
+    comparison to the reference (Δ and interval, adjusted p, MDE, verdict), then `extra` columns
+    ({column: (header, format spec)})."""
     verdicts = {row["arm"]: row for _, row in comparisons.iterrows()}
-    header = ["arm", "train rows", "seeds", f"{headline} accuracy (mean ± sd)", "95% CI", "vs reference",
+    header = ["arm", "train rows", "replicates", f"{headline} accuracy (mean ± sd)", "95% CI", *COMPARISON_HEADERS,
               *(title for title, _ in extra.values())]
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for _, row in summary.iterrows():
-        compared = verdicts.get(row["arm"])
         cells = [str(row["arm"]), f"{row['n_train']:g}", str(row["n"]),
                  f"{number(row['mean'])} ± {number(row['std'])}",
                  f"{number(row['ci_low'])}–{number(row['ci_high'])}",
-                 "reference" if compared is None else difference_verdict(compared),
+                 *comparison_cells(verdicts.get(row["arm"])),
                  *("—" if pd.isna(row[column]) else format(row[column], spec) for column, (_, spec) in extra.items())]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

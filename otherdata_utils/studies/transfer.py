@@ -10,18 +10,18 @@ from typing import Any, Optional
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .. import metrics, plots, runs
+from .. import plots, runs, stats
 from ..config import Config
-from .engine import Cell, prepared_data, run_cells, save_study, study_design, summarize
+from .engine import Cell, prepared_data, replicates, run_cells, save_study, study_design, summarize
 from .sampling import column, domain_rows, seeded_cap, take
-from .tables import design_markdown, noise_verdict
+from .tables import design_markdown
 
 
 @dataclass
 class TransferResult:
     """A transfer matrix: per-model scores, mean and spread per (train, test) pair, transfer loss, reading."""
 
-    cells: pd.DataFrame  # one row per (seed, train domain, test domain)
+    cells: pd.DataFrame  # one row per (split seed, seed, train domain, test domain)
     matrix: pd.DataFrame  # mean accuracy: rows = train domain, columns = test domain
     spread: pd.DataFrame  # std over seeds (NaN with one seed)
     loss: pd.DataFrame  # in-domain accuracy of the test domain minus the cross-domain accuracy
@@ -59,16 +59,17 @@ def transfer_matrix(config: Config, domains: Optional[list[str]] = None) -> Tran
     if config.max_train_samples:
         budget = min(budget, config.max_train_samples)
 
-    cells = [Cell(arm=source, seed=seed, train=seeded_cap(train_by_domain[source], budget, seed),
-                  validation=validation_by_domain[source])
-             for seed in config.seeds for source in domains]
+    cells = [Cell(arm=source, seed=seed, train=seeded_cap(train_by_domain[source], budget, split),
+                  validation=validation_by_domain[source], split_seed=split)
+             for split, seed in replicates(config) for source in domains]
     per_model = run_cells(config, cells, test, names, desc="transfer")
     # One row per (model, test domain): the headline accuracy columns give way to each domain's.
     long = per_model.drop(columns=["accuracy", "macro_f1"]).melt(
-        id_vars=["seed", "arm", "n_train", "train_seconds"], value_vars=[f"accuracy_{d}" for d in domains],
+        id_vars=["split_seed", "seed", "arm", "n_train", "train_seconds"],
+        value_vars=[f"accuracy_{d}" for d in domains],
         var_name="test_domain", value_name="accuracy").rename(columns={"arm": "train_domain"})
     long["test_domain"] = long["test_domain"].str.removeprefix("accuracy_")
-    long = long[["seed", "train_domain", "test_domain", "n_train", "accuracy", "train_seconds"]]
+    long = long[["split_seed", "seed", "train_domain", "test_domain", "n_train", "accuracy", "train_seconds"]]
 
     matrix = long.pivot_table(index="train_domain", columns="test_domain", values="accuracy", aggfunc="mean")
     spread = long.pivot_table(index="train_domain", columns="test_domain", values="accuracy", aggfunc="std")
@@ -77,9 +78,10 @@ def transfer_matrix(config: Config, domains: Optional[list[str]] = None) -> Tran
     loss = matrix.rsub(in_domain, axis="columns")  # loss[s, t] = in_domain[t] - matrix[s, t]
 
     # Loss per seed (same seed's in-domain model), so its interval carries the seed noise of both cells.
-    own = long[long["train_domain"] == long["test_domain"]].set_index(["seed", "test_domain"])["accuracy"]
-    long["loss"] = [own[(seed, target)] - accuracy
-                    for seed, target, accuracy in zip(long["seed"], long["test_domain"], long["accuracy"])]
+    own = long[long["train_domain"] == long["test_domain"]].set_index(
+        ["split_seed", "seed", "test_domain"])["accuracy"]
+    long["loss"] = [own[(split, seed, target)] - accuracy for split, seed, target, accuracy in
+                    zip(long["split_seed"], long["seed"], long["test_domain"], long["accuracy"])]
     summary = summarize(long, ["train_domain", "test_domain"], also=["loss"])
     loss_summary = summarize(long, ["train_domain", "test_domain"], metric="loss")
     figure = plots.plot_transfer_heatmap(matrix, path=runs.run_folder(config).figure("transfer_matrix"))
@@ -97,6 +99,7 @@ def _transfer_reading(matrix: pd.DataFrame, spread: pd.DataFrame, loss: pd.DataF
                       budget: int) -> str:
     domains = list(matrix.index)
     seeds = sorted(cells["seed"].unique())
+    replicate_count = len(cells[["split_seed", "seed"]].drop_duplicates())
     off = [(s, t) for s in domains for t in domains if s != t]
     if not off:
         return f"One domain only ({domains[0]}): there is no transfer to measure."
@@ -106,7 +109,8 @@ def _transfer_reading(matrix: pd.DataFrame, spread: pd.DataFrame, loss: pd.DataF
     worst = max(off, key=lambda pair: loss.loc[pair])
     noise = spread.stack().dropna()
     lines = [
-        f"Each model trained on {budget} rows of one domain, {len(seeds)} seed(s) ({', '.join(map(str, seeds))}).",
+        f"Each model trained on {budget} rows of one domain, {replicate_count} replicate(s) (split seeds × seeds "
+        f"{', '.join(map(str, seeds))}).",
         f"Mean in-domain accuracy {in_mean:.3f}; mean cross-domain accuracy {cross_mean:.3f} "
         f"(transfer costs {in_mean - cross_mean:+.3f} on average).",
         f"Best transfer: {best[0]} → {best[1]} (loss {loss.loc[best]:+.3f}); worst: {worst[0]} → {worst[1]} "
@@ -121,22 +125,32 @@ def _transfer_reading(matrix: pd.DataFrame, spread: pd.DataFrame, loss: pd.DataF
     close = [pair for pair in off if pair in KNOWN_CLOSE_PAIRS]
     far = [pair for pair in off if pair in KNOWN_FAR_PAIRS]
     if close and far:
-        def per_seed_loss(pairs: list[tuple[str, str]]) -> list[float]:
-            chosen = cells[[(s, t) in pairs for s, t in zip(cells["train_domain"], cells["test_domain"])]]
-            return chosen.groupby("seed")["loss"].mean().tolist()
-
-        test = metrics.differs_beyond_noise(per_seed_loss(far), per_seed_loss(close))
-        close_loss, far_loss = test["b"]["mean"], test["a"]["mean"]
-        if not test["beyond_noise"]:
-            agrees = "does not clearly reproduce"
+        test = close_far_test(cells, close, far)
+        mde = stats.minimum_detectable_effect(test.sd_diff, test.n)
+        verdict = stats.verdict(test.delta, (test.ci_low, test.ci_high), test.p, mde, reason=test.note)
+        if not (test.p < 0.05):  # nan (no spread, one replicate) reads as not shown
+            agrees = "cannot tell whether this reproduces"
         else:
-            agrees = "agrees with" if close_loss < far_loss else "runs against"
+            agrees = "agrees with" if test.delta > 0 else "runs against"
         lines.append(f"Blitzer et al. (2007) found electronics ↔ kitchen transfer well and books/dvd ↔ "
-                     f"electronics/kitchen poorly: here the close pairs lose {close_loss:+.3f} and the far pairs "
-                     f"{far_loss:+.3f} on average per seed; their difference is "
-                     f"{noise_verdict(test['beyond_noise'], test['p_value'], len(seeds))}, so this {agrees} that "
-                     "pattern.")
+                     f"electronics/kitchen poorly: here the close pairs lose {test.mean_a:+.3f} and the far pairs "
+                     f"{test.mean_b:+.3f} on average; paired over {test.n} replicate(s) (split seed, seed), far "
+                     f"minus close is {test.delta:+.3f} (95% CI {test.ci_low:+.3f} to {test.ci_high:+.3f}, covering "
+                     f"replicates; MDE {mde:.3f}): {verdict}. So this {agrees} that pattern.")
     return "\n\n".join(lines)
+
+
+def close_far_test(cells: pd.DataFrame, close: list[tuple[str, str]], far: list[tuple[str, str]]) -> stats.PairedT:
+    """Far pairs' mean transfer loss against close pairs', paired per replicate (split seed, seed): the delta is far
+    minus close, positive where the far pairs lose more, as Blitzer et al. found."""
+    keys = [name for name in ("split_seed", "seed") if name in cells.columns]
+
+    def per_replicate(pairs: list[tuple[str, str]]) -> pd.Series:
+        chosen = cells[[(s, t) in pairs for s, t in zip(cells["train_domain"], cells["test_domain"])]]
+        return chosen.groupby(keys)["loss"].mean()
+
+    both = pd.concat([per_replicate(close).rename("close"), per_replicate(far).rename("far")], axis=1).dropna()
+    return stats.paired_t(both["close"], both["far"])
 
 
 def _save_transfer(config: Config, result: TransferResult, design: dict[str, Any], budget: int) -> None:
