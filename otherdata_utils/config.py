@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
@@ -359,17 +360,37 @@ def _resolve(path: Union[str, Path]) -> Path:
     return path if path.is_absolute() else (project_root() / path).resolve()
 
 
-def load_config(path: Union[str, Path, None] = None, overrides: Optional[dict[str, Any]] = None) -> Config:
-    """Defaults, then a params YAML file, then overrides (``--set`` values or papermill parameters)."""
+def load_config(path: Union[str, Path, None] = None, overrides: Union[dict[str, Any], str, None] = None) -> Config:
+    """Defaults, then a params YAML file, then overrides (``--set`` values or papermill parameters): a mapping, or
+    a YAML/JSON mapping as text, which is what papermill's ``-p overrides '{"seed": 1}'`` passes."""
     params: dict[str, Any] = {}
     origin = "defaults"
     if path is not None:
         params = read_params_file(path)
         origin = str(path)
+    overrides = parse_overrides(overrides)
     if overrides:
         params = {**params, **overrides}
         origin = f"{origin} + overrides" if path is not None else "overrides"
     return Config.from_params(params, origin=origin)
+
+
+def parse_overrides(overrides: Union[dict[str, Any], str, None]) -> dict[str, Any]:
+    """Overrides as a dict: a mapping as is, a YAML/JSON mapping given as text parsed; anything else is a
+    `ConfigError` saying what was given."""
+    if overrides is None:
+        return {}
+    if isinstance(overrides, str):
+        try:
+            parsed = yaml.safe_load(overrides) if overrides.strip() else {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"overrides {overrides!r}: not YAML/JSON text ({error.__class__.__name__}); write a "
+                              'mapping such as {"seed": 1}') from None
+        overrides = {} if parsed is None else parsed
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(f"overrides must be a mapping of parameter names to values (or such a mapping as "
+                          f"YAML/JSON text), got a {type(overrides).__name__}: {overrides!r}")
+    return dict(overrides)
 
 
 def read_params_file(path: Union[str, Path]) -> dict[str, Any]:

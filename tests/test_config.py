@@ -83,6 +83,19 @@ def test_overrides_win_over_the_file_and_are_validated(tmp_path):
         load_config(params, {"seed": "abc"})
 
 
+def test_overrides_given_as_text_are_read_as_a_yaml_or_json_mapping(tmp_path):
+    # papermill's -p passes text: -p overrides '{"seed": 1}' must mean the mapping
+    params = tmp_path / "study.yaml"
+    params.write_text("run_name: study\n")
+    assert load_config(params, '{"seed": 1, "learning_rate": 3e-5}').seed == 1
+    assert load_config(params, "num_train_epochs: 2").num_train_epochs == 2
+    assert load_config(params, "").run_name == "study"
+    with pytest.raises(ConfigError, match="must be a mapping.*got a list"):
+        load_config(params, "[1, 2]")
+    with pytest.raises(ConfigError, match="not YAML/JSON text"):
+        load_config(params, '{"seed": ')
+
+
 def test_command_line_overrides_parse_as_yaml_values():
     assert parse_override("learning_rate=1e-4") == ("learning_rate", 1e-4)
     assert parse_override("sources=[imdb, sst2]") == ("sources", ["imdb", "sst2"])
