@@ -127,7 +127,7 @@ class PeakRSS:
             self._thread.join()
 
     def _sample(self) -> None:
-        import psutil  # not a declared dependency: only machines without /proc/self/clear_refs need it
+        import psutil  # only machines without /proc/self/clear_refs (macOS) need it, so it loads only here
 
         process = psutil.Process()
         while True:
