@@ -4,6 +4,7 @@ Hands plain JSON-able dicts, pandas tables and a per-example predictions CSV to 
 """
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
@@ -73,32 +74,41 @@ def _as_label_arrays(
     return y_true, y_pred
 
 
+@functools.lru_cache(maxsize=None)
+def _scoring_module(name: str) -> evaluate.EvaluationModule:
+    """One loaded module per metric and process: loading copies and imports a script (seconds), computing does not."""
+    return load_metric(name)
+
+
 def compute_classification_metrics(
     labels: Sequence[int], predictions: Sequence[int], label_names: Sequence[str]
 ) -> dict[str, Any]:
     """Accuracy, micro/macro/weighted precision, recall and F1, and per-class scores, as plain Python numbers.
 
-    Keys: `n`, `accuracy`, `{micro,macro,weighted}_{precision,recall,f1}`, and `per_class` mapping each label name
-    to `{precision, recall, f1, support}`. Every class in `label_names` counts, present or not (its scores are 0).
+    Scored by the shipped `evaluate` modules (`load_metric`: the Hub metrics' interface, offline), the same
+    `evaluate.load` path an online user takes. Keys: `n`, `accuracy`, `{micro,macro,weighted}_{precision,recall,f1}`,
+    and `per_class` mapping each label name to `{precision, recall, f1, support}`. Every class in `label_names`
+    counts, present or not (its scores are 0).
     """
     label_names = list(label_names)
     y_true, y_pred = _as_label_arrays(labels, predictions, len(label_names))
     # All ids, so a class missing from this split still weighs in macro averages instead of silently vanishing.
     ids = list(range(len(label_names)))
-    result: dict[str, Any] = {"n": int(y_true.size), "accuracy": float(skm.accuracy_score(y_true, y_pred))}
-    for average in _AVERAGES:
-        precision, recall, f1, _ = skm.precision_recall_fscore_support(
-            y_true, y_pred, labels=ids, average=average, zero_division=0
-        )
-        result[f"{average}_precision"] = float(precision)
-        result[f"{average}_recall"] = float(recall)
-        result[f"{average}_f1"] = float(f1)
-    precision, recall, f1, support = skm.precision_recall_fscore_support(
-        y_true, y_pred, labels=ids, average=None, zero_division=0
-    )
+    inputs = {"references": y_true.tolist(), "predictions": y_pred.tolist()}
+    result: dict[str, Any] = {"n": int(y_true.size),
+                              "accuracy": float(_scoring_module("accuracy").compute(**inputs)["accuracy"])}
+    per_class: dict[str, list[float]] = {}
+    for score in ("precision", "recall", "f1"):
+        module = _scoring_module(score)
+        for average in _AVERAGES:
+            result[f"{average}_{score}"] = float(
+                module.compute(**inputs, labels=ids, average=average, zero_division=0)[score])
+        per_class[score] = np.atleast_1d(module.compute(**inputs, labels=ids, average=None, zero_division=0)[score])
+    support = np.bincount(y_true, minlength=len(label_names))
     result["per_class"] = {
-        name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-        for name, p, r, f, s in zip(label_names, precision, recall, f1, support)
+        name: {"precision": float(per_class["precision"][i]), "recall": float(per_class["recall"][i]),
+               "f1": float(per_class["f1"][i]), "support": int(support[i])}
+        for i, name in enumerate(label_names)
     }
     return result
 

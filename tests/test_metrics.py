@@ -94,6 +94,29 @@ def test_local_evaluate_modules_load_offline_and_agree_with_scikit_learn(no_netw
         assert binary == pytest.approx(reference(LABELS, PREDICTIONS, pos_label=0))
 
 
+def test_classification_metrics_go_through_the_evaluate_modules_and_equal_scikit_learn(no_network, monkeypatch):
+    loaded = []
+    real = metrics.load_metric
+    metrics._scoring_module.cache_clear()
+    monkeypatch.setattr(metrics, "load_metric", lambda name, **kw: loaded.append(name) or real(name, **kw))
+    names = ["neg", "pos", "neutral", "absent"]  # a class with no rows still counts in the macro averages
+    scores = metrics.compute_classification_metrics(LABELS_3, PREDICTIONS_3, names)
+    metrics._scoring_module.cache_clear()
+    assert sorted(loaded) == ["accuracy", "f1", "precision", "recall"]
+    ids = list(range(len(names)))
+    assert scores["accuracy"] == pytest.approx(skm.accuracy_score(LABELS_3, PREDICTIONS_3))
+    for average in ("micro", "macro", "weighted"):
+        p, r, f, _ = skm.precision_recall_fscore_support(LABELS_3, PREDICTIONS_3, labels=ids, average=average,
+                                                         zero_division=0)
+        assert (scores[f"{average}_precision"], scores[f"{average}_recall"], scores[f"{average}_f1"]) == \
+            pytest.approx((p, r, f))
+    p, r, f, support = skm.precision_recall_fscore_support(LABELS_3, PREDICTIONS_3, labels=ids, average=None,
+                                                           zero_division=0)
+    for i, name in enumerate(names):
+        assert scores["per_class"][name] == pytest.approx(
+            {"precision": p[i], "recall": r[i], "f1": f[i], "support": support[i]})
+
+
 def test_evaluate_load_accepts_the_module_folder_offline(no_network):
     import evaluate
 
