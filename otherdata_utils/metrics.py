@@ -345,31 +345,3 @@ def seed_summary(values: Sequence[float], confidence: float = 0.95,
             low, high = max(low, bounds[0]), min(high, bounds[1])
         summary.update(std=std, ci_low=low, ci_high=high)
     return summary
-
-
-def differs_beyond_noise(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> dict[str, Any]:
-    """Whether two arms' per-seed scores differ by more than seed noise.
-
-    Keys: `a` and `b` (their `seed_summary`), `difference` (mean of a minus mean of b), `p_value` (Welch's t-test),
-    `intervals_overlap` (of the two confidence intervals) and `beyond_noise` (p below 1 - confidence). Values that
-    cannot be computed (fewer than two seeds in an arm; two identical constant arms) are None.
-    """
-    summary_a, summary_b = seed_summary(a, confidence), seed_summary(b, confidence)
-    p_value = None
-    overlap = None
-    if summary_a["n"] > 1 and summary_b["n"] > 1:
-        overlap = summary_a["ci_low"] <= summary_b["ci_high"] and summary_b["ci_low"] <= summary_a["ci_high"]
-        if summary_a["std"] == 0 and summary_b["std"] == 0:
-            # No spread at all: the t statistic is undefined (scipy warns); equal constants cannot be told apart,
-            # different ones differ beyond any noise, which is what scipy's p = 0 says too.
-            p_value = None if summary_a["mean"] == summary_b["mean"] else 0.0
-        else:
-            p_value = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-    return {
-        "a": summary_a,
-        "b": summary_b,
-        "difference": summary_a["mean"] - summary_b["mean"],
-        "p_value": p_value,
-        "intervals_overlap": overlap,
-        "beyond_noise": None if p_value is None else p_value < 1 - confidence,
-    }

@@ -216,26 +216,6 @@ def test_seed_summary_rejects_missing_runs():
         metrics.seed_summary([0.8, math.nan])
 
 
-def test_separated_arms_differ_beyond_noise():
-    result = metrics.differs_beyond_noise([0.80, 0.81, 0.79], [0.90, 0.91, 0.89])
-    assert result["difference"] == pytest.approx(-0.10)
-    assert result["p_value"] < 0.001
-    assert result["intervals_overlap"] is False
-    assert result["beyond_noise"] is True
-
-
-def test_overlapping_arms_stay_inside_seed_noise():
-    result = metrics.differs_beyond_noise([0.80, 0.85, 0.75], [0.81, 0.86, 0.76])
-    assert result["p_value"] > 0.5
-    assert result["intervals_overlap"] is True
-    assert result["beyond_noise"] is False
-
-
-def test_single_seed_arm_cannot_be_tested():
-    result = metrics.differs_beyond_noise([0.8], [0.9, 0.91])
-    assert result["p_value"] is None and result["intervals_overlap"] is None and result["beyond_noise"] is None
-
-
 def test_predictions_round_trip_through_csv_with_names_and_awkward_texts(tmp_path):
     path = tmp_path / "predictions" / "test.csv"
     texts = ["great, really", "NA", "", 'line one\nsaid "bad"']

@@ -253,7 +253,7 @@ class AdaptationResult:
     name: str
     cells: pd.DataFrame
     summary: pd.DataFrame  # per arm: mean, std, ci_low, ci_high, n (seeds) of the headline accuracy, and means
-    comparisons: pd.DataFrame  # per arm: difference to the reference arm, p (Welch), beyond_noise
+    comparisons: pd.DataFrame  # per arm: `compare_arms`' paired Δ, interval, Holm-adjusted p, MDE, verdict
     table_markdown: str
     reading: str
     figure: Figure

@@ -27,24 +27,6 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 # --- verdicts: paired comparisons (engine.compare_arms, stats.compare_paired) -----------------------------------------
 
-def settled(beyond_noise: Any) -> Optional[bool]:
-    """A `beyond_noise` cell (metrics.differs_beyond_noise) as True, False or None (numpy booleans or NaN)."""
-    return None if beyond_noise is None or pd.isna(beyond_noise) else bool(beyond_noise)
-
-
-def p_text(p_value: float) -> str:
-    return "p < 0.001" if p_value < 0.001 else f"p = {p_value:.3f}"
-
-
-def noise_verdict(beyond_noise: Optional[bool], p_value: Optional[float], seeds: int) -> str:
-    """metrics.differs_beyond_noise's answer in words; None means one seed, or two arms constant and equal."""
-    if seeds < 2:
-        return "unresolved (one seed)"
-    if settled(beyond_noise) is None:
-        return "identical on every seed"
-    return f"{'beyond' if beyond_noise else 'within'} noise ({p_text(p_value)})"
-
-
 def interval_text(comparison: pd.Series) -> str:
     """A comparison's paired delta with its interval: "+0.031 [-0.004, +0.066]" (no interval: the delta alone)."""
     if pd.isna(comparison["ci_low"]):
