@@ -7,9 +7,10 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, AsyncIterator, Optional
+from typing import TYPE_CHECKING, Annotated, Any, AsyncIterator, Callable, Optional
 
-from .data.files import json_type
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+
 from .predictor import Predictor
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ServiceLimits:
-    """What one POST /predict may carry; a larger request is refused with a 4xx that names the limit."""
+    """What one POST /predict may carry; a larger request is refused with a 4xx, and /openapi.json states them."""
 
     max_texts: int = 64  # texts per request
     max_chars: int = 10_000  # characters per text
@@ -28,6 +29,47 @@ class ServiceLimits:
         for name, value in asdict(self).items():
             if value < 1:
                 raise ValueError(f"ServiceLimits.{name} must be ≥ 1, got {value}")
+
+
+_TEXTS_DESCRIPTION = "texts to classify; the answer lists one prediction per text, in the same order"
+
+
+class PredictRequest(BaseModel):
+    """Body of POST /predict: the texts to classify, at most max_texts of at most max_chars characters each."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt option is refused, never silently dropped
+
+    texts: list[str] = Field(min_length=1, description=_TEXTS_DESCRIPTION)
+
+
+class Prediction(BaseModel):
+    """One text's answer."""
+
+    label: str = Field(description="the most probable label")
+    score: float = Field(description="its probability")
+
+
+class PredictResponse(BaseModel):
+    """Answer of POST /predict: one prediction per text sent, in the same order."""
+
+    predictions: list[Prediction]
+
+
+class ErrorResponse(BaseModel):
+    """A refusal; 422 answers instead carry FastAPI's list of field errors in `detail`."""
+
+    detail: str
+
+
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description} for status, description in (
+        (400, "the body cannot be read as UTF-8 JSON"),
+        (413, "the body is over max_body_bytes"),
+        (415, "the body is not sent as application/json"),
+        (500, "the model failed on these texts"),
+        (503, "the prediction worker is not running"),
+    )
+}
 
 
 class RequestError(Exception):
@@ -161,20 +203,32 @@ class MicroBatcher:
             start = end
 
 
+def request_model(limits: ServiceLimits) -> type[PredictRequest]:
+    """`PredictRequest` with this service's limits as constraints, so validation and /openapi.json both state them."""
+    text = Annotated[str, StringConstraints(max_length=limits.max_chars)]
+    return create_model(
+        "PredictRequest", __base__=PredictRequest, __doc__=PredictRequest.__doc__,
+        texts=(list[text], Field(min_length=1, max_length=limits.max_texts, description=_TEXTS_DESCRIPTION)),
+    )
+
+
 def create_app(predictor: Predictor, limits: Optional[ServiceLimits] = None, *, batch_window_ms: float = 5.0,
                max_batch: int = 64) -> "fastapi.FastAPI":
     """The HTTP service: POST /predict, GET /health, GET /metadata, with server-side micro-batching.
 
-    Every refusal is JSON ``{"error": "..."}``: 400 for a body that is not JSON, 413 for a body over
-    max_body_bytes, 422 for JSON of the wrong shape or over the per-request limits.
+    Every refusal is FastAPI's JSON ``{"detail": ...}``: 400 for a body that cannot be read, 413 for a body over
+    max_body_bytes, 415 for a body that is not sent as JSON, 422 (detail: a list naming each field) for JSON of
+    the wrong shape or over the per-request limits, 503 while the prediction worker is not running.
     """
     # fastapi is the optional "serve" extra: imported here so that batch prediction and the CLI run without it
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI, Request, Response
+    from fastapi.encoders import jsonable_encoder
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
-    from starlette.exceptions import HTTPException
 
     limits = limits or ServiceLimits()
     batcher = MicroBatcher(predictor, window_ms=batch_window_ms, max_batch=max_batch)
+    LimitedRequest = request_model(limits)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -185,31 +239,36 @@ def create_app(predictor: Predictor, limits: Optional[ServiceLimits] = None, *, 
             await batcher.stop()
 
     app = FastAPI(title="otherdata text classifier", lifespan=lifespan)
+    app.add_middleware(_JsonBodyGate, max_body_bytes=limits.max_body_bytes)
     app.state.batcher = batcher
     app.state.limits = limits
 
     @app.exception_handler(RequestError)
     async def refused(request: Request, error: RequestError) -> JSONResponse:
-        return JSONResponse({"error": error.message}, status_code=error.status)
+        return JSONResponse({"detail": error.message}, status_code=error.status)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": str(error.detail)}, status_code=error.status_code, headers=error.headers)
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> Response:
+        # FastAPI's own handler echoes every bad input back (a whole over-long list of texts) and answers 500 for
+        # a lone surrogate, which UTF-8 cannot encode: drop the inputs, and write JSON escapes (ensure_ascii)
+        errors = [{key: value for key, value in item.items() if key != "input"} for item in error.errors()]
+        return Response(json.dumps({"detail": jsonable_encoder(errors)}), status_code=422,
+                        media_type="application/json")
 
     @app.exception_handler(Exception)
     async def failed(request: Request, error: Exception) -> JSONResponse:
-        return JSONResponse({"error": f"prediction failed: {type(error).__name__}: {error}"}, status_code=500)
+        return JSONResponse({"detail": f"prediction failed: {type(error).__name__}: {error}"}, status_code=500)
 
-    @app.post("/predict")
-    async def predict(request: Request):
-        texts = _parse_texts(await _read_body(request, limits.max_body_bytes), limits)
-        predictions = await batcher.submit(texts)
-        return {"predictions": [{"label": p["label"], "score": p["score"]} for p in predictions]}
+    @app.post("/predict", responses=_ERROR_RESPONSES)
+    async def predict(body: LimitedRequest) -> PredictResponse:  # type: ignore[valid-type]
+        """Labels and scores for up to max_texts texts, in the order sent."""
+        predictions = await batcher.submit(body.texts)
+        return PredictResponse(predictions=[Prediction(label=p["label"], score=p["score"]) for p in predictions])
 
     @app.get("/health")
     async def health():
         if not batcher.running:
-            return JSONResponse({"status": "unavailable", "error": "the prediction worker is not running"},
+            return JSONResponse({"status": "unavailable", "detail": "the prediction worker is not running"},
                                 status_code=503)
         return {"status": "ok"}
 
@@ -220,66 +279,61 @@ def create_app(predictor: Predictor, limits: Optional[ServiceLimits] = None, *, 
     return app
 
 
-async def _read_body(request: Any, limit: int) -> bytes:
-    """The body, refused with 413 as soon as Content-Length or the bytes actually received pass the limit."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.strip().isdigit():
-            raise RequestError(400, f"header 'Content-Length' is not a byte count: {declared!r}")
-        if int(declared) > limit:
-            raise RequestError(413, f"body is {int(declared)} bytes; the limit is {limit} bytes (max_body_bytes): "
-                                    "send fewer or shorter texts per request")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:  # chunked uploads carry no Content-Length, so count what actually arrives
-            raise RequestError(413, f"body is over the limit of {limit} bytes (max_body_bytes): "
-                                    "send fewer or shorter texts per request")
-        chunks.append(chunk)
-    return b"".join(chunks)
+class _JsonBodyGate:
+    """ASGI middleware: a body must be JSON and at most max_body_bytes, checked before FastAPI reads it.
+
+    FastAPI reads a whole body into memory before validating it, so the size is counted here, as the chunks
+    arrive (chunked uploads carry no Content-Length), and the accepted body is handed on unchanged.
+    """
+
+    def __init__(self, app: Any, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
+        limit = self.max_body_bytes
+        declared = headers.get("content-length")
+        if declared is not None and not declared.strip().isdigit():
+            await _refuse(send, 400, f"header 'Content-Length' is not a byte count: {declared!r}")
+            return
+        if declared is not None and int(declared) > limit:
+            await _refuse(send, 413, f"body is {int(declared)} bytes; the limit is {limit} bytes (max_body_bytes): "
+                                     "send fewer or shorter texts per request")
+            return
+        received: list[dict] = []
+        size = 0
+        while True:
+            message = await receive()
+            received.append(message)
+            if message["type"] != "http.request":  # the client went away: let the app see it
+                break
+            size += len(message.get("body", b""))
+            if size > limit:
+                await _refuse(send, 413, f"body is over the limit of {limit} bytes (max_body_bytes): send fewer or "
+                                         "shorter texts per request")
+                return
+            if not message.get("more_body", False):
+                break
+        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if size and not (content_type == "application/json" or content_type.endswith("+json")):
+            await _refuse(send, 415, f"body is sent as {content_type or 'no content type'!r}; send JSON with the "
+                                     "header 'Content-Type: application/json' (curl: --json '{\"texts\": [...]}')")
+            return
+        replay = iter(received)
+
+        async def receive_again() -> dict:
+            return next(replay, None) or await receive()
+
+        await self.app(scope, receive_again, send)
 
 
-def _parse_texts(body: bytes, limits: ServiceLimits) -> list[str]:
-    usage = 'send {"texts": ["first text", "second text"]}'
-    if not body.strip():
-        raise RequestError(400, f"body is empty; {usage}")
-    try:
-        payload = json.loads(body)
-    except UnicodeDecodeError:
-        raise RequestError(400, f"body is not UTF-8 encoded JSON; {usage}") from None
-    except json.JSONDecodeError as error:
-        raise RequestError(400, f"body is not valid JSON ({error.msg} at line {error.lineno} column "
-                                f"{error.colno}); {usage}") from None
-    except RecursionError:
-        raise RequestError(400, f"body is nested too deeply to be a request; {usage}") from None
-    if not isinstance(payload, dict):
-        raise RequestError(422, f"body must be a JSON object, got a JSON {json_type(payload)}; {usage}")
-    if "texts" not in payload:
-        got = ", ".join(repr(key) for key in payload) or "no fields"
-        raise RequestError(422, f"field 'texts' is missing (got {got}); {usage}")
-    # extra fields are refused rather than ignored, so a misspelt option is never silently dropped
-    extra = [key for key in payload if key != "texts"]
-    if extra:
-        raise RequestError(422, f"unknown field(s) {', '.join(map(repr, extra))}; only 'texts' is accepted")
-    texts = payload["texts"]
-    if not isinstance(texts, list):
-        raise RequestError(422, f"field 'texts' must be a list of strings, got a JSON {json_type(texts)}")
-    if not texts:
-        raise RequestError(422, "field 'texts' is an empty list; send at least one text")
-    if len(texts) > limits.max_texts:
-        raise RequestError(422, f"field 'texts' has {len(texts)} texts; the limit is {limits.max_texts} per "
-                                "request (max_texts): split it into several requests")
-    for index, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise RequestError(422, f"field 'texts[{index}]' must be a string, got a JSON {json_type(text)}")
-        if len(text) > limits.max_chars:
-            raise RequestError(422, f"field 'texts[{index}]' has {len(text)} characters; the limit is "
-                                    f"{limits.max_chars} (max_chars): shorten or split the text")
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as error:
-            # a lone surrogate (JSON "\ud800") would make the tokenizer fail for every request in the batch
-            raise RequestError(422, f"field 'texts[{index}]' has an unpaired surrogate at character "
-                                    f"{error.start}; send valid Unicode text") from None
-    return texts
+async def _refuse(send: Callable, status: int, message: str) -> None:
+    """Answer a request the middleware refuses in FastAPI's error shape, before any route sees it."""
+    body = json.dumps({"detail": message}).encode("utf-8")
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

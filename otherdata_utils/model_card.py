@@ -1,18 +1,22 @@
-"""The model card: README.md in a saved model folder, a Hugging Face card with YAML front matter and prose.
+"""The model card: README.md in a saved model folder (YAML front matter and prose), and otherdata_inference.json.
 
-Training hands its facts here (base model, data mix, params, test metrics); serving reads the front matter back.
+Training hands its facts here (base model, data mix, params, test metrics, how it tokenised); serving reads them back.
 """
 from __future__ import annotations
 
+import json
 import math
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, get_args
 
 import yaml
 
-from .io import atomic_write_text
+from .config import Config, Truncation
+from .io import atomic_write_json, atomic_write_text
 
 CARD_NAME = "README.md"
+INFERENCE_NAME = "otherdata_inference.json"
 
 
 class ModelCardError(ValueError):
@@ -77,6 +81,53 @@ def read_model_card(model_dir: Path) -> dict[str, Any]:
     if not isinstance(front, dict):
         raise ModelCardError(f"{path}: front matter must be 'key: value' lines, got a {type(front).__name__}")
     return front
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """How training cut its inputs: a served model must cut long texts the same way or it scores other tokens."""
+
+    max_seq_length: int  # tokens per text, special tokens included
+    truncation: str  # head, tail or head_tail
+    head_tokens: int  # head_tail: tokens kept from the start, the rest from the end
+
+    @classmethod
+    def from_config(cls, config: Config) -> InferenceSettings:
+        return cls(config.max_seq_length, config.truncation, config.head_tokens)
+
+
+def write_inference_settings(model_dir: Path, config: Config) -> Path:
+    """Write ``model_dir/otherdata_inference.json`` (max length and truncation training used) atomically.
+
+    Call it after the model is saved: saving swaps in a whole new folder.
+    """
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{model_dir}: no saved model (config.json) to describe; save the model first")
+    return atomic_write_json(model_dir / INFERENCE_NAME, asdict(InferenceSettings.from_config(config)))
+
+
+def read_inference_settings(model_dir: Path) -> Optional[InferenceSettings]:
+    """The stored settings; None for a folder without the file (a model saved by something other than otherdata)."""
+    path = Path(model_dir) / INFERENCE_NAME
+    if not path.is_file():
+        return None
+    redo = "delete it to serve with the model's defaults, or rewrite it with model_card.write_inference_settings"
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelCardError(f"{path}: not a JSON object ({error}); {redo}") from None
+    if not isinstance(stored, dict) or set(stored) != {"max_seq_length", "truncation", "head_tokens"}:
+        got = sorted(stored) if isinstance(stored, dict) else type(stored).__name__
+        raise ModelCardError(f"{path}: expected exactly max_seq_length, truncation and head_tokens, got {got}; "
+                             f"{redo}")
+    for name, least in (("max_seq_length", 1), ("head_tokens", 0)):
+        if type(stored[name]) is not int or stored[name] < least:  # type(): a JSON true is no length
+            raise ModelCardError(f"{path}: {name} must be a whole number ≥ {least}, got {stored[name]!r}; {redo}")
+    if stored["truncation"] not in get_args(Truncation):
+        raise ModelCardError(f"{path}: truncation must be one of {', '.join(get_args(Truncation))}, got "
+                             f"{stored['truncation']!r}; {redo}")
+    return InferenceSettings(**stored)
 
 
 def _front_matter(name: str, base_model: str, sources: list[str], mix: dict, params: dict,

@@ -1,6 +1,7 @@
 """Predictor: a saved classifier folder loaded for prediction in length-sorted batches, and batch prediction of a file.
 
-Takes what `save_pretrained` (plus the model card) wrote; hands on predictions as dicts or as rows of a written file.
+Takes what `save_pretrained` (plus the model card and the stored max length and truncation) wrote; texts are cut as
+training cut them. Hands on predictions as dicts or as rows of a written file.
 """
 import csv
 import gzip
@@ -19,8 +20,9 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreT
 
 from .data import files
 from .io import atomic_path
-from .model_card import ModelCardError, read_model_card
-from .modeling import quiet_transformers
+from .model_card import INFERENCE_NAME, InferenceSettings, ModelCardError, read_inference_settings, read_model_card
+# the private encoder of modeling.tokenize_splits: serving must cut texts exactly as training and evaluation did
+from .modeling import _encode_batch, _special_token_frame, quiet_transformers
 
 PathLike = Union[str, Path]
 OUTPUT_FORMATS = ("csv", "tsv", "jsonl")
@@ -47,14 +49,19 @@ class PredictInputError(ValueError):
 
 
 class Predictor:
-    """A saved sequence classifier ready to predict: tokenizer, model in eval mode, label names, max length."""
+    """A saved sequence classifier ready to predict: tokenizer, model in eval mode, label names, how texts are cut."""
 
     def __init__(self, model: PreTrainedModel, tokenizer: Any, *, model_dir: Path, max_length: int,
-                 batch_size: int, int8: bool, num_parameters: int, card: dict[str, Any]) -> None:
+                 truncation: str, head_tokens: int, tokenization: str, batch_size: int, int8: bool,
+                 num_parameters: int, card: dict[str, Any]) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.model_dir = model_dir
         self.max_length = max_length
+        self.truncation = truncation
+        self.head_tokens = head_tokens
+        self.tokenization = tokenization  # where max_length and truncation came from, in words
+        self._prefix, self._suffix = _special_token_frame(tokenizer)
         self.batch_size = batch_size
         self.int8 = int8
         self.num_parameters = num_parameters
@@ -64,7 +71,12 @@ class Predictor:
     @classmethod
     def load(cls, model_dir: PathLike, *, int8: bool = False, max_length: Optional[int] = None,
              batch_size: int = 32) -> "Predictor":
-        """Load tokenizer and model from a `save_pretrained` folder (local files only, never remote code)."""
+        """Load tokenizer and model from a `save_pretrained` folder (local files only, never remote code).
+
+        Texts are cut to the max length and with the truncation training used (otherdata_inference.json);
+        `max_length` overrides the length only. A folder without that file is served at the model's positions,
+        keeping the head of each text.
+        """
         model_dir = Path(model_dir)
         if batch_size < 1:
             raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
@@ -89,24 +101,37 @@ class Predictor:
         if int8:
             model = _quantize_int8(model)
         limit = _max_length(config, tokenizer)
-        if max_length is not None and not 1 <= max_length <= limit:
-            raise ModelLoadError(f"{model_dir}: max_length must be between 1 and {limit} (the model's usable "
-                                 f"positions), got {max_length}")
+        try:
+            trained = read_inference_settings(model_dir)
+        except ModelCardError as error:
+            raise ModelLoadError(str(error)) from None
+        length = max_length or (trained.max_seq_length if trained else limit)
+        if not 1 <= length <= limit:
+            given = "max_length" if max_length else f"max_seq_length in {INFERENCE_NAME}"
+            raise ModelLoadError(f"{model_dir}: {given} must be between 1 and {limit} (the model's usable "
+                                 f"positions), got {length}")
         try:
             card = read_model_card(model_dir)
         except ModelCardError as error:
             # a broken card must not stop a working model from serving; it shows up in metadata instead
             warnings.warn(str(error), stacklevel=2)
             card = {"error": str(error)}
-        return cls(model, tokenizer, model_dir=model_dir, max_length=max_length or limit, batch_size=batch_size,
-                   int8=int8, num_parameters=num_parameters, card=card)
+        predictor = cls(model, tokenizer, model_dir=model_dir, max_length=length,
+                        truncation=trained.truncation if trained else "head",
+                        head_tokens=trained.head_tokens if trained else 0,
+                        tokenization=_tokenization_source(trained, max_length, limit), batch_size=batch_size,
+                        int8=int8, num_parameters=num_parameters, card=card)
+        if predictor._text_budget() < 1:
+            raise ModelLoadError(f"{model_dir}: max_length {length} leaves no room for text beside the model's "
+                                 f"{length - predictor._text_budget()} special tokens; use a larger max_length")
+        return predictor
 
     def predict(self, texts: Sequence[str], *, sort_by_length: bool = True,
                 progress: bool = False) -> list[dict[str, Any]]:
         """One prediction per text, in input order: label, score (its probability), label_id, probabilities.
 
-        Texts are tokenised once (truncated to max_length tokens), then batched by token length so a batch pads
-        to its own longest text rather than the file's. In fp32 a text's answer does not depend on its batch
+        Texts are tokenised once (cut as `encode` cuts them), then batched by token length so a batch pads to
+        its own longest text rather than the file's. In fp32 a text's answer does not depend on its batch
         beyond float rounding (~1e-7); int8 quantises activations per batch, so there it shifts by up to ~5e-3.
         """
         texts = list(texts)
@@ -115,9 +140,9 @@ class Predictor:
                 raise TypeError(f"texts[{index}] must be a string, got {type(text).__name__}")
         if not texts:
             return []
-        encodings = self.tokenizer(texts, truncation=True, max_length=self.max_length)
-        columns = list(encodings.keys())
-        lengths = [len(ids) for ids in encodings["input_ids"]]
+        encodings = self.encode(texts)
+        columns = ("input_ids", "attention_mask")
+        lengths = encodings["length"]
         order = sorted(range(len(texts)), key=lengths.__getitem__) if sort_by_length else list(range(len(texts)))
         results: list[dict[str, Any]] = [{}] * len(texts)
         starts = range(0, len(texts), self.batch_size)
@@ -131,6 +156,16 @@ class Predictor:
                     results[row] = self._prediction(row_probabilities)
         return results
 
+    def encode(self, texts: Sequence[str]) -> dict[str, list]:
+        """input_ids, attention_mask and length per text, unpadded: the tokens `modeling.tokenize_splits` gives
+        training and evaluation at this max length and truncation."""
+        return _encode_batch({"text": list(texts)}, tokenizer=self.tokenizer, prefix=self._prefix,
+                             suffix=self._suffix, budget=self._text_budget(), truncation=self.truncation,
+                             head_tokens=self.head_tokens)
+
+    def _text_budget(self) -> int:
+        return self.max_length - len(self._prefix) - len(self._suffix)
+
     def metadata(self) -> dict[str, Any]:
         """What a client or a report needs to know about the served model."""
         config = self.model.config
@@ -140,6 +175,9 @@ class Predictor:
             "labels": list(self.labels),
             "label2id": {label: index for index, label in enumerate(self.labels)},
             "max_length": self.max_length,
+            "truncation": self.truncation,
+            "head_tokens": self.head_tokens,
+            "tokenization": self.tokenization,
             "batch_size": self.batch_size,
             "num_parameters": self.num_parameters,
             "int8": self.int8,
@@ -166,6 +204,17 @@ def _quantize_int8(model: PreTrainedModel) -> torch.nn.Module:
         warnings.filterwarnings("ignore", message=r".*torch\.ao\.quantization is deprecated")
         warnings.filterwarnings("ignore", message=r".*quantized tensor creation functions")
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def _tokenization_source(trained: Optional[InferenceSettings], max_length: Optional[int], limit: int) -> str:
+    """Where the served max length and truncation come from, for metadata: a reader must see a guessed setting."""
+    if trained is None:
+        length = "the given max_length" if max_length else f"the model's {limit} positions"
+        return (f"no {INFERENCE_NAME} in the model folder, so the training settings are unknown: {length}, "
+                "keeping the head of each text")
+    if max_length:
+        return f"the given max_length (trained at {trained.max_seq_length}); truncation as trained ({INFERENCE_NAME})"
+    return f"as trained ({INFERENCE_NAME})"
 
 
 def _max_length(config: Any, tokenizer: Any) -> int:

@@ -48,8 +48,9 @@ def _parse(parser: _ArgumentParser, argv: list[str]) -> Union[argparse.Namespace
         return int(done.code or 0)
 
 
-MAX_LENGTH_HELP = ("tokens kept per text (default: every position the model has, as pipeline() does; "
-                   "a model trained on shorter inputs, e.g. max_seq_length 128, may be served at that length)")
+MAX_LENGTH_HELP = ("tokens kept per text (default: the max_seq_length the model was trained at, stored in its "
+                   "otherdata_inference.json; without that file, every position the model has, as pipeline() "
+                   "does). Long texts are cut with the truncation training used (head, tail or head_tail)")
 
 
 def predict_command(argv: list[str]) -> int:

