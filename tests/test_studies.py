@@ -52,7 +52,7 @@ def _assert_summary_is_seed_summary_of_cells(result, by):
         chosen = result.cells
         for column in by:
             chosen = chosen[chosen[column] == row[column]]
-        expected = metrics.seed_summary(chosen["accuracy"].tolist(), bounds=(0, 1))
+        expected = metrics.seed_summary(chosen["accuracy"].tolist())
         assert row["n"] == expected["n"] == len(result.design["seeds"])
         for key in ("mean", "std", "ci_low", "ci_high"):
             assert row[key] == pytest.approx(expected[key]), (row.to_dict(), key)
@@ -233,7 +233,7 @@ def test_transfer_matrix_trains_each_domain_per_seed_and_tests_on_every_domain(b
     for _, row in result.summary.iterrows():
         pair = result.cells[(result.cells["train_domain"] == row["train_domain"])
                             & (result.cells["test_domain"] == row["test_domain"])]
-        assert row["ci_low"] == pytest.approx(metrics.seed_summary(pair["accuracy"].tolist(), bounds=(0, 1))["ci_low"])
+        assert row["ci_low"] == pytest.approx(metrics.seed_summary(pair["accuracy"].tolist())["ci_low"])
     assert (runs.run_folder(config).figures / "transfer_matrix.png").is_file()
 
 

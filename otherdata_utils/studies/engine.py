@@ -150,19 +150,17 @@ def cell_row(arm: str, split_seed: int, seed: int, facts: dict[str, Any], score:
 
 
 def summarize(cells: pd.DataFrame, by: Sequence[str], metric: str = "accuracy",
-              also: Sequence[str] = (), *, clip: bool = True) -> pd.DataFrame:
+              also: Sequence[str] = ()) -> pd.DataFrame:
     """Per group of `by`: `metric`'s mean, std, 95% interval and replicate count `n` (metrics.seed_summary over
     every (split seed, seed) cell), in first-seen order, with the mean training rows and the `also` columns' means.
 
-    Tables clip accuracy intervals to [0, 1]; `clip=False` keeps the t interval as computed (for figures, which
-    should show how wide few replicates leave it).
+    Intervals are the t interval as computed, never clipped to [0, 1]: one that runs past 1.0 shows how little
+    few replicates say, which a clipped one would hide.
     """
-    # Scores live in [0, 1]; a transfer loss (a difference of two) does not, and is never clipped.
-    bounds = (0.0, 1.0) if clip and (metric == "macro_f1" or metric.startswith("accuracy")) else None
     rows = []
     for key, group in cells.groupby(list(by), sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
-        stats = metrics.seed_summary(group[metric].tolist(), bounds=bounds)
+        stats = metrics.seed_summary(group[metric].tolist())
         rows.append({**dict(zip(by, key)), "n_train": round(float(group["n_train"].mean()), 1),
                      **{name: stats[name] for name in ("mean", "std", "ci_low", "ci_high", "n")},
                      **{name: float(group[name].mean()) for name in also}})

@@ -173,9 +173,8 @@ def few_shot_study(config: Config) -> StudyResult:
                                                                         "other_rows"]].round(1)
     reference = "target_only"
     comparisons = compare_arms(cells, reference, within=["k_label"])
-    # The figure keeps the t intervals as computed: with few replicates they run past [0, 1], and should show it.
-    figure = plots.plot_few_shot_curves(summarize(cells, ["k_label", "k", "arm"], clip=False).rename(
-        columns={"arm": "strategy"}), path=runs.run_folder(config).figure("few_shot_curves"))
+    figure = plots.plot_few_shot_curves(summary.rename(columns={"arm": "strategy"}),
+                                        path=runs.run_folder(config).figure("few_shot_curves"))
     arms = [arm for arm, _ in mixing_arms(config)] + list(config.anchors)
     design = study_design(config, {"k per class": [k if k is not None else "all" for k in config.study_k_values],
                                    "arm": arms},

@@ -103,7 +103,7 @@ def design_markdown(design: dict[str, Any], reference: Optional[str] = None) -> 
     text = (f"*Scientific:* {values(design['scientific'])}. *Fixed:* {values(design['fixed'])}. "
             f"*Replicates:* {design.get('replicates', len(design['seeds']))} = split seeds "
             f"{', '.join(map(str, splits))} × seeds {', '.join(map(str, design['seeds']))} ({design['nuisance']}). "
-            "Means: 95% Student-t interval over replicates, clipped to [0, 1] for accuracies.")
+            "Means: 95% Student-t interval over replicates (not clipped to [0, 1]).")
     if reference is not None:
         text += (f" Δ: paired over (split seed, seed) against `{reference}` (arm minus reference), 95% t interval "
                  "over replicates; p_adj: Holm over every comparison of the table; MDE: the smallest true Δ the "
