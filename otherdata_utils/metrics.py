@@ -317,13 +317,12 @@ def load_predictions(path: PathLike) -> pd.DataFrame:
     return pd.read_csv(path, dtype=text_columns, keep_default_na=False, encoding="utf-8")
 
 
-def seed_summary(values: Sequence[float], confidence: float = 0.95,
-                 bounds: Optional[tuple[float, float]] = None) -> dict[str, Any]:
+def seed_summary(values: Sequence[float], confidence: float = 0.95) -> dict[str, Any]:
     """Mean, sample std (ddof=1) and a Student-t confidence interval over seeds.
 
     Keys: `mean`, `std`, `n`, `ci_low`, `ci_high`, `confidence`. With one seed, `std`, `ci_low` and `ci_high` are
-    None: one run says nothing about seed noise. `bounds` clip the interval to the values the metric can take
-    (accuracy: (0, 1)); with few seeds a t interval otherwise runs past them.
+    None: one run says nothing about seed noise. The interval is never clipped: with few seeds an accuracy's t
+    interval can run past 1.0, and should be seen to.
     """
     data = np.asarray(values, dtype=float)
     if data.ndim != 1 or data.size == 0:
@@ -340,8 +339,5 @@ def seed_summary(values: Sequence[float], confidence: float = 0.95,
     if n > 1:
         std = float(data.std(ddof=1))
         half_width = float(stats.t.ppf((1 + confidence) / 2, df=n - 1)) * std / math.sqrt(n)
-        low, high = mean - half_width, mean + half_width
-        if bounds is not None:
-            low, high = max(low, bounds[0]), min(high, bounds[1])
-        summary.update(std=std, ci_low=low, ci_high=high)
+        summary.update(std=std, ci_low=mean - half_width, ci_high=mean + half_width)
     return summary
