@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 DATA_DIR_ENV = "OTHERDATA_DATA_DIR"
 RUNS_DIR_ENV = "OTHERDATA_RUNS_DIR"
 CACHE_DIR_ENV = "OTHERDATA_CACHE_DIR"
+# Parameters naming a folder: a params file's relative value is relative to the file's folder.
+FOLDER_PARAMS = ("data_dir", "runs_dir", "output_dir", "cache_dir")
 
 MixingStrategy = Literal["target_only", "concat", "proportional", "fixed", "temperature", "uniform"]
 Truncation = Literal["head", "tail", "head_tail"]
@@ -39,7 +41,7 @@ class SourceSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Optional[str] = None  # named source, optionally with a subset: "blitzer_mds:books"
-    path: Optional[str] = None  # local file or folder; relative paths resolve against data_dir
+    path: Optional[str] = None  # local file or folder; relative: beside the params file, then in data_dir
     format: Optional[Literal["csv", "tsv", "jsonl", "parquet", "aclimdb"]] = None  # guessed from the path
     text_column: str = "text"
     label_column: str = "label"
@@ -71,11 +73,13 @@ class Config(BaseModel):
 
     # --- run and paths
     run_name: str = "default"  # folder name under runs_dir
-    runs_dir: Optional[str] = None  # root of run folders; env OTHERDATA_RUNS_DIR, else ./runs
+    runs_dir: Optional[str] = None  # root of run folders; env OTHERDATA_RUNS_DIR, else runs/ in the project root
     output_dir: Optional[str] = None  # this run's folder; default runs_dir/run_name
-    data_dir: Optional[str] = None  # local copies laid out like shared/data; env OTHERDATA_DATA_DIR; else the Hub
+    # local copies laid out like shared/data; null = env OTHERDATA_DATA_DIR, else shared/data beside the project
+    # root; "" = none, named sources come from the Hugging Face Hub
+    data_dir: Optional[str] = None
     cache_dir: Optional[str] = None  # tokenised data and the tiny test model; env OTHERDATA_CACHE_DIR
-    quiet: bool = False  # no progress bars (batch runs)
+    quiet: Optional[bool] = None  # no progress bars; null = quiet in the runner's batch runs only (runs.is_quiet)
     notebooks: list[str] = Field(default_factory=lambda: list(SUITE_NOTEBOOKS))  # what the runner executes, in order
 
     # --- data
@@ -293,15 +297,16 @@ class Config(BaseModel):
             raise ValueError("back_translation needs back_translation_models: [forward model id, backward model id]")
         return self
 
-    # --- resolved paths: the one place every root comes from. Relative paths resolve against the project root,
-    # so a notebook opened from notebooks/ and the runner started from the repo root agree.
+    # --- resolved paths: the one place every root comes from. Relative paths resolve against the project root
+    # (a params file's own ones against its folder: `load_config`), so a notebook opened from notebooks/ and the
+    # runner started from anywhere agree.
     @property
     def source_specs(self) -> list[SourceSpec]:
         return [SourceSpec(name=s) if isinstance(s, str) else s for s in self.sources]
 
     def resolved_data_dir(self) -> Optional[Path]:
         """The local data root, or None: then named sources come from the Hugging Face Hub."""
-        root = self.data_dir or os.environ.get(DATA_DIR_ENV)
+        root = self.data_dir if self.data_dir is not None else default_data_dir()
         return _resolve(root) if root else None
 
     def resolved_output_dir(self) -> Path:
@@ -316,12 +321,16 @@ class Config(BaseModel):
         return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser() / "otherdata"
 
     def resolved(self) -> "Config":
-        """A copy with every path made absolute: what a run folder's params.yaml records."""
+        """A copy with every path made absolute: what a run folder's params.yaml records, so each notebook (run in
+        notebooks/) finds the same files as pre-flight did, wherever the runner was started."""
         data_dir = self.resolved_data_dir()
         return self.replace(
-            data_dir=str(data_dir) if data_dir else None,
+            data_dir=str(data_dir) if data_dir else "",  # "": the Hub, even where a default data dir exists
             output_dir=str(self.resolved_output_dir()),
             cache_dir=str(self.resolved_cache_dir()),
+            sources=[_located_source(source, local_source_candidates(source.path, data_dir))
+                     if isinstance(source, SourceSpec) and source.path else source for source in self.sources],
+            **_located_model_paths(self.model_dump(), [Path.cwd(), project_root()]),
         )
 
     def to_params(self) -> dict[str, Any]:
@@ -347,12 +356,32 @@ class Config(BaseModel):
 
 
 def project_root(start: Optional[Path] = None) -> Path:
-    """The nearest folder at or above `start` (default: cwd) holding both params/ and notebooks/, else cwd."""
+    """The nearest folder at or above `start` (default: cwd) holding both params/ and notebooks/; else the checkout
+    this package runs from (started from another folder, the suite's notebooks are still found); else cwd."""
     here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
+    for folder in (here, *here.parents, Path(__file__).resolve().parents[1]):
         if (folder / "params").is_dir() and (folder / "notebooks").is_dir():
             return folder
     return here
+
+
+def default_data_dir() -> Optional[str]:
+    """The data root every entry point shares when a config names none: OTHERDATA_DATA_DIR, else shared/data beside
+    the project root where it exists. None (also for an empty OTHERDATA_DATA_DIR=): the Hugging Face Hub."""
+    if DATA_DIR_ENV in os.environ:
+        return os.environ[DATA_DIR_ENV] or None
+    shared = project_root().parent / "shared" / "data"
+    return str(shared) if shared.is_dir() else None
+
+
+def local_source_candidates(path: str, data_dir: Optional[Path]) -> list[Path]:
+    """Where a local source's path may point, in order: itself if absolute; else data_dir, the current folder, the
+    project root (a params file's relative paths were made absolute against its folder by `load_config`)."""
+    given = Path(path).expanduser()
+    if given.is_absolute():
+        return [given]
+    bases = ([Path(data_dir)] if data_dir is not None else []) + [Path.cwd(), project_root()]
+    return list(dict.fromkeys(base / given for base in bases))
 
 
 def _resolve(path: Union[str, Path]) -> Path:
@@ -362,17 +391,86 @@ def _resolve(path: Union[str, Path]) -> Path:
 
 def load_config(path: Union[str, Path, None] = None, overrides: Union[dict[str, Any], str, None] = None) -> Config:
     """Defaults, then a params YAML file, then overrides (``--set`` values or papermill parameters): a mapping, or
-    a YAML/JSON mapping as text, which is what papermill's ``-p overrides '{"seed": 1}'`` passes."""
+    a YAML/JSON mapping as text, which is what papermill's ``-p overrides '{"seed": 1}'`` passes.
+
+    A relative `path` missing from the current folder is looked up in the project root, so ``params/ci.yaml`` works
+    from the repo root and from notebooks/. Relative paths inside the file resolve against the file's folder (a
+    local source not there, against data_dir): pre-flight and every notebook then read the same files.
+    """
     params: dict[str, Any] = {}
     origin = "defaults"
+    folder = None
     if path is not None:
-        params = read_params_file(path)
+        path = find_params_file(path)
+        folder = path.resolve().parent
+        params = _anchored(read_params_file(path), folder)
         origin = str(path)
     overrides = parse_overrides(overrides)
     if overrides:
         params = {**params, **overrides}
         origin = f"{origin} + overrides" if path is not None else "overrides"
-    return Config.from_params(params, origin=origin)
+    config = Config.from_params(params, origin=origin)
+    relative = [isinstance(source, SourceSpec) and bool(source.path)
+                and not Path(source.path).expanduser().is_absolute() for source in config.sources]
+    if folder is None or "sources" in overrides or not any(relative):
+        return config
+    # Sources need the final data_dir: a file beside the params file wins, then data_dir; found in neither, the
+    # path is kept beside the params file, so "file not found" names the folder the user meant.
+    data_dir = config.resolved_data_dir()
+    return config.replace(sources=[
+        _located_source(source, [folder / source.path] + ([data_dir / source.path] if data_dir else []),
+                        missing=folder / source.path) if is_relative else source
+        for source, is_relative in zip(config.sources, relative)])
+
+
+def find_params_file(path: Union[str, Path]) -> Path:
+    """`path` as given; relative and missing from the current folder, the project root's file of that name."""
+    path = Path(path).expanduser()
+    in_root = project_root() / path
+    if not path.is_absolute() and not path.exists() and in_root.exists():
+        return in_root
+    return path
+
+
+
+def _anchored(params: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """A params file's folder and model paths made absolute against its folder (local sources: `load_config`)."""
+    anchored = dict(params)
+    for key in FOLDER_PARAMS:
+        value = params.get(key)
+        if isinstance(value, str) and value:  # "" (data_dir) means none: the Hub
+            anchored[key] = str((folder / Path(value).expanduser()).resolve())
+    return {**anchored, **_located_model_paths(params, [folder])}
+
+
+def _located_model_paths(params: dict[str, Any], bases: list[Path]) -> dict[str, Any]:
+    """model_name_or_path, resume_from_checkpoint and back-translation models that are relative folders under one of
+    `bases`, made absolute: a notebook runs in notebooks/ and would not find them."""
+    located: dict[str, Any] = {}
+    for key in ("model_name_or_path", "resume_from_checkpoint"):
+        if params.get(key) is not None:
+            located[key] = _located_path(params[key], bases)
+    if isinstance(params.get("back_translation_models"), list):
+        located["back_translation_models"] = [_located_path(name, bases) for name in params["back_translation_models"]]
+    return located
+
+
+def _located_path(value: Any, bases: list[Path]) -> Any:
+    """`value` made absolute against the first base that holds it, when it looks like a path: bare names are Hub
+    ids or keywords ("default", "tiny-random", "auto") even where a folder of that name exists."""
+    if not isinstance(value, str) or not (value.startswith((".", "~")) or "/" in value):
+        return value
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return str(path)
+    found = next((base / path for base in bases if (base / path).exists()), None)
+    return str(found.resolve()) if found else value
+
+
+def _located_source(source: SourceSpec, candidates: list[Path], missing: Optional[Path] = None) -> SourceSpec:
+    """The source with its path made absolute: the first candidate that exists, else `missing` (None: as given)."""
+    found = next((candidate for candidate in candidates if candidate.exists()), missing)
+    return source.model_copy(update={"path": str(found.resolve())}) if found is not None else source
 
 
 def parse_overrides(overrides: Union[dict[str, Any], str, None]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ It hands on a self-describing run folder: params.yaml, executed notebooks, metri
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from . import preflight
 from .config import Config, ConfigError, load_config, parse_override, project_root
 from .io import atomic_write_text
 from .report import write_report
-from .runs import RunFolder, run_folder
+from .runs import BATCH_ENV, RunFolder, is_quiet, run_folder
 from .train import list_checkpoints
 
 
@@ -33,6 +34,12 @@ class CurveKernelManager(AsyncKernelManager):
     @default("transport_encryption")
     def _auto_encryption(self) -> str:
         return "auto" if zmq.has("curve") else "disabled"
+
+    async def start_kernel(self, **kw):
+        # The notebooks run as a batch: with `quiet` unset in the params they show no progress bars (runs.is_quiet),
+        # while the same notebook opened in JupyterLab shows them.
+        kw["env"] = {**kw.get("env", os.environ), BATCH_ENV: "1"}
+        return await super().start_kernel(**kw)
 
 
 @dataclass
@@ -50,6 +57,7 @@ class RunOutcome:
 
 
 def notebooks_dir() -> Path:
+    """The suite's notebooks: found from the current folder, or beside this package when started elsewhere."""
     return project_root() / "notebooks"
 
 
@@ -103,7 +111,7 @@ def execute_study(config: Config, *, label: str = "", plan: Optional[preflight.R
                 kernel_name="python3",
                 kernel_manager_class=CurveKernelManager,
                 cwd=str(source_dir),
-                progress_bar=not config.quiet,
+                progress_bar=not is_quiet(config, batch=True),
                 request_save_on_cell_execute=True,
             )
         except PapermillExecutionError as error:
@@ -146,7 +154,8 @@ def run_command(argv: list[str]) -> int:
     parser.add_argument("params", nargs="+", help="params YAML file(s), run one after another")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one parameter (YAML value), e.g. --set learning_rate=1e-4")
-    parser.add_argument("--out", help="run folder (only with a single params file)")
+    parser.add_argument("--out", help="run folder, relative to the current folder (only with a single params file); "
+                                      "default: runs/<run_name> in the project root")
     parser.add_argument("--notebooks", nargs="+", metavar="NAME",
                         help="run only these notebooks (e.g. 00_setup 01_data); same as --set notebooks=[...]")
     parser.add_argument("--fresh", action="store_true",
@@ -157,8 +166,8 @@ def run_command(argv: list[str]) -> int:
         return 2
     try:
         overrides = dict(parse_override(item) for item in args.overrides)
-        if args.out:
-            overrides["output_dir"] = args.out
+        if args.out:  # a path typed on the command line is relative to where it was typed
+            overrides["output_dir"] = str(Path(args.out).expanduser().resolve())
         if args.notebooks:
             overrides["notebooks"] = args.notebooks
         configs = [load_config(path, overrides) for path in args.params]

@@ -1,7 +1,10 @@
 """The one config object: defaults, params files, overrides, and one clear error per bad value."""
+import ast
+import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from otherdata_utils.config import (
     Config,
@@ -13,6 +16,7 @@ from otherdata_utils.config import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK_FILES = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 
 def test_every_committed_params_file_validates():
@@ -117,12 +121,101 @@ def test_sources_accept_names_and_local_file_specs():
         Config.from_params({"sources": [{"text_column": "review"}]})
 
 
-def test_data_dir_comes_from_the_parameter_then_the_environment(monkeypatch, tmp_path):
+def test_data_dir_comes_from_the_parameter_then_the_environment_then_shared_data_beside_the_project(
+        monkeypatch, tmp_path):
     monkeypatch.setenv("OTHERDATA_DATA_DIR", str(tmp_path / "from_env"))
     assert Config().resolved_data_dir() == tmp_path / "from_env"
     assert Config(data_dir=str(tmp_path / "from_param")).resolved_data_dir() == tmp_path / "from_param"
+    monkeypatch.setenv("OTHERDATA_DATA_DIR", "")
+    assert Config().resolved_data_dir() is None  # set empty: named sources come from the Hub
+    assert Config().resolved().data_dir == ""  # and the run folder's params.yaml says so
     monkeypatch.delenv("OTHERDATA_DATA_DIR")
-    assert Config().resolved_data_dir() is None  # named sources then come from the Hub
+    assert Config(data_dir="").resolved_data_dir() is None
+    # unset: every entry point (runner, notebooks, bench) reads shared/data beside the project, as `make` does
+    monkeypatch.chdir(tmp_path)
+    shared = REPO.parent / "shared" / "data"
+    assert Config().resolved_data_dir() == (shared if shared.is_dir() else None)
+
+
+def write_own_params(folder: Path, params: dict) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "params.yaml").write_text(yaml.safe_dump(params))
+    return folder / "params.yaml"
+
+
+@pytest.mark.parametrize("cwd", ["repo", "notebooks", "elsewhere"])
+def test_relative_paths_in_a_params_file_resolve_against_its_folder_from_any_folder(tmp_path, monkeypatch, cwd):
+    mine = tmp_path / "mine"
+    for folder in (mine / "data", mine / "model", tmp_path / "copies"):
+        folder.mkdir(parents=True)
+    (mine / "data" / "reviews.csv").write_text("text,label\n")
+    (tmp_path / "copies" / "shared.csv").write_text("text,label\n")
+    params = write_own_params(mine, {
+        "sources": [{"path": "data/reviews.csv"}, {"path": "shared.csv"}, {"path": "data/gone.csv"}, "imdb"],
+        "data_dir": "../copies", "output_dir": "out", "model_name_or_path": "./model"})
+    monkeypatch.chdir({"repo": REPO, "notebooks": REPO / "notebooks", "elsewhere": tmp_path}[cwd])
+    config = load_config(params)
+    assert [s.path for s in config.source_specs[:3]] == [
+        str(mine / "data" / "reviews.csv"),  # beside the params file
+        str(tmp_path / "copies" / "shared.csv"),  # not there, but in data_dir
+        str(mine / "data" / "gone.csv"),  # nowhere: beside the params file, so "file not found" names that folder
+    ]
+    assert config.sources[3] == "imdb"
+    assert config.resolved_data_dir() == tmp_path / "copies"
+    assert config.resolved_output_dir() == mine / "out"
+    assert config.model_name_or_path == str(mine / "model")
+
+
+def test_hub_ids_and_keywords_stay_as_given_beside_folders_of_their_name(tmp_path):
+    (tmp_path / "default").mkdir()
+    (tmp_path / "bert-base-uncased").mkdir()
+    for name in ("default", "tiny-random", "bert-base-uncased", "cardiffnlp/twitter-xlm-roberta-base"):
+        params = write_own_params(tmp_path, {"model_name_or_path": name, "resume_from_checkpoint": "auto"})
+        config = load_config(params)
+        assert (config.model_name_or_path, config.resume_from_checkpoint) == (name, "auto")
+
+
+def test_a_relative_params_file_missing_here_is_read_from_the_project_root(tmp_path, monkeypatch):
+    for cwd in (REPO, REPO / "notebooks", tmp_path):
+        monkeypatch.chdir(cwd)
+        assert load_config("params/ci.yaml").run_name == "ci"
+    with pytest.raises(ConfigError, match="params/nope.yaml: params file not found"):
+        load_config("params/nope.yaml")
+
+
+def parameters_cell_values(notebook: Path) -> dict:
+    cell = next(c for c in json.loads(notebook.read_text())["cells"]
+                if "parameters" in c["metadata"].get("tags", []))
+    return {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse("".join(cell["source"])).body}
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOK_FILES, ids=lambda p: p.stem)
+def test_a_notebook_default_params_file_loads_from_the_repo_root_and_from_notebooks(notebook, monkeypatch):
+    params_file = parameters_cell_values(notebook)["params_file"]
+    assert not Path(params_file).is_absolute()
+    for cwd in (REPO, REPO / "notebooks"):
+        monkeypatch.chdir(cwd)
+        assert load_config(params_file) == load_config(REPO / params_file)
+
+
+def test_run_folders_land_in_runs_of_the_project_root_when_started_from_another_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("OTHERDATA_RUNS_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert project_root() == REPO  # the checkout this package runs from: its notebooks are found from anywhere
+    assert load_config(REPO / "params" / "ci.yaml").resolved_output_dir() == REPO / "runs" / "ci"
+
+
+def test_resolved_config_makes_local_sources_and_model_folders_absolute(tmp_path, monkeypatch):
+    (tmp_path / "copies").mkdir()
+    (tmp_path / "copies" / "reviews.csv").write_text("text,label\n")
+    (tmp_path / "models" / "mine").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    config = Config(data_dir=str(tmp_path / "copies"), sources=[{"path": "reviews.csv"}, {"path": "gone.csv"}],
+                    model_name_or_path="models/mine")
+    resolved = config.resolved()
+    # what the notebooks (run in notebooks/) read: the files pre-flight found from the folder the runner started in
+    assert [s.path for s in resolved.source_specs] == [str(tmp_path / "copies" / "reviews.csv"), "gone.csv"]
+    assert resolved.model_name_or_path == str(tmp_path / "models" / "mine")
 
 
 def test_relative_paths_resolve_against_the_project_root_from_any_folder(monkeypatch):

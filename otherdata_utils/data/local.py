@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any, Optional
 
-from ..config import SourceSpec
+from ..config import SourceSpec, local_source_candidates
 from .files import FileReadError, Records, decode, file_format, read_records
 from .files import read_lines as read_text_lines
 from .schema import BINARY_LABELS, DataError, Table, at
@@ -88,16 +88,13 @@ def read_local(spec: SourceSpec, data_dir: Optional[Path]) -> Table:
 
 
 def _resolve_path(path: str, data_dir: Optional[Path]) -> Path:
-    given = Path(path).expanduser()
-    if given.is_absolute():
-        candidates = [given]
-    else:
-        candidates = ([Path(data_dir) / given] if data_dir is not None else []) + [Path.cwd() / given]
+    candidates = local_source_candidates(path, data_dir)
     for candidate in candidates:
         if candidate.exists():
             return candidate
     raise DataError(f"{path}: file not found (looked for {', '.join(str(c) for c in candidates)}); check path: a "
-                    "relative path resolves against data_dir, then the current folder")
+                    "relative path resolves against the params file's folder, then data_dir (then, given as an "
+                    "override, the current folder and the project root)")
 
 
 def _cell_text(value: Any) -> Optional[str]:

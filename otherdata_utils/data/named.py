@@ -79,7 +79,8 @@ def read_named(text: str, data_dir: Optional[Path]) -> Table:
         return named.hub_loader(named, subsets)
     folder = Path(data_dir) / named.name
     if not folder.is_dir():
-        hub = f"; or unset it to load {named.name} from the Hugging Face Hub" if named.hub_loader else ""
+        hub = (f"; or set it empty ({DATA_DIR_ENV}= or data_dir: '') to load {named.name} from the Hugging Face Hub"
+               if named.hub_loader else "")
         raise DataError(f"{folder}: folder not found; data_dir ({data_dir}, or {DATA_DIR_ENV}) must hold one folder "
                         f"per named source, laid out like shared/data{hub}")
     return named.loader(folder, subsets)
