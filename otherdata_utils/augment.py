@@ -29,6 +29,7 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from .clean import take_rows
 from .config import Config
+from .runs import is_quiet
 
 EDA_OPERATIONS = ("synonym", "insert", "swap", "delete")
 WORDNET_POS = ("noun", "verb", "adj", "adv")
@@ -349,13 +350,13 @@ def augment(train: Dataset, config: Config, *, seed: Optional[int] = None,
                            "wordnet": synonyms.source if synonyms else None}
         rng = random.Random(seed)
         edits = [_eda(text, rng, alpha=config.eda_alpha, operations=operations, synonyms=synonyms)
-                 for text in tqdm(originals, desc="EDA", disable=config.quiet)]
+                 for text in tqdm(originals, desc="EDA", disable=is_quiet(config))]
         augmented = [text for text, _ in edits]
         report.operations = dict(Counter(op for _, op in edits if op is not None))
     else:
         forward, backward = config.back_translation_models
         report.settings = {"forward_model": forward, "backward_model": backward}
-        augmented = back_translate(originals, forward, backward, quiet=config.quiet)
+        augmented = back_translate(originals, forward, backward, quiet=is_quiet(config))
 
     copies: Counter[str] = Counter()
     ids = []

@@ -39,6 +39,7 @@ from transformers import (
 from .adapters import apply_peft
 from .config import Config
 from .io import atomic_dir
+from .runs import is_quiet
 
 DEFAULT_MODEL = "default"
 TINY_RANDOM_MODEL = "tiny-random"
@@ -196,7 +197,7 @@ def load_model_and_tokenizer(
         path = resolve_model_path(config.model_name_or_path, config.resolved_cache_dir())
     label_names = list(label_names)
     id2label = dict(enumerate(label_names))
-    with quiet_transformers(config.quiet):
+    with quiet_transformers(is_quiet(config)):
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
         model_config = AutoConfig.from_pretrained(path, trust_remote_code=False)
         # A checkpoint that already has a classification head for another number of labels needs a new head.
@@ -252,7 +253,7 @@ def tokenize_splits(dsd: DatasetDict, tokenizer: PreTrainedTokenizerBase, config
     The cache file is named by a hash of the split's content, the tokenizer and the truncation settings, so a
     second call with the same inputs reads the file instead of tokenising again, and any change re-tokenises.
     """
-    prefix, suffix = _special_token_frame(tokenizer)
+    prefix, suffix = special_token_frame(tokenizer)
     budget = config.max_seq_length - len(prefix) - len(suffix)
     if budget < 1:
         raise ValueError(f"max_seq_length={config.max_seq_length} leaves no room for text next to special tokens")
@@ -266,7 +267,7 @@ def tokenize_splits(dsd: DatasetDict, tokenizer: PreTrainedTokenizerBase, config
     cache_root = config.resolved_cache_dir() / "tokenized"
     out = {}
     # Under several processes one tokenises and writes the cache; the others then read it.
-    with quiet_transformers(config.quiet), PartialState().local_main_process_first():
+    with quiet_transformers(is_quiet(config)), PartialState().local_main_process_first():
         for name, split in dsd.items():
             if "text" not in split.column_names:
                 raise ValueError(f"split {name!r} has no 'text' column to tokenise (columns: {split.column_names})")
@@ -283,6 +284,16 @@ def tokenize_splits(dsd: DatasetDict, tokenizer: PreTrainedTokenizerBase, config
                 desc=f"Tokenising {name}",
             )
     return DatasetDict(out)
+
+
+def encode_texts(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], *, max_length: int, truncation: str,
+                 head_tokens: int) -> dict[str, list]:
+    """input_ids, attention_mask and length per text, unpadded, cut to `max_length` exactly as `tokenize_splits`
+    cuts training and evaluation texts (what a served model must do to see what it was trained on)."""
+    prefix, suffix = special_token_frame(tokenizer)
+    return _encode_batch({"text": list(texts)}, tokenizer=tokenizer, prefix=prefix, suffix=suffix,
+                         budget=max_length - len(prefix) - len(suffix), truncation=truncation,
+                         head_tokens=head_tokens)
 
 
 def _encode_batch(batch: dict, *, tokenizer: PreTrainedTokenizerBase, prefix: list[int], suffix: list[int],
@@ -315,7 +326,7 @@ def truncate_ids(ids: list[int], budget: int, truncation: str, head_tokens: int)
     raise ValueError(f"truncation={truncation!r}: expected 'head', 'tail' or 'head_tail'")
 
 
-def _special_token_frame(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], list[int]]:
+def special_token_frame(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], list[int]]:
     """The special token ids a single sequence gets before and after its text ([CLS] … [SEP] for BERT)."""
     probe = tokenizer("a", add_special_tokens=False)["input_ids"]
     framed = tokenizer("a", add_special_tokens=True)["input_ids"]

@@ -1,9 +1,12 @@
 """The study's steps as the notebooks call them: each reads what it needs from the run folder and writes its results.
 
-A notebook run alone re-creates what an earlier step would have left (load, else build); aggregation never retrains.
+A notebook run alone re-creates what an earlier step would have left (load, else build), and rebuilds an output made
+with other parameters (`STEP_PARAMS`, recorded beside it); aggregation never retrains.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import platform
 import warnings
 from dataclasses import asdict, dataclass
@@ -24,6 +27,76 @@ from . import adapters, augment, clean, data, metrics, mix, model_card, modeling
 from .config import Config
 from .io import atomic_dir, atomic_write_json, read_json
 from .runs import run_folder
+
+# --- what each step's output depends on -------------------------------------------------------------------------------
+
+# The parameters each step reads, with those of the steps it reads from: an output recorded with other values is
+# rebuilt, not used. Paths, progress and resume settings change no output; study-only parameters are the studies'.
+_DATA_PARAMS = ("sources", "validation_split_percentage", "test_split_percentage", "max_eval_samples",
+                "max_test_samples", "min_text_chars", "max_text_chars", "dedupe", "near_dedupe", "dedupe_test",
+                "remove_leakage", "seed")
+_MIX_PARAMS = ("max_train_samples", "mixing_strategy", "mixing_temperature", "mixing_ratios", "mix_by", "few_shot_k",
+               "target_domain", "augmentation", "augment_fraction", "eda_alpha", "back_translation_models")
+# What continued pretraining reads (pretrain.pretrain_from_config); adapt_encoder also compares the training data.
+_PRETRAINING_PARAMS = ("model_name_or_path", "pretrain_steps", "pretrain_domains", "target_domain",
+                       "pretrain_max_texts", "pretrain_learning_rate", "mlm_probability", "per_device_train_batch_size",
+                       "max_seq_length", "seed", "weight_decay", "warmup_ratio", "max_grad_norm", "mixed_precision")
+_FINETUNE_PARAMS = ("model_name_or_path", "max_seq_length", "truncation", "head_tokens", "group_by_length",
+                    "peft_method", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
+                    "per_device_train_batch_size", "learning_rate", "weight_decay", "num_train_epochs", "max_steps",
+                    "warmup_ratio", "gradient_accumulation_steps", "max_grad_norm", "mixed_precision",
+                    "optim_implementation", "eval_strategy", "eval_steps", "metric_for_best_model",
+                    "greater_is_better", "load_best_model_at_end", "early_stopping_patience")
+STEP_PARAMS: dict[str, tuple[str, ...]] = {
+    "data": _DATA_PARAMS,  # 01: the cleaned splits
+    "mix": _DATA_PARAMS + _MIX_PARAMS,  # 02: the mixed training set
+    "pretraining": _PRETRAINING_PARAMS,  # 03: the adapted encoder (its record is metrics.json "pretraining")
+    "finetune": tuple(dict.fromkeys(_DATA_PARAMS + _MIX_PARAMS + _PRETRAINING_PARAMS + _FINETUNE_PARAMS)),  # 03: model
+}
+STEP_PARAMS["evaluate"] = STEP_PARAMS["finetune"]  # 04: predictions and scores of that model
+
+
+def step_params(config: Config, step: str) -> dict[str, Any]:
+    """The values of `STEP_PARAMS[step]`, paths resolved as the runner records them (params.yaml), so a notebook
+    opened on its own and the runner agree on a local source or model."""
+    values = config.resolved().to_params()
+    return {key: values[key] for key in STEP_PARAMS[step]}
+
+
+def record_step(config: Config, step: str) -> None:
+    """Record beside the run folder's outputs what `step` made them with; called once its outputs are all written."""
+    params = step_params(config, step)
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+    atomic_write_json(run_folder(config).step_record(step), {"step": step, "fingerprint": digest, "params": params})
+
+
+def forget_step(config: Config, step: str) -> None:
+    """Drop `step`'s record before its outputs are replaced: a run killed in between rebuilds them rather than take
+    the new outputs for the recorded ones."""
+    run_folder(config).step_record(step).unlink(missing_ok=True)
+
+
+def reusable(config: Config, step: str, *, made: bool) -> bool:
+    """Whether `step`'s output in the run folder (`made`: it is there) was made with this config's parameters.
+
+    An output there but made with other values, or with none recorded, is not: one line says which step and which
+    parameters differ, and the caller rebuilds it.
+    """
+    if not made:
+        return False
+    path = run_folder(config).step_record(step)
+    if not path.is_file():
+        print(f"{step} step: its output in the run folder has no record of the parameters it was made with; "
+              "rebuilding it", flush=True)
+        return False
+    recorded = read_json(path)["params"]
+    differing = {key: value for key, value in step_params(config, step).items()
+                 if key not in recorded or recorded[key] != value}
+    if differing:
+        made_with = ", ".join(f"{key}={recorded.get(key, 'unrecorded')!r} (now {value!r})"
+                              for key, value in differing.items())
+        print(f"{step} step: its output in the run folder was made with {made_with}; rebuilding it", flush=True)
+    return not differing
 
 
 # --- run metadata -------------------------------------------------------------------------------------------------
@@ -98,6 +171,7 @@ class PreparedData:
 def prepare_data(config: Config) -> PreparedData:
     """Load every source, clean it, find leakage; save the clean DatasetDict and the reports in the run folder."""
     paths = run_folder(config)
+    forget_step(config, "data")
     raw = data.load_data(config)
     cleaned, cleaning = clean.clean(raw, config)
     leaked = len(cleaning.leakage.leaked_ids("train"))
@@ -112,12 +186,14 @@ def prepare_data(config: Config) -> PreparedData:
     as_distributed = clean.find_leakage(raw, near=config.near_dedupe)
     atomic_write_json(paths.cleaning_report, {**cleaning.to_dict(), "summary": cleaning.summary(),
                                               "leakage_as_distributed": as_distributed.to_dict()})
+    record_step(config, "data")
     return PreparedData(dataset=cleaned, cleaning=cleaning, fingerprint=fingerprint)
 
 
 def load_prepared(config: Config) -> DatasetDict:
+    """The cleaned splits 01_data left in the run folder, prepared (again) unless made with these parameters."""
     path = run_folder(config).clean_data
-    if path.is_dir():
+    if reusable(config, "data", made=path.is_dir()):
         return load_from_disk(str(path))
     return prepare_data(config).dataset
 
@@ -135,6 +211,7 @@ def build_training_set(config: Config) -> TrainingSet:
     """Mix other data into the target (few-shot, strategy, budget), augment if asked; save it and its reports."""
     paths = run_folder(config)
     prepared = load_prepared(config)
+    forget_step(config, "mix")
     train, mix_report = mix.mix(prepared["train"], config)
     atomic_write_json(paths.mix_report, {**mix_report.to_dict(), "summary": mix_report.summary()})
     augmentation = None
@@ -142,36 +219,32 @@ def build_training_set(config: Config) -> TrainingSet:
         train, augmentation = augment.augment(train, config)
         atomic_write_json(paths.augmentation_report, augmentation.to_dict())
     save_dataset_atomically(train, paths.train_set)
+    record_step(config, "mix")
     return TrainingSet(train=train, mix=mix_report, augmentation=augmentation)
 
 
 def load_training_set(config: Config) -> Dataset:
+    """The training set 02_mixing left in the run folder, mixed (again) unless made with these parameters."""
     path = run_folder(config).train_set
-    if path.is_dir():
+    if reusable(config, "mix", made=path.is_dir()):
         return load_from_disk(str(path))
     return build_training_set(config).train
 
 
 # --- 03 fine-tuning ---------------------------------------------------------------------------------------------------
 
-# What continued pretraining reads (pretrain.pretrain_from_config): an adapted encoder made from the same values and
-# the same training data is reused, so a resumed or re-run fine-tuning starts from the very encoder it started from.
-PRETRAINING_PARAMS = ("model_name_or_path", "pretrain_steps", "pretrain_domains", "target_domain", "pretrain_max_texts",
-                      "pretrain_learning_rate", "mlm_probability", "per_device_train_batch_size", "max_seq_length",
-                      "seed", "weight_decay", "warmup_ratio", "max_grad_norm", "mixed_precision")
-
-
 def adapt_encoder(config: Config, prepared: DatasetDict) -> Optional[Path]:
     """Continued MLM pretraining before fine-tuning (`pretrain_steps` > 0) into the run folder's pretraining folder.
 
     Its record, held-out MLM loss before and after included, is metrics.json "pretraining". Returns the adapted
     encoder's folder, or None when `pretrain_steps` is 0. One the run folder holds already, made with the same
-    `PRETRAINING_PARAMS` and training data, is reused.
+    `STEP_PARAMS["pretraining"]` and training data, is reused: a resumed or re-run fine-tuning starts from the very
+    encoder it started from.
     """
     if config.pretrain_steps == 0:
         return None
     paths = run_folder(config)
-    inputs = {"params": {key: config.to_params()[key] for key in PRETRAINING_PARAMS},
+    inputs = {"params": {key: config.to_params()[key] for key in STEP_PARAMS["pretraining"]},
               "train_data": data.fingerprint(DatasetDict(train=prepared["train"]))["train"]}
     recorded = (read_json(paths.metrics) if paths.metrics.is_file() else {}).get("pretraining") or {}
     made = (paths.pretraining / "config.json").is_file()
@@ -211,6 +284,8 @@ def finetune(config: Config, *, stop_after_steps: Optional[int] = None):
     prepared = load_prepared(config)
     names = data.label_names(prepared)
     splits = DatasetDict(train=load_training_set(config), validation=prepared["validation"])
+    forget_step(config, "finetune")
+    forget_step(config, "evaluate")  # its scores and predictions are of the model this one replaces
     encoder = adapt_encoder(config, prepared)
     start = config if encoder is None else config.replace(model_name_or_path=str(encoder))
     model, tokenizer = modeling.load_model_and_tokenizer(start, names)
@@ -219,19 +294,24 @@ def finetune(config: Config, *, stop_after_steps: Optional[int] = None):
                          stop_after_steps=stop_after_steps)
     # a PEFT-wrapped model is saved merged, as a plain transformers folder that pipeline() and serve load
     modeling.save_model(adapters.plain_model(model), tokenizer, paths.model)
+    # predict and serve read these back to cut long texts as training did; after save_model, which swaps the folder in
+    model_card.write_inference_settings(paths.model, config)
     summary = {key: value for key, value in asdict(result).items() if key != "history"}
     atomic_write_json(paths.history, result.history)
     update_metrics(config, "train", {**summary, "started_from": start.model_name_or_path})
     plots.plot_training_curves(result.history, path=paths.figure("training_curves"))
+    # stopped by stop_after_steps before the end, the model is partly trained: unrecorded, no later step takes it
+    if stop_after_steps is None or result.global_step < stop_after_steps:
+        record_step(config, "finetune")
     return result
 
 
 # --- 04 evaluation ----------------------------------------------------------------------------------------------------
 
 def load_trained_model(config: Config):
-    """The fine-tuned model and tokenizer from the run folder, trained first if this run has none yet."""
+    """The fine-tuned model and tokenizer from the run folder, trained (again) unless made with these parameters."""
     model_dir = run_folder(config).model
-    if not (model_dir / "config.json").is_file():
+    if not reusable(config, "finetune", made=(model_dir / "config.json").is_file()):
         finetune(config)
     return AutoModelForSequenceClassification.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir)
 
@@ -243,6 +323,7 @@ def evaluate_splits(config: Config, splits: tuple[str, ...] = ("validation", "te
     prepared = load_prepared(config)
     names = data.label_names(prepared)
     model, tokenizer = load_trained_model(config)
+    forget_step(config, "evaluate")
     tokenized = modeling.tokenize_splits(DatasetDict({s: prepared[s] for s in splits}), tokenizer, config)
     results: dict[str, Any] = {}
     for split in splits:
@@ -280,6 +361,7 @@ def evaluate_splits(config: Config, splits: tuple[str, ...] = ("validation", "te
         )
         update_metrics(config, split, scores)
         results[split] = scores
+    record_step(config, "evaluate")
     return results
 
 
@@ -304,7 +386,7 @@ def deploy(config: Config, *, check_rows: int = 200) -> Deployment:
     """Write the model card, reload the folder with transformers.pipeline() and compare with the evaluation."""
     paths = run_folder(config)
     recorded = read_json(paths.metrics) if paths.metrics.is_file() else {}
-    if "test" not in recorded:
+    if not reusable(config, "evaluate", made="test" in recorded and paths.split_predictions("test").is_file()):
         evaluate_splits(config)
         recorded = read_json(paths.metrics)
     test = recorded["test"]

@@ -22,7 +22,7 @@ from .data import files
 from .io import atomic_path
 from .model_card import INFERENCE_NAME, InferenceSettings, ModelCardError, read_inference_settings, read_model_card
 # the private encoder of modeling.tokenize_splits: serving must cut texts exactly as training and evaluation did
-from .modeling import _encode_batch, _special_token_frame, quiet_transformers
+from .modeling import encode_texts, quiet_transformers, special_token_frame
 
 PathLike = Union[str, Path]
 OUTPUT_FORMATS = ("csv", "tsv", "jsonl")
@@ -61,7 +61,7 @@ class Predictor:
         self.truncation = truncation
         self.head_tokens = head_tokens
         self.tokenization = tokenization  # where max_length and truncation came from, in words
-        self._prefix, self._suffix = _special_token_frame(tokenizer)
+        self._special_tokens = sum(len(part) for part in special_token_frame(tokenizer))
         self.batch_size = batch_size
         self.int8 = int8
         self.num_parameters = num_parameters
@@ -159,12 +159,11 @@ class Predictor:
     def encode(self, texts: Sequence[str]) -> dict[str, list]:
         """input_ids, attention_mask and length per text, unpadded: the tokens `modeling.tokenize_splits` gives
         training and evaluation at this max length and truncation."""
-        return _encode_batch({"text": list(texts)}, tokenizer=self.tokenizer, prefix=self._prefix,
-                             suffix=self._suffix, budget=self._text_budget(), truncation=self.truncation,
-                             head_tokens=self.head_tokens)
+        return encode_texts(self.tokenizer, texts, max_length=self.max_length, truncation=self.truncation,
+                            head_tokens=self.head_tokens)
 
     def _text_budget(self) -> int:
-        return self.max_length - len(self._prefix) - len(self._suffix)
+        return self.max_length - self._special_tokens
 
     def metadata(self) -> dict[str, Any]:
         """What a client or a report needs to know about the served model."""

@@ -29,6 +29,7 @@ from transformers import (
 
 from .config import Config
 from .modeling import quiet_transformers, resolve_model_path, save_model
+from .runs import is_quiet
 from .train import build_optimizer
 
 EVAL_SPLITS = ("validation", "test")
@@ -157,7 +158,7 @@ def continue_pretraining(
 
     # --- model: an MLM head on the checkpoint's encoder
     path = resolve_model_path(config.model_name_or_path, config.resolved_cache_dir())
-    with quiet_transformers(config.quiet):
+    with quiet_transformers(is_quiet(config)):
         tokenizer = AutoTokenizer.from_pretrained(path)
         model, loading = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True)
         pooler = _checkpoint_pooler(path, model, loading["unexpected_keys"])
@@ -199,7 +200,7 @@ def continue_pretraining(
     running_loss = torch.zeros((), device=accelerator.device)
     running_batches = 0
     progress = tqdm(total=max_steps, desc="Continued pretraining",
-                    disable=config.quiet or not accelerator.is_local_main_process)
+                    disable=is_quiet(config) or not accelerator.is_local_main_process)
     model.train()
     tick = time.perf_counter()
     while step < max_steps:
@@ -237,7 +238,7 @@ def continue_pretraining(
         model = accelerator.unwrap_model(model)
         if pooler is not None:
             model.base_model.pooler = pooler
-        with quiet_transformers(config.quiet):
+        with quiet_transformers(is_quiet(config)):
             save_model(model, tokenizer, output_dir)
     accelerator.wait_for_everyone()
     return PretrainResult(

@@ -1,14 +1,20 @@
-"""The run folder's layout: the one place that names where each artefact of a run lives.
+"""The run folder's layout: the one place that names where each artefact of a run lives, and whether a run is a
+batch run (the runner's notebooks) or interactive.
 
 Takes a `Config` (or a run folder path); hands every other module a `RunFolder` to ask for paths, so no module
-spells a run-folder path of its own.
+spells a run-folder path of its own, and `is_quiet` to decide on progress bars.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from .config import Config
+
+# Set to 1 by the runner for the notebook kernels it starts: with `quiet` left unset their steps show no progress bars.
+BATCH_ENV = "OTHERDATA_BATCH"
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,16 @@ class RunFolder:
         return self.reports / "augmentation.json"
 
     @property
+    def steps(self) -> Path:
+        """What each step's output was made with (`pipeline.STEP_PARAMS`), one small JSON per step."""
+        return self.root / "steps"
+
+    def step_record(self, step: str) -> Path:
+        """The parameters `step`'s output was made with: a later step that finds other values (or no record)
+        rebuilds that output instead of using it."""
+        return self.steps / f"{step}.json"
+
+    @property
     def training(self) -> Path:
         """The training loop's own folder: checkpoints, the best model so far, the loss history."""
         return self.root / "training"
@@ -137,3 +153,14 @@ class RunFolder:
 def run_folder(config: Config) -> RunFolder:
     """The run folder of a config (its output_dir, else runs_dir/run_name)."""
     return RunFolder(config.resolved_output_dir())
+
+
+def is_quiet(config: Config, *, batch: Optional[bool] = None) -> bool:
+    """Whether to hide progress bars: `quiet` where the params set it; left unset (null), quiet in a batch run and
+    progress bars in interactive use (JupyterLab, a script). `batch` None: a batch run is one whose environment
+    has OTHERDATA_BATCH set to anything but 0, as the runner sets it for its notebook kernels."""
+    if config.quiet is not None:
+        return config.quiet
+    if batch is None:
+        batch = os.environ.get(BATCH_ENV, "0") not in ("", "0")
+    return batch

@@ -28,6 +28,7 @@ from .config import Config
 from .io import atomic_write_json, read_json
 from .metrics import compute_classification_metrics
 from .modeling import make_dataloader, quiet_transformers, save_model
+from .runs import is_quiet
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +209,7 @@ def train(
                                          else value < state.best_metric):
             state.best_metric, state.best_step, state.patience_counter = value, state.global_step, 0
             if config.load_best_model_at_end:
-                with quiet_transformers(config.quiet):
+                with quiet_transformers(is_quiet(config)):
                     _save_best_model(accelerator, model, tokenizer, output_dir, state, metric_key)
         else:
             state.patience_counter += 1
@@ -218,7 +219,7 @@ def train(
 
     # --- the loop
     progress = tqdm(total=total_steps, initial=state.global_step, desc="Training",
-                    disable=config.quiet or not accelerator.is_local_main_process)
+                    disable=is_quiet(config) or not accelerator.is_local_main_process)
     model.train()
     for epoch in range(state.epoch, num_epochs):
         state.epoch = epoch
@@ -290,7 +291,7 @@ def train(
     accelerator.wait_for_everyone()
     best_model_dir = None
     if evaluating and config.load_best_model_at_end and not interrupted:
-        with quiet_transformers(config.quiet):
+        with quiet_transformers(is_quiet(config)):
             best_model_dir = _restore_best_model(accelerator, model, output_dir, state)
     train_examples = int(accelerator.reduce(train_examples, reduction="sum").item())
     train_tokens = int(accelerator.reduce(train_tokens, reduction="sum").item())

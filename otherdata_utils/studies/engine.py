@@ -123,7 +123,7 @@ def run_cells(config: Config, cells: Sequence[Cell], test: Dataset, label_names:
     """
     test_fingerprint = rows_fingerprint(test)
     rows = []
-    for cell in tqdm(cells, desc=desc, disable=config.quiet):
+    for cell in tqdm(cells, desc=desc, disable=runs.is_quiet(config)):
         score = fit_and_score(cell_config(config, cell.seed), cell.train, cell.validation, test, label_names,
                               groups=groups)
         split = cell.seed if cell.split_seed is None else cell.split_seed

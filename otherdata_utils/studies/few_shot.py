@@ -122,7 +122,7 @@ def anchor_cells(config: Config, splits: list[FewShotSplit], validation: Dataset
     model_path = modeling.resolve_model_path(config.model_name_or_path, config.resolved_cache_dir())
     domains, fingerprint, rows = column(test, "domain"), rows_fingerprint(test), []
     # One frozen encoder for every split's probe: the validation and test rows are embedded once per study.
-    encoder = (anchors.FrozenEncoder(model_path, config.max_seq_length, quiet=config.quiet)
+    encoder = (anchors.FrozenEncoder(model_path, config.max_seq_length, quiet=runs.is_quiet(config))
                if "probe" in config.anchors else None)
     for split in splits:
         seeds = seeds_of_split(config, split.split_seed)
@@ -134,7 +134,7 @@ def anchor_cells(config: Config, splits: list[FewShotSplit], validation: Dataset
                 results = [(seed, fitted) for seed in seeds]
             else:
                 results = [(seed, anchors.setfit_fit_and_score(model_path, split.target, test, label_names, seed,
-                                                               max_length=config.max_seq_length, quiet=config.quiet))
+                                                               max_length=config.max_seq_length, quiet=runs.is_quiet(config)))
                            for seed in seeds]
             for seed, result in results:
                 per_domain = metrics.per_domain_metrics(result.labels, result.predictions, domains, label_names)

@@ -116,7 +116,7 @@ def arm_sizes(arms: dict[str, Dataset]) -> pd.DataFrame:
 def language_coverage(config: Config, prepared: DatasetDict) -> pd.DataFrame:
     """`tokenizer_coverage` of the config's model on up to COVERAGE_TEXTS training texts of every language."""
     path = modeling.resolve_model_path(config.model_name_or_path, config.resolved_cache_dir())
-    with modeling.quiet_transformers(config.quiet):
+    with modeling.quiet_transformers(runs.is_quiet(config)):
         tokenizer = AutoTokenizer.from_pretrained(path)
     languages = sorted(set(column(prepared["train"], "domain")))
     return tokenizer_coverage(tokenizer, {
