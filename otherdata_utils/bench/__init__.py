@@ -112,7 +112,8 @@ def run_benchmarks(settings: BenchSettings, *, data_dir: Path, quick: bool = Fal
         log(f"matmul ceiling: {settings.matmul_size}² fp32 torch.mm")
         ceiling_runs = [matmul_gflops(settings.matmul_size, settings.matmul_repeats)]
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in CONTENDERS}
-        model_dir = workdir / "model"  # our loop's trained model: the one the inference runs serve
+        # our loop's trained model with its training length and truncation: the one the inference runs serve
+        model_dir = workdir / "model"
         for repeat in range(settings.repeats):
             for name in rotated(CONTENDERS, repeat):
                 run = train_contender(name, config, tokenizer, warm, measure, workdir / f"{name}-{repeat}",
@@ -129,7 +130,7 @@ def run_benchmarks(settings: BenchSettings, *, data_dir: Path, quick: bool = Fal
             results["ablations"] = run_ablations(settings, config, tokenizer, warm, measure, workdir,
                                                  baseline=runs["ours"])
 
-        results["inference"] = run_inference(model_dir, list(texts["inference"]["text"]), settings)
+        results["inference"] = run_inference(model_dir, texts["inference"], settings)
 
     if settings.e2e:
         results["e2e"] = time_default_study(data_dir=data_dir)

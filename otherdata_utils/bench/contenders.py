@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase, Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
-from .. import modeling, train
+from .. import model_card, modeling, train
 from ..config import Config
 from .machine import PeakRSS, release_memory, rss_mb
 from .tables import stats
@@ -32,7 +32,8 @@ def train_contender(name: str, config: Config, tokenizer: PreTrainedTokenizerBas
 
     Model loading and tokenisation are outside the timing; the clock runs from the first forward pass of the
     timed run to the end of its last optimizer step. `threads` runs it on that many torch threads, `attention` with
-    that attention implementation ("eager", "sdpa"); `save_to` keeps the trained model (for the inference runs).
+    that attention implementation ("eager", "sdpa"); `save_to` keeps the trained model with its inference settings
+    (for the inference runs), as `pipeline.finetune` saves it.
     """
     runner = {"ours": _run_ours, "seed_style": _run_seed_style, "trainer": _run_trainer}[name]
     release_memory()
@@ -49,6 +50,7 @@ def train_contender(name: str, config: Config, tokenizer: PreTrainedTokenizerBas
     if save_to is not None:
         with modeling.quiet_transformers():
             modeling.save_model(model, tokenizer, save_to)
+        model_card.write_inference_settings(save_to, config)  # after save_model, which swaps in a whole new folder
     del model
     if len(clock.step_ends) != config.max_steps:
         raise RuntimeError(f"{name}: timed {len(clock.step_ends)} optimizer steps, expected {config.max_steps}")

@@ -19,7 +19,8 @@ from ..config import Config
 SOURCES = ("uci_sentences", "blitzer_mds:electronics")  # short sentences and longer reviews: mixed lengths
 LABEL_NAMES = ["neg", "pos"]
 CONTENDERS = ("ours", "seed_style", "trainer")
-INFERENCE_CONTENDERS = ("pipeline", "predictor", "predictor_int8")
+# pipeline() and the Predictor at the model's positions (fp32, int8); the Predictor at the saved training settings
+INFERENCE_CONTENDERS = ("pipeline", "predictor", "predictor_int8", "predictor_saved")
 
 
 @dataclass(frozen=True)
