@@ -26,6 +26,13 @@ Truncation = Literal["head", "tail", "head_tail"]
 # The fine-tuning suite; study params files list their own notebooks (setup, data, then the study's).
 SUITE_NOTEBOOKS = ("00_setup", "01_data", "02_mixing", "03_finetune", "04_evaluate", "05_domain_transfer", "06_deploy")
 
+# The experiment trackers Accelerate supports (its LoggerType, less "all": a run logs where its params say, not to
+# whatever happens to be installed) -> the pip package that provides each. tests/test_tracking.py holds this to
+# the installed accelerate.
+TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "comet_ml": "comet-ml",
+                    "aim": "aim", "clearml": "clearml", "dvclive": "dvclive", "swanlab": "swanlab",
+                    "trackio": "trackio"}
+
 
 class ConfigError(ValueError):
     """A parameter is unknown, ill-typed or impossible; the message names it and what is allowed."""
@@ -148,7 +155,7 @@ class Config(BaseModel):
     early_stopping_patience: Optional[int] = None  # evaluations without improvement before stopping
     resume_from_checkpoint: Optional[str] = None  # a checkpoint folder, or "auto" for the latest in output_dir
     logging_steps: int = 10
-    report_to: Literal["none", "tensorboard"] = "none"
+    report_to: Union[str, list[str]] = "none"  # "none", a tracker (tensorboard, wandb, mlflow, ...) or a list
     seed: int = 42
 
     # --- continued MLM pretraining on unlabelled training text: 03_finetune runs it before fine-tuning and starts
@@ -272,6 +279,20 @@ class Config(BaseModel):
                 raise ValueError(f"unknown notebook(s) {unknown}; choose from {available}")
         return names
 
+    @field_validator("report_to")
+    @classmethod
+    def _known_trackers(cls, value: Union[str, list[str]]) -> Union[str, list[str]]:
+        names = [value] if isinstance(value, str) else value
+        unknown = [name for name in names if name not in TRACKER_PACKAGES and name != "none"]
+        if unknown:
+            raise ValueError(f"names unknown tracker(s) {unknown}; use 'none', one of {list(TRACKER_PACKAGES)}, or a "
+                             "list of them")
+        if "none" in names and len(names) > 1:
+            raise ValueError(f"combines 'none' with trackers in {names}; list the trackers only")
+        if len(set(names)) != len(names):
+            raise ValueError(f"repeats a tracker in {names}; list each once")
+        return value
+
     @field_validator("seeds")
     @classmethod
     def _some_seeds(cls, value: list[int]) -> list[int]:
@@ -303,6 +324,12 @@ class Config(BaseModel):
     @property
     def source_specs(self) -> list[SourceSpec]:
         return [SourceSpec(name=s) if isinstance(s, str) else s for s in self.sources]
+
+    @property
+    def trackers(self) -> list[str]:
+        """The experiment trackers `report_to` names, in order; [] for "none"."""
+        names = [self.report_to] if isinstance(self.report_to, str) else self.report_to
+        return [name for name in names if name != "none"]
 
     def resolved_data_dir(self) -> Optional[Path]:
         """The local data root, or None: then named sources come from the Hugging Face Hub."""

@@ -18,6 +18,7 @@ from . import data, modeling
 from .config import Config
 from .io import atomic_write_json, read_json
 from .runs import RunFolder, run_folder
+from .train import check_trackers
 
 # Parameters that change how a run is carried out or where things are, not what it computes: a run resumes across
 # them (a moved run folder, another copy of the same data: the data fingerprint is compared instead).
@@ -43,7 +44,9 @@ class RunPlan:
 
 
 def check(config: Config, *, fresh: bool = False) -> RunPlan:
-    """Every pre-flight check, cheapest first: data (loaded as 01_data loads it), model, then the run folder."""
+    """Every pre-flight check, cheapest first: trackers installed, data (loaded as 01_data loads it), model, then
+    the run folder."""
+    check_trackers(config)
     fingerprint, rows = check_data(config)
     check_model(config)
     return plan_run(config, fingerprint, rows=rows, fresh=fresh)

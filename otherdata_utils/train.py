@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import math
+import netrc
 import os
 import re
 import shutil
@@ -13,18 +14,20 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from accelerate.tracking import LOGGER_TYPE_TO_CLASS, GeneralTracker, get_available_trackers
 from datasets import Dataset, DatasetDict
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
 from .adapters import after_optimizer_step, plain_model, restore_adapter, save_adapter
-from .config import Config
+from .config import TRACKER_PACKAGES, Config, ConfigError
 from .io import atomic_write_json, read_json
 from .metrics import compute_classification_metrics
 from .modeling import make_dataloader, quiet_transformers, save_model
@@ -36,6 +39,7 @@ CHECKPOINTS = "checkpoints"
 BEST_MODEL = "best_model"
 LOOP_STATE = "loop_state.json"
 BEST_INFO = "best_model_info.json"
+TRACKER_PROJECT = "otherdata"  # the W&B project (unless WANDB_PROJECT), MLflow experiment, TensorBoard subfolder
 
 
 @dataclass
@@ -121,12 +125,14 @@ def train(
     metric_key = config.metric_for_best_model.removeprefix("eval_")
     if evaluating:
         _check_metric_name(metric_key, label_names)
-    if accelerator is None:
+    trackers: list[GeneralTracker] = []
+    if accelerator is None:  # a caller's accelerator logs to the trackers it was built with
+        check_trackers(config)
+        trackers = build_trackers(config, output_dir)
         accelerator = Accelerator(
             gradient_accumulation_steps=config.gradient_accumulation_steps,
             mixed_precision=config.mixed_precision,
-            log_with="tensorboard" if config.report_to == "tensorboard" else None,
-            project_dir=str(output_dir / "tensorboard"),
+            log_with=trackers or None,
         )
     else:
         accelerator.gradient_accumulation_steps = config.gradient_accumulation_steps
@@ -177,9 +183,10 @@ def train(
     elif accelerator.is_main_process:
         _clear_previous_run(output_dir)
     accelerator.wait_for_everyone()
-    if config.report_to == "tensorboard":
-        accelerator.init_trackers("train", config={k: v for k, v in config.to_params().items()
-                                                   if isinstance(v, (int, float, str, bool))})
+    if trackers:  # every tracker gets the scalar hyperparameters, then the same losses and evaluations
+        accelerator.init_trackers(TRACKER_PROJECT, config={k: v for k, v in config.to_params().items()
+                                                           if isinstance(v, (int, float, str, bool))})
+        _announce_offline_wandb(accelerator)
 
     train_seconds = eval_seconds = 0.0
     eval_examples = eval_tokens = 0
@@ -490,6 +497,65 @@ def _resume(accelerator: Accelerator, checkpoint: Path, fresh: _LoopState) -> _L
         )
     accelerator.load_state(str(checkpoint))
     return _LoopState(**saved)
+
+
+def check_trackers(config: Config) -> None:
+    """A `ConfigError` naming the pip package of each tracker in `report_to` that is not installed (before any work)."""
+    available = {str(tracker) for tracker in get_available_trackers()}
+    missing = [name for name in config.trackers if name not in available]
+    if missing:
+        raise ConfigError("report_to: " + "; ".join(f"{name!r} is not installed: pip install {TRACKER_PACKAGES[name]}"
+                                                    for name in missing))
+
+
+def build_trackers(config: Config, output_dir: Path) -> list[GeneralTracker]:
+    """One tracker per `report_to` name, logging under output_dir/<name> and never asking for a login: W&B runs
+    offline unless it has credentials or WANDB_MODE says otherwise; MLflow keeps a SQLite store in the run folder
+    unless MLFLOW_TRACKING_URI points elsewhere."""
+    trackers = []
+    for name in config.trackers:
+        folder = output_dir / name
+        folder.mkdir(parents=True, exist_ok=True)
+        project, options = TRACKER_PROJECT, {}
+        if name == "wandb":
+            project = os.environ.get("WANDB_PROJECT", TRACKER_PROJECT)
+            options = {"dir": str(output_dir), "name": config.run_name}  # W&B adds the wandb/ folder itself
+            if "WANDB_MODE" not in os.environ and not _wandb_credentials():
+                options["mode"] = "offline"
+        elif name == "mlflow":
+            options = {"run_name": config.run_name}
+            if not os.environ.get("MLFLOW_TRACKING_URI"):
+                import mlflow  # only runs that log to MLflow pay for importing it
+
+                # SQLite, not ./mlruns files: MLflow 3 refuses its file store unless MLFLOW_ALLOW_FILE_STORE is set
+                mlflow.set_tracking_uri(f"sqlite:///{(folder / 'mlflow.db').resolve().as_posix()}")
+                options["logging_dir"] = str(folder.resolve() / "artifacts")
+        elif name == "dvclive":
+            options = {"dir": str(folder)}
+        tracker_class = LOGGER_TYPE_TO_CLASS[name]
+        trackers.append(tracker_class(project, folder, **options) if tracker_class.requires_logging_directory
+                        else tracker_class(project, **options))
+    return trackers
+
+
+def _wandb_credentials() -> bool:
+    """Whether W&B could log online without asking: a key or identity token in the environment, or the netrc entry
+    `wandb login` writes for its host."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    path = Path(os.environ.get("NETRC") or Path.home() / ".netrc").expanduser()
+    try:
+        return netrc.netrc(path).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def _announce_offline_wandb(accelerator: Accelerator) -> None:
+    for tracker in accelerator.trackers:
+        if tracker.name == "wandb" and tracker.run.offline:
+            folder = tracker.run.settings.sync_dir
+            accelerator.print(f"wandb: logging offline to {folder}; upload it later with `wandb sync {folder}`")
 
 
 def _clear_previous_run(output_dir: Path) -> None:
