@@ -43,6 +43,11 @@ class SourceSpec(BaseModel):
 
     A local file names its ``path`` (CSV, TSV, JSONL, plain or .gz, parquet, or an ``aclImdb/`` folder), which
     columns hold text and label, how raw label values map to class ids, and the domain its rows belong to.
+
+    A source without the target's classes (those of the first source with neither option) says how it is used:
+    ``label_mapping`` maps each of its classes to a target class (null drops its rows), e.g. ``{neg: negative, pos:
+    positive}`` beside a 3-class target; ``intermediate`` fine-tunes on it first with its own classes and head, and
+    the target's fine-tuning starts from that encoder with a fresh head (STILTs, Phang et al. 2018).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -58,11 +63,19 @@ class SourceSpec(BaseModel):
     source: Optional[str] = None  # source name for reports; defaults to the file name
     split: Optional[Literal["train", "validation", "test"]] = None  # a file that holds one split only
     encoding: str = "utf-8"  # text encoding of a local file
+    label_mapping: Optional[dict[str, Optional[str]]] = None  # own class name -> target class name (null: drop rows)
+    intermediate: bool = False  # fine-tune on this source first, with its own classes and head
 
     @model_validator(mode="after")
     def _name_or_path(self) -> "SourceSpec":
         if (self.name is None) == (self.path is None):
             raise ValueError("a source needs exactly one of 'name' (a named data set) or 'path' (a local file)")
+        if self.intermediate and self.label_mapping is not None:
+            raise ValueError(f"source {self.label!r} sets both label_mapping and intermediate: map its classes into "
+                             "the target's, or fine-tune on it first with its own classes (intermediate), not both")
+        if self.label_mapping is not None and not any(self.label_mapping.values()):
+            raise ValueError(f"source {self.label!r}: label_mapping maps no class to a target class; map at least "
+                             "one, e.g. {neg: negative, pos: positive}")
         return self
 
     @property
@@ -316,6 +329,9 @@ class Config(BaseModel):
                              "max_seq_length")
         if self.augmentation == "back_translation" and len(self.back_translation_models) != 2:
             raise ValueError("back_translation needs back_translation_models: [forward model id, backward model id]")
+        if not any(spec.label_mapping is None for spec in self.target_specs):
+            raise ValueError("every source sets label_mapping or intermediate, so no source holds the target's "
+                             "classes: list the target's own source (with neither option) first")
         return self
 
     # --- resolved paths: the one place every root comes from. Relative paths resolve against the project root
@@ -324,6 +340,11 @@ class Config(BaseModel):
     @property
     def source_specs(self) -> list[SourceSpec]:
         return [SourceSpec(name=s) if isinstance(s, str) else s for s in self.sources]
+
+    @property
+    def target_specs(self) -> list[SourceSpec]:
+        """The sources of the target's fine-tuning: all but those marked `intermediate` (fine-tuned on first)."""
+        return [spec for spec in self.source_specs if not spec.intermediate]
 
     @property
     def trackers(self) -> list[str]:

@@ -465,11 +465,16 @@ def test_load_data_concatenates_sources_and_caps_eval_and_test_stratified(data_d
     assert again["test"]["id"][:] == dsd["test"]["id"][:]
 
 
-def test_load_data_rejects_sources_with_different_class_names(data_dir):
+def test_load_data_rejects_a_source_with_other_classes_neither_mapped_nor_intermediate(data_dir):
     config = Config(sources=["uci_sentences", "financial_phrasebank:allagree"], data_dir=str(data_dir))
-    with pytest.raises(DataError, match=r"'uci_sentences' and 'financial_phrasebank:allagree'.*\['neg', 'pos'\] vs "
-                                        r"\['negative', 'neutral', 'positive'\]"):
+    with pytest.raises(DataError) as error:
         load_data(config)
+    assert str(error.value) == (
+        "source 'financial_phrasebank:allagree' has classes ['negative', 'neutral', 'positive'], but the target's "
+        "classes (those of 'uci_sentences', the first source listed without label_mapping or intermediate) are "
+        "['neg', 'pos']: map its classes into the target's with label_mapping on the source (e.g. label_mapping: "
+        "{negative: neg, neutral: null, positive: pos}; null drops a class's rows), or set intermediate: true to "
+        "fine-tune on it first with its own classes and head")
 
 
 def test_load_data_rejects_a_source_listed_twice(data_dir):

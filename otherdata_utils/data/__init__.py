@@ -5,10 +5,10 @@ Hands on a DatasetDict ("train", "validation", "test") in `record_features`; `fi
 from .files import FileReadError, Records, read_records
 from .named import NAMED_SOURCES, NamedSource
 from .schema import BINARY_LABELS, SPLITS, THREE_WAY_LABELS, DataError, record_features
-from .sources import fingerprint, label_names, load_data, load_source, sources_table
+from .sources import fingerprint, label_names, load_data, load_intermediate_data, load_source, sources_table
 
 __all__ = [
     "BINARY_LABELS", "NAMED_SOURCES", "SPLITS", "THREE_WAY_LABELS", "DataError", "FileReadError", "NamedSource",
-    "Records", "fingerprint", "label_names", "load_data", "load_source", "read_records", "record_features",
-    "sources_table",
+    "Records", "fingerprint", "label_names", "load_data", "load_intermediate_data", "load_source", "read_records",
+    "record_features", "sources_table",
 ]

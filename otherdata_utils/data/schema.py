@@ -164,11 +164,11 @@ def to_dataset_dict(table: Table, splits: list[str]) -> DatasetDict:
         data = {name: [table.columns[name][row] for row in rows] for name in ROW_COLUMNS}
         data["split"] = [split] * len(rows)
         data["source"] = [table.source] * len(rows)
-        parts[split] = _dataset(data, features)
+        parts[split] = build_dataset(data, features)
     return DatasetDict(parts)
 
 
-def _dataset(data: dict[str, list], features: Features) -> Dataset:
+def build_dataset(data: dict[str, list], features: Features) -> Dataset:
     """Built straight through Arrow: Dataset.from_dict(features=...) encodes row by row, several times slower."""
     table = pyarrow.Table.from_pydict({name: data[name] for name in features}, schema=features.arrow_schema)
     return Dataset(table, info=datasets.DatasetInfo(features=features))
@@ -235,7 +235,7 @@ def carve_missing_splits(dsd: DatasetDict, config: Config) -> DatasetDict:
             continue
         carved = train.select(sorted(row for row, target in moved.items() if target == split)).to_dict()
         carved["split"] = [split] * len(carved["id"])
-        result[split] = _dataset(carved, train.features)
+        result[split] = build_dataset(carved, train.features)
     return DatasetDict({split: result[split] for split in SPLITS})
 
 

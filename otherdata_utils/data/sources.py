@@ -14,6 +14,7 @@ import pandas
 from datasets import Dataset, DatasetDict
 
 from ..config import Config, SourceSpec
+from .labels import intermediate_classes, into_target_space
 from .local import read_local
 from .named import NAMED_SOURCES, read_named
 from .schema import (SPLITS, DataError, assign_splits, carve_missing_splits, check_ids_across_sources,
@@ -57,25 +58,36 @@ def load_source(spec: Union[SourceSpec, str], data_dir: Optional[Path], *, seed:
 
 
 def load_data(config: Config) -> DatasetDict:
-    """Every source of the config, loaded with its data dir, seed and split settings, concatenated, then capped.
+    """The target's sources (all but `intermediate` ones), each in the target's classes, concatenated, then capped.
 
-    All sources must share class names. Where the combined data has no validation (or test) rows, as with local
-    files that each hold one split, that split is carved from train. ``max_eval_samples`` / ``max_test_samples``
-    keep a seeded sample stratified by (domain, label).
+    The target's classes are those of the first source listed with neither `label_mapping` nor `intermediate`; a
+    source with `label_mapping` is mapped into them (`labels.map_labels`), and any other source must have them.
+    Where the combined data has no validation (or test) rows, as with local files that each hold one split, that
+    split is carved from train. ``max_eval_samples`` / ``max_test_samples`` keep a seeded sample stratified by
+    (domain, label).
     """
+    return _combined(into_target_space(_load_each(config, config.target_specs)), config)
+
+
+def load_intermediate_data(config: Config) -> Optional[DatasetDict]:
+    """The `intermediate` sources, in their own (shared) classes, loaded and capped as `load_data` does; None
+    when no source is marked intermediate."""
+    loaded = _load_each(config, [spec for spec in config.source_specs if spec.intermediate])
+    if intermediate_classes(loaded) is None:
+        return None
+    return _combined([(spec.label, dsd) for spec, dsd in loaded], config)
+
+
+def _load_each(config: Config, specs: list[SourceSpec]) -> list[tuple[SourceSpec, DatasetDict]]:
     data_dir = config.resolved_data_dir()
-    loaded = [(spec.label, load_source(spec, data_dir, seed=config.seed,
-                                       validation_percentage=config.validation_split_percentage,
-                                       test_percentage=config.test_split_percentage,
-                                       max_text_chars=config.max_text_chars))
-              for spec in config.source_specs]
-    first_label, first = loaded[0]
-    for other_label, other in loaded[1:]:
-        if label_names(other) != label_names(first):
-            raise DataError(
-                f"sources {first_label!r} and {other_label!r} have different classes: {label_names(first)} vs "
-                f"{label_names(other)}; load sources with the same classes together (for a local file set "
-                f"label_names / label_map to {label_names(first)})")
+    return [(spec, load_source(spec, data_dir, seed=config.seed,
+                               validation_percentage=config.validation_split_percentage,
+                               test_percentage=config.test_split_percentage, max_text_chars=config.max_text_chars))
+            for spec in specs]
+
+
+def _combined(loaded: list[tuple[str, DatasetDict]], config: Config) -> DatasetDict:
+    """Sources with the same classes as one DatasetDict: ids checked unique, missing splits carved, caps applied."""
     check_ids_across_sources(loaded)
     combined = DatasetDict({split: datasets.concatenate_datasets([dsd[split] for _, dsd in loaded])
                             for split in SPLITS})
