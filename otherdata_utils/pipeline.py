@@ -54,6 +54,8 @@ STEP_PARAMS: dict[str, tuple[str, ...]] = {
     "finetune": tuple(dict.fromkeys(_DATA_PARAMS + _MIX_PARAMS + _PRETRAINING_PARAMS + _FINETUNE_PARAMS)),  # 03: model
 }
 STEP_PARAMS["evaluate"] = STEP_PARAMS["finetune"]  # 04: predictions and scores of that model
+# 03: the intermediate task's encoder (its record is metrics.json "intermediate", with the encoder it started from)
+STEP_PARAMS["intermediate"] = tuple(dict.fromkeys(_DATA_PARAMS + _FINETUNE_PARAMS))
 
 
 def step_params(config: Config, step: str) -> dict[str, Any]:
@@ -274,11 +276,49 @@ def adapt_encoder(config: Config, prepared: DatasetDict) -> Optional[Path]:
     return result.output_dir
 
 
+def train_intermediate(config: Config, start: str) -> Optional[Path]:
+    """Intermediate-task training (STILTs, Phang et al. 2018) of the `intermediate` sources, from encoder `start`.
+
+    Their rows, cleaned as 01_data cleans the target's, are fine-tuned on with their own classes and head; the
+    encoder is saved without that head into the run folder's intermediate folder, so the target's fine-tuning
+    starts from it with a fresh head. Its record is metrics.json "intermediate" (started_from, data, scores); one
+    the run folder holds, made from the same inputs, is reused. Returns None when no source is intermediate.
+    """
+    raw = data.load_intermediate_data(config)
+    if raw is None:
+        return None
+    paths = run_folder(config)
+    cleaned, _ = clean.clean(raw, config)
+    names = data.label_names(cleaned)
+    inputs = {"params": step_params(config, "intermediate"), "started_from": start,
+              "train_data": data.fingerprint(DatasetDict(train=cleaned["train"]))["train"]}
+    recorded = (read_json(paths.metrics) if paths.metrics.is_file() else {}).get("intermediate") or {}
+    if (paths.intermediate / "config.json").is_file() and all(recorded.get(k) == v for k, v in inputs.items()):
+        return paths.intermediate
+    remove_metrics(config, "intermediate")  # before the folder is replaced: a killed run then trains it again
+    # the target's checkpoint folder is not this stage's: it resumes only from its own latest ("auto")
+    stage = config.replace(model_name_or_path=start,
+                           resume_from_checkpoint="auto" if config.resume_from_checkpoint else None)
+    model, tokenizer = modeling.load_model_and_tokenizer(stage, names)
+    tokenized = modeling.tokenize_splits(DatasetDict(train=cleaned["train"], validation=cleaned["validation"]),
+                                         tokenizer, config)
+    result = train.train(stage, model, tokenizer, tokenized, output_dir=paths.intermediate_training,
+                         label_names=names)
+    modeling.save_model(adapters.plain_model(model).base_model, tokenizer, paths.intermediate)
+    atomic_write_json(paths.intermediate_training / "history.json", result.history)
+    update_metrics(config, "intermediate", {
+        **inputs, "encoder": str(paths.intermediate), "label_names": names,
+        "sources": [spec.label for spec in config.source_specs if spec.intermediate],
+        **{key: value for key, value in asdict(result).items() if key != "history"}})
+    return paths.intermediate
+
+
 def finetune(config: Config, *, stop_after_steps: Optional[int] = None):
     """Tokenise, build the model (seeded), train with validation-driven choices, save the chosen model.
 
-    With `pretrain_steps` > 0 the encoder is first adapted by continued MLM pretraining (`adapt_encoder`) and
-    fine-tuning starts from it with a new classification head; metrics.json "train" records where it started.
+    With `pretrain_steps` > 0 the encoder is first adapted by continued MLM pretraining (`adapt_encoder`); with
+    `intermediate` sources it is then fine-tuned on them (`train_intermediate`). Fine-tuning starts from the last
+    of these encoders with a new classification head; metrics.json "train" records where it started.
     """
     paths = run_folder(config)
     prepared = load_prepared(config)
@@ -287,6 +327,7 @@ def finetune(config: Config, *, stop_after_steps: Optional[int] = None):
     forget_step(config, "finetune")
     forget_step(config, "evaluate")  # its scores and predictions are of the model this one replaces
     encoder = adapt_encoder(config, prepared)
+    encoder = train_intermediate(config, str(encoder or config.model_name_or_path)) or encoder
     start = config if encoder is None else config.replace(model_name_or_path=str(encoder))
     model, tokenizer = modeling.load_model_and_tokenizer(start, names)
     tokenized = modeling.tokenize_splits(splits, tokenizer, config)

@@ -59,6 +59,7 @@ def check_data(config: Config) -> tuple[dict[str, Any], int]:
     """
     try:
         raw = data.load_data(config)
+        data.load_intermediate_data(config)  # read now: a fault in an intermediate source stops the run here
     except data.DataError as error:
         raise PreflightError(_one_line(str(error))) from None
     except OSError as error:  # unreadable file or folder (permissions, a broken disk)

@@ -119,6 +119,17 @@ class RunFolder:
         return self.root / "pretraining"
 
     @property
+    def intermediate(self) -> Path:
+        """The encoder intermediate-task training left (encoder and tokenizer, its task's head dropped); the target's
+        fine-tuning starts from it with a fresh classification head."""
+        return self.root / "intermediate"
+
+    @property
+    def intermediate_training(self) -> Path:
+        """The intermediate task's training loop folder: checkpoints, best model, loss history."""
+        return self.root / "intermediate_training"
+
+    @property
     def model(self) -> Path:
         """The fine-tuned model, saved for serving (with its model card)."""
         return self.root / "model"

@@ -1,11 +1,20 @@
 """Other data with another label space: sources mapped into the target's classes, the error for one that fits
 none, and intermediate-task training (STILTs) before the target's fine-tuning."""
+import json
+import warnings
 from collections import Counter
+from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
+from otherdata_utils import pipeline
 from otherdata_utils.config import Config, ConfigError, SourceSpec
 from otherdata_utils.data import DataError, load_data, load_intermediate_data, load_source
+from otherdata_utils.runs import run_folder
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 BINARY_INTO_THREE_WAY = {"neg": "negative", "pos": "positive"}
 
@@ -72,3 +81,51 @@ def test_intermediate_sources_stay_out_of_the_target_data_and_load_in_their_own_
     assert intermediate["train"].features["label"].names == ["negative", "neutral", "positive"]
     assert (len(intermediate["train"]), len(intermediate["validation"])) == (1839, 60)
     assert load_intermediate_data(config.replace(sources=["uci_sentences:yelp"])) is None
+
+
+# --- intermediate-task training, then the target's fine-tuning from that encoder -----------------------------------
+
+ENCODER_WEIGHT = "encoder.layer.0.attention.self.query.weight"
+
+
+@pytest.fixture(scope="module")
+def stilts_run(tiny_model_dir: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Config:
+    """A binary yelp target fine-tuned after 6 steps on 3-class English tweets (their own classes and head)."""
+    run = Config(sources=["uci_sentences:yelp", SourceSpec(name="xlmt_tweets:english", intermediate=True)],
+                 data_dir=str(data_dir), model_name_or_path=str(tiny_model_dir),
+                 cache_dir=str(tmp_path_factory.mktemp("cache")), output_dir=str(tmp_path_factory.mktemp("runs") / "s"),
+                 quiet=True, max_train_samples=100, max_eval_samples=30, max_test_samples=30, max_seq_length=32,
+                 per_device_train_batch_size=8, max_steps=6, learning_rate=1e-3, save_strategy="no")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # UCI sentences repeat across splits: a leakage warning is expected
+        pipeline.prepare_data(run)
+    pipeline.build_training_set(run)
+    pipeline.finetune(run)
+    return run
+
+
+def test_target_fine_tuning_starts_from_the_intermediate_encoder_with_a_fresh_head(stilts_run, tiny_model_dir):
+    paths = run_folder(stilts_run)
+    metrics = json.loads(paths.metrics.read_text())
+    intermediate = metrics["intermediate"]
+    assert intermediate["started_from"] == str(tiny_model_dir)
+    assert intermediate["sources"] == ["xlmt_tweets:english"]
+    assert intermediate["label_names"] == ["negative", "neutral", "positive"]
+    assert intermediate["global_step"] == 6
+    assert metrics["train"]["started_from"] == intermediate["encoder"] == str(paths.intermediate)
+    # The intermediate folder holds the encoder only: its 3-class head stayed behind, the target got a new one.
+    encoder = load_file(paths.intermediate / "model.safetensors")
+    assert not any(name.startswith("classifier") for name in encoder)
+    base = load_file(tiny_model_dir / "model.safetensors")
+    base_weight = next(value for name, value in base.items() if name.endswith(ENCODER_WEIGHT))
+    assert not torch.equal(encoder[ENCODER_WEIGHT], base_weight)
+    target = json.loads((paths.model / "config.json").read_text())
+    assert target["id2label"] == {"0": "neg", "1": "pos"}
+    assert load_file(paths.model / "model.safetensors")["classifier.weight"].shape[0] == 2
+
+
+def test_intermediate_encoder_is_reused_for_the_same_inputs(stilts_run):
+    paths = run_folder(stilts_run)
+    made = (paths.intermediate / "model.safetensors").stat().st_mtime_ns
+    assert pipeline.train_intermediate(stilts_run, stilts_run.model_name_or_path) == paths.intermediate
+    assert (paths.intermediate / "model.safetensors").stat().st_mtime_ns == made
