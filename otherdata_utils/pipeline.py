@@ -276,11 +276,12 @@ def adapt_encoder(config: Config, prepared: DatasetDict) -> Optional[Path]:
     return result.output_dir
 
 
-def train_intermediate(config: Config, start: str) -> Optional[Path]:
+def train_intermediate(config: Config, start: str, target: DatasetDict) -> Optional[Path]:
     """Intermediate-task training (STILTs, Phang et al. 2018) of the `intermediate` sources, from encoder `start`.
 
-    Their rows, cleaned as 01_data cleans the target's, are fine-tuned on with their own classes and head; the
-    encoder is saved without that head into the run folder's intermediate folder, so the target's fine-tuning
+    Their rows, cleaned as 01_data cleans the target's, are fine-tuned on with their own classes and head; with
+    `remove_leakage`, training texts that also occur in the `target`'s validation or test rows are dropped first.
+    The encoder is saved without that head into the run folder's intermediate folder, so the target's fine-tuning
     starts from it with a fresh head. Its record is metrics.json "intermediate" (started_from, data, scores); one
     the run folder holds, made from the same inputs, is reused. Returns None when no source is intermediate.
     """
@@ -289,6 +290,13 @@ def train_intermediate(config: Config, start: str) -> Optional[Path]:
         return None
     paths = run_folder(config)
     cleaned, _ = clean.clean(raw, config)
+    # the target's yardstick must not be seen in training, not even with another task's labels
+    leaked = clean.find_leakage(DatasetDict(train=cleaned["train"], validation=target["validation"],
+                                            test=target["test"]), near=config.near_dedupe).leaked_ids("train")
+    if config.remove_leakage and leaked:
+        ids = cleaned["train"]["id"][:]
+        cleaned["train"] = clean.take_rows(cleaned["train"], [row for row, id_ in enumerate(ids) if id_ not in leaked],
+                                           "intermediate leakage")
     names = data.label_names(cleaned)
     inputs = {"params": step_params(config, "intermediate"), "started_from": start,
               "train_data": data.fingerprint(DatasetDict(train=cleaned["train"]))["train"]}
@@ -308,6 +316,7 @@ def train_intermediate(config: Config, start: str) -> Optional[Path]:
     atomic_write_json(paths.intermediate_training / "history.json", result.history)
     update_metrics(config, "intermediate", {
         **inputs, "encoder": str(paths.intermediate), "label_names": names,
+        "leaked_into_target_evaluation": len(leaked), "leakage_removed": config.remove_leakage,
         "sources": [spec.label for spec in config.source_specs if spec.intermediate],
         **{key: value for key, value in asdict(result).items() if key != "history"}})
     return paths.intermediate
@@ -327,7 +336,7 @@ def finetune(config: Config, *, stop_after_steps: Optional[int] = None):
     forget_step(config, "finetune")
     forget_step(config, "evaluate")  # its scores and predictions are of the model this one replaces
     encoder = adapt_encoder(config, prepared)
-    encoder = train_intermediate(config, str(encoder or config.model_name_or_path)) or encoder
+    encoder = train_intermediate(config, str(encoder or config.model_name_or_path), prepared) or encoder
     start = config if encoder is None else config.replace(model_name_or_path=str(encoder))
     model, tokenizer = modeling.load_model_and_tokenizer(start, names)
     tokenized = modeling.tokenize_splits(splits, tokenizer, config)

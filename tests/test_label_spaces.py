@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from otherdata_utils import pipeline
+from otherdata_utils import clean, pipeline
 from otherdata_utils.config import Config, ConfigError, SourceSpec
 from otherdata_utils.data import DataError, load_data, load_intermediate_data, load_source
 from otherdata_utils.runs import run_folder
@@ -112,6 +112,7 @@ def test_target_fine_tuning_starts_from_the_intermediate_encoder_with_a_fresh_he
     assert intermediate["sources"] == ["xlmt_tweets:english"]
     assert intermediate["label_names"] == ["negative", "neutral", "positive"]
     assert intermediate["global_step"] == 6
+    assert intermediate["leaked_into_target_evaluation"] == 0  # tweets and yelp reviews share no text
     assert metrics["train"]["started_from"] == intermediate["encoder"] == str(paths.intermediate)
     # The intermediate folder holds the encoder only: its 3-class head stayed behind, the target got a new one.
     encoder = load_file(paths.intermediate / "model.safetensors")
@@ -127,5 +128,30 @@ def test_target_fine_tuning_starts_from_the_intermediate_encoder_with_a_fresh_he
 def test_intermediate_encoder_is_reused_for_the_same_inputs(stilts_run):
     paths = run_folder(stilts_run)
     made = (paths.intermediate / "model.safetensors").stat().st_mtime_ns
-    assert pipeline.train_intermediate(stilts_run, stilts_run.model_name_or_path) == paths.intermediate
+    target = pipeline.load_prepared(stilts_run)
+    assert pipeline.train_intermediate(stilts_run, stilts_run.model_name_or_path, target) == paths.intermediate
     assert (paths.intermediate / "model.safetensors").stat().st_mtime_ns == made
+
+
+def test_intermediate_texts_in_the_target_evaluation_rows_are_dropped(data_dir, tiny_model_dir, tmp_path):
+    """An intermediate task whose file repeats 10 of the target's test sentences (as SST-2 repeats rt_polarity's
+    snippets): the target's yardstick is not trained on in that stage either. One optimizer step: only the rows it
+    trained on matter here."""
+    run = Config(sources=["uci_sentences:yelp", SourceSpec(path=str(tmp_path / "tweets.jsonl"), intermediate=True,
+                                                           label_names=["negative", "neutral", "positive"])],
+                 data_dir=str(data_dir), model_name_or_path=str(tiny_model_dir), cache_dir=str(tmp_path / "cache"),
+                 output_dir=str(tmp_path / "run"), quiet=True, max_seq_length=16, max_steps=1, eval_strategy="no",
+                 save_strategy="no", load_best_model_at_end=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        target = pipeline.prepare_data(run).dataset
+    tweets = load_source("xlmt_tweets:english", data_dir)["train"].select(range(60))
+    rows = [{"text": text, "label": label} for text, label in zip(tweets["text"], tweets["label"])]
+    rows += [{"text": text, "label": 1} for text in target["test"]["text"][:10]]
+    (tmp_path / "tweets.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    pipeline.train_intermediate(run, run.model_name_or_path, target)
+    intermediate = json.loads(run_folder(run).metrics.read_text())["intermediate"]
+    cleaned, _ = clean.clean(load_intermediate_data(run), run)
+    leaked = [text for text in cleaned["train"]["text"] if text in set(target["test"]["text"])]
+    assert intermediate["leaked_into_target_evaluation"] == len(leaked) > 0
+    assert intermediate["train_data"]["tweets.jsonl"]["rows"] == len(cleaned["train"]) - len(leaked)
