@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from otherdata_utils import clean, pipeline
+from otherdata_utils import clean, pipeline, preflight
 from otherdata_utils.config import Config, ConfigError, SourceSpec
 from otherdata_utils.data import DataError, load_data, load_intermediate_data, load_source
 from otherdata_utils.runs import run_folder
@@ -63,6 +63,17 @@ def test_a_label_mapping_that_does_not_fit_names_the_source_and_both_label_space
                              SourceSpec(name="uci_sentences:yelp", label_mapping=mapping)], data_dir=str(data_dir))
     with pytest.raises(DataError, match=r"source 'uci_sentences:yelp': " + message):
         load_data(config)
+
+
+def test_pre_flight_stops_a_run_whose_source_has_other_classes_before_the_run_folder_is_touched(data_dir, tmp_path):
+    config = Config(sources=["financial_phrasebank:allagree", "uci_sentences:yelp"], data_dir=str(data_dir),
+                    output_dir=str(tmp_path / "run"))
+    with pytest.raises(preflight.PreflightError, match=r"source 'uci_sentences:yelp' has classes \['neg', 'pos'\], "
+                                                       r"but the target's classes .* are \['negative', 'neutral', "
+                                                       r"'positive'\]: .*label_mapping: \{neg: negative, pos: "
+                                                       r"positive\}.*intermediate: true"):
+        preflight.check_data(config)
+    assert not (tmp_path / "run").exists()
 
 
 def test_config_refuses_a_source_both_mapped_and_intermediate_and_sources_without_a_target():
