@@ -25,6 +25,8 @@ def write_report(run_dir: Path) -> Path:
                      _evaluation_views(paths, "validation", metrics["validation"])]
     if "pretraining" in metrics:
         sections.append(_pretraining_section(metrics["pretraining"]))
+    if "intermediate" in metrics:
+        sections.append(_intermediate_section(metrics["intermediate"]))
     if "train" in metrics:
         sections.append(_training_section(metrics["train"]))
     sections.append(_data_section(paths))
@@ -117,6 +119,21 @@ def _pretraining_section(pretraining: dict[str, Any]) -> str:
         f"- held-out MLM loss {pretraining['heldout_loss_before']:.4f} → {pretraining['heldout_loss_after']:.4f} on "
         f"{pretraining['heldout_texts']} texts never trained on{random_head}",
         "- fine-tuning started from this adapted encoder, with a new classification head",
+    ])
+
+
+def _intermediate_section(intermediate: dict[str, Any]) -> str:
+    rows = sum(entry["rows"] for entry in intermediate["train_data"].values())
+    best = intermediate.get("best_metric")
+    return "\n".join([
+        "## Intermediate task",
+        "",
+        f"- {intermediate['global_step']} fine-tuning steps from `{intermediate['started_from']}` on {rows} training "
+        f"rows of {', '.join(intermediate['sources'])}, classes {', '.join(intermediate['label_names'])}"
+        + (f" (best validation score {best:.4f})" if best is not None else ""),
+        f"- {intermediate['leaked_into_target_evaluation']} of its training texts occur in the target's validation or "
+        f"test rows" + (" and were dropped" if intermediate["leakage_removed"] else " and were kept"),
+        "- the target's fine-tuning started from this encoder, with a new classification head",
     ])
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from otherdata_utils import clean, pipeline, preflight
+from otherdata_utils import clean, pipeline, preflight, report
 from otherdata_utils.config import Config, ConfigError, SourceSpec
 from otherdata_utils.data import DataError, load_data, load_intermediate_data, load_source
 from otherdata_utils.runs import run_folder
@@ -134,6 +134,7 @@ def test_target_fine_tuning_starts_from_the_intermediate_encoder_with_a_fresh_he
     target = json.loads((paths.model / "config.json").read_text())
     assert target["id2label"] == {"0": "neg", "1": "pos"}
     assert load_file(paths.model / "model.safetensors")["classifier.weight"].shape[0] == 2
+    assert "## Intermediate task\n\n- 6 fine-tuning steps from" in report.write_report(paths.root).read_text()
 
 
 def test_intermediate_encoder_is_reused_for_the_same_inputs(stilts_run):
