@@ -6,6 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.13.0
+# Where torch comes from: empty = pip's own index (on Linux, PyPI's torch is the CUDA build); for the CPU-only build
+# `make run TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu`.
+TORCH_INDEX_URL ?=
 
 # Local copies of the data sets (laid out like shared/data); unset it to read the Hugging Face Hub copies.
 OTHERDATA_DATA_DIR ?= $(abspath ../shared/data)
@@ -23,7 +26,7 @@ CI_RUN_DIR ?= runs/_ci
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet -e ".[dev,notebooks,studies,serve,augment,tracking]"
 	touch $(STAMP)
 

@@ -195,7 +195,7 @@ def plot_few_shot_curves(frame: pd.DataFrame, path: Optional[PathLike] = None) -
     ax.minorticks_off()
     ax.set_xlabel("in-domain examples k")
     ax.set_ylabel("accuracy")
-    ax.set_title("Few-shot curves (mean and 95% interval over replicates: split seeds × seeds)")
+    ax.set_title("Few-shot curves: mean and 95% interval over replicates")
     return _finish(fig, path)
 
 

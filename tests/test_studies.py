@@ -338,6 +338,9 @@ def test_study_params_file_runs_end_to_end_and_reports_its_study(params, study_r
         assert (out / "studies" / name / "cells.csv").is_file()
         assert f"## Study: {name}" in report
         assert recorded[name]["table_markdown"] in report and recorded[name]["reading"] in report
+        if name != "transfer_matrix":  # a matrix of cells; its paired close-vs-far test is in the reading
+            # every arm table carries the paired comparison: Δ with interval, Holm-adjusted p, MDE, verdict
+            assert all(header in recorded[name]["table_markdown"] for header in tables.COMPARISON_HEADERS)
     assert (out / "figures" / figure).is_file() and f"](figures/{figure})" in report
 
 
