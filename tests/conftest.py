@@ -1,5 +1,6 @@
 """Shared fixtures. Hugging Face libraries must never wait on the network in tests: set offline first."""
 import os
+import warnings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -52,3 +53,19 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def finetuned_through_pipeline():
+    """Runs a config's data, mixing and fine-tuning steps in-process, as notebooks 01-03 do; returns the config."""
+    from otherdata_utils import pipeline
+
+    def run_steps(run):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # UCI sentences repeat across splits: a leakage warning is expected
+            pipeline.prepare_data(run)
+        pipeline.build_training_set(run)
+        pipeline.finetune(run)
+        return run
+
+    return run_steps

@@ -100,19 +100,15 @@ ENCODER_WEIGHT = "encoder.layer.0.attention.self.query.weight"
 
 
 @pytest.fixture(scope="module")
-def stilts_run(tiny_model_dir: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Config:
+def stilts_run(tiny_model_dir: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory,
+               finetuned_through_pipeline) -> Config:
     """A binary yelp target fine-tuned after 6 steps on 3-class English tweets (their own classes and head)."""
     run = Config(sources=["uci_sentences:yelp", SourceSpec(name="xlmt_tweets:english", intermediate=True)],
                  data_dir=str(data_dir), model_name_or_path=str(tiny_model_dir),
                  cache_dir=str(tmp_path_factory.mktemp("cache")), output_dir=str(tmp_path_factory.mktemp("runs") / "s"),
                  quiet=True, max_train_samples=100, max_eval_samples=30, max_test_samples=30, max_seq_length=32,
                  per_device_train_batch_size=8, max_steps=6, learning_rate=1e-3, save_strategy="no")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # UCI sentences repeat across splits: a leakage warning is expected
-        pipeline.prepare_data(run)
-    pipeline.build_training_set(run)
-    pipeline.finetune(run)
-    return run
+    return finetuned_through_pipeline(run)
 
 
 def test_target_fine_tuning_starts_from_the_intermediate_encoder_with_a_fresh_head(stilts_run, tiny_model_dir):
