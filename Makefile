@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[dev,notebooks,studies,serve,augment,tracking]"
+	$(BIN)/python -m pip install --quiet -e ".[run,dev,notebooks,studies,serve,augment,tracking]"
 	touch $(STAMP)
 
 install: $(STAMP)

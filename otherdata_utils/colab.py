@@ -1,14 +1,13 @@
 """Colab set-up, what every notebook's first cell calls there: clone this repo, install it, work in its notebooks.
 
-Hands on a runtime whose current folder is the clone's notebooks/ and whose params/default.yaml is params/colab.yaml.
-Only the standard library is used: the first cell imports this module from the clone before anything is installed.
+Hands on a runtime in the clone's notebooks/ that reads every params file with params/colab.yaml over it. Only the
+standard library is used: the first cell imports this module from the clone before anything is installed.
 """
 from __future__ import annotations
 
 import importlib
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -16,6 +15,8 @@ import tomllib  # Python 3.11+; Colab runs 3.12
 from importlib import metadata
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
+
+from .env import PARAMS_OVERLAY_ENV  # a module without imports: nothing is installed yet
 
 REPO_URL = "https://github.com/otherdata/otherdata"  # the repository the notebooks' Colab badges open
 CLONE = Path("/content/otherdata")
@@ -25,10 +26,10 @@ DISTRIBUTION = "otherdata"
 # ones, are not used on Colab.
 KERNEL_PACKAGES = ("ipykernel", "ipython", "ipywidgets", "jupyter-client", "jupyter-server", "jupyterlab", "notebook",
                    "prompt-toolkit", "pyzmq", "tornado")
-# The notebooks read optional libraries of the studies (peft, setfit, tensorboard); `notebooks` is Colab's own.
-EXTRAS = ("studies",)
-COLAB_PARAMS = "params/colab.yaml"  # sources with a Hugging Face Hub copy: Colab has no local data
-NOTEBOOK_PARAMS = "params/default.yaml"  # what the notebooks' parameters cell names
+# The notebooks need the `run` extra (training, metrics, the packaged model) and the studies' optional libraries (peft,
+# setfit, tensorboard); `notebooks` is Colab's own.
+EXTRAS = ("run", "studies")
+COLAB_PARAMS = "params/colab.yaml"  # sources with a Hugging Face Hub copy, read over every params file: no local data
 
 Runner = Callable[[Sequence[str]], None]
 Versions = Callable[[str], Optional[str]]
@@ -40,9 +41,9 @@ def in_colab() -> bool:
 
 def setup(clone: Union[str, Path] = CLONE, repo_url: str = REPO_URL, *, is_colab: Optional[bool] = None,
           run: Optional[Runner] = None, version: Optional[Versions] = None) -> Optional[Path]:
-    """On Colab: clone `repo_url` into `clone` unless it is there, install it unless installed, make the notebooks
-    read params/colab.yaml, and change to the clone's notebooks folder, on every call (a restarted runtime starts
-    in /content). Returns that folder; elsewhere does nothing and returns None.
+    """On Colab: clone `repo_url` into `clone` unless it is there, install it unless installed, have every params file
+    read with params/colab.yaml over it (`PARAMS_OVERLAY_ENV`), and change to the clone's notebooks folder, on every
+    call (a restarted runtime starts in /content). Returns that folder; elsewhere does nothing and returns None.
 
     `run` runs one command (default: quietly, raising with its output on failure); `version` gives an installed
     distribution's version or None (default: importlib.metadata). Tests pass their own.
@@ -58,10 +59,12 @@ def setup(clone: Union[str, Path] = CLONE, repo_url: str = REPO_URL, *, is_colab
         if upgraded:
             print(f"pip upgraded {', '.join(upgraded)}, which this runtime may have loaded already: restart the "
                   "runtime (Runtime > Restart session), then run the notebook again.")
-    shutil.copyfile(clone / COLAB_PARAMS, clone / NOTEBOOK_PARAMS)
+    # The kernel's own environment: the notebooks' load_config calls, and commands they start, read the overlay.
+    os.environ[PARAMS_OVERLAY_ENV] = str((clone / COLAB_PARAMS).resolve())
     notebooks = clone / "notebooks"
     os.chdir(notebooks)
-    print(f"Working in {notebooks}; {NOTEBOOK_PARAMS} is {COLAB_PARAMS}: data from the Hugging Face Hub.")
+    print(f"Working in {notebooks}; every params file is read with {COLAB_PARAMS} over it: data from the Hugging "
+          "Face Hub.")
     return notebooks
 
 

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-DATA_DIR_ENV = "OTHERDATA_DATA_DIR"
-RUNS_DIR_ENV = "OTHERDATA_RUNS_DIR"
-CACHE_DIR_ENV = "OTHERDATA_CACHE_DIR"
+from .env import CACHE_DIR_ENV, DATA_DIR_ENV, PARAMS_OVERLAY_ENV, RUNS_DIR_ENV
+from .params_text import ConfigError, parse_overrides, read_params_file
+
 # Parameters naming a folder: a params file's relative value is relative to the file's folder.
 FOLDER_PARAMS = ("data_dir", "runs_dir", "output_dir", "cache_dir")
 
@@ -32,10 +30,6 @@ SUITE_NOTEBOOKS = ("00_setup", "01_data", "02_mixing", "03_finetune", "04_evalua
 TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "comet_ml": "comet-ml",
                     "aim": "aim", "clearml": "clearml", "dvclive": "dvclive", "swanlab": "swanlab",
                     "trackio": "trackio"}
-
-
-class ConfigError(ValueError):
-    """A parameter is unknown, ill-typed or impossible; the message names it and what is allowed."""
 
 
 class SourceSpec(BaseModel):
@@ -394,9 +388,7 @@ class Config(BaseModel):
         """Build and validate from plain values; any problem is one `ConfigError` naming the key."""
         if not isinstance(params, dict):
             raise ConfigError(f"{origin}: expected a mapping of parameter names to values, got {type(params).__name__}")
-        unknown = [key for key in params if key not in cls.model_fields]
-        if unknown:
-            raise ConfigError("\n".join(_unknown_key_message(key, origin) for key in unknown))
+        _check_known_keys(params, origin)
         try:
             return cls(**params)
         except ValidationError as error:
@@ -438,37 +430,62 @@ def _resolve(path: Union[str, Path]) -> Path:
 
 
 def load_config(path: Union[str, Path, None] = None, overrides: Union[dict[str, Any], str, None] = None) -> Config:
-    """Defaults, then a params YAML file, then overrides (``--set`` values or papermill parameters): a mapping, or
-    a YAML/JSON mapping as text, which is what papermill's ``-p overrides '{"seed": 1}'`` passes.
+    """Defaults, then a params YAML file, then the params overlay that OTHERDATA_PARAMS_OVERLAY names (Colab's Hub
+    data: `colab.setup` sets it), then overrides (``--set`` values or papermill parameters): each replaces the
+    earlier values key by key. Overrides are a mapping, or a YAML/JSON mapping as text, which is what papermill's
+    ``-p overrides '{"seed": 1}'`` passes.
 
     A relative `path` missing from the current folder is looked up in the project root, so ``params/ci.yaml`` works
-    from the repo root and from notebooks/. Relative paths inside the file resolve against the file's folder (a
-    local source not there, against data_dir): pre-flight and every notebook then read the same files.
+    from the repo root and from notebooks/. Relative paths inside a file (the overlay too) resolve against that
+    file's folder (a local source not there, against data_dir): pre-flight and every notebook then read the same files.
     """
     params: dict[str, Any] = {}
-    origin = "defaults"
-    folder = None
-    if path is not None:
-        path = find_params_file(path)
-        folder = path.resolve().parent
-        params = _anchored(read_params_file(path), folder)
-        origin = str(path)
+    origins: list[str] = []
+    sources_folder = None  # the folder of the file whose `sources` are kept: their relative paths start there
+    for file, origin in _params_files(path):
+        layer = read_params_file(file)
+        _check_known_keys(layer, origin)  # named per file: a key unknown to the overlay is not blamed on `path`
+        folder = file.resolve().parent
+        params.update(_anchored(layer, folder))
+        origins.append(origin)
+        if "sources" in layer:
+            sources_folder = folder
     overrides = parse_overrides(overrides)
     if overrides:
-        params = {**params, **overrides}
-        origin = f"{origin} + overrides" if path is not None else "overrides"
-    config = Config.from_params(params, origin=origin)
+        params.update(overrides)
+        origins.append("overrides")
+        if "sources" in overrides:
+            sources_folder = None
+    config = Config.from_params(params, origin=" + ".join(origins) or "defaults")
     relative = [isinstance(source, SourceSpec) and bool(source.path)
                 and not Path(source.path).expanduser().is_absolute() for source in config.sources]
-    if folder is None or "sources" in overrides or not any(relative):
+    if sources_folder is None or not any(relative):
         return config
     # Sources need the final data_dir: a file beside the params file wins, then data_dir; found in neither, the
     # path is kept beside the params file, so "file not found" names the folder the user meant.
     data_dir = config.resolved_data_dir()
     return config.replace(sources=[
-        _located_source(source, [folder / source.path] + ([data_dir / source.path] if data_dir else []),
-                        missing=folder / source.path) if is_relative else source
+        _located_source(source, [sources_folder / source.path] + ([data_dir / source.path] if data_dir else []),
+                        missing=sources_folder / source.path) if is_relative else source
         for source, is_relative in zip(config.sources, relative)])
+
+
+def _params_files(path: Union[str, Path, None]) -> list[tuple[Path, str]]:
+    """The params files `load_config` reads, in order, each with the name its errors give it: `path`, then the
+    overlay OTHERDATA_PARAMS_OVERLAY names (unset or empty: none)."""
+    files = []
+    if path is not None:
+        found = find_params_file(path)
+        files.append((found, str(found)))
+    overlay = os.environ.get(PARAMS_OVERLAY_ENV)
+    if overlay:
+        found = find_params_file(overlay)
+        origin = f"{found} (the params overlay {PARAMS_OVERLAY_ENV} names)"
+        if not found.is_file():
+            raise ConfigError(f"{origin}: params file not found; point {PARAMS_OVERLAY_ENV} at a params file, or "
+                              "unset it")
+        files.append((found, origin))
+    return files
 
 
 def find_params_file(path: Union[str, Path]) -> Path:
@@ -478,7 +495,6 @@ def find_params_file(path: Union[str, Path]) -> Path:
     if not path.is_absolute() and not path.exists() and in_root.exists():
         return in_root
     return path
-
 
 
 def _anchored(params: dict[str, Any], folder: Path) -> dict[str, Any]:
@@ -521,61 +537,11 @@ def _located_source(source: SourceSpec, candidates: list[Path], missing: Optiona
     return source.model_copy(update={"path": str(found.resolve())}) if found is not None else source
 
 
-def parse_overrides(overrides: Union[dict[str, Any], str, None]) -> dict[str, Any]:
-    """Overrides as a dict: a mapping as is, a YAML/JSON mapping given as text parsed; anything else is a
-    `ConfigError` saying what was given."""
-    if overrides is None:
-        return {}
-    if isinstance(overrides, str):
-        try:
-            parsed = yaml.safe_load(overrides) if overrides.strip() else {}
-        except yaml.YAMLError as error:
-            raise ConfigError(f"overrides {overrides!r}: not YAML/JSON text ({error.__class__.__name__}); write a "
-                              'mapping such as {"seed": 1}') from None
-        overrides = {} if parsed is None else parsed
-    if not isinstance(overrides, Mapping):
-        raise ConfigError(f"overrides must be a mapping of parameter names to values (or such a mapping as "
-                          f"YAML/JSON text), got a {type(overrides).__name__}: {overrides!r}")
-    return dict(overrides)
-
-
-def read_params_file(path: Union[str, Path]) -> dict[str, Any]:
-    """A params YAML file as a dict; a missing file or a syntax error is a `ConfigError` naming the line."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: params file not found")
-    try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as error:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {error.start}); save the params file as UTF-8") from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or str(error)
-        raise ConfigError(f"{path}:{where}: YAML syntax error: {problem}") from None
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"{path}: expected 'key: value' lines at the top level, got a {type(loaded).__name__}")
-    return loaded
-
-
-def parse_override(assignment: str) -> tuple[str, Any]:
-    """``key=value`` from the command line; the value is read as YAML (numbers, lists, null)."""
-    if "=" not in assignment:
-        raise ConfigError(f"--set {assignment!r}: expected key=value, e.g. --set learning_rate=1e-4")
-    key, raw = assignment.split("=", 1)
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw
-    if isinstance(value, str):
-        # YAML 1.1 reads "1e-4" (no dot) as text; on a command line it is meant as a number
-        try:
-            value = float(value)
-        except ValueError:
-            pass
-    return key.strip(), value
+def _check_known_keys(params: dict[str, Any], origin: str) -> None:
+    """A `ConfigError` naming `origin` for every key of `params` that is no parameter, with the close ones."""
+    unknown = [key for key in params if key not in Config.model_fields]
+    if unknown:
+        raise ConfigError("\n".join(_unknown_key_message(key, origin) for key in unknown))
 
 
 def _unknown_key_message(key: str, origin: str) -> str:

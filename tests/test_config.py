@@ -11,16 +11,18 @@ from otherdata_utils.config import (
     ConfigError,
     SourceSpec,
     load_config,
-    parse_override,
     project_root,
 )
+from otherdata_utils.env import PARAMS_OVERLAY_ENV
+from otherdata_utils.params_text import parse_override
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_FILES = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 
 def test_every_committed_params_file_validates():
-    files = sorted((REPO / "params").glob("*.yaml"))
+    # colab.yaml is an overlay that keeps each study's run_name: test_colab reads it over the notebooks' files
+    files = sorted(path for path in (REPO / "params").glob("*.yaml") if path.name != "colab.yaml")
     assert {"default.yaml", "ci.yaml", "imdb.yaml", "imdb_offline.yaml"} <= {f.name for f in files}
     for path in files:
         config = load_config(path)
@@ -98,6 +100,54 @@ def test_overrides_given_as_text_are_read_as_a_yaml_or_json_mapping(tmp_path):
         load_config(params, "[1, 2]")
     with pytest.raises(ConfigError, match="not YAML/JSON text"):
         load_config(params, '{"seed": ')
+
+
+def test_the_params_overlay_replaces_the_files_values_and_overrides_replace_the_overlays(tmp_path, monkeypatch):
+    params = tmp_path / "study.yaml"
+    params.write_text("run_name: study\nsources: [uci_sentences]\nlearning_rate: 1.0e-4\nseed: 7\n")
+    overlay = tmp_path / "hub.yaml"
+    overlay.write_text("sources: [customer_reviews, rt_polarity]\ntarget_domain: customer_reviews\nseed: 1\n")
+    monkeypatch.setenv(PARAMS_OVERLAY_ENV, str(overlay))
+    config = load_config(params, {"seed": 3})
+    assert config.sources == ["customer_reviews", "rt_polarity"] and config.target_domain == "customer_reviews"
+    assert (config.run_name, config.learning_rate) == ("study", 1e-4)  # keys the overlay leaves alone stay the file's
+    assert config.seed == 3
+    assert load_config(params).seed == 1
+    assert load_config().sources == ["customer_reviews", "rt_polarity"]  # over the defaults when no file is named
+    monkeypatch.setenv(PARAMS_OVERLAY_ENV, "")  # set empty: no overlay
+    assert load_config(params).sources == ["uci_sentences"]
+
+
+def test_relative_paths_in_the_params_overlay_resolve_against_its_own_folder(tmp_path, monkeypatch):
+    params = write_own_params(tmp_path / "study", {"sources": [{"path": "mine.csv"}], "output_dir": "out"})
+    (tmp_path / "study" / "mine.csv").write_text("text,label\n")
+    (tmp_path / "colab" / "data").mkdir(parents=True)
+    (tmp_path / "colab" / "data" / "hub.csv").write_text("text,label\n")
+    overlay = write_own_params(tmp_path / "colab", {"sources": [{"path": "data/hub.csv"}], "runs_dir": "runs"})
+    monkeypatch.setenv(PARAMS_OVERLAY_ENV, str(overlay))
+    monkeypatch.chdir(tmp_path)
+    config = load_config(params)
+    assert config.source_specs[0].path == str(tmp_path / "colab" / "data" / "hub.csv")
+    assert config.runs_dir == str(tmp_path / "colab" / "runs")
+    assert config.output_dir == str(tmp_path / "study" / "out")  # the file's own keys still resolve beside it
+
+
+def test_a_missing_params_overlay_or_an_unknown_key_in_it_names_the_variable_and_the_file(tmp_path, monkeypatch):
+    params = write_own_params(tmp_path, {"run_name": "study"})
+    missing = tmp_path / "gone.yaml"
+    monkeypatch.setenv(PARAMS_OVERLAY_ENV, str(missing))
+    with pytest.raises(ConfigError) as error:
+        load_config(params)
+    assert str(missing) in str(error.value) and PARAMS_OVERLAY_ENV in str(error.value)
+    assert "params file not found" in str(error.value)
+    overlay = write_own_params(tmp_path / "colab", {"learnin_rate": 1e-4})
+    monkeypatch.setenv(PARAMS_OVERLAY_ENV, str(overlay))
+    with pytest.raises(ConfigError) as error:
+        load_config(params)
+    message = str(error.value)
+    assert message.startswith(f"{overlay} (the params overlay {PARAMS_OVERLAY_ENV} names): unknown parameter "
+                              "'learnin_rate'")
+    assert "Did you mean 'learning_rate'" in message
 
 
 def test_command_line_overrides_parse_as_yaml_values():

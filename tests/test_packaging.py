@@ -1,9 +1,12 @@
-"""Packaging: every library the package imports is declared in pyproject.toml, environment.yml installs every extra,
-and the LICENSE file is the license pyproject names."""
+"""Packaging: every library the package imports is declared in pyproject.toml, the core plus the `serve` extra is all
+that predict and serve need, environment.yml installs every extra, and the LICENSE file is the license pyproject
+names."""
 from __future__ import annotations
 
 import ast
+import json
 import re
+import subprocess
 import sys
 import tomllib
 from importlib import metadata
@@ -57,6 +60,127 @@ def test_every_third_party_import_of_the_package_is_declared_in_pyproject():
         if not distributions & declared:
             undeclared[module] = (where, sorted(distributions))
     assert not undeclared, f"imported but not declared in pyproject.toml: {undeclared}"
+
+
+# --- the lean install: `pip install "otherdata[serve]"` predicts and serves without the `run` extra ---------------------
+
+SERVE_MODULES = ("serve", "http_app", "predictor")  # the serving step itself: its lazy imports (uvicorn) count too
+# The `run` extra's notebook and plotting machinery, which importing the serving step must not load.
+RUN_MACHINERY = ("papermill", "nbformat", "nbconvert", "matplotlib", "ipykernel", "jupyter_client")
+
+
+def package_file(module: str) -> Path | None:
+    """otherdata_utils/<module>.py or its package's __init__.py, for a dotted name relative to the package."""
+    path = REPO_ROOT / "otherdata_utils" / Path(*module.split("."))
+    for candidate in (path / "__init__.py", path.with_suffix(".py")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def import_time_imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
+    """The import statements that run when the module is imported: none inside a function or `if TYPE_CHECKING`."""
+    found, stack = [], list(tree.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            stack.extend(node.orelse)
+            continue
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.append(node)
+        stack.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def module_imports(module: str, *, anywhere: bool) -> tuple[set[str], set[str]]:
+    """(package modules, third-party top-level modules) that `module` imports: at import time, or `anywhere`."""
+    path = package_file(module)
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    nodes = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))] if anywhere \
+        else import_time_imports(tree)
+    here = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+    local, third_party = set(), set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "otherdata_utils":
+                    local.add(alias.name.partition(".")[2])
+                else:
+                    third_party.add(alias.name.split(".")[0])
+            continue
+        if node.level:
+            prefix = [*here[: len(here) - node.level + 1], *(node.module.split(".") if node.module else [])]
+        elif node.module.split(".")[0] == "otherdata_utils":
+            prefix = node.module.split(".")[1:]
+        else:
+            third_party.add(node.module.split(".")[0])
+            continue
+        for alias in node.names:  # `from . import data` names a module; `from .config import Config` a name in one
+            name = ".".join([*prefix, alias.name])
+            local.add(name if package_file(name) else ".".join(prefix))
+    return {name for name in local if name}, {name for name in third_party if name not in sys.stdlib_module_names
+                                              and name != "__future__"}
+
+
+def serving_imports() -> dict[str, str]:
+    """Third-party module -> the package module importing it, over everything importing the serving step loads
+    (its parent packages too), plus the serving modules' own lazy imports. A lazy import further down, such as
+    adapters' peft for PEFT training, is not reached when predicting or serving."""
+    found: dict[str, str] = {}
+    seen: set[str] = set()
+    todo = ["serve", "predictor"]
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        parts = module.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]
+        local, third_party = module_imports(module, anywhere=module in SERVE_MODULES)
+        todo += sorted(local)
+        for name in sorted(third_party):
+            found.setdefault(name, module)
+    return found
+
+
+def test_the_core_and_the_serve_extra_provide_every_library_predict_and_serve_import():
+    project = PYPROJECT["project"]
+    lean = {requirement_name(r) for r in [*project["dependencies"], *project["optional-dependencies"]["serve"]]}
+    providers = metadata.packages_distributions()
+    imports = serving_imports()
+    missing = {module: where for module, where in imports.items()
+               if not {requirement_name(d) for d in providers.get(module, [])} & lean}
+    assert {"torch", "transformers", "fastapi", "uvicorn"} <= set(imports)  # the walk reached the serving step
+    assert missing == {}, f"imported by predict/serve but neither core nor the serve extra: {missing}"
+
+
+def test_the_core_leaves_the_notebook_machinery_to_the_run_extra():
+    project = PYPROJECT["project"]
+    core = {requirement_name(r) for r in project["dependencies"]}
+    run = {requirement_name(r) for r in project["optional-dependencies"]["run"]}
+    assert core.isdisjoint({"papermill", "nbformat", "matplotlib", "ipykernel", "jupyter-client", "pyzmq"})
+    assert {"papermill", "nbformat", "matplotlib", "ipykernel"} <= run
+
+
+def test_importing_predict_and_serve_loads_no_notebook_or_plotting_library():
+    code = ("import json, sys; import otherdata_utils.serve, otherdata_utils.predictor; "
+            f"print(json.dumps(sorted(m for m in {list(RUN_MACHINERY)!r} if m in sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+def test_run_command_without_the_run_extra_names_the_extra_to_install():
+    # None in sys.modules makes `import papermill` fail as if it were not installed
+    code = ("import sys; sys.modules['papermill'] = None; from otherdata_utils.__main__ import main; "
+            "sys.exit(main(['run', 'params/ci.yaml']))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "python -m otherdata_utils run: error: needs the `run` extra (no module named 'papermill'): "
+        "pip install \"otherdata[run]\", or from a clone pip install -e \".[run]\""]
 
 
 def test_environment_yml_installs_the_package_with_every_extra():
