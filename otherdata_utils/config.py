@@ -99,6 +99,9 @@ class Config(BaseModel):
     # --- data
     sources: list[Union[str, SourceSpec]] = Field(default_factory=lambda: ["uci_sentences"])
     target_domain: Optional[str] = None  # the domain we care about; others are "other data"
+    # routing: a class no model trains on (CLINC150's oos, listed last): its validation rows choose the confidence
+    # threshold below which a text is handed over to a person, its test rows measure out-of-scope recall
+    out_of_scope_class: Optional[str] = None
     validation_split_percentage: float = 10.0  # carved from train when a source has no validation split
     test_split_percentage: float = 20.0  # carved when a source has no test split
     max_train_samples: Optional[int] = None  # total training rows after mixing (the mix budget)
@@ -194,6 +197,9 @@ class Config(BaseModel):
     # PEFT study: learning rates tried per method, one chosen on validation; a method not named keeps its fixed lr
     study_learning_rate_grid: dict[Literal["none", "lora", "adalora"], list[float]] = Field(default_factory=dict)
     study_domains: list[str] = Field(default_factory=list)  # transfer matrix: domains to train and test; [] = all
+    # routing study: how other desks' intents (another label space) are used; target_only is the reference
+    study_routing_arms: list[Literal["target_only", "intermediate", "joint"]] = Field(
+        default_factory=lambda: ["target_only", "intermediate", "joint"], min_length=1)
     # few-shot: target rows per class (null = all), mixing arms ("temperature" runs once per study_temperatures T)
     study_k_values: list[Optional[int]] = Field(default_factory=lambda: [8, 32, 128, None], min_length=1)
     study_strategies: list[MixingStrategy] = Field(

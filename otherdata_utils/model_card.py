@@ -90,21 +90,27 @@ class InferenceSettings:
     max_seq_length: int  # tokens per text, special tokens included
     truncation: str  # head, tail or head_tail
     head_tokens: int  # head_tail: tokens kept from the start, the rest from the end
+    # routing: a text whose best class is less probable than this is handed over (chosen on validation); None: never
+    handover_threshold: Optional[float] = None
 
     @classmethod
-    def from_config(cls, config: Config) -> InferenceSettings:
-        return cls(config.max_seq_length, config.truncation, config.head_tokens)
+    def from_config(cls, config: Config, handover_threshold: Optional[float] = None) -> InferenceSettings:
+        return cls(config.max_seq_length, config.truncation, config.head_tokens, handover_threshold)
 
 
-def write_inference_settings(model_dir: Path, config: Config) -> Path:
-    """Write ``model_dir/otherdata_inference.json`` (max length and truncation training used) atomically.
+def write_inference_settings(model_dir: Path, config: Config, *, handover_threshold: Optional[float] = None) -> Path:
+    """Write ``model_dir/otherdata_inference.json`` (max length and truncation training used, and a routing
+    model's handover threshold) atomically.
 
     Call it after the model is saved: saving swaps in a whole new folder.
     """
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"{model_dir}: no saved model (config.json) to describe; save the model first")
-    return atomic_write_json(model_dir / INFERENCE_NAME, asdict(InferenceSettings.from_config(config)))
+    settings = asdict(InferenceSettings.from_config(config, handover_threshold))
+    if handover_threshold is None:
+        del settings["handover_threshold"]  # a classifier that never hands over keeps the file it always had
+    return atomic_write_json(model_dir / INFERENCE_NAME, settings)
 
 
 def read_inference_settings(model_dir: Path) -> Optional[InferenceSettings]:
@@ -117,9 +123,14 @@ def read_inference_settings(model_dir: Path) -> Optional[InferenceSettings]:
         stored = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ModelCardError(f"{path}: not a JSON object ({error}); {redo}") from None
-    if not isinstance(stored, dict) or set(stored) != {"max_seq_length", "truncation", "head_tokens"}:
+    required = {"max_seq_length", "truncation", "head_tokens"}
+    if not isinstance(stored, dict) or not required <= set(stored) <= required | {"handover_threshold"}:
         got = sorted(stored) if isinstance(stored, dict) else type(stored).__name__
-        raise ModelCardError(f"{path}: expected exactly max_seq_length, truncation and head_tokens, got {got}; "
+        raise ModelCardError(f"{path}: expected max_seq_length, truncation and head_tokens (and optionally "
+                             f"handover_threshold), got {got}; {redo}")
+    threshold = stored.get("handover_threshold")
+    if threshold is not None and (type(threshold) not in (int, float) or not 0 <= threshold <= 1):
+        raise ModelCardError(f"{path}: handover_threshold must be a probability in [0, 1], got {threshold!r}; "
                              f"{redo}")
     for name, least in (("max_seq_length", 1), ("head_tokens", 0)):
         if type(stored[name]) is not int or stored[name] < least:  # type(): a JSON true is no length

@@ -9,12 +9,13 @@ import hashlib
 import json
 import platform
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
 import accelerate
 import datasets
+import numpy as np
 import pandas as pd
 import torch
 import transformers
@@ -23,7 +24,7 @@ from datasets.utils import logging as datasets_logging
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from transformers import pipeline as hf_pipeline
 
-from . import adapters, augment, clean, data, metrics, mix, model_card, modeling, plots, pretrain, train
+from . import adapters, augment, clean, data, metrics, mix, model_card, modeling, plots, pretrain, routing, train
 from .config import Config
 from .io import atomic_dir, atomic_write_json, read_json
 from .runs import run_folder
@@ -46,7 +47,7 @@ _FINETUNE_PARAMS = ("model_name_or_path", "max_seq_length", "truncation", "head_
                     "per_device_train_batch_size", "learning_rate", "weight_decay", "num_train_epochs", "max_steps",
                     "warmup_ratio", "gradient_accumulation_steps", "max_grad_norm", "mixed_precision",
                     "optim_implementation", "eval_strategy", "eval_steps", "metric_for_best_model",
-                    "greater_is_better", "load_best_model_at_end", "early_stopping_patience")
+                    "greater_is_better", "load_best_model_at_end", "early_stopping_patience", "out_of_scope_class")
 STEP_PARAMS: dict[str, tuple[str, ...]] = {
     "data": _DATA_PARAMS,  # 01: the cleaned splits
     "mix": _DATA_PARAMS + _MIX_PARAMS,  # 02: the mixed training set
@@ -276,6 +277,23 @@ def adapt_encoder(config: Config, prepared: DatasetDict) -> Optional[Path]:
     return result.output_dir
 
 
+def intermediate_rows(config: Config, target: DatasetDict) -> Optional[tuple[DatasetDict, set[str]]]:
+    """The `intermediate` sources' rows cleaned as 01_data cleans the target's, and the ids of their training texts
+    that also occur in the `target`'s validation or test rows (dropped with `remove_leakage`); None without any."""
+    raw = data.load_intermediate_data(config)
+    if raw is None:
+        return None
+    cleaned, _ = clean.clean(raw, config)
+    # the target's yardstick must not be seen in training, not even with another task's labels
+    leaked = clean.find_leakage(DatasetDict(train=cleaned["train"], validation=target["validation"],
+                                            test=target["test"]), near=config.near_dedupe).leaked_ids("train")
+    if config.remove_leakage and leaked:
+        ids = cleaned["train"]["id"][:]
+        cleaned["train"] = clean.take_rows(cleaned["train"], [row for row, id_ in enumerate(ids) if id_ not in leaked],
+                                           "intermediate leakage")
+    return cleaned, leaked
+
+
 def train_intermediate(config: Config, start: str, target: DatasetDict) -> Optional[Path]:
     """Intermediate-task training (STILTs, Phang et al. 2018) of the `intermediate` sources, from encoder `start`.
 
@@ -285,18 +303,11 @@ def train_intermediate(config: Config, start: str, target: DatasetDict) -> Optio
     starts from it with a fresh head. Its record is metrics.json "intermediate" (started_from, data, scores); one
     the run folder holds, made from the same inputs, is reused. Returns None when no source is intermediate.
     """
-    raw = data.load_intermediate_data(config)
-    if raw is None:
+    loaded = intermediate_rows(config, target)
+    if loaded is None:
         return None
+    cleaned, leaked = loaded
     paths = run_folder(config)
-    cleaned, _ = clean.clean(raw, config)
-    # the target's yardstick must not be seen in training, not even with another task's labels
-    leaked = clean.find_leakage(DatasetDict(train=cleaned["train"], validation=target["validation"],
-                                            test=target["test"]), near=config.near_dedupe).leaked_ids("train")
-    if config.remove_leakage and leaked:
-        ids = cleaned["train"]["id"][:]
-        cleaned["train"] = clean.take_rows(cleaned["train"], [row for row, id_ in enumerate(ids) if id_ not in leaked],
-                                           "intermediate leakage")
     names = data.label_names(cleaned)
     inputs = {"params": step_params(config, "intermediate"), "started_from": start,
               "train_data": data.fingerprint(DatasetDict(train=cleaned["train"]))["train"]}
@@ -307,12 +318,8 @@ def train_intermediate(config: Config, start: str, target: DatasetDict) -> Optio
     # the target's checkpoint folder is not this stage's: it resumes only from its own latest ("auto")
     stage = config.replace(model_name_or_path=start,
                            resume_from_checkpoint="auto" if config.resume_from_checkpoint else None)
-    model, tokenizer = modeling.load_model_and_tokenizer(stage, names)
-    tokenized = modeling.tokenize_splits(DatasetDict(train=cleaned["train"], validation=cleaned["validation"]),
-                                         tokenizer, config)
-    result = train.train(stage, model, tokenizer, tokenized, output_dir=paths.intermediate_training,
-                         label_names=names)
-    modeling.save_model(adapters.plain_model(model).base_model, tokenizer, paths.intermediate)
+    result = intermediate_encoder(stage, DatasetDict(train=cleaned["train"], validation=cleaned["validation"]),
+                                  names, training_dir=paths.intermediate_training, encoder_dir=paths.intermediate)
     atomic_write_json(paths.intermediate_training / "history.json", result.history)
     update_metrics(config, "intermediate", {
         **inputs, "encoder": str(paths.intermediate), "label_names": names,
@@ -320,6 +327,17 @@ def train_intermediate(config: Config, start: str, target: DatasetDict) -> Optio
         "sources": [spec.label for spec in config.source_specs if spec.intermediate],
         **{key: value for key, value in asdict(result).items() if key != "history"}})
     return paths.intermediate
+
+
+def intermediate_encoder(stage: Config, rows: DatasetDict, names: list[str], *, training_dir: Path,
+                         encoder_dir: Path) -> train.TrainResult:
+    """Fine-tune `stage.model_name_or_path` on `rows` (train, validation) with their own classes and a new head, and
+    save the encoder without that head into `encoder_dir`: a later fine-tuning starts from it with a fresh head."""
+    model, tokenizer = modeling.load_model_and_tokenizer(stage, names)
+    tokenized = modeling.tokenize_splits(rows, tokenizer, stage)
+    result = train.train(stage, model, tokenizer, tokenized, output_dir=training_dir, label_names=names)
+    modeling.save_model(adapters.plain_model(model).base_model, tokenizer, encoder_dir)
+    return result
 
 
 def finetune(config: Config, *, stop_after_steps: Optional[int] = None):
@@ -331,8 +349,8 @@ def finetune(config: Config, *, stop_after_steps: Optional[int] = None):
     """
     paths = run_folder(config)
     prepared = load_prepared(config)
-    names = data.label_names(prepared)
-    splits = DatasetDict(train=load_training_set(config), validation=prepared["validation"])
+    names = trained_classes(config, data.label_names(prepared))
+    splits = in_scope_rows(DatasetDict(train=load_training_set(config), validation=prepared["validation"]), names)
     forget_step(config, "finetune")
     forget_step(config, "evaluate")  # its scores and predictions are of the model this one replaces
     encoder = adapt_encoder(config, prepared)
@@ -356,6 +374,22 @@ def finetune(config: Config, *, stop_after_steps: Optional[int] = None):
     return result
 
 
+def trained_classes(config: Config, names: list[str]) -> list[str]:
+    """The classes a model is trained on: the data's, less the out-of-scope class a routing run hands over."""
+    return names if config.out_of_scope_class is None else routing.in_scope_classes(names, config.out_of_scope_class)
+
+
+def in_scope_rows(splits: DatasetDict, names: list[str]) -> DatasetDict:
+    """Each split's rows of the `names` classes (ids below len(names)): out-of-scope rows are never trained on."""
+    def kept(rows: Dataset) -> Dataset:
+        labels = rows["label"][:]
+        if all(label < len(names) for label in labels):
+            return rows
+        return rows.select([row for row, label in enumerate(labels) if label < len(names)])
+
+    return DatasetDict({split: kept(rows) for split, rows in splits.items()})
+
+
 # --- 04 evaluation ----------------------------------------------------------------------------------------------------
 
 def load_trained_model(config: Config):
@@ -368,16 +402,29 @@ def load_trained_model(config: Config):
 
 def evaluate_splits(config: Config, splits: tuple[str, ...] = ("validation", "test")) -> dict[str, Any]:
     """Per split: metrics, classification report, confusion matrix (counts and row shares), per-domain table,
-    calibration (ECE, 15 bins), accuracy by length quartile; saved predictions and a figure for each view."""
+    calibration (ECE, 15 bins), accuracy by length quartile; saved predictions and a figure for each view.
+
+    A routing run (`out_of_scope_class`) first chooses the handover threshold on validation (`routing`), stores it
+    beside the model for serving, and scores the routed predictions (handovers count as the out-of-scope class),
+    with in-scope accuracy and out-of-scope recall per split under "routing".
+    """
     paths = run_folder(config)
     prepared = load_prepared(config)
     names = data.label_names(prepared)
     model, tokenizer = load_trained_model(config)
     forget_step(config, "evaluate")
-    tokenized = modeling.tokenize_splits(DatasetDict({s: prepared[s] for s in splits}), tokenizer, config)
+    routed = config.out_of_scope_class is not None
+    needed = tuple(dict.fromkeys(("validation", *splits))) if routed else splits
+    tokenized = modeling.tokenize_splits(DatasetDict({s: prepared[s] for s in needed}), tokenizer, config)
+    threshold = choose_handover(config, model, tokenizer, tokenized["validation"]) if routed else None
     results: dict[str, Any] = {}
     for split in splits:
-        scores, predictions = train.evaluate(model, tokenized[split], tokenizer, config, names)
+        if routed:
+            predictions, routing_record = routed_predictions(config, model, tokenizer, tokenized[split], threshold)
+            scores = metrics.compute_classification_metrics(predictions.labels, predictions.predicted, names)
+            scores["routing"] = routing_record
+        else:
+            scores, predictions = train.evaluate(model, tokenized[split], tokenizer, config, names)
         rows = prepared[split]
         per_domain = metrics.per_domain_metrics(predictions.labels, predictions.predicted, rows["domain"], names)
         confusion = metrics.confusion_matrix(predictions.labels, predictions.predicted, len(names))
@@ -394,7 +441,9 @@ def evaluate_splits(config: Config, splits: tuple[str, ...] = ("validation", "te
                                                                          names),
             "confusion_matrix": confusion,
             "confusion_matrix_normalized": metrics.row_normalized_confusion(confusion),
-            "calibration": metrics.calibration_bins(predictions.probabilities.max(axis=1), correct, n_bins=15),
+            # a handover's row has no class probability (NaN): its confidence is the best in-scope class's
+            "calibration": metrics.calibration_bins(np.nanmax(predictions.probabilities, axis=1), correct,
+                                                    n_bins=15),
             "accuracy_by_length": metrics.accuracy_by_length(token_counts, correct, max_length=config.max_seq_length),
             "label_names": names,
         }
@@ -415,6 +464,31 @@ def evaluate_splits(config: Config, splits: tuple[str, ...] = ("validation", "te
     return results
 
 
+def choose_handover(config: Config, model, tokenizer, validation: Dataset) -> float:
+    """The routing threshold chosen on the validation rows (`routing.choose_threshold`), recorded in metrics.json
+    "routing" and stored beside the model, where predict and serve read it."""
+    predictions = train.predict(model, validation, tokenizer, config)
+    threshold, scores = routing.choose_threshold(predictions.probabilities, predictions.labels)
+    model_card.write_inference_settings(run_folder(config).model, config, handover_threshold=threshold)
+    update_metrics(config, "routing", {"threshold": threshold, "chosen_on": "validation",
+                                       "objective": "mean of in-scope accuracy and out-of-scope recall",
+                                       "out_of_scope_class": config.out_of_scope_class,
+                                       "validation": asdict(scores)})
+    return threshold
+
+
+def routed_predictions(config: Config, model, tokenizer, split: Dataset, threshold: float):
+    """The split's predictions with texts below `threshold` handed over (predicted as the out-of-scope class, the
+    class after the trained ones; their probability column is NaN: the model has no such class), and the split's
+    `routing.RoutingScores` as a dict."""
+    predictions = train.predict(model, split, tokenizer, config)
+    probabilities = predictions.probabilities
+    handed = routing.route(probabilities, threshold)
+    padded = np.hstack([probabilities, np.full((len(probabilities), 1), np.nan)])
+    scores = routing.routing_scores(predictions.labels, handed, probabilities.shape[1])
+    return replace(predictions, predicted=handed, probabilities=padded), {"threshold": threshold, **asdict(scores)}
+
+
 # --- 06 deployment ----------------------------------------------------------------------------------------------------
 
 @dataclass
@@ -430,6 +504,18 @@ def base_model_name(config: Config) -> str:
     if config.model_name_or_path == modeling.DEFAULT_MODEL:
         return "sentence-transformers/all-MiniLM-L6-v2"
     return config.model_name_or_path
+
+
+def _intended_use(config: Config, test: dict[str, Any]) -> str:
+    run = f"a research artefact of the otherdata run '{config.run_name}'."
+    if config.out_of_scope_class is None:
+        return (f"Sentiment classification ({', '.join(test['label_names'])}) of English text like the training "
+                f"domains; {run}")
+    routed = test["routing"]
+    return (f"Routing English queries to one of {len(test['label_names']) - 1} intents, or handing them over to a "
+            f"person when the best intent's probability is below {routed['threshold']:.3f} (chosen on validation; "
+            f"stored in {model_card.INFERENCE_NAME}): on the test rows {routed['in_scope_accuracy']:.3f} in-scope "
+            f"accuracy, {routed['out_of_scope_recall']:.3f} out-of-scope recall; {run}")
 
 
 def deploy(config: Config, *, check_rows: int = 200) -> Deployment:
@@ -451,8 +537,7 @@ def deploy(config: Config, *, check_rows: int = 200) -> Deployment:
                 if key not in {"data_dir", "output_dir", "cache_dir", "runs_dir", "quiet"}},
         test_metrics={key: test[key] for key in ("accuracy", "macro_f1", "weighted_f1", "n")},
         per_domain=test["per_domain"],
-        intended_use=f"Sentiment classification ({', '.join(test['label_names'])}) of English text like the "
-                     f"training domains; a research artefact of the otherdata run '{config.run_name}'.",
+        intended_use=_intended_use(config, test),
         limitations=[
             f"Trained on {', '.join(sorted(test['per_domain']))}; expect lower accuracy on other domains "
             f"(worst test domain here: {test['worst_domain']}).",
@@ -460,12 +545,15 @@ def deploy(config: Config, *, check_rows: int = 200) -> Deployment:
             "The packaged base model has an English uncased vocabulary; other languages are out of scope.",
         ],
     )
-    expected = metrics.load_predictions(paths.split_predictions("test")).head(check_rows)
+    expected = metrics.load_predictions(paths.split_predictions("test"))
+    # pipeline() knows no handover threshold: it is compared on the texts the evaluation answered with a class
+    expected = expected[expected["prediction"] != config.out_of_scope_class].head(check_rows)
     classifier = hf_pipeline("text-classification", model=str(paths.model), tokenizer=str(paths.model),
                              device=-1)
     # pipeline() truncates from the end (head); other strategies can disagree on texts longer than the limit.
+    # (a routing model that handed every test text over leaves nothing to compare: agreement is then NaN)
     outputs = classifier(expected["text"].tolist(), truncation=True, max_length=config.max_seq_length,
-                         batch_size=config.per_device_eval_batch_size)
+                         batch_size=config.per_device_eval_batch_size) if len(expected) else []
     reloaded = [output["label"] for output in outputs]
     agreement = float((expected["prediction"] == reloaded).mean()) if len(expected) else float("nan")
     examples = pd.DataFrame({

@@ -176,8 +176,10 @@ def plot_transfer_heatmap(matrix: pd.DataFrame, path: Optional[PathLike] = None)
     return _finish(fig, path)
 
 
-def plot_few_shot_curves(frame: pd.DataFrame, path: Optional[PathLike] = None) -> Figure:
-    """Accuracy against the number of in-domain examples k (log scale), one line and confidence band per strategy.
+def plot_few_shot_curves(frame: pd.DataFrame, path: Optional[PathLike] = None, *, ylabel: str = "accuracy",
+                         title: str = "Few-shot curves: mean and 95% interval over replicates") -> Figure:
+    """A score (accuracy by default) against the number of in-domain examples k (log scale), one line and confidence
+    band per strategy.
 
     An optional `k_label` column names a point "all" (every target row) on the axis."""
     _check_columns(frame, ["k", "strategy", "mean", "ci_low", "ci_high"], "plot_few_shot_curves")
@@ -194,8 +196,8 @@ def plot_few_shot_curves(frame: pd.DataFrame, path: Optional[PathLike] = None) -
     ax.set_xticks(ks, [f"all ({k:g})" if names.get(k) == "all" else f"{k:g}" for k in ks])
     ax.minorticks_off()
     ax.set_xlabel("in-domain examples k")
-    ax.set_ylabel("accuracy")
-    ax.set_title("Few-shot curves: mean and 95% interval over replicates")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     return _finish(fig, path)
 
 

@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
+from . import routing
 from .data import files
 from .io import atomic_path
 from .model_card import INFERENCE_NAME, InferenceSettings, ModelCardError, read_inference_settings, read_model_card
@@ -53,7 +54,7 @@ class Predictor:
 
     def __init__(self, model: PreTrainedModel, tokenizer: Any, *, model_dir: Path, max_length: int,
                  truncation: str, head_tokens: int, tokenization: str, batch_size: int, int8: bool,
-                 num_parameters: int, card: dict[str, Any]) -> None:
+                 num_parameters: int, card: dict[str, Any], handover_threshold: Optional[float] = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.model_dir = model_dir
@@ -66,6 +67,7 @@ class Predictor:
         self.int8 = int8
         self.num_parameters = num_parameters
         self.card = card
+        self.handover_threshold = handover_threshold  # a routing model hands over texts below it
         self.labels = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
 
     @classmethod
@@ -120,7 +122,8 @@ class Predictor:
                         truncation=trained.truncation if trained else "head",
                         head_tokens=trained.head_tokens if trained else 0,
                         tokenization=_tokenization_source(trained, max_length, limit), batch_size=batch_size,
-                        int8=int8, num_parameters=num_parameters, card=card)
+                        int8=int8, num_parameters=num_parameters, card=card,
+                        handover_threshold=trained.handover_threshold if trained else None)
         if predictor._text_budget() < 1:
             raise ModelLoadError(f"{model_dir}: max_length {length} leaves no room for text beside the model's "
                                  f"{length - predictor._text_budget()} special tokens; use a larger max_length")
@@ -180,15 +183,19 @@ class Predictor:
             "batch_size": self.batch_size,
             "num_parameters": self.num_parameters,
             "int8": self.int8,
+            "handover_threshold": self.handover_threshold,
             "model_card": self.card,
         }
 
     def _prediction(self, probabilities: list[float]) -> dict[str, Any]:
+        """The best class, or for a routing model whose best class is below its threshold `routing.HANDOVER`
+        (label_id None; score stays the best class's probability, so a client sees how close it came)."""
         label_id = max(range(len(probabilities)), key=probabilities.__getitem__)
+        handover = self.handover_threshold is not None and probabilities[label_id] < self.handover_threshold
         return {
-            "label": self.labels[label_id],
+            "label": routing.HANDOVER if handover else self.labels[label_id],
             "score": probabilities[label_id],
-            "label_id": label_id,
+            "label_id": None if handover else label_id,
             "probabilities": dict(zip(self.labels, probabilities)),
         }
 

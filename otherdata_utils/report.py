@@ -65,6 +65,13 @@ def _header(paths: RunFolder, params: dict[str, Any], metrics: dict[str, Any]) -
 def _split_section(title: str, scores: dict[str, Any], report: bool = True) -> str:
     lines = [f"## {title}", "", f"accuracy {scores['accuracy']:.4f} · macro-F1 {scores['macro_f1']:.4f} · "
              f"weighted-F1 {scores['weighted_f1']:.4f} · n = {scores['n']}"]
+    routed = scores.get("routing")
+    if routed:
+        lines += ["", f"routing: **in-scope accuracy {routed['in_scope_accuracy']:.4f}** ({routed['in_scope_rows']} "
+                      f"in-scope rows), **out-of-scope recall {routed['out_of_scope_recall']:.4f}** "
+                      f"({routed['out_of_scope_rows']} out-of-scope rows), out-of-scope precision "
+                      f"{routed['out_of_scope_precision']:.4f}; handed over {routed['handover_share']:.1%} of the rows "
+                      f"below confidence {routed['threshold']:.4f} (chosen on validation)"]
     if report and scores.get("classification_report"):
         lines += ["", "```", scores["classification_report"].rstrip(), "```"]
     per_domain = scores.get("per_domain") or {}

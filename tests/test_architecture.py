@@ -17,7 +17,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("env", "params_text", "config", "io", "runs"),
     ("data", "clean", "augment", "mix"),
     ("modeling", "adapters", "model_card"),
-    ("train", "metrics", "stats", "plots", "pretrain", "anchors"),
+    ("train", "metrics", "routing", "stats", "plots", "pretrain", "anchors"),
     ("studies", "pipeline"),
     ("run", "preflight", "report", "publish", "predictor", "http_app", "serve", "bench", "colab", "__main__",
      "__init__"),

@@ -316,7 +316,10 @@ def test_service_answers_with_the_trained_truncation(head_tail_dir: Path, head_t
     ('{"max_seq_length": 32, "truncation": "middle", "head_tokens": 8}',
      "truncation must be one of head, tail, head_tail, got 'middle'"),
     ('{"max_seq_length": true, "truncation": "head", "head_tokens": 8}', "max_seq_length must be a whole number"),
-    ('{"max_seq_length": 32}', "expected exactly max_seq_length, truncation and head_tokens"),
+    ('{"max_seq_length": 32}', "expected max_seq_length, truncation and head_tokens (and optionally "
+                               "handover_threshold)"),
+    ('{"max_seq_length": 32, "truncation": "head", "head_tokens": 8, "handover_threshold": 1.5}',
+     "handover_threshold must be a probability in [0, 1], got 1.5"),
     ('{"max_seq_length": 4096, "truncation": "head", "head_tokens": 0}',
      "max_seq_length in otherdata_inference.json must be between 1 and 512"),
 ])

@@ -116,6 +116,16 @@ def read_lines(path: PathLike, encoding: str = "utf-8") -> list[str]:
     return lines
 
 
+def read_json(path: PathLike, encoding: str = "utf-8") -> Any:
+    """One JSON document (plain or .gz), such as a data set's metadata or a file of lists of rows."""
+    text = decode(read_bytes(path), path, encoding)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise FileReadError(f"{path}, line {error.lineno}: not valid JSON ({error.msg})", path=path, reason="syntax",
+                            line=error.lineno) from None
+
+
 def read_records(path: PathLike, fmt: str, encoding: str = "utf-8") -> Records:
     """Every data row of a csv, tsv, jsonl or parquet file (plain or .gz) as columns; a file without rows fails.
 

@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 from ..config import SourceSpec, local_source_candidates
 from .files import FileReadError, Records, decode, file_format, read_records
+from .files import read_json as read_json_document
 from .files import read_lines as read_text_lines
 from .schema import BINARY_LABELS, DataError, Table, at
 
@@ -43,6 +44,13 @@ def read_file(path: Path, fmt: str, encoding: str = "utf-8") -> Records:
 def read_lines(path: Path, encoding: str = "utf-8") -> list[str]:
     try:
         return read_text_lines(path, encoding)
+    except FileReadError as error:
+        raise data_error(error) from None
+
+
+def read_json(path: Path, encoding: str = "utf-8") -> Any:
+    try:
+        return read_json_document(path, encoding)
     except FileReadError as error:
         raise data_error(error) from None
 

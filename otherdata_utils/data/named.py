@@ -14,7 +14,7 @@ import datasets
 from datasets import DatasetDict
 
 from ..config import DATA_DIR_ENV
-from .local import column, read_file, read_lines
+from .local import column, read_file, read_json, read_lines
 from .schema import BINARY_LABELS, THREE_WAY_LABELS, DataError, Table, Where, at, values
 
 _HUB_SPLITS = {"train": "train", "validation": "validation", "test": "test"}
@@ -36,6 +36,11 @@ class NamedSource:
     aliases: dict[str, str] = field(default_factory=dict)  # other accepted subset names
     hub_text_column: str = "text"
     hub_revision: Optional[str] = None  # script-based Hub repos load from their parquet export
+    classes_text: Optional[str] = None  # the classes in words, where they depend on the subsets read
+
+    @property
+    def classes(self) -> str:
+        return self.classes_text or ", ".join(self.label_names)
 
 
 # ------------------------------------------------------------------------------------- names and subsets
@@ -286,6 +291,52 @@ def _read_chnsenticorp(folder: Path, subsets: list[str]) -> Table:
     return table
 
 
+_CLINC_DOMAINS = ("banking", "credit_cards", "kitchen_and_dining", "home", "auto_and_commute", "travel", "utility",
+                  "work", "small_talk", "meta")  # domains.json's, in its order
+_CLINC_SPLITS = (("train", "train"), ("val", "validation"), ("test", "test"))
+OUT_OF_SCOPE = "oos"  # CLINC150's out-of-scope intent, a subset of its own: it belongs to no domain
+
+
+def _read_clinc150(folder: Path, subsets: list[str]) -> Table:
+    """The chosen domains' intents (domains.json order, then `oos` last where asked for), one row per query.
+
+    A row's domain is its intent's domain; out-of-scope queries are domain "oos". Ids are the query's place in its
+    split's list (``clinc150:test:17``, ``clinc150:oos_test:3``), so they do not change with the subsets read.
+    """
+    domains_path, data_path = folder / "domains.json", folder / "data_full.json.gz"
+    intents_of = _json_object(read_json(domains_path), domains_path)
+    domain_of = {intent: domain for domain, intents in intents_of.items() for intent in intents}
+    names = [intent for domain, intents in intents_of.items() if domain in subsets for intent in intents]
+    if OUT_OF_SCOPE in subsets:
+        names.append(OUT_OF_SCOPE)
+    lookup = {name: i for i, name in enumerate(names)}
+    splits = _json_object(read_json(data_path), data_path)
+    table = Table("clinc150", names)
+    for prefix, domain in (("", None), ("oos_", OUT_OF_SCOPE)):
+        if domain == OUT_OF_SCOPE and OUT_OF_SCOPE not in subsets:
+            continue
+        for file_split, split in _CLINC_SPLITS:
+            key = prefix + file_split
+            if key not in splits:
+                raise DataError(f"{data_path}: no list {key!r}; the local copy is not laid out like shared/data")
+            for number, (text, intent) in enumerate(splits[key], start=1):
+                where = (str(data_path), f"{key} item", number)
+                row_domain = domain or domain_of.get(intent)
+                if row_domain is None:
+                    raise DataError(f"{at(where)}: intent {intent!r} is in no domain of {domains_path}")
+                if row_domain not in subsets:
+                    continue
+                table.add(where, id=f"clinc150:{prefix}{file_split}:{number}", text=text,
+                          label=_parsed_label(intent, lookup, where), domain=row_domain, split=split)
+    return table
+
+
+def _json_object(value: object, path: Path) -> dict:
+    if not isinstance(value, dict):
+        raise DataError(f"{path}: expected one JSON object; the local copy is not laid out like shared/data")
+    return value
+
+
 # ------------------------------------------------------------------------------------------------- the Hub
 
 
@@ -403,6 +454,12 @@ NAMED_SOURCES: dict[str, NamedSource] = {source.name: source for source in (
         "3 balanced classes", "Barbieri, Espinosa Anke & Camacho-Collados, XLM-T, LREC 2022", THREE_WAY_LABELS,
         list(_XLMT_LANGUAGES), "cardiffnlp/tweet_sentiment_multilingual", _read_xlmt_tweets, _read_hub_xlmt,
         hub_revision="refs/convert/parquet"),
+    NamedSource(
+        "clinc150", "CLINC150 intents: 150 intents in 10 domains (100 / 20 / 30 queries each) and out-of-scope "
+        "queries (subset oos: 100 / 100 / 1,000); subsets are domains, a domain's classes its 15 intents",
+        "Larson et al., An Evaluation Dataset for Intent Classification and Out-of-Scope Prediction, EMNLP 2019",
+        [], list(_CLINC_DOMAINS) + [OUT_OF_SCOPE], None, _read_clinc150,
+        classes_text="the chosen domains' intents (15 each), then oos where the oos subset is read"),
     NamedSource(
         "chnsenticorp", "ChnSentiCorp hotel reviews (Chinese): 7,766 reviews, no splits",
         "Tan Songbo, ChnSentiCorp", BINARY_LABELS, [], None, _read_chnsenticorp, domain="chnsenticorp"),

@@ -122,7 +122,7 @@ def sources_table(data_dir: Optional[Path]) -> pandas.DataFrame:
     """Every named source: classes, subsets, Hub copy and whether ``data_dir`` holds a local copy."""
     return pandas.DataFrame([{
         "source": named.name,
-        "classes": ", ".join(named.label_names),
+        "classes": named.classes,
         "subsets": ", ".join(named.domains),
         "hub_id": named.hub_id or "",
         "local_copy": data_dir is not None and (Path(data_dir) / named.name).is_dir(),

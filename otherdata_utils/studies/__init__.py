@@ -15,20 +15,22 @@ from .peft_tuning import ARM_OF_METHOD, peft_arms, peft_study
 from .pretraining import PretrainingResult, continued_pretraining_study, pretraining_arms, pretraining_texts
 from .quality import (HELPFULNESS_RECIPES, agreement_arms, agreement_study, helpfulness_pools, helpfulness_study,
                       inject_label_noise, label_noise_study, level_name)
+from .routing import RoutingData, fit_and_route, routing_cells, routing_data, routing_study
 from .sampling import balanced_order, domain_rows, equal_size_arms
 from .tables import comparison_sentence, tally_comparisons
 from .temporal import TIME_RECIPES, TimeSplit, time_split, time_split_of, time_study
 from .transfer import TransferResult, transfer_matrix
 
 __all__ = [
-    "ARM_OF_METHOD", "AdaptationResult", "COVERAGE_TEXTS", "Cell", "CellScore", "FewShotSplit", "HELPFULNESS_RECIPES",
-    "LanguageResult", "PretrainingResult", "StudyResult", "TIME_RECIPES", "TimeSplit", "TransferResult",
-    "agreement_arms", "agreement_study", "anchor_cells", "arm_sizes", "balanced_order", "cell_config", "clean_data",
-    "compare_arms", "compare_rows", "comparison_sentence", "continued_pretraining_study", "correct_rows",
-    "domain_rows", "equal_size_arms", "few_shot_budget", "few_shot_cells", "few_shot_splits", "few_shot_study",
-    "fit_and_score", "helpfulness_pools", "helpfulness_study", "inject_label_noise", "label_noise_study",
-    "language_arms", "language_budget", "language_coverage", "language_study", "level_name", "mixing_arms",
-    "peft_arms", "peft_study", "pretraining_arms", "pretraining_texts", "replicates", "run_cells", "save_study",
-    "split_seeds", "summarize", "tally_comparisons", "time_split", "time_split_of", "time_study",
-    "tokenizer_coverage", "transfer_matrix",
+    "ARM_OF_METHOD", "AdaptationResult", "COVERAGE_TEXTS", "Cell", "CellScore", "FewShotSplit",
+    "HELPFULNESS_RECIPES", "LanguageResult", "PretrainingResult", "RoutingData", "StudyResult", "TIME_RECIPES",
+    "TimeSplit", "TransferResult", "agreement_arms", "agreement_study", "anchor_cells", "arm_sizes",
+    "balanced_order", "cell_config", "clean_data", "compare_arms", "compare_rows", "comparison_sentence",
+    "continued_pretraining_study", "correct_rows", "domain_rows", "equal_size_arms", "few_shot_budget",
+    "few_shot_cells", "few_shot_splits", "few_shot_study", "fit_and_route", "fit_and_score", "helpfulness_pools",
+    "helpfulness_study", "inject_label_noise", "label_noise_study", "language_arms", "language_budget",
+    "language_coverage", "language_study", "level_name", "mixing_arms", "peft_arms", "peft_study",
+    "pretraining_arms", "pretraining_texts", "replicates", "routing_cells", "routing_data", "routing_study",
+    "run_cells", "save_study", "split_seeds", "summarize", "tally_comparisons", "time_split", "time_split_of",
+    "time_study", "tokenizer_coverage", "transfer_matrix",
 ]

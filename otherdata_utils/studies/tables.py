@@ -124,13 +124,13 @@ COMPARISON_HEADERS = ["Δ vs reference [95% CI]", "p_adj (Holm)", "MDE", "verdic
 
 def results_markdown(summary: pd.DataFrame, comparisons: pd.DataFrame, labels: dict[str, str],
                      within: Sequence[str], groups: Sequence[str], headline: str,
-                     test_rows: Optional[int] = None) -> str:
+                     test_rows: Optional[int] = None, measure: str = "accuracy") -> str:
     """One line per summary row: its labels (column -> header), train rows, replicates, test rows, mean ± sd and
-    interval, then the paired comparison to the reference (Δ and interval, adjusted p, MDE, verdict) and the mean
+    interval of the `measure`, then the paired comparison to the reference (Δ and interval, adjusted p, MDE, verdict) and the mean
     accuracy on each extra test group."""
     verdicts = {tuple(row[[*within, "arm"]]): row for _, row in comparisons.iterrows()}
     header = [*labels.values(), "train rows", "replicates", *(["test rows"] if test_rows else []),
-              f"{headline} accuracy (mean ± sd)", "95% CI", *COMPARISON_HEADERS, *groups]
+              f"{headline} {measure} (mean ± sd)", "95% CI", *COMPARISON_HEADERS, *groups]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(labels) + "---:|" * (len(header) - len(labels))]
     for _, row in summary.iterrows():
         cells = [label_text(row[name]) for name in labels] + [

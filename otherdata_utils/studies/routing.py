@@ -1,0 +1,294 @@
+"""The routing study (CLINC150, Larson et al. 2019): a desk's intents with k labelled queries each, trained alone or
+with other desks' intents (another label space) used first (intermediate training, STILTs) or together (one joint
+model); every model routes by a confidence threshold chosen on validation and is scored on the same test rows as
+in-scope accuracy and out-of-scope recall.
+
+Hands on a `StudyResult` whose comparisons pair every arm with target-only on both scores.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+from datasets import Dataset, DatasetDict, concatenate_datasets
+
+from .. import anchors, mix, modeling, pipeline, plots, routing, runs, train
+from ..config import Config
+from ..data.schema import build_dataset, record_features
+from .engine import (StudyResult, cell_config, compare_arms, correct_text, finish, prepared_data, replicates,
+                     rows_fingerprint, study_design, summarize, target_domain)
+from .sampling import column, domain_rows, seeded_cap
+from .tables import comparison_sentence, reference_line, results_markdown
+
+ARM_TEXT = {
+    "target_only": "target_only = the desk's own k-shot queries, repeated to the target budget (the reference)",
+    "intermediate": "intermediate = fine-tuned first on the other desks' pool with their own intents and head "
+                    "(STILTs), then on the target_only rows with a fresh head",
+    "joint": "joint = one model over the other desks' and this desk's intents, trained on the pool and the "
+             "target_only rows together; an answer outside this desk's intents is a handover",
+    "probe": "probe = frozen encoder + logistic regression (C on validation) on the k-shot queries",
+    "setfit": "setfit = SetFit's few-shot defaults on the k-shot queries",
+}
+
+
+# SetFit pairs every training query 2 × 20 times: with all 1,500 desk queries that is 60,000 pairs per model, about
+# 20 minutes here (2,560 pairs took ~60 s in the few-shot study) for an anchor meant for few shots; at k = all the
+# probe is the anchor.
+SETFIT_AT_ALL = "SetFit is not run at k = all (60,000 contrastive pairs per model)"
+
+
+@dataclass(frozen=True)
+class RoutingData:
+    """The desk's rows (in-scope classes only for training) and the other desks' rows in their own classes."""
+
+    target: str  # the desk: the target domain
+    classes: list[str]  # the desk's intents (in-scope classes), then
+    names: list[str]  # ... the data's classes: the intents and the out-of-scope class last
+    train: Dataset  # the desk's in-scope training rows, in `classes`
+    validation: Dataset  # in-scope and out-of-scope rows: the threshold's (and the probe's C's) choice
+    test: Dataset  # in-scope and out-of-scope rows every cell is scored on
+    other: Dataset  # the other desks' training rows, in their own classes
+    other_validation: Dataset
+
+
+def relabelled(rows: Dataset, names: list[str]) -> Dataset:
+    """`rows` with their classes re-indexed into `names` (which must hold each row's class): the label space a
+    joint model or an in-scope-only model trains in."""
+    own = rows.features["label"].names
+    index = {name: i for i, name in enumerate(names)}
+    data = rows.to_dict()
+    data["label"] = [index[own[label]] for label in data["label"]]
+    return build_dataset(data, record_features(names))
+
+
+def routing_data(config: Config) -> RoutingData:
+    prepared, names = prepared_data(config)
+    target = target_domain(config, prepared, "routing_study")
+    classes = pipeline.trained_classes(config, names)
+    in_scope = pipeline.in_scope_rows(DatasetDict(train=domain_rows(prepared["train"], target)), classes)["train"]
+    loaded = pipeline.intermediate_rows(config, prepared)
+    if loaded is None:
+        raise ValueError("routing_study compares arms that use other desks' intents: mark the other desks' source "
+                         "intermediate: true (e.g. clinc150 with the other nine domains)")
+    other, _ = loaded
+    return RoutingData(target=target, classes=classes, names=names, train=relabelled(in_scope, classes),
+                       validation=prepared["validation"], test=prepared["test"], other=other["train"],
+                       other_validation=other["validation"])
+
+
+def target_budget(config: Config, target_rows: int) -> int:
+    """Rows of the desk's own queries every arm trains on (repeats included): `max_train_samples`, at least once
+    each."""
+    return max(config.max_train_samples or target_rows, target_rows)
+
+
+def repeated(rows: Dataset, total: int, target: str, seed: int) -> Dataset:
+    """`rows` (all of them) repeated up to `total` rows in a seeded order (`mix.mix_additive`, target-only)."""
+    only = Config(target_domain=target, mixing_strategy="target_only", mix_by="domain")
+    mixed, _ = mix.mix_additive(rows, only, seed=seed, total=total)
+    return mixed
+
+
+def in_scope_probabilities(probabilities: np.ndarray, columns: list[int]) -> np.ndarray:
+    """The desk's classes' probabilities, for routing: a row whose best class is another desk's gets all zeros, so
+    any threshold above 0 hands it over (it is not this desk's query)."""
+    own = probabilities[:, columns]
+    elsewhere = ~np.isin(probabilities.argmax(axis=1), columns)
+    own[elsewhere] = 0.0
+    return own
+
+
+@dataclass(frozen=True)
+class RoutedCell:
+    """One model's routing on the test rows, with the threshold it chose on validation."""
+
+    threshold: float
+    scores: routing.RoutingScores
+    correct: list[bool]  # per test row: the right intent answered, or an out-of-scope query handed over
+
+
+def routed(validation_probabilities: np.ndarray, validation: Dataset, test_probabilities: np.ndarray,
+           test: Dataset) -> RoutedCell:
+    """Threshold chosen on the validation rows, applied to the test rows (`routing`)."""
+    threshold, _ = routing.choose_threshold(validation_probabilities, column(validation, "label"))
+    labels = np.asarray(column(test, "label"))
+    answers = routing.route(test_probabilities, threshold)
+    return RoutedCell(threshold, routing.routing_scores(labels, answers, test_probabilities.shape[1]),
+                      (answers == labels).tolist())
+
+
+def fit_and_route(config: Config, train_rows: Dataset, data: RoutingData, *, start: Optional[str] = None
+                  ) -> tuple[RoutedCell, float]:
+    """Train from `start` (default: the configured model) on `train_rows` in their own classes, route the desk's
+    validation and test rows; returns the routed cell and the training seconds."""
+    stage = config if start is None else config.replace(model_name_or_path=start)
+    names = list(train_rows.features["label"].names)
+    columns = [names.index(name) for name in data.classes]
+    workdir = Path(tempfile.mkdtemp(prefix="otherdata-routing-"))
+    try:
+        model, tokenizer = modeling.load_model_and_tokenizer(stage, names)
+        # validation and test keep the desk's labels: only their texts reach this model, never its loss
+        tokenized = modeling.tokenize_splits(DatasetDict(train=train_rows), tokenizer, stage)
+        started = time.perf_counter()
+        train.train(stage, model, tokenizer, tokenized, output_dir=workdir, label_names=names)
+        seconds = time.perf_counter() - started
+        scored = modeling.tokenize_splits(DatasetDict(validation=data.validation, test=data.test), tokenizer, stage)
+        probabilities = {split: in_scope_probabilities(
+            train.predict(model, scored[split], tokenizer, stage).probabilities, columns)
+            for split in ("validation", "test")}
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return routed(probabilities["validation"], data.validation, probabilities["test"], data.test), seconds
+
+
+def other_desks_encoder(config: Config, pool: Dataset, data: RoutingData, folder: Path) -> Path:
+    """The intermediate arm's encoder for one replicate: fine-tuned on the pool with the other desks' intents."""
+    names = list(pool.features["label"].names)
+    pipeline.intermediate_encoder(config, DatasetDict(train=pool, validation=data.other_validation), names,
+                                  training_dir=folder / "training", encoder_dir=folder / "encoder")
+    return folder / "encoder"
+
+
+def anchor_routes(config: Config, anchor: str, k_rows: Dataset, data: RoutingData, seed: int,
+                  encoder: Optional[anchors.FrozenEncoder]) -> tuple[RoutedCell, float]:
+    """An anchor on the k-shot queries, scored on validation and test in one pass, routed like the arms."""
+    both = concatenate_datasets([data.validation, data.test])
+    if anchor == "probe":
+        in_scope_validation = relabelled(pipeline.in_scope_rows(DatasetDict(v=data.validation), data.classes)["v"],
+                                         data.classes)
+        result = anchors.probe_fit_and_score(encoder, k_rows, in_scope_validation, both, data.names, seed=seed)
+    else:
+        model_path = modeling.resolve_model_path(config.model_name_or_path, config.resolved_cache_dir())
+        result = anchors.setfit_fit_and_score(model_path, k_rows, both, data.names, seed,
+                                              max_length=config.max_seq_length, quiet=runs.is_quiet(config))
+    # the anchors' out-of-scope column is 0 (never a training class): routing reads the in-scope ones
+    probabilities = np.asarray(result.probabilities)[:, :len(data.classes)]
+    cut = len(data.validation)
+    return routed(probabilities[:cut], data.validation, probabilities[cut:], data.test), result.train_seconds
+
+
+def routing_cells(config: Config, data: RoutingData) -> pd.DataFrame:
+    """Per replicate: the other desks' pool (`few_shot_other_rows`, seeded), the intermediate encoder trained on it
+    once, then per k every arm and anchor on the replicate's k-shot queries. One row per model."""
+    joint_names = list(data.other.features["label"].names) + data.classes
+    fingerprint = rows_fingerprint(data.test)
+    probe = (anchors.FrozenEncoder(modeling.resolve_model_path(config.model_name_or_path,
+                                                                config.resolved_cache_dir()),
+                                   config.max_seq_length, quiet=runs.is_quiet(config))
+             if "probe" in config.anchors else None)
+    rows = []
+    for split_seed, seed in replicates(config):
+        cell = cell_config(config, seed)
+        pool = seeded_cap(data.other, config.few_shot_other_rows, split_seed)
+        with tempfile.TemporaryDirectory(prefix="otherdata-stilts-") as folder:
+            encoder = (other_desks_encoder(cell, pool, data, Path(folder))
+                       if "intermediate" in config.study_routing_arms else None)
+            for k in config.study_k_values:
+                k_rows = data.train if k is None else mix.few_shot(data.train, k, seed=split_seed)
+                budget = target_budget(config, len(k_rows))
+                own = repeated(k_rows, budget, data.target, split_seed)
+                facts = {"k_label": "all" if k is None else str(k),
+                         "k": round(len(data.train) / len(data.classes)) if k is None else k,
+                         "target_unique": len(k_rows), "target_rows": budget, "target_ids": rows_fingerprint(k_rows)}
+                arms = {
+                    "target_only": lambda: fit_and_route(cell, own, data),
+                    "intermediate": lambda: fit_and_route(cell, own, data, start=str(encoder)),
+                    "joint": lambda: fit_and_route(cell, concatenate_datasets(
+                        [relabelled(pool, joint_names), relabelled(own, joint_names)]).shuffle(seed=split_seed), data),
+                }
+                for arm in config.study_routing_arms:
+                    result, seconds = arms[arm]()
+                    other_rows = 0 if arm == "target_only" else len(pool)
+                    rows.append(_row(arm, split_seed, seed, facts, result, seconds, other_rows,
+                                     budget + (len(pool) if arm == "joint" else 0), fingerprint))
+                for anchor in config.anchors:
+                    if anchor == "setfit" and k is None:
+                        continue  # SETFIT_AT_ALL
+                    result, seconds = anchor_routes(config, anchor, k_rows, data, seed, probe)
+                    rows.append(_row(anchor, split_seed, seed, facts, result, seconds, 0, len(k_rows), fingerprint))
+    return pd.DataFrame(rows)
+
+
+def _row(arm: str, split_seed: int, seed: int, facts: dict[str, Any], result: RoutedCell, seconds: float,
+         other_rows: int, n_train: int, fingerprint: str) -> dict[str, Any]:
+    scores = asdict(result.scores)
+    return {"split_seed": split_seed, "seed": seed, "arm": arm, **facts, "other_rows": other_rows,
+            "n_train": n_train, "accuracy": scores.pop("in_scope_accuracy"), **scores,
+            "balanced": result.scores.balanced, "threshold": result.threshold, "n_test": scores["in_scope_rows"],
+            "train_seconds": round(seconds, 2), "test_rows": fingerprint, "correct": correct_text(result.correct)}
+
+
+def routing_study(config: Config) -> StudyResult:
+    """Do other desks' intents help a desk with few labelled queries route? Target-only against intermediate
+    training and one joint model (and the anchors) per k, over replicates, paired, on in-scope accuracy and
+    out-of-scope recall; the threshold of every model is chosen on validation."""
+    if config.out_of_scope_class is None:
+        raise ValueError("routing_study routes by a handover threshold: set out_of_scope_class (CLINC150: oos)")
+    data = routing_data(config)
+    cells = routing_cells(config, data)
+    also = ["out_of_scope_recall", "balanced", "threshold", "handover_share", "target_unique", "other_rows"]
+    summary = summarize(cells, ["k_label", "k", "arm"], also=also)
+    recall = summarize(cells, ["k_label", "k", "arm"], metric="out_of_scope_recall")
+    reference = "target_only"
+    comparisons = pd.concat([compare_arms(cells, reference, within=["k_label"]).assign(metric="in-scope accuracy"),
+                             compare_arms(cells, reference, within=["k_label"], metric="out_of_scope_recall"
+                                          ).assign(metric="out-of-scope recall")], ignore_index=True)
+    folder = runs.run_folder(config)
+    figure = plots.plot_few_shot_curves(summary.rename(columns={"arm": "strategy"}),
+                                        path=folder.figure("routing_in_scope_accuracy"),
+                                        ylabel="in-scope accuracy (threshold chosen on validation)",
+                                        title="Routing: in-scope accuracy, mean and 95% interval over replicates")
+    plots.close(plots.plot_few_shot_curves(recall.rename(columns={"arm": "strategy"}),
+                                           path=folder.figure("routing_out_of_scope_recall"),
+                                           ylabel="out-of-scope recall (handovers)",
+                                           title="Routing: out-of-scope recall, mean and 95% interval"))
+    in_scope_test = int(cells["in_scope_rows"].iloc[0])
+    out_of_scope_test = int(cells["out_of_scope_rows"].iloc[0])
+    design = study_design(
+        config, {"k per intent": [k if k is not None else "all" for k in config.study_k_values],
+                 "arm": list(config.study_routing_arms) + list(config.anchors)},
+        "the model's initialisation and batch order, and (split seed) the k-shot queries and the other desks' pool",
+        {"desk": f"{data.target} ({len(data.classes)} intents)",
+         "other desks": f"{len(data.other.features['label'].names)} intents, a pool of "
+                        f"{min(len(data.other), config.few_shot_other_rows or len(data.other))} training queries "
+                        "per replicate",
+         "threshold": "per model, on validation: max of (in-scope accuracy + out-of-scope recall) / 2",
+         "validation": f"{len(data.validation)} rows", "test rows": f"{in_scope_test} in scope + "
+                                                                   f"{out_of_scope_test} out of scope",
+         "arms": "; ".join(ARM_TEXT[arm] for arm in [*config.study_routing_arms, *config.anchors])
+         + (f"; {SETFIT_AT_ALL}" if "setfit" in config.anchors and None in config.study_k_values else "")})
+    labels = {"k_label": "k", "arm": "arm", "target_unique": "unique desk queries", "other_rows": "other rows"}
+    table = "\n\n".join([
+        "**In-scope accuracy** (the right intent, not handed over)\n\n" + results_markdown(
+            summary, comparisons[comparisons["metric"] == "in-scope accuracy"], labels, ["k_label"], [],
+            data.target, test_rows=in_scope_test, measure="in-scope accuracy"),
+        "**Out-of-scope recall** (out-of-scope queries handed over)\n\n" + results_markdown(
+            recall.merge(summary[["k_label", "arm", "target_unique", "other_rows"]], on=["k_label", "arm"]),
+            comparisons[comparisons["metric"] == "out-of-scope recall"], labels, ["k_label"], [],
+            data.target, test_rows=out_of_scope_test, measure="out-of-scope recall")])
+    return finish(config, "routing", cells, summary, comparisons, design, table,
+                  _reading(summary, recall, comparisons, cells, data, reference), figure)
+
+
+def _reading(summary: pd.DataFrame, recall: pd.DataFrame, comparisons: pd.DataFrame, cells: pd.DataFrame,
+             data: RoutingData, reference: str) -> str:
+    replicate_count = cells[["split_seed", "seed"]].drop_duplicates().shape[0]
+    lines = [f"{data.target} desk, {len(data.classes)} intents; measured on {int(cells['in_scope_rows'].iloc[0])} "
+             f"in-scope and {int(cells['out_of_scope_rows'].iloc[0])} out-of-scope test queries, the same for every "
+             f"model, over {replicate_count} replicates. Every model hands a query over when its best intent's "
+             "probability is below a threshold chosen on validation."]
+    for k_label, at_k in summary.groupby("k_label", sort=False):
+        lead = reference_line(at_k, at_k["arm"] == reference, "target-only in-scope accuracy")
+        base = recall[(recall["k_label"] == k_label) & (recall["arm"] == reference)]
+        lead += (f", out-of-scope recall {base['mean'].iloc[0]:.3f}" if len(base) else "")
+        chosen = comparisons[comparisons["k_label"] == k_label]
+        lines.append(f"k = {k_label}: {lead}. In-scope accuracy — " + comparison_sentence(
+            chosen[chosen["metric"] == "in-scope accuracy"]) + " Out-of-scope recall — " + comparison_sentence(
+            chosen[chosen["metric"] == "out-of-scope recall"]))
+    return "\n\n".join(lines)

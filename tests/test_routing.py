@@ -1,0 +1,237 @@
+"""Routing (CLINC150): the intents source, the handover threshold chosen on validation, a routing run through the
+pipeline, and the served model answering an intent or `handover` over HTTP (curl, as a user would)."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from otherdata_utils import pipeline, routing
+from otherdata_utils.config import Config
+from otherdata_utils.data import DataError, load_source
+from otherdata_utils.model_card import INFERENCE_NAME, read_inference_settings
+from otherdata_utils.predictor import Predictor
+from otherdata_utils.runs import run_folder
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+BANKING = ["freeze_account", "routing", "pin_change", "bill_due", "pay_bill", "account_blocked", "interest_rate",
+           "min_payment", "bill_balance", "transfer", "order_checks", "balance", "spending_history", "transactions",
+           "report_fraud"]
+
+
+# --- the source -------------------------------------------------------------------------------------------------------
+
+def test_clinc150_banking_with_oos_reads_its_15_intents_then_oos_in_the_published_splits(data_dir):
+    dsd = load_source("clinc150:banking,oos", data_dir)
+    assert dsd["train"].features["label"].names == BANKING + ["oos"]
+    for split, in_scope, out_of_scope in (("train", 1500, 100), ("validation", 300, 100), ("test", 450, 1000)):
+        assert Counter(dsd[split]["domain"]) == {"banking": in_scope, "oos": out_of_scope}
+        labels = Counter(dsd[split]["label"])
+        assert set(labels.values()) == {in_scope // 15, out_of_scope} and labels[15] == out_of_scope
+    first = dsd["test"][0]
+    assert first["id"].startswith("clinc150:test:") and first["split"] == "test"
+
+
+def test_clinc150_ids_and_texts_do_not_depend_on_the_subsets_read(data_dir):
+    alone = load_source("clinc150:banking", data_dir)
+    assert alone["train"].features["label"].names == BANKING  # no oos subset: no oos class
+    # subsets come in domains.json's order whatever order they are named in
+    both = load_source("clinc150:credit_cards,banking", data_dir)
+    assert both["train"].features["label"].names[:15] == BANKING
+    banking = {row["id"]: row["text"] for row in both["test"] if row["domain"] == "banking"}
+    assert banking == dict(zip(alone["test"]["id"], alone["test"]["text"]))
+
+
+def test_clinc150_unknown_subset_names_the_valid_ones(data_dir):
+    with pytest.raises(DataError, match="clinc150: unknown subset 'bank'. Did you mean 'banking'.*Valid subsets: "
+                                        "banking, credit_cards"):
+        load_source("clinc150:bank", data_dir)
+
+
+# --- the threshold ----------------------------------------------------------------------------------------------------
+
+def test_route_hands_over_below_the_threshold_as_the_class_after_the_trained_ones():
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.4, 0.35, 0.25], [0.1, 0.1, 0.8]])
+    assert routing.route(probabilities, 0.5).tolist() == [0, 3, 2]
+    assert routing.route(probabilities, 0.0).tolist() == [0, 0, 2]
+
+
+def test_threshold_maximises_in_scope_accuracy_plus_out_of_scope_recall_on_validation():
+    # three in-scope rows (two right, confident; one wrong at 0.5) and two out-of-scope rows at 0.45 and 0.6
+    probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5], [0.45, 0.55], [0.6, 0.4]])
+    labels = np.array([0, 1, 1, 2, 2])
+    threshold, scores = routing.choose_threshold(probabilities, labels)
+    # at 0.8 both right answers stay and both out-of-scope rows go: balanced 1.0 (at 0.6 one oos row would stay)
+    assert threshold == pytest.approx(0.8)
+    assert (scores.in_scope_accuracy, scores.out_of_scope_recall) == (pytest.approx(2 / 3), 1.0)
+    assert scores.handover_share == pytest.approx(3 / 5)
+    assert routing.routing_scores(labels, routing.route(probabilities, threshold), 2) == scores
+
+
+def test_threshold_needs_out_of_scope_and_in_scope_validation_rows():
+    with pytest.raises(ValueError, match="needs validation rows both in scope and out of scope; got 0 out-of-scope"):
+        routing.choose_threshold(np.array([[0.9, 0.1]]), np.array([0]))
+
+
+def test_out_of_scope_class_must_be_the_last_class():
+    assert routing.in_scope_classes(["a", "b", "oos"], "oos") == ["a", "b"]
+    with pytest.raises(ValueError, match="must be the data's last class"):
+        routing.in_scope_classes(["oos", "a", "b"], "oos")
+    with pytest.raises(ValueError, match="'none' is not a class of the data"):
+        routing.in_scope_classes(["a", "b"], "none")
+
+
+# --- a routing run through the pipeline, served -----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def routing_run(tiny_model_dir: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory,
+                finetuned_through_pipeline) -> Config:
+    """CLINC150 banking at CI size: the tiny random BERT on the 15 banking intents, oos rows held out of training."""
+    run = Config(sources=["clinc150:banking,oos"], target_domain="banking", out_of_scope_class="oos",
+                 data_dir=str(data_dir), model_name_or_path=str(tiny_model_dir),
+                 cache_dir=str(tmp_path_factory.mktemp("cache")), output_dir=str(tmp_path_factory.mktemp("runs") / "r"),
+                 quiet=True, max_eval_samples=160, max_test_samples=200, max_seq_length=32,
+                 per_device_train_batch_size=32, num_train_epochs=3, learning_rate=2e-3, save_strategy="no",
+                 eval_strategy="no")
+    finetuned_through_pipeline(run)
+    pipeline.evaluate_splits(run)
+    return run
+
+
+def test_routing_run_trains_on_in_scope_classes_and_stores_the_validation_threshold_beside_the_model(routing_run):
+    paths = run_folder(routing_run)
+    model_config = json.loads((paths.model / "config.json").read_text())
+    assert list(model_config["id2label"].values()) == BANKING  # no head for oos: it is never trained on
+    recorded = json.loads(paths.metrics.read_text())
+    threshold = recorded["routing"]["threshold"]
+    assert 0 <= threshold <= 1 and recorded["routing"]["chosen_on"] == "validation"
+    assert read_inference_settings(paths.model).handover_threshold == threshold
+    test = recorded["test"]["routing"]
+    assert test["in_scope_rows"] + test["out_of_scope_rows"] == recorded["test"]["n"] == 200
+    predictions = pipeline.metrics.load_predictions(paths.split_predictions("test"))
+    handed = predictions["prediction"] == "oos"
+    assert handed.mean() == pytest.approx(test["handover_share"])
+    confidence = pd.to_numeric(predictions["confidence"], errors="coerce")  # written empty where there is none
+    assert confidence[handed].isna().all()  # the model has no oos probability
+    assert (confidence[~handed] >= threshold).all()
+    recall = (handed & (predictions["label"] == "oos")).sum() / (predictions["label"] == "oos").sum()
+    assert recall == pytest.approx(test["out_of_scope_recall"])
+    assert "oos" in recorded["test"]["classification_report"]
+
+
+def test_deploy_compares_pipeline_on_the_texts_the_evaluation_answered(routing_run):
+    deployment = pipeline.deploy(routing_run, check_rows=40)
+    assert deployment.checked > 0 and deployment.agreement == 1.0
+    card = (deployment.model_dir / "README.md").read_text()
+    assert "handing them over to a person" in card
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _curl(*args: str) -> dict:
+    done = subprocess.run(["curl", "-sS", "--max-time", "30", *args], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
+@pytest.mark.skipif(not any((Path(p) / "curl").is_file() for p in os.environ["PATH"].split(os.pathsep)),
+                    reason="curl is not installed")
+def test_served_model_answers_an_intent_or_handover_over_http(routing_run, tmp_path):
+    """`serve` started as a user starts it, asked with curl. The tiny random model is no router, so the stored
+    threshold is set between the two queries' scores: the test checks the serving path; the real model's routing
+    quality is the study's (results/study_routing)."""
+    model_dir = tmp_path / "model"
+    subprocess.run(["cp", "-r", str(run_folder(routing_run).model), str(model_dir)], check=True)
+    in_scope, out_of_scope = "how much money is in my checking account", "what is the weather like on mars"
+    scores = [answer["score"] for answer in Predictor.load(model_dir).predict([in_scope, out_of_scope])]
+    settings = json.loads((model_dir / INFERENCE_NAME).read_text())
+    high, low = max(scores), min(scores)
+    settings["handover_threshold"] = (high + low) / 2
+    (model_dir / INFERENCE_NAME).write_text(json.dumps(settings))
+    answered, handed = (in_scope, out_of_scope) if scores[0] > scores[1] else (out_of_scope, in_scope)
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "otherdata_utils", "serve", str(model_dir), "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while subprocess.run(["curl", "-sf", f"{url}/health"], capture_output=True).returncode:
+            assert server.poll() is None and time.monotonic() < deadline, f"serve did not start: {server.stdout.read()}"
+            time.sleep(0.2)
+        assert _curl(f"{url}/metadata")["handover_threshold"] == settings["handover_threshold"]
+        answers = _curl("-H", "Content-Type: application/json", "-d", json.dumps({"texts": [answered, handed]}),
+                        f"{url}/predict")["predictions"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert answers[0]["label"] in BANKING
+    assert answers[1]["label"] == routing.HANDOVER
+    assert [answer["score"] for answer in answers] == pytest.approx([high, low], abs=1e-5)
+
+
+# --- the routing study at CI size -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def routing_study_result(tiny_model_dir: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    from otherdata_utils import studies
+    run = Config(sources=["clinc150:banking,oos", {"name": "clinc150:credit_cards,home", "intermediate": True}],
+                 target_domain="banking", out_of_scope_class="oos", data_dir=str(data_dir),
+                 model_name_or_path=str(tiny_model_dir), cache_dir=str(tmp_path_factory.mktemp("cache")),
+                 output_dir=str(tmp_path_factory.mktemp("runs") / "study"), quiet=True, max_eval_samples=120,
+                 max_test_samples=150, max_seq_length=32, per_device_train_batch_size=32, learning_rate=2e-3,
+                 num_train_epochs=1, eval_strategy="no", save_strategy="no", study_k_values=[5, None],
+                 max_train_samples=150, few_shot_other_rows=300, seeds=[1, 2], anchors=["probe"])
+    pipeline.prepare_data(run)
+    return run, studies.routing_study(run)
+
+
+def test_routing_study_pairs_every_arm_with_target_only_on_both_scores(routing_study_result):
+    run, result = routing_study_result
+    cells = result.cells
+    assert sorted(cells["arm"].unique()) == ["intermediate", "joint", "probe", "target_only"]
+    assert len(cells) == 2 * 2 * 4  # replicates × k × (three arms + probe)
+    assert cells["test_rows"].nunique() == 1  # every model scored on the same rows
+    assert (cells["in_scope_rows"] + cells["out_of_scope_rows"] == 150).all()
+    k5 = cells[cells["k_label"] == "5"]
+    assert (k5["target_unique"] == 5 * 15).all() and (k5[k5["arm"] != "probe"]["target_rows"] == 150).all()
+    assert (k5[k5["arm"] == "joint"]["n_train"] == 150 + 300).all()
+    every = cells[cells["k_label"] == "all"]  # every desk query (1,500) once: more than the 150-row budget
+    assert (every[every["arm"] == "target_only"]["n_train"] == 1500).all()
+    assert ((cells["threshold"] >= 0) & (cells["threshold"] <= 1)).all()
+    # arms with the same k-shot queries in a replicate are paired: same target rows fingerprint
+    assert k5.groupby("split_seed")["target_ids"].nunique().eq(1).all()
+    metrics = set(result.comparisons["metric"])
+    assert metrics == {"in-scope accuracy", "out-of-scope recall"}
+    assert len(result.comparisons) == 2 * 2 * 3  # metric × k × (arms and anchor but the reference)
+    assert {"delta", "ci_low", "ci_high", "p_holm", "mde", "verdict"} <= set(result.comparisons.columns)
+    assert "**Out-of-scope recall**" in result.table_markdown
+    assert (run_folder(run).root / "figures" / "routing_out_of_scope_recall.png").is_file()
+    assert (result.folder / "cells.csv").is_file()
+
+
+def test_routing_params_file_runs_through_the_runner_and_its_report_shows_the_routing(tmp_path, data_dir):
+    """params/routing_banking.yaml at CI size, as a user runs it: the model folder it leaves serves with a threshold."""
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OTHERDATA_DATA_DIR": str(data_dir),
+           "OMP_NUM_THREADS": "1"}
+    overrides = ["model_name_or_path=tiny-random", "num_train_epochs=1", "max_eval_samples=60",
+                 "max_test_samples=90", "learning_rate=2e-3"]
+    done = subprocess.run([sys.executable, "-m", "otherdata_utils", "run", "params/routing_banking.yaml", "--out",
+                           str(tmp_path / "run"), *(item for o in overrides for item in ("--set", o))],
+                          cwd=repo, env=env, text=True, capture_output=True, timeout=900)
+    assert done.returncode == 0, f"runner failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    recorded = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert read_inference_settings(tmp_path / "run" / "model").handover_threshold == recorded["routing"]["threshold"]
+    assert "routing: **in-scope accuracy" in (tmp_path / "run" / "report.md").read_text()
+    assert Predictor.load(tmp_path / "run" / "model").metadata()["handover_threshold"] == recorded["routing"]["threshold"]
