@@ -80,6 +80,24 @@ class SourceSpec(BaseModel):
         return self.source or Path(self.path or "").name
 
 
+class MonitorSpec(BaseModel):
+    """A dated text stream a trained classifier scores in batches (notebook 14): one class's share per period, with
+    a control limit set on a baseline period. `stream` is a named source with dates (``blitzer_mds:kitchen``) or a
+    CSV / TSV / JSONL / parquet file (relative to the params file) with a time and a text column."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stream: str
+    text_column: str = "text"
+    time_column: str = "date"
+    label: str  # the class whose share is watched, e.g. neg
+    frequency: Literal["D", "W", "M"] = "D"  # periods: days, weeks (to Sunday) or months
+    baseline_end: str  # last day of the baseline period (ISO date): its share sets the control limit
+    start: Optional[str] = None  # first day read (ISO date); null = the stream's first
+    model: Optional[str] = None  # a saved classifier folder; null = this run's model (03_finetune)
+    batch_size: int = Field(256, ge=1)  # texts scored per batch
+
+
 class Config(BaseModel):
     """Everything a run needs. Names follow transformers' run_classification.py where one exists."""
 
@@ -197,6 +215,7 @@ class Config(BaseModel):
     # PEFT study: learning rates tried per method, one chosen on validation; a method not named keeps its fixed lr
     study_learning_rate_grid: dict[Literal["none", "lora", "adalora"], list[float]] = Field(default_factory=dict)
     study_domains: list[str] = Field(default_factory=list)  # transfer matrix: domains to train and test; [] = all
+    monitoring: Optional[MonitorSpec] = None  # notebook 14: a dated stream scored by the run's (or a saved) model
     # routing study: how other desks' intents (another label space) are used; target_only is the reference
     study_routing_arms: list[Literal["target_only", "intermediate", "joint"]] = Field(
         default_factory=lambda: ["target_only", "intermediate", "joint"], min_length=1)
@@ -520,6 +539,10 @@ def _located_model_paths(params: dict[str, Any], bases: list[Path]) -> dict[str,
     for key in ("model_name_or_path", "resume_from_checkpoint"):
         if params.get(key) is not None:
             located[key] = _located_path(params[key], bases)
+    if isinstance(params.get("monitoring"), dict):  # a stream file or model folder named relative to the file
+        monitor = params["monitoring"]
+        located["monitoring"] = {**monitor, **{key: _located_path(monitor[key], bases)
+                                               for key in ("stream", "model") if monitor.get(key) is not None}}
     if isinstance(params.get("back_translation_models"), list):
         located["back_translation_models"] = [_located_path(name, bases) for name in params["back_translation_models"]]
     return located

@@ -346,6 +346,35 @@ def plot_accuracy_by_length(rows: Sequence[Mapping[str, Any]], path: Optional[Pa
     return _finish(fig, path)
 
 
+def plot_monitoring(periods: pd.DataFrame, label: str, period_name: str, baseline_share: float,
+                    path: Optional[PathLike] = None) -> Figure:
+    """A monitored class's share per period with its 95% interval, the baseline share, each period's upper control
+    limit, flagged periods marked, and the stream's own labelled share where it has one.
+
+    Reads `start`, `share`, `ci_low`, `ci_high`, `upper_limit`, `baseline`, `flagged` (and `true_share`)."""
+    _check_columns(periods, ["start", "share", "ci_low", "ci_high", "upper_limit", "baseline", "flagged"],
+                   "plot_monitoring")
+    fig, ax = _new_figure(figsize=(8.0, 4.0))
+    when = pd.to_datetime(periods["start"])
+    ax.fill_between(when, periods["ci_low"], periods["ci_high"], alpha=0.2, step="mid", label="95% interval")
+    ax.plot(when, periods["share"], marker=".", label=f"predicted {label} share")
+    if "true_share" in periods:
+        ax.plot(when, periods["true_share"], linestyle=":", color="grey", label=f"labelled {label} share")
+    ax.step(when, periods["upper_limit"], where="mid", color="red", linewidth=0.8, label="upper control limit")
+    ax.axhline(baseline_share, color="black", linewidth=0.8, linestyle="--", label="baseline share")
+    flagged = periods["flagged"].astype(bool)
+    ax.scatter(when[flagged], periods.loc[flagged, "share"], color="red", zorder=3, label="flagged")
+    baseline_end = when[periods["baseline"].astype(bool)].max()
+    ax.axvspan(when.min(), baseline_end, color="grey", alpha=0.08)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel(f"{period_name} (shaded: baseline)")
+    ax.set_ylabel(f"share of texts predicted {label}")
+    ax.set_title(f"Monitoring: {label} share per {period_name}")
+    ax.legend(fontsize="small", loc="upper left")
+    fig.autofmt_xdate()
+    return _finish(fig, path)
+
+
 def close(*figures: Figure) -> None:
     """Drop figures a step saved from pyplot's registry, so the notebook cell that ran the step does not show them
     all at its end; the notebook draws the ones it narrates where it narrates them."""

@@ -30,6 +30,8 @@ def write_report(run_dir: Path) -> Path:
     if "train" in metrics:
         sections.append(_training_section(metrics["train"]))
     sections.append(_data_section(paths))
+    if "monitoring" in metrics:
+        sections.append(_monitoring_section(metrics["monitoring"]))
     for name, study in metrics.get("studies", {}).items():
         sections.append(_study_section(name, study))
     sections.append(_figures_section(paths, shown="\n".join(sections)))
@@ -167,6 +169,18 @@ def _data_section(paths: RunFolder) -> str:
         if summary:
             lines.append(f"- {label}: {summary}")
     return "## Data\n\n" + "\n".join(lines) if lines else ""
+
+
+def _monitoring_section(watched: dict[str, Any]) -> str:
+    flagged = ", ".join(watched["flagged"]) or "none"
+    lines = [f"- stream `{watched['stream']}`: {watched['texts']} texts in {watched['periods']} periods "
+             f"({watched['frequency']}), scored by `{watched['model']}`",
+             f"- share predicted `{watched['label']}` up to {watched['baseline_end']} (baseline): "
+             f"{watched['baseline_share']:.3f}; limit: baseline + {watched['sigmas']:g} standard errors per period",
+             f"- flagged ({len(watched['flagged'])} of {watched['watched_periods']} watched periods): {flagged}"]
+    if "accuracy" in watched:
+        lines.append(f"- accuracy on the stream's own labels: {watched['accuracy']:.4f}")
+    return "## Monitoring\n\n" + "\n".join(lines) + "\n\n![monitoring](figures/monitoring.png)"
 
 
 def _study_section(name: str, study: dict[str, Any]) -> str:

@@ -19,8 +19,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("modeling", "adapters", "model_card"),
     ("train", "metrics", "routing", "stats", "plots", "pretrain", "anchors"),
     ("studies", "pipeline"),
-    ("run", "preflight", "report", "publish", "predictor", "http_app", "serve", "bench", "colab", "__main__",
-     "__init__"),
+    ("run", "preflight", "report", "publish", "predictor", "monitoring", "http_app", "serve", "bench", "colab",
+     "__main__", "__init__"),
 )
 LAYER_OF = {name: level for level, names in enumerate(LAYERS) for name in names}
 MAX_LINES = 600
