@@ -260,7 +260,8 @@ def _readme(run: RunFolder, results_dir: Path, params: dict[str, Any], metrics: 
         "- `report.md`: the run's report, figures included; `metrics.json`: every number it shows",
         "- `params.yaml`: the resolved parameters; the local folders (" + ", ".join(LOCAL_FOLDER_PARAMS) + ") are "
         "null, so `python -m otherdata_utils run params.yaml` repeats the run on another machine",
-        f"- `{CLASSIFICATION_REPORT}`: the test split's classification report",
+        *([f"- `{CLASSIFICATION_REPORT}`: the test split's classification report"] if CLASSIFICATION_REPORT in files
+          else []),
         f"- figures as PNG (those over {MAX_FIGURE_BYTES // 1000} KB made smaller); study tables under studies/",
         "- the executed notebooks with their outputs, less execution counts, timings, progress bars, widgets and "
         "local paths",
@@ -275,9 +276,12 @@ def _readme(run: RunFolder, results_dir: Path, params: dict[str, Any], metrics: 
 
 
 def _shown_path(path: Path) -> str:
-    """A folder as the README names it: relative to the project when inside it, else by its name (no local path)."""
+    """A folder as the README names it: relative to the project when inside it, else by its name (no local path),
+    under runs/ where it sits in a runs folder (another checkout's, say)."""
     root = project_root()
-    return path.relative_to(root).as_posix() if root in path.parents else path.name
+    if root in path.parents:
+        return path.relative_to(root).as_posix()
+    return f"runs/{path.name}" if path.parent.name == "runs" else path.name
 
 
 def _relative_files(folder: Path) -> list[str]:

@@ -213,6 +213,15 @@ def test_readme_names_the_run_and_the_command_that_made_the_folder(published):
     assert readme.startswith("# Results of run `tiny`")
     assert "python -m otherdata_utils publish tiny tiny" in readme
     assert "- notebooks/04_evaluate.ipynb" in readme and "- figures/huge.png" in readme
+    assert "`classification_report.txt`: the test split's classification report" in readme
+
+
+def test_a_study_run_without_a_test_report_is_published_without_naming_one(tmp_path):
+    run = _fake_run(tmp_path / "runs" / "study", state={"notebooks_done": ["03_finetune", "04_evaluate"]})
+    folder = publish.publish(run, tmp_path / "results" / "study")
+    readme = (folder / "README.md").read_text()
+    assert "classification_report" not in readme and not (folder / "classification_report.txt").exists()
+    assert "python -m otherdata_utils publish runs/study study" in readme  # a run folder outside the project
 
 
 def test_publishing_twice_gives_identical_bytes(finished_run, published):
