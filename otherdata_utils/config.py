@@ -208,6 +208,8 @@ class Config(BaseModel):
     # few-shot anchors on the same splits and test rows: frozen-encoder probe, SetFit on the target's k-shot rows
     anchors: list[Literal["probe", "setfit"]] = Field(default_factory=list)
     study_test_rows: Optional[int] = Field(None, ge=1)  # few-shot: one fixed stratified sample of target test rows
+    study_test_agreement: Optional[float] = Field(None, gt=0, le=1)  # few-shot: only target test rows this agreed
+    study_other_groups: list[str] = Field(default_factory=list)  # few-shot: an arm per other group adding it alone
     study_language_share: float = Field(0.5, gt=0, lt=1)  # language study: target language's share of a mixed arm
     study_peft_methods: list[Literal["none", "lora", "adalora"]] = Field(  # PEFT study arms; none = full fine-tuning
         default_factory=lambda: ["none", "lora", "adalora"], min_length=1)

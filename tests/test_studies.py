@@ -306,6 +306,9 @@ STUDY_RUNS = {
     "study_quality": (["study_agreement_levels=[1.0,0.5]", "study_noise_levels=[0.0,0.3]", "few_shot_k=4"],
                       ["quality_agreement", "quality_helpfulness", "quality_label_noise"], "quality_label_noise.png"),
     "study_time": ([], ["time"], "time_staleness.png"),
+    "study_financial": (["study_k_values=[4]", "split_seeds=[1,2]", "seeds=[1]", "few_shot_other_rows=16",
+                         "max_test_samples=null", "study_test_rows=24", "anchors=[probe]", "max_eval_samples=16"],
+                        ["few_shot_mixing"], "few_shot_curves.png"),
     "study_routing": (["study_k_values=[2]", "few_shot_other_rows=32", "anchors=[probe]", "max_eval_samples=40",
                        "max_test_samples=60"], ["routing"], "routing_in_scope_accuracy.png"),
 }

@@ -3,6 +3,7 @@ year apart, learning rates chosen on validation (additive language arms: tests/t
 no model trained."""
 from collections import Counter
 from datetime import date
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -13,6 +14,7 @@ from otherdata_utils.config import Config, load_config
 from otherdata_utils.studies import peft_tuning, quality, temporal
 
 TARGET = "electronics"
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _col(rows: Dataset, name: str) -> list:
@@ -159,3 +161,32 @@ def test_peft_learning_rates_are_chosen_on_validation_rows_never_test(monkeypatc
     picked = selection[selection["chosen"]].set_index("arm")
     assert picked.loc["full", "learning_rate"] == 1e-4 and picked.loc["adalora", "how"] == "set, not tuned"
     assert len(selection) == 7
+
+
+# --- financial sentiment: other data per group, binary data mapped in, unanimous test rows --------------------------
+
+def test_financial_few_shot_arms_add_one_other_group_each_at_equal_steps_and_score_unanimous_rows(data_dir, tmp_path):
+    run = load_config(REPO / "params" / "study_financial.yaml",
+                      {"data_dir": str(data_dir), "output_dir": str(tmp_path), "study_k_values": [8],
+                       "split_seeds": [1], "few_shot_other_rows": 96, "quiet": True})
+    prepared, _ = studies.clean_data(run), None
+    assert prepared["train"].features["label"].names == ["negative", "neutral", "positive"]
+    sst2 = [label for label, source in zip(_col(prepared["train"], "label"), _col(prepared["train"], "source"))
+            if source == "sst2"]
+    assert set(sst2) == {0, 2}  # neg/pos mapped to negative/positive: neutral only from finance and tweets
+    cells = studies.few_shot_cells(run, prepared["train"], prepared["validation"])
+    by_arm = {cell.arm: cell for cell in cells}
+    assert sorted(by_arm) == ["+english", "+sst2", "concat", "target_only"]
+    assert len({len(cell.train) for cell in cells}) == 1  # equal steps: every arm trains as many rows
+    for group in ("english", "sst2"):
+        domains = Counter(_col(by_arm[f"+{group}"].train, "domain"))
+        assert set(domains) == {"finance", group} and domains[group] == 96
+    target_ids = {_base_id(i) for i, d in zip(_col(by_arm["target_only"].train, "id"),
+                                              _col(by_arm["target_only"].train, "domain")) if d == "finance"}
+    for cell in cells:  # every arm keeps the same 24 k-shot finance rows
+        assert {_base_id(i) for i, d in zip(_col(cell.train, "id"), _col(cell.train, "domain"))
+                if d == "finance"} == target_ids
+    assert len(target_ids) == 8 * 3
+    test = studies.few_shot.study_test_rows(run, prepared["test"], "finance")
+    assert set(_col(test, "agreement")) == {1.0} and set(_col(test, "domain")) == {"finance"}
+    assert len(test) == run.study_test_rows

@@ -15,7 +15,7 @@ from .. import anchors, metrics, mix, modeling, plots, runs
 from ..config import Config
 from .engine import (Cell, CellScore, StudyResult, cell_row, compare_arms, finish, prepared_data, reported_groups,
                      rows_fingerprint, run_cells, split_seeds, study_design, summarize, target_domain)
-from .sampling import column, domain_rows, seeded_cap, stratified_sample
+from .sampling import column, domain_rows, seeded_cap, stratified_sample, take
 from .tables import comparison_sentence, reference_line, results_markdown, tally_comparisons
 
 
@@ -52,6 +52,7 @@ class FewShotSplit:
     split_seed: int
     target: Dataset
     other: Dataset
+    other_by_group: dict[str, Dataset]  # `study_other_groups`: each group's own pool, as large as `other`
 
 
 def few_shot_splits(config: Config, train: Dataset) -> list[FewShotSplit]:
@@ -62,6 +63,10 @@ def few_shot_splits(config: Config, train: Dataset) -> list[FewShotSplit]:
     target_all = domain_rows(train, target, by)
     others = train.select([row for row, group in enumerate(groups) if group != target])
     classes = len(train.features["label"].names)
+    missing = sorted(set(config.study_other_groups) - set(groups) | ({target} & set(config.study_other_groups)))
+    if missing:
+        raise ValueError(f"study_other_groups {missing} are not other {by}s of the training rows; other {by}s: "
+                         f"{sorted(set(groups) - {target})}")
     splits = []
     for k in config.study_k_values:
         for split_seed in split_seeds(config):
@@ -70,9 +75,12 @@ def few_shot_splits(config: Config, train: Dataset) -> list[FewShotSplit]:
             pool = config.few_shot_other_rows
             if pool is None and budget is not None:
                 pool = budget - len(rows)
+            other = seeded_cap(others, pool, split_seed)
             splits.append(FewShotSplit(
                 k_label="all" if k is None else str(k), k=round(len(target_all) / classes) if k is None else k,
-                split_seed=split_seed, target=rows, other=seeded_cap(others, pool, split_seed)))
+                split_seed=split_seed, target=rows, other=other,
+                other_by_group={group: seeded_cap(domain_rows(others, group, by), len(other), split_seed)
+                                for group in config.study_other_groups}))
     return splits
 
 
@@ -103,13 +111,23 @@ def few_shot_cells(config: Config, train: Dataset, validation: Dataset) -> list[
             mixed, report = mix.mix_additive(pool, config.replace(few_shot_k=None, **changes),
                                              seed=split.split_seed, total=total)
             target = next(group for group in report.groups if group.is_target)
-            arms.append((arm, mixed, {**split_facts(split, config), "target_rows": target.achieved_rows,
-                                      "other_rows": report.total_rows - target.achieved_rows,
-                                      "target_share": round(target.achieved_share, 4)}))
+            arms.append((arm, mixed, _mix_facts(split, config, report)))
+        for group, rows in split.other_by_group.items():
+            # one other group alone, as many of its rows as the pooled arms draw, the same steps (equal_steps)
+            mixed, report = mix.mix_additive(concatenate_datasets([split.target, rows]),
+                                             config.replace(few_shot_k=None, mixing_strategy="concat"),
+                                             seed=split.split_seed, total=total)
+            arms.append((f"+{group}", mixed, _mix_facts(split, config, report)))
         cells += [Cell(arm=arm, seed=seed, train=mixed, validation=validation, facts=facts,
                        split_seed=split.split_seed)
                   for seed in seeds_of_split(config, split.split_seed) for arm, mixed, facts in arms]
     return cells
+
+
+def _mix_facts(split: FewShotSplit, config: Config, report: mix.MixReport) -> dict[str, Any]:
+    target = next(group for group in report.groups if group.is_target)
+    return {**split_facts(split, config), "target_rows": target.achieved_rows,
+            "other_rows": report.total_rows - target.achieved_rows, "target_share": round(target.achieved_share, 4)}
 
 
 def anchor_cells(config: Config, splits: list[FewShotSplit], validation: Dataset, test: Dataset,
@@ -147,11 +165,20 @@ def anchor_cells(config: Config, splits: list[FewShotSplit], validation: Dataset
 
 
 def study_test_rows(config: Config, test: Dataset, target: str) -> Dataset:
-    """The rows every cell is scored on: `study_test_rows` set, one fixed label-stratified sample of the target's
-    test rows (seeded by `seed`, the same for every split); else the prepared test split."""
-    if config.study_test_rows is None:
+    """The rows every cell is scored on: with `study_test_agreement` or `study_test_rows` set, the target's test rows
+    at that annotator agreement or above (Financial PhraseBank: 1.0, the unanimous ones), then one fixed
+    label-stratified sample of them (seeded by `seed`, the same for every split); else the prepared test split."""
+    if config.study_test_rows is None and config.study_test_agreement is None:
         return test
-    return stratified_sample(domain_rows(test, target, config.mix_by), config.study_test_rows, config.seed)
+    rows = domain_rows(test, target, config.mix_by)
+    if config.study_test_agreement is not None:
+        agreed = [row for row, level in enumerate(column(rows, "agreement"))
+                  if level is not None and level >= config.study_test_agreement - 1e-6]  # float32 column
+        if not agreed:
+            raise ValueError(f"study_test_agreement {config.study_test_agreement}: no {target} test row has an "
+                             "agreement level that high (only Financial PhraseBank rows carry one)")
+        rows = take(rows, agreed, f"agreement >= {config.study_test_agreement}")
+    return stratified_sample(rows, config.study_test_rows, config.seed)
 
 
 def few_shot_study(config: Config) -> StudyResult:
@@ -175,13 +202,16 @@ def few_shot_study(config: Config) -> StudyResult:
     comparisons = compare_arms(cells, reference, within=["k_label"])
     figure = plots.plot_few_shot_curves(summary.rename(columns={"arm": "strategy"}),
                                         path=runs.run_folder(config).figure("few_shot_curves"))
-    arms = [arm for arm, _ in mixing_arms(config)] + list(config.anchors)
+    arms = ([arm for arm, _ in mixing_arms(config)] + [f"+{group}" for group in config.study_other_groups]
+            + list(config.anchors))
     design = study_design(config, {"k per class": [k if k is not None else "all" for k in config.study_k_values],
                                    "arm": arms},
                           "the model's initialisation and batch order; the split seed draws the k target rows "
                           "and the other rows",
                           {"target_domain": target, "validation": f"{len(validation)} {target} rows",
-                           "steps policy": config.few_shot_steps, "test rows": len(test),
+                           "steps policy": config.few_shot_steps,
+                           "test rows": len(test) if config.study_test_agreement is None else
+                           f"{len(test)} (annotator agreement ≥ {config.study_test_agreement:g})",
                            "anchors": "; ".join(ANCHOR_TEXT[anchor] for anchor in config.anchors) or "none"})
     labels = {"k_label": "k", "arm": "arm", "target_unique": "unique target rows",
               "target_rows": "target rows (with repeats)", "other_rows": "other rows"}
