@@ -190,3 +190,12 @@ def test_financial_few_shot_arms_add_one_other_group_each_at_equal_steps_and_sco
     test = studies.few_shot.study_test_rows(run, prepared["test"], "finance")
     assert set(_col(test, "agreement")) == {1.0} and set(_col(test, "domain")) == {"finance"}
     assert len(test) == run.study_test_rows
+
+
+def test_design_paragraph_names_seed_only_replicates_without_a_cross_product():
+    from otherdata_utils.studies.tables import design_markdown
+    base = {"scientific": {"arm": ["a", "b"]}, "fixed": {"lr": 1e-4}, "nuisance": "not tuned"}
+    alone = design_markdown({**base, "seeds": [1, 2, 3], "split_seeds": [1, 2, 3], "replicates": 3})
+    assert "*Replicates:* 3 = seeds 1, 2, 3, each drawing its own rows" in alone and "×" not in alone
+    crossed = design_markdown({**base, "seeds": [7], "split_seeds": [1, 2], "replicates": 2})
+    assert "*Replicates:* 2 = split seeds 1, 2 × seeds 7" in crossed

@@ -99,10 +99,14 @@ def design_markdown(design: dict[str, Any], reference: Optional[str] = None) -> 
     def values(items: dict[str, Any]) -> str:
         return "; ".join(f"{name} = {value}" for name, value in items.items())
 
-    splits = design.get("split_seeds", design["seeds"])
+    seeds, splits = design["seeds"], design.get("split_seeds", design["seeds"])
+    count = design.get("replicates", len(seeds))
+    # without split seeds each seed is a replicate of its own, drawing its rows too: no cross product to state
+    replicates = (f"{count} = seeds {', '.join(map(str, seeds))}, each drawing its own rows" if
+                  count == len(seeds) and list(splits) == list(seeds) and len(seeds) > 1 else
+                  f"{count} = split seeds {', '.join(map(str, splits))} × seeds {', '.join(map(str, seeds))}")
     text = (f"*Scientific:* {values(design['scientific'])}. *Fixed:* {values(design['fixed'])}. "
-            f"*Replicates:* {design.get('replicates', len(design['seeds']))} = split seeds "
-            f"{', '.join(map(str, splits))} × seeds {', '.join(map(str, design['seeds']))} ({design['nuisance']}). "
+            f"*Replicates:* {replicates} ({design['nuisance']}). "
             "Means: 95% Student-t interval over replicates (not clipped to [0, 1]).")
     if reference is not None:
         text += (f" Δ: paired over (split seed, seed) against `{reference}` (arm minus reference), 95% t interval "
