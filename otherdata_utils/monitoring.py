@@ -143,7 +143,7 @@ def monitor(config: Config) -> MonitorResult:
     stream = read_stream(spec, config.resolved_data_dir())
     scored = score_stream(predictor, stream, spec.batch_size, quiet=is_quiet(config))
     periods, rate = control_limits(period_shares(scored, spec.label, spec.frequency), spec.baseline_end)
-    folder = paths.root / "monitoring"
+    folder = paths.monitoring
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "scores.csv", scored.to_csv(index=False))
     atomic_write_text(folder / "periods.csv", periods.to_csv(index=False))

@@ -74,6 +74,9 @@ def publish(run_dir: Path, results_dir: Path) -> Path:
                 _write(out.executed_notebook(notebook.name), scrub_notebook(notebook, scrub))
         for table in sorted([*run.studies.glob("*/*.csv"), *run.studies.glob("*/*.md")]):
             _write(out.study(table.parent.name) / table.name, scrub(table.read_text(encoding="utf-8")))
+        periods = run.monitoring / "periods.csv"  # the per-period table; scores.csv holds every text: it stays
+        if periods.is_file():
+            _write(out.monitoring / periods.name, periods.read_text(encoding="utf-8"))
         _write(tmp / README, _readme(run, results_dir, params, metrics, sorted(_relative_files(tmp))))
     return results_dir
 
@@ -262,7 +265,8 @@ def _readme(run: RunFolder, results_dir: Path, params: dict[str, Any], metrics: 
         "null, so `python -m otherdata_utils run params.yaml` repeats the run on another machine",
         *([f"- `{CLASSIFICATION_REPORT}`: the test split's classification report"] if CLASSIFICATION_REPORT in files
           else []),
-        f"- figures as PNG (those over {MAX_FIGURE_BYTES // 1000} KB made smaller); study tables under studies/",
+        f"- figures as PNG (those over {MAX_FIGURE_BYTES // 1000} KB made smaller); study tables under studies/; a "
+        "monitored stream's per-period table under monitoring/",
         "- the executed notebooks with their outputs, less execution counts, timings, progress bars, widgets and "
         "local paths",
         "",

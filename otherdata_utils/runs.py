@@ -156,6 +156,11 @@ class RunFolder:
     def studies(self) -> Path:
         return self.root / "studies"
 
+    @property
+    def monitoring(self) -> Path:
+        """A monitored stream's scored texts (scores.csv) and per-period table (periods.csv)."""
+        return self.root / "monitoring"
+
     def study(self, name: str) -> Path:
         """One study's tables (CSV and markdown) and its record."""
         return self.studies / name

@@ -73,3 +73,9 @@ def test_monitoring_params_file_runs_through_the_runner(tmp_path, data_dir):
     assert recorded["flagged"] == periods.loc[periods["flagged"], "period"].tolist()
     assert (run / "figures" / "monitoring.png").is_file()
     assert "## Monitoring" in (run / "report.md").read_text()
+    published = subprocess.run([sys.executable, "-m", "otherdata_utils", "publish", str(run), str(tmp_path / "res")],
+                               cwd=REPO, env=env, text=True, capture_output=True, timeout=300)
+    assert published.returncode == 0, published.stderr
+    assert (tmp_path / "res" / "monitoring" / "periods.csv").read_text() == (run / "monitoring" / "periods.csv"
+                                                                             ).read_text()
+    assert not (tmp_path / "res" / "monitoring" / "scores.csv").exists()  # every text's score stays in the run
