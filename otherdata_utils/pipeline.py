@@ -416,11 +416,13 @@ def evaluate_splits(config: Config, splits: tuple[str, ...] = ("validation", "te
     routed = config.out_of_scope_class is not None
     needed = tuple(dict.fromkeys(("validation", *splits))) if routed else splits
     tokenized = modeling.tokenize_splits(DatasetDict({s: prepared[s] for s in needed}), tokenizer, config)
-    threshold = choose_handover(config, model, tokenizer, tokenized["validation"]) if routed else None
+    # a routing run predicts each split once: validation's predictions choose the threshold and are scored too
+    predicted = {split: train.predict(model, tokenized[split], tokenizer, config) for split in needed} if routed else {}
+    threshold = choose_handover(config, predicted["validation"]) if routed else None
     results: dict[str, Any] = {}
     for split in splits:
         if routed:
-            predictions, routing_record = routed_predictions(config, model, tokenizer, tokenized[split], threshold)
+            predictions, routing_record = routed_predictions(predicted[split], threshold)
             scores = metrics.compute_classification_metrics(predictions.labels, predictions.predicted, names)
             scores["routing"] = routing_record
         else:
@@ -464,10 +466,9 @@ def evaluate_splits(config: Config, splits: tuple[str, ...] = ("validation", "te
     return results
 
 
-def choose_handover(config: Config, model, tokenizer, validation: Dataset) -> float:
-    """The routing threshold chosen on the validation rows (`routing.choose_threshold`), recorded in metrics.json
-    "routing" and stored beside the model, where predict and serve read it."""
-    predictions = train.predict(model, validation, tokenizer, config)
+def choose_handover(config: Config, predictions: train.Predictions) -> float:
+    """The routing threshold chosen on the validation rows' predictions (`routing.choose_threshold`), recorded in
+    metrics.json "routing" and stored beside the model, where predict and serve read it."""
     threshold, scores = routing.choose_threshold(predictions.probabilities, predictions.labels)
     model_card.write_inference_settings(run_folder(config).model, config, handover_threshold=threshold)
     update_metrics(config, "routing", {"threshold": threshold, "chosen_on": "validation",
@@ -477,11 +478,10 @@ def choose_handover(config: Config, model, tokenizer, validation: Dataset) -> fl
     return threshold
 
 
-def routed_predictions(config: Config, model, tokenizer, split: Dataset, threshold: float):
-    """The split's predictions with texts below `threshold` handed over (predicted as the out-of-scope class, the
+def routed_predictions(predictions: train.Predictions, threshold: float):
+    """A split's predictions with texts below `threshold` handed over (predicted as the out-of-scope class, the
     class after the trained ones; their probability column is NaN: the model has no such class), and the split's
     `routing.RoutingScores` as a dict."""
-    predictions = train.predict(model, split, tokenizer, config)
     probabilities = predictions.probabilities
     handed = routing.route(probabilities, threshold)
     padded = np.hstack([probabilities, np.full((len(probabilities), 1), np.nan)])

@@ -51,7 +51,8 @@ class RoutingData:
     classes: list[str]  # the desk's intents (in-scope classes), then
     names: list[str]  # ... the data's classes: the intents and the out-of-scope class last
     train: Dataset  # the desk's in-scope training rows, in `classes`
-    validation: Dataset  # in-scope and out-of-scope rows: the threshold's (and the probe's C's) choice
+    validation: Dataset  # in-scope and out-of-scope rows: the threshold's choice
+    in_scope_validation: Dataset  # its in-scope rows, in `classes`: the probe's choice of C
     test: Dataset  # in-scope and out-of-scope rows every cell is scored on
     other: Dataset  # the other desks' training rows, in their own classes
     other_validation: Dataset
@@ -77,8 +78,11 @@ def routing_data(config: Config) -> RoutingData:
         raise ValueError("routing_study compares arms that use other desks' intents: mark the other desks' source "
                          "intermediate: true (e.g. clinc150 with the other nine domains)")
     other, _ = loaded
+    in_scope_validation = pipeline.in_scope_rows(DatasetDict(v=prepared["validation"]), classes)["v"]
     return RoutingData(target=target, classes=classes, names=names, train=relabelled(in_scope, classes),
-                       validation=prepared["validation"], test=prepared["test"], other=other["train"],
+                       validation=prepared["validation"],
+                       in_scope_validation=relabelled(in_scope_validation, classes), test=prepared["test"],
+                       other=other["train"],
                        other_validation=other["validation"])
 
 
@@ -160,9 +164,7 @@ def anchor_routes(config: Config, anchor: str, k_rows: Dataset, data: RoutingDat
     """An anchor on the k-shot queries, scored on validation and test in one pass, routed like the arms."""
     both = concatenate_datasets([data.validation, data.test])
     if anchor == "probe":
-        in_scope_validation = relabelled(pipeline.in_scope_rows(DatasetDict(v=data.validation), data.classes)["v"],
-                                         data.classes)
-        result = anchors.probe_fit_and_score(encoder, k_rows, in_scope_validation, both, data.names, seed=seed)
+        result = anchors.probe_fit_and_score(encoder, k_rows, data.in_scope_validation, both, data.names, seed=seed)
     else:
         model_path = modeling.resolve_model_path(config.model_name_or_path, config.resolved_cache_dir())
         result = anchors.setfit_fit_and_score(model_path, k_rows, both, data.names, seed,
