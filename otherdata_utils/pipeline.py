@@ -154,8 +154,11 @@ def save_dataset_atomically(dataset: Dataset | DatasetDict, target: Path) -> Pat
     bars_were_on = datasets_logging.is_progress_bar_enabled()
     datasets_logging.disable_progress_bar()  # a sub-second save needs no progress bar in every notebook
     try:
+        # datasets writes no shard for an empty split and then cannot load it back: an empty one gets one shard
+        parts = dataset if isinstance(dataset, DatasetDict) else {None: dataset}
+        empty = {split: 1 for split, part in parts.items() if len(part) == 0}
         with atomic_dir(target) as tmp:
-            dataset.save_to_disk(str(tmp))
+            dataset.save_to_disk(str(tmp), num_shards=empty.get(None) if None in parts else empty)
     finally:
         if bars_were_on:
             datasets_logging.enable_progress_bar()

@@ -88,11 +88,12 @@ def values(dataset: Dataset, name: str) -> list:
 
 
 def check_percentages(validation_percentage: float, test_percentage: float) -> None:
-    if not (0 < validation_percentage < 100 and 0 < test_percentage < 100
+    # A validation share of 0 suits fixed-epoch runs that score their last model (eval_strategy "no").
+    if not (0 <= validation_percentage < 100 and 0 < test_percentage < 100
             and validation_percentage + test_percentage < 100):
         raise DataError(
-            f"validation_split_percentage={validation_percentage} and test_split_percentage={test_percentage} must "
-            "each be between 0 and 100 and leave rows for training (sum < 100)")
+            f"validation_split_percentage={validation_percentage} (0 allowed) and test_split_percentage="
+            f"{test_percentage} must each be between 0 and 100 and leave rows for training (sum < 100)")
 
 
 def check_texts(table: Table, max_text_chars: int) -> None:
