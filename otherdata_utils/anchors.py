@@ -162,6 +162,20 @@ def probe_fit_and_score(encoder: FrozenEncoder | str, train_rows: Dataset, valid
 
 # --- SetFit ----------------------------------------------------------------------------------------------------------
 
+def setfit_runs_at(k: Optional[int], max_k: Optional[int]) -> bool:
+    """Whether the SetFit anchor runs at `k` rows per class (None = every row). Its few-shot defaults pair each row
+    2 × 20 times (2,560 pairs at k = 32 took ~60 s on this project's AVX2 CPU; every row of a data set is tens of
+    thousands), so an anchor meant for few shots runs neither at k = all nor above `max_k` when set; the probe
+    anchors those cells."""
+    return k is not None and (max_k is None or k <= max_k)
+
+
+def setfit_scope(max_k: Optional[int]) -> str:
+    """The design's sentence for the cells `setfit_runs_at` leaves out."""
+    above = f" nor above k = {max_k} per class" if max_k is not None else ""
+    return f"SetFit is not run at k = all{above} (its defaults make 2 × 20 contrastive pairs per training row)"
+
+
 def setfit_fit_and_score(model_path: str, train_rows: Dataset, test_rows: Dataset, label_names: Sequence[str],
                          seed: int, *, num_iterations: int = 20, num_epochs: int = 1, batch_size: int = 16,
                          body_learning_rate: float = 2e-5, max_length: Optional[int] = None,

@@ -208,6 +208,7 @@ class Config(BaseModel):
     few_shot_other_rows: Optional[int] = Field(None, ge=0)
     # few-shot anchors on the same splits and test rows: frozen-encoder probe, SetFit on the target's k-shot rows
     anchors: list[Literal["probe", "setfit"]] = Field(default_factory=list)
+    setfit_max_k: Optional[int] = Field(None, ge=1)  # the SetFit anchor only at k per class ≤ this (never at all)
     study_test_rows: Optional[int] = Field(None, ge=1)  # few-shot: one fixed stratified sample of target test rows
     study_test_agreement: Optional[float] = Field(None, gt=0, le=1)  # few-shot: only target test rows this agreed
     study_other_groups: list[str] = Field(default_factory=list)  # few-shot: an arm per other group adding it alone

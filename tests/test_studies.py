@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from datasets import Dataset
 
-from otherdata_utils import data, metrics, pipeline, runs, studies
+from otherdata_utils import anchors, data, metrics, pipeline, runs, studies
 from otherdata_utils.studies import tables
 from otherdata_utils.clean import dedupe_key
 from otherdata_utils.config import ConfigError, load_config
@@ -299,7 +299,11 @@ STUDY_RUNS = {
     "study_transfer_blitzer": (["study_domains=[books,dvd]"], ["transfer_matrix"], "transfer_matrix.png"),
     "study_transfer_uci": (["study_domains=[amazon,yelp]"], ["transfer_matrix"], "transfer_matrix.png"),
     "study_few_shot": (["study_k_values=[4]", "study_strategies=[target_only,temperature]", "study_temperatures=[2]",
-                        "split_seeds=[1,2]", "anchors=[probe]"], ["few_shot_mixing"], "few_shot_curves.png"),
+                        "split_seeds=[1,2]", "anchors=[probe]", "max_test_samples=null", "study_test_rows=24"],
+                       ["few_shot_mixing"], "few_shot_curves.png"),
+    "study_few_shot_kitchen": (["study_k_values=[4,null]", "split_seeds=[1,2]", "seeds=[1]", "anchors=[probe,setfit]",
+                                "setfit_max_k=2", "max_test_samples=null", "study_test_rows=24",
+                                "max_eval_samples=16"], ["few_shot_mixing"], "few_shot_curves.png"),
     "study_imdb_other_data": (["study_k_values=[4]", "study_strategies=[target_only,concat]", "split_seeds=[1,2]",
                                "seeds=[1]", "few_shot_other_rows=16", "study_test_rows=24", "max_eval_samples=16",
                                "max_seq_length=64", "head_tokens=16"], ["few_shot_mixing"], "few_shot_curves.png"),
@@ -347,6 +351,19 @@ def test_study_params_file_runs_end_to_end_and_reports_its_study(params, study_r
             # every arm table carries the paired comparison: Δ with interval, Holm-adjusted p, MDE, verdict
             assert all(header in recorded[name]["table_markdown"] for header in tables.COMPARISON_HEADERS)
     assert (out / "figures" / figure).is_file() and f"](figures/{figure})" in report
+
+
+def test_setfit_anchor_is_left_out_above_its_k_and_the_design_says_so(study_runs):
+    """The kitchen run's CI size asks for SetFit up to k = 2 while its k are 4 and all: no SetFit cell, the probe
+    anchors every split, and the design names the cells SetFit leaves out."""
+    out, future = study_runs["study_few_shot_kitchen"]
+    assert future.result().returncode == 0
+    cells = pd.read_csv(out / "studies" / "few_shot_mixing" / "cells.csv")
+    assert "setfit" not in set(cells["arm"]) and set(cells[cells["arm"] == "probe"]["k_label"]) == {"4", "all"}
+    design = json.loads((out / "metrics.json").read_text())["studies"]["few_shot_mixing"]
+    assert "SetFit is not run at k = all nor above k = 2 per class" in json.dumps(design, ensure_ascii=False)
+    assert anchors.setfit_runs_at(8, 8) and anchors.setfit_runs_at(128, None)
+    assert not anchors.setfit_runs_at(None, None) and not anchors.setfit_runs_at(32, 8)
 
 
 # --- paired replicates: split seeds × seeds, additive few-shot arms, anchors ------------------------------------------

@@ -146,6 +146,9 @@ def anchor_cells(config: Config, splits: list[FewShotSplit], validation: Dataset
         seeds = seeds_of_split(config, split.split_seed)
         facts = {**split_facts(split, config), "target_rows": len(split.target), "other_rows": 0, "target_share": 1.0}
         for anchor in config.anchors:
+            if anchor == "setfit" and not anchors.setfit_runs_at(None if split.k_label == "all" else split.k,
+                                                                 config.setfit_max_k):
+                continue  # anchors.setfit_scope says so in the design
             if anchor == "probe":
                 fitted = anchors.probe_fit_and_score(encoder, split.target, validation, test, label_names,
                                                      seed=seeds[0])
@@ -212,7 +215,10 @@ def few_shot_study(config: Config) -> StudyResult:
                            "steps policy": config.few_shot_steps,
                            "test rows": len(test) if config.study_test_agreement is None else
                            f"{len(test)} (annotator agreement ≥ {config.study_test_agreement:g})",
-                           "anchors": "; ".join(ANCHOR_TEXT[anchor] for anchor in config.anchors) or "none"})
+                           "anchors": "; ".join(ANCHOR_TEXT[anchor] for anchor in config.anchors) or "none"}
+                          | ({"SetFit cells": anchors.setfit_scope(config.setfit_max_k)} if "setfit" in config.anchors
+                             and not all(anchors.setfit_runs_at(k, config.setfit_max_k)
+                                         for k in config.study_k_values) else {}))
     labels = {"k_label": "k", "arm": "arm", "target_unique": "unique target rows",
               "target_rows": "target rows (with repeats)", "other_rows": "other rows"}
     table = results_markdown(summary, comparisons, labels, ["k_label"], groups, target,

@@ -20,7 +20,9 @@ from .sampling import column
 from .tables import arm_table, comparison_lines, number, records
 
 ARM_OF_METHOD = {"none": "full", "lora": "lora", "adalora": "adalora"}
-ABSENT_ARMS = "bottleneck adapters (Houlsby et al., 2019): the `adapters` library pins transformers ~=4.57, we run 5"
+ABSENT_ARMS = ("bottleneck adapters (Houlsby et al., 2019): the `adapters` library pins transformers ~=4.57, we run 5; "
+               "prefix tuning (Li & Liang, 2021): transformers 5's BERT encoder takes no past_key_values, so peft "
+               "refuses it ('Model does not support past key values which are required for prefix tuning')")
 
 
 def peft_arms(config: Config, label_names: Sequence[str]) -> list[tuple[str, Config, dict[str, Any]]]:

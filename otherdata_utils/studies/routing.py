@@ -37,12 +37,6 @@ ARM_TEXT = {
 }
 
 
-# SetFit pairs every training query 2 × 20 times: with all 1,500 desk queries that is 60,000 pairs per model, about
-# 20 minutes here (2,560 pairs took ~60 s in the few-shot study) for an anchor meant for few shots; at k = all the
-# probe is the anchor.
-SETFIT_AT_ALL = "SetFit is not run at k = all (60,000 contrastive pairs per model)"
-
-
 @dataclass(frozen=True)
 class RoutingData:
     """The desk's rows (in-scope classes only for training) and the other desks' rows in their own classes."""
@@ -210,8 +204,8 @@ def routing_cells(config: Config, data: RoutingData) -> pd.DataFrame:
                     rows.append(_row(arm, split_seed, seed, facts, result, seconds, other_rows,
                                      budget + (len(pool) if arm == "joint" else 0), fingerprint))
                 for anchor in config.anchors:
-                    if anchor == "setfit" and k is None:
-                        continue  # SETFIT_AT_ALL
+                    if anchor == "setfit" and not anchors.setfit_runs_at(k, config.setfit_max_k):
+                        continue  # anchors.setfit_scope says so in the design
                     result, seconds = anchor_routes(config, anchor, k_rows, data, seed, probe)
                     rows.append(_row(anchor, split_seed, seed, facts, result, seconds, 0, len(k_rows), fingerprint))
     return pd.DataFrame(rows)
@@ -264,7 +258,8 @@ def routing_study(config: Config) -> StudyResult:
          "validation": f"{len(data.validation)} rows", "test rows": f"{in_scope_test} in scope + "
                                                                    f"{out_of_scope_test} out of scope",
          "arms": "; ".join(ARM_TEXT[arm] for arm in [*config.study_routing_arms, *config.anchors])
-         + (f"; {SETFIT_AT_ALL}" if "setfit" in config.anchors and None in config.study_k_values else "")})
+         + (f"; {anchors.setfit_scope(config.setfit_max_k)}" if "setfit" in config.anchors and not all(
+             anchors.setfit_runs_at(k, config.setfit_max_k) for k in config.study_k_values) else "")})
     labels = {"k_label": "k", "arm": "arm", "target_unique": "unique desk queries", "other_rows": "other rows"}
     table = "\n\n".join([
         "**In-scope accuracy** (the right intent, not handed over)\n\n" + results_markdown(
