@@ -10,6 +10,7 @@ import pyarrow
 import pyarrow.parquet
 import pytest
 
+from otherdata_utils import pipeline
 from otherdata_utils.config import Config, SourceSpec
 from otherdata_utils.data import (
     NAMED_SOURCES,
@@ -233,6 +234,18 @@ def test_carving_is_seeded(data_dir, load):
 def test_split_percentages_set_the_carved_shares(data_dir):
     uci = load_source("uci_sentences:yelp", data_dir, validation_percentage=20.0, test_percentage=30.0)
     assert sizes(uci) == {"train": 500, "validation": 200, "test": 300}
+
+
+def test_no_validation_share_keeps_those_rows_for_training_and_the_empty_split_saves_and_loads(data_dir, tmp_path):
+    """validation_split_percentage 0 (fixed-epoch runs): Blitzer's 2,000 books reviews split 1,600 / 0 / 400, and
+    the run folder's save of an empty split loads back (datasets writes no shard for one unless told)."""
+    books = load_source("blitzer_mds:books", data_dir, validation_percentage=0.0, test_percentage=20.0)
+    assert sizes(books) == {"train": 1600, "validation": 0, "test": 400}
+    pipeline.save_dataset_atomically(books, tmp_path / "clean")
+    assert {split: len(rows) for split, rows in datasets.load_from_disk(str(tmp_path / "clean")).items()} == sizes(books)
+    assert Config(validation_split_percentage=0).validation_split_percentage == 0
+    with pytest.raises(ValueError, match="test_split_percentage"):
+        Config(test_split_percentage=0)
 
 
 # ------------------------------------------------------------------------------------------- local files
