@@ -235,6 +235,7 @@ def test_transfer_matrix_trains_each_domain_per_seed_and_tests_on_every_domain(b
                             & (result.cells["test_domain"] == row["test_domain"])]
         assert row["ci_low"] == pytest.approx(metrics.seed_summary(pair["accuracy"].tolist())["ci_low"])
     assert (runs.run_folder(config).figures / "transfer_matrix.png").is_file()
+    assert "2 replicate(s) (seeds 1, 2)" in result.reading  # seed-only replicates named as such
 
 
 def test_few_shot_study_returns_one_cell_per_k_arm_and_seed_with_seed_intervals(blitzer):

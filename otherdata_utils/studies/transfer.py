@@ -98,8 +98,11 @@ def transfer_matrix(config: Config, domains: Optional[list[str]] = None) -> Tran
 def _transfer_reading(matrix: pd.DataFrame, spread: pd.DataFrame, loss: pd.DataFrame, cells: pd.DataFrame,
                       budget: int) -> str:
     domains = list(matrix.index)
-    seeds = sorted(cells["seed"].unique())
-    replicate_count = len(cells[["split_seed", "seed"]].drop_duplicates())
+    replicates = cells[["split_seed", "seed"]].drop_duplicates()
+    # seed-only designs replicate over seeds alone, each seed drawing its rows (split_seed repeats the seed)
+    seed_only = (replicates["split_seed"] == replicates["seed"]).all()
+    replicate_text = (f"seeds {', '.join(map(str, sorted(replicates['seed'])))}" if seed_only else
+                      f"split seed × seed pairs {', '.join(f'{a}×{b}' for a, b in replicates.itertuples(index=False))}")
     off = [(s, t) for s in domains for t in domains if s != t]
     if not off:
         return f"One domain only ({domains[0]}): there is no transfer to measure."
@@ -109,8 +112,7 @@ def _transfer_reading(matrix: pd.DataFrame, spread: pd.DataFrame, loss: pd.DataF
     worst = max(off, key=lambda pair: loss.loc[pair])
     noise = spread.stack().dropna()
     lines = [
-        f"Each model trained on {budget} rows of one domain, {replicate_count} replicate(s) (split seeds × seeds "
-        f"{', '.join(map(str, seeds))}).",
+        f"Each model trained on {budget} rows of one domain, {len(replicates)} replicate(s) ({replicate_text}).",
         f"Mean in-domain accuracy {in_mean:.3f}; mean cross-domain accuracy {cross_mean:.3f} "
         f"(transfer costs {in_mean - cross_mean:+.3f} on average).",
         f"Best transfer: {best[0]} → {best[1]} (loss {loss.loc[best]:+.3f}); worst: {worst[0]} → {worst[1]} "
