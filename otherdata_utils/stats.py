@@ -278,17 +278,18 @@ def _p_text(p: float) -> str:
 
 
 def verdict(delta: float, ci: tuple[float, float], p_adjusted: float, mde: float, alpha: float = 0.05,
-            reason: str = "") -> str:
+            reason: str = "", directions: tuple[str, str] = ("helps", "hurts")) -> str:
     """The comparison in words for a table, judged on the adjusted p (never the raw one).
 
     "helps (+0.042, p_adj=0.003)", "hurts (-0.031, p_adj=0.012)", or "cannot tell: differences up to 0.061 not
     excluded (p_adj=0.41)", the bound being the largest |difference| inside the interval (the MDE when there is
-    no interval). Without a test, "cannot tell: <reason>".
+    no interval). Without a test, "cannot tell: <reason>". `directions` names a positive and a negative difference
+    where the metric is not a score (seconds: "slower", "faster").
     """
     if p_adjusted is None or not math.isfinite(p_adjusted) or not math.isfinite(delta):
         return f"cannot tell: {reason or 'no test'}"
     if p_adjusted < alpha and delta != 0:
-        return f"{'helps' if delta > 0 else 'hurts'} ({delta:+.3f}, {_p_text(p_adjusted)})"
+        return f"{directions[0] if delta > 0 else directions[1]} ({delta:+.3f}, {_p_text(p_adjusted)})"
     low, high = ci
     bound = max(abs(low), abs(high)) if math.isfinite(low) and math.isfinite(high) else mde
     if not math.isfinite(bound):

@@ -248,6 +248,13 @@ def test_verdict_reads_helps_hurts_and_cannot_tell():
         "cannot tell: differences up to 0.061 not excluded (p_adj=0.410)"
 
 
+def test_verdict_names_directions_of_a_metric_that_is_not_a_score():
+    """Seconds are not better when higher: a PEFT arm 10 s quicker per model reads "faster", not "hurts"."""
+    quicker = stats.verdict(-10.1, (-12.0, -8.2), 0.0004, 2.0, directions=("slower", "faster"))
+    assert quicker == "faster (-10.100, p_adj<0.001)"
+    assert stats.verdict(0.5, (-1.0, 2.0), 0.4, 2.0, directions=("slower", "faster")).startswith("cannot tell")
+
+
 def test_verdict_judges_on_the_adjusted_p_and_falls_back_to_the_mde():
     # Raw p would be 0.01 and the interval excludes 0, but after Holm across the table p_adj = 0.08.
     assert stats.verdict(0.02, (0.005, 0.035), 0.08, 0.03).startswith("cannot tell: differences up to 0.035")

@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional, Sequence
 import pandas as pd
 from datasets import Dataset
 
-from .. import mix, plots, runs
+from .. import mix, plots, runs, stats
 from ..adapters import parameter_counts
 from ..config import Config
 from ..modeling import load_model_and_tokenizer
@@ -161,8 +161,10 @@ def _peft_reading(config: Config, summary: pd.DataFrame, comparisons: pd.DataFra
                 f"{row.total_params:,.0f}), lr {row.learning_rate:g}, {row.train_seconds:.1f} s per model")
         if arm != reference:
             time_row = timing[timing["arm"] == arm].iloc[0]
+            timed = stats.verdict(time_row["delta"], (time_row["ci_low"], time_row["ci_high"]), time_row["p_holm"],
+                                  time_row["mde"], directions=("slower", "faster"))
             line += (f" ({row.train_seconds / base.train_seconds:.2f}× {reference}'s time, "
-                     f"{time_row['delta']:+.1f} s: {time_row['verdict']})")
+                     f"{time_row['delta']:+.1f} s: {timed})")
             if row.train_seconds > 0.8 * base.train_seconds:
                 line += (": little time saved, since the forward and backward passes still run through the whole "
                          "frozen encoder; adapters save optimizer state and weight gradients, i.e. memory")

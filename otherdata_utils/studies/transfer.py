@@ -101,8 +101,9 @@ def _transfer_reading(matrix: pd.DataFrame, spread: pd.DataFrame, loss: pd.DataF
     replicates = cells[["split_seed", "seed"]].drop_duplicates()
     # seed-only designs replicate over seeds alone, each seed drawing its rows (split_seed repeats the seed)
     seed_only = (replicates["split_seed"] == replicates["seed"]).all()
+    pairs = ", ".join(f"{split}×{seed}" for split, seed in replicates.itertuples(index=False))
     replicate_text = (f"seeds {', '.join(map(str, sorted(replicates['seed'])))}" if seed_only else
-                      f"split seed × seed pairs {', '.join(f'{a}×{b}' for a, b in replicates.itertuples(index=False))}")
+                      f"split seed × seed pairs {pairs}")
     off = [(s, t) for s in domains for t in domains if s != t]
     if not off:
         return f"One domain only ({domains[0]}): there is no transfer to measure."
@@ -129,7 +130,8 @@ def _transfer_reading(matrix: pd.DataFrame, spread: pd.DataFrame, loss: pd.DataF
     if close and far:
         test = close_far_test(cells, close, far)
         mde = stats.minimum_detectable_effect(test.sd_diff, test.n)
-        verdict = stats.verdict(test.delta, (test.ci_low, test.ci_high), test.p, mde, reason=test.note)
+        verdict = stats.verdict(test.delta, (test.ci_low, test.ci_high), test.p, mde, reason=test.note,
+                                directions=("the far pairs lose more", "the close pairs lose more"))
         if not (test.p < 0.05):  # nan (no spread, one replicate) reads as not shown
             agrees = "cannot tell whether this reproduces"
         else:
