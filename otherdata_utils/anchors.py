@@ -170,8 +170,12 @@ def setfit_runs_at(k: Optional[int], max_k: Optional[int]) -> bool:
     return k is not None and (max_k is None or k <= max_k)
 
 
-def setfit_scope(max_k: Optional[int]) -> str:
-    """The design's sentence for the cells `setfit_runs_at` leaves out."""
+def setfit_scope(anchor_names: Sequence[str], k_values: Sequence[Optional[int]],
+                 max_k: Optional[int]) -> Optional[str]:
+    """The design's sentence for the study's cells `setfit_runs_at` leaves out; None when SetFit is not an anchor
+    or runs at every k of the study."""
+    if "setfit" not in anchor_names or all(setfit_runs_at(k, max_k) for k in k_values):
+        return None
     above = f" nor above k = {max_k} per class" if max_k is not None else ""
     return f"SetFit is not run at k = all{above} (its defaults make 2 × 20 contrastive pairs per training row)"
 

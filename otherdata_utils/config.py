@@ -9,8 +9,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
-                      model_validator)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .env import CACHE_DIR_ENV, DATA_DIR_ENV, PARAMS_OVERLAY_ENV, RUNS_DIR_ENV
 from .params_text import ConfigError, parse_overrides, read_params_file
@@ -287,14 +286,6 @@ class Config(BaseModel):
             raise ValueError("must be in [0, 1)")
         return value
 
-    @field_validator("validation_split_percentage", "test_split_percentage")
-    @classmethod
-    def _percentage(cls, value: float, info: ValidationInfo) -> float:
-        # No validation rows suit fixed-epoch runs that score their last model; every run needs test rows.
-        if not (0 <= value < 100 if info.field_name == "validation_split_percentage" else 0 < value < 100):
-            raise ValueError("must be a percentage in [0, 100) for validation, strictly between 0 and 100 for test")
-        return value
-
     @field_validator("sources")
     @classmethod
     def _some_sources(cls, value: list) -> list:
@@ -339,6 +330,8 @@ class Config(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "Config":
+        if problem := split_percentages_problem(self.validation_split_percentage, self.test_split_percentage):
+            raise ValueError(problem)
         if self.mixing_strategy == "fixed" and not self.mixing_ratios:
             raise ValueError("mixing_strategy 'fixed' needs mixing_ratios, e.g. {books: 0.5, dvd: 0.5}")
         if any(share < 0 for share in self.mixing_ratios.values()):
@@ -452,6 +445,15 @@ def local_source_candidates(path: str, data_dir: Optional[Path]) -> list[Path]:
         return [given]
     bases = ([Path(data_dir)] if data_dir is not None else []) + [Path.cwd(), project_root()]
     return list(dict.fromkeys(base / given for base in bases))
+
+
+def split_percentages_problem(validation_percentage: float, test_percentage: float) -> Optional[str]:
+    """Why these shares cannot carve a source's splits, or None. A validation share of 0 suits fixed-epoch runs that
+    score their last model; every run needs test rows and training rows."""
+    if 0 <= validation_percentage < 100 and 0 < test_percentage < 100 and validation_percentage + test_percentage < 100:
+        return None
+    return (f"validation_split_percentage={validation_percentage} (0 allowed) and test_split_percentage="
+            f"{test_percentage} must each be between 0 and 100 and leave rows for training (sum < 100)")
 
 
 def _resolve(path: Union[str, Path]) -> Path:

@@ -54,6 +54,8 @@ def test_unknown_key_names_the_key_suggests_the_close_one_and_lists_valid_choice
         ({"warmup_ratio": 1.5}, "'warmup_ratio' must be in [0, 1)"),
         ({"mixing_strategy": "fixed"}, "mixing_strategy 'fixed' needs mixing_ratios"),
         ({"few_shot_k": 8}, "few_shot_k samples the target domain: set target_domain too"),
+        ({"test_split_percentage": 0}, "test_split_percentage=0.0 must each be between 0 and 100"),
+        ({"validation_split_percentage": 60, "test_split_percentage": 50}, "leave rows for training (sum < 100)"),
     ],
 )
 def test_impossible_values_are_one_clear_error_naming_the_key(params, expected):

@@ -365,6 +365,9 @@ def test_setfit_anchor_is_left_out_above_its_k_and_the_design_says_so(study_runs
     assert "SetFit is not run at k = all nor above k = 2 per class" in json.dumps(design, ensure_ascii=False)
     assert anchors.setfit_runs_at(8, 8) and anchors.setfit_runs_at(128, None)
     assert not anchors.setfit_runs_at(None, None) and not anchors.setfit_runs_at(32, 8)
+    assert anchors.setfit_scope(["probe"], [None], None) is None  # not an anchor: nothing to say
+    assert anchors.setfit_scope(["setfit"], [8, 32], None) is None  # runs at every k of the study
+    assert anchors.setfit_scope(["setfit"], [8, 32], 8).startswith("SetFit is not run at k = all nor above k = 8")
 
 
 # --- paired replicates: split seeds × seeds, additive few-shot arms, anchors ------------------------------------------

@@ -14,7 +14,7 @@ import datasets
 import pyarrow
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
-from ..config import Config
+from ..config import Config, split_percentages_problem
 
 SPLITS = ("train", "validation", "test")
 BINARY_LABELS = ["neg", "pos"]
@@ -88,12 +88,8 @@ def values(dataset: Dataset, name: str) -> list:
 
 
 def check_percentages(validation_percentage: float, test_percentage: float) -> None:
-    # A validation share of 0 suits fixed-epoch runs that score their last model (eval_strategy "no").
-    if not (0 <= validation_percentage < 100 and 0 < test_percentage < 100
-            and validation_percentage + test_percentage < 100):
-        raise DataError(
-            f"validation_split_percentage={validation_percentage} (0 allowed) and test_split_percentage="
-            f"{test_percentage} must each be between 0 and 100 and leave rows for training (sum < 100)")
+    if problem := split_percentages_problem(validation_percentage, test_percentage):
+        raise DataError(problem)
 
 
 def check_texts(table: Table, max_text_chars: int) -> None:

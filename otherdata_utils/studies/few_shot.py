@@ -216,9 +216,8 @@ def few_shot_study(config: Config) -> StudyResult:
                            "test rows": len(test) if config.study_test_agreement is None else
                            f"{len(test)} (annotator agreement ≥ {config.study_test_agreement:g})",
                            "anchors": "; ".join(ANCHOR_TEXT[anchor] for anchor in config.anchors) or "none"}
-                          | ({"SetFit cells": anchors.setfit_scope(config.setfit_max_k)} if "setfit" in config.anchors
-                             and not all(anchors.setfit_runs_at(k, config.setfit_max_k)
-                                         for k in config.study_k_values) else {}))
+                          | ({"SetFit cells": setfit_scope} if (setfit_scope := anchors.setfit_scope(
+                              config.anchors, config.study_k_values, config.setfit_max_k)) else {}))
     labels = {"k_label": "k", "arm": "arm", "target_unique": "unique target rows",
               "target_rows": "target rows (with repeats)", "other_rows": "other rows"}
     table = results_markdown(summary, comparisons, labels, ["k_label"], groups, target,

@@ -258,8 +258,8 @@ def routing_study(config: Config) -> StudyResult:
          "validation": f"{len(data.validation)} rows", "test rows": f"{in_scope_test} in scope + "
                                                                    f"{out_of_scope_test} out of scope",
          "arms": "; ".join(ARM_TEXT[arm] for arm in [*config.study_routing_arms, *config.anchors])
-         + (f"; {anchors.setfit_scope(config.setfit_max_k)}" if "setfit" in config.anchors and not all(
-             anchors.setfit_runs_at(k, config.setfit_max_k) for k in config.study_k_values) else "")})
+         + (f"; {setfit_scope}" if (setfit_scope := anchors.setfit_scope(
+             config.anchors, config.study_k_values, config.setfit_max_k)) else "")})
     labels = {"k_label": "k", "arm": "arm", "target_unique": "unique desk queries", "other_rows": "other rows"}
     table = "\n\n".join([
         "**In-scope accuracy** (the right intent, not handed over)\n\n" + results_markdown(
