@@ -309,3 +309,21 @@ def test_the_data_step_reports_leakage_as_distributed_beside_what_cleaning_left(
     # cleaning only ever removes rows, so it can only remove leaked pairs, never add them
     assert set(raw["rows"]) == set(kept["rows"]) and len(raw["pairs"]) >= len(kept["pairs"])
     assert sum(raw["rows"].values()) >= sum(kept["rows"].values())
+
+
+def test_every_committed_results_folder_is_a_line_of_the_book_and_repeats_from_its_params():
+    """results/README.md links each published folder once; each holds its report, metrics and executed notebooks,
+    and its params.yaml loads as the run it repeats (no local paths)."""
+    book = (REPO / "results" / "README.md").read_text()
+    folders = sorted(path for path in (REPO / "results").iterdir() if path.is_dir())
+    assert folders, "no published results"
+    for folder in folders:
+        assert book.count(f"]({folder.name}/)") == 1, f"results/README.md should link {folder.name}/ once"
+        for needed in ("README.md", "report.md", "metrics.json", "params.yaml"):
+            assert (folder / needed).is_file(), f"{folder.name} lacks {needed}"
+        assert list((folder / "notebooks").glob("*.ipynb")), f"{folder.name} has no executed notebook"
+        config = load_config(folder / "params.yaml")
+        assert config.run_name == folder.name, f"{folder.name}/params.yaml repeats run {config.run_name!r}"
+        local = {key: value for key, value in yaml.safe_load((folder / "params.yaml").read_text()).items()
+                 if key in ("runs_dir", "output_dir", "data_dir", "cache_dir") and value is not None}
+        assert not local, f"{folder.name}/params.yaml keeps local paths {local}"
