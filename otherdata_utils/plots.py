@@ -59,12 +59,18 @@ def _annotate_cells(ax: Axes, values: np.ndarray, text: np.ndarray, image: Any) 
 
 
 def _plot_bands(ax: Axes, frame: pd.DataFrame, x: str, series: str) -> None:
-    """One line per series with its confidence band; a point without an interval (one seed) gets no band."""
+    """One line per series with its confidence band; a series of one point (an anchor run at one k) gets an error
+    bar instead, since a band over one x is invisible; a point without an interval (one seed) gets neither."""
     for name, group in frame.groupby(series, sort=True):
         group = group.sort_values(x)
         line, = ax.plot(group[x], group["mean"], marker="o", label=str(name))
         low = pd.to_numeric(group["ci_low"], errors="coerce")
         high = pd.to_numeric(group["ci_high"], errors="coerce")
+        if len(group) == 1:
+            if low.notna().all() and high.notna().all():
+                ax.errorbar(group[x], group["mean"], yerr=[group["mean"] - low, high - group["mean"]], fmt="none",
+                            ecolor=line.get_color(), capsize=4)
+            continue
         ax.fill_between(group[x], low, high, where=low.notna() & high.notna(), color=line.get_color(), alpha=0.2,
                         linewidth=0)
     ax.grid(alpha=0.3)

@@ -7,6 +7,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
+from matplotlib.container import ErrorbarContainer  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from otherdata_utils import metrics, plots  # noqa: E402
@@ -145,6 +146,15 @@ def test_few_shot_curves_use_a_log_k_axis_and_one_line_per_strategy():
     ax = fig.axes[0]
     assert ax.get_xscale() == "log"
     assert sorted(line.get_label() for line in ax.lines) == ["in-domain", "mixed"]
+
+
+def test_a_series_at_one_k_shows_its_interval_as_an_error_bar():
+    setfit_at_8 = pd.DataFrame({"k": [8], "strategy": ["setfit"], "mean": [0.73], "ci_low": [0.70], "ci_high": [0.76]})
+    ax = plots.plot_few_shot_curves(pd.concat([FEW_SHOT, setfit_at_8], ignore_index=True)).axes[0]
+    bars = [container for container in ax.containers if isinstance(container, ErrorbarContainer)]
+    assert len(bars) == 1  # the two-line series keep their bands
+    (segment,), = [collection.get_segments() for collection in bars[0].lines[2]]
+    assert segment[:, 1].tolist() == pytest.approx([0.70, 0.76])
 
 
 def test_few_shot_curves_name_the_every_target_row_point_on_the_axis():
