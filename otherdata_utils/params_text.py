@@ -1,14 +1,16 @@
 """Parameters as text: a params YAML file, papermill's overrides, a --set key=value, read into plain values.
 
-Every problem is a `ConfigError` naming the file, line or value; config.py validates the values and builds the Config.
+Every problem is a `ConfigError` naming the file, line or value; `config` validates the values and builds the Config.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
 
 import yaml
+from pydantic import ValidationError
 
 
 class ConfigError(ValueError):
@@ -70,3 +72,51 @@ def parse_override(assignment: str) -> tuple[str, Any]:
         except ValueError:
             pass
     return key.strip(), value
+
+
+def dotted_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"study.few_shot.k_values": [4]}`` as ``{"study": {"few_shot": {"k_values": [4]}}}``: a dotted key names a
+    parameter inside a block (``--set study.few_shot.k_values=[4]``, papermill's overrides, a notebook's)."""
+    nested: dict[str, Any] = {}
+    for key, value in overrides.items():
+        *blocks, name = str(key).split(".")
+        level = nested
+        for block in blocks:
+            level = level.setdefault(block, {})
+            if not isinstance(level, dict):
+                raise ConfigError(f"overrides: {key!r} sets a parameter inside {block!r}, which is also given a "
+                                  "value of its own; give one of the two")
+        level[name] = merged(level[name], value) if isinstance(level.get(name), dict) and isinstance(value, dict) \
+            else value
+    return nested
+
+
+def merged(base: Mapping[str, Any], layer: Mapping[str, Any]) -> dict[str, Any]:
+    """`layer` over `base`, key by key; a mapping inside both is merged the same way (a block's other keys stay)."""
+    out = dict(base)
+    for key, value in layer.items():
+        out[key] = merged(out[key], value) if isinstance(out.get(key), dict) and isinstance(value, dict) else value
+    return out
+
+
+def unknown_key_message(where: str, key: str, valid: Sequence[str], origin: str, moved: str = "") -> str:
+    """One line naming `origin`, the unknown `where` and the closest valid keys (or, for an old key, its new place)."""
+    if moved:
+        return f"{origin}: parameter {where!r} moved to {moved!r}; write it there"
+    close = difflib.get_close_matches(key, valid, n=3)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return f"{origin}: unknown parameter {where!r}.{hint} Valid parameters: {', '.join(valid)}"
+
+
+def format_validation_error(error: ValidationError, origin: str, prefix: str = "") -> str:
+    """One line per problem of a pydantic error, naming `origin` and the parameter (``prefix`` + its location)."""
+    lines = []
+    for problem in error.errors():
+        key = prefix + ".".join(str(part) for part in problem["loc"]) or "(config)"
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "literal_error":
+            message = f"must be one of {problem['ctx']['expected']}"
+        given = problem.get("input")
+        given_text = f" (got {given!r})" if not isinstance(given, dict) else ""
+        lines.append(f"{origin}: parameter {key!r} {message}{given_text}")
+    return "\n".join(lines)

@@ -19,7 +19,7 @@ from jupyter_client.manager import AsyncKernelManager
 from papermill.exceptions import PapermillExecutionError
 from traitlets import default
 
-from . import preflight
+from . import preflight, studies  # studies: registers every study kind, whose block load_config validates
 from .config import Config, ConfigError, load_config, project_root
 from .env import PARAMS_OVERLAY_ENV
 from .io import atomic_write_text

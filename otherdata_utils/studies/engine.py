@@ -84,16 +84,23 @@ class Cell:
     split_seed: Optional[int] = None
 
 
+def seeds(config: Config) -> list[int]:
+    """The training seeds every study replicates over (`replicates.seeds`)."""
+    return list(config.replicates.seeds)
+
+
 def split_seeds(config: Config) -> list[int]:
-    """The row draws a study replicates over: `config.split_seeds`, or `config.seeds` where splits follow seeds."""
-    return list(config.split_seeds or config.seeds)
+    """The row draws a study replicates over: `replicates.split_seeds`, or the seeds where splits follow seeds."""
+    return list(config.replicates.split_seeds or config.replicates.seeds)
 
 
 def replicates(config: Config) -> list[tuple[int, int]]:
-    """(split seed, seed) of every replicate: each split seed with each seed, or each seed as its own split."""
-    if config.split_seeds is None:
-        return [(seed, seed) for seed in config.seeds]
-    return [(split, seed) for split in config.split_seeds for seed in config.seeds]
+    """(split seed, seed) of every replicate: each split seed with each seed, or each seed as its own split. The
+    one place a study reads `replicates`; a study whose rows follow seeds refuses split seeds at load."""
+    given = config.replicates
+    if given.split_seeds is None:
+        return [(seed, seed) for seed in given.seeds]
+    return [(split, seed) for split in given.split_seeds for seed in given.seeds]
 
 
 def correct_text(correct: Sequence[bool]) -> str:
@@ -265,7 +272,7 @@ def study_design(config: Config, scientific: dict[str, Any], seed_varies: str, f
         "model_name_or_path", "max_seq_length", "truncation", "learning_rate", "num_train_epochs",
         "per_device_train_batch_size", "eval_strategy", "max_train_samples")}
     return {"scientific": scientific, "nuisance": f"not tuned per arm; the seed varies {seed_varies}",
-            "fixed": {**training, **fixed}, "seeds": list(config.seeds), "split_seeds": split_seeds(config),
+            "fixed": {**training, **fixed}, "seeds": seeds(config), "split_seeds": split_seeds(config),
             "replicates": len(replicates(config))}
 
 

@@ -6,26 +6,69 @@ Hands on the study's splits and cells (`few_shot_splits`, `few_shot_cells`) and 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import pandas as pd
 from datasets import Dataset, concatenate_datasets
+from pydantic import Field, field_validator
 
 from .. import anchors, metrics, mix, modeling, plots, runs
-from ..config import Config
+from ..config import Config, MixingStrategy
+from ..study_registry import StudyParams, distinct_values, register_study, study_params
 from .engine import (Cell, CellScore, StudyResult, cell_row, compare_arms, finish, prepared_data, reported_groups,
-                     rows_fingerprint, run_cells, split_seeds, study_design, summarize, target_domain)
+                     rows_fingerprint, run_cells, seeds, split_seeds, study_design, summarize, target_domain)
 from .sampling import column, domain_rows, seeded_cap, stratified_sample, take
 from .tables import comparison_sentence, reference_line, results_markdown, tally_comparisons
+
+
+class FewShotParams(StudyParams):
+    """`study.few_shot`: k target rows per class, the arms (mixing strategies, other groups alone, anchors), the
+    steps policy, the other-row pool and the test rows every cell is scored on."""
+
+    k_values: list[Optional[int]] = Field(default_factory=lambda: [8, 32, 128, None], min_length=1)  # null = all
+    # mixing arms; "temperature" runs once per value of `temperatures`
+    strategies: list[MixingStrategy] = Field(
+        default_factory=lambda: ["target_only", "concat", "proportional", "temperature", "uniform"], min_length=1)
+    temperatures: list[float] = Field(default_factory=lambda: [2.0, 5.0], min_length=1)
+    # equal_steps = every arm trains as many rows (target-only repeats its k-shot rows); equal_target_visits =
+    # each target row is seen as often in every arm (other data adds steps)
+    steps: Literal["equal_steps", "equal_target_visits"] = "equal_steps"
+    # other rows drawn per split (the pool an additive arm adds from); null = max_train_samples less the k-shot
+    # target rows, or every other row without a budget
+    other_rows: Optional[int] = Field(None, ge=0)
+    # anchors on the same splits and test rows: frozen-encoder probe, SetFit on the target's k-shot rows
+    anchors: list[Literal["probe", "setfit"]] = Field(default_factory=list)
+    setfit_max_k: Optional[int] = Field(None, ge=1)  # the SetFit anchor only at k per class ≤ this (never at all)
+    test_rows: Optional[int] = Field(None, ge=1)  # one fixed stratified sample of target test rows
+    test_agreement: Optional[float] = Field(None, gt=0, le=1)  # only target test rows this agreed
+    other_groups: list[str] = Field(default_factory=list)  # an arm per other group adding it alone
+
+    @field_validator("k_values")
+    @classmethod
+    def _k_values(cls, value: list) -> list:
+        return distinct_values(value, "≥ 1 or null (all target rows)", lambda v: v is None or v >= 1)
+
+    @field_validator("temperatures")
+    @classmethod
+    def _temperatures(cls, value: list) -> list:
+        return distinct_values(value, "> 0", lambda v: v > 0)
+
+
+def few_shot_params(config: Config) -> FewShotParams:
+    return study_params(config, "few_shot", FewShotParams)
+
+
+register_study("few_shot", FewShotParams, uses_split_seeds=True)
+
 
 
 def mixing_arms(config: Config) -> list[tuple[str, dict[str, Any]]]:
     """(arm name, config changes) per mixing strategy of the study; temperature once per study temperature."""
     arms = []
-    for strategy in config.study_strategies:
+    for strategy in few_shot_params(config).strategies:
         if strategy == "temperature":
             arms += [(f"temperature T={t:g}", {"mixing_strategy": "temperature", "mixing_temperature": t})
-                     for t in config.study_temperatures]
+                     for t in few_shot_params(config).temperatures]
         else:
             arms.append((strategy, {"mixing_strategy": strategy}))
     return arms
@@ -63,16 +106,16 @@ def few_shot_splits(config: Config, train: Dataset) -> list[FewShotSplit]:
     target_all = domain_rows(train, target, by)
     others = train.select([row for row, group in enumerate(groups) if group != target])
     classes = len(train.features["label"].names)
-    missing = sorted(set(config.study_other_groups) - set(groups) | ({target} & set(config.study_other_groups)))
+    missing = sorted(set(few_shot_params(config).other_groups) - set(groups) | ({target} & set(few_shot_params(config).other_groups)))
     if missing:
         raise ValueError(f"study_other_groups {missing} are not other {by}s of the training rows; other {by}s: "
                          f"{sorted(set(groups) - {target})}")
     splits = []
-    for k in config.study_k_values:
+    for k in few_shot_params(config).k_values:
         for split_seed in split_seeds(config):
             rows = target_all if k is None else mix.few_shot(target_all, k, seed=split_seed)
             budget = few_shot_budget(config, k, classes, len(target_all))
-            pool = config.few_shot_other_rows
+            pool = few_shot_params(config).other_rows
             if pool is None and budget is not None:
                 pool = budget - len(rows)
             other = seeded_cap(others, pool, split_seed)
@@ -80,18 +123,18 @@ def few_shot_splits(config: Config, train: Dataset) -> list[FewShotSplit]:
                 k_label="all" if k is None else str(k), k=round(len(target_all) / classes) if k is None else k,
                 split_seed=split_seed, target=rows, other=other,
                 other_by_group={group: seeded_cap(domain_rows(others, group, by), len(other), split_seed)
-                                for group in config.study_other_groups}))
+                                for group in few_shot_params(config).other_groups}))
     return splits
 
 
 def seeds_of_split(config: Config, split_seed: int) -> list[int]:
     """The training seeds a split is replicated with: every seed, or the split's own where splits follow seeds."""
-    return list(config.seeds) if config.split_seeds is not None else [split_seed]
+    return list(seeds(config)) if config.replicates.split_seeds is not None else [split_seed]
 
 
 def split_facts(split: FewShotSplit, config: Config) -> dict[str, Any]:
     return {"k_label": split.k_label, "k": split.k, "target_unique": len(split.target),
-            "target_ids": rows_fingerprint(split.target), "steps_policy": config.few_shot_steps}
+            "target_ids": rows_fingerprint(split.target), "steps_policy": few_shot_params(config).steps}
 
 
 def few_shot_cells(config: Config, train: Dataset, validation: Dataset) -> list[Cell]:
@@ -105,7 +148,7 @@ def few_shot_cells(config: Config, train: Dataset, validation: Dataset) -> list[
     cells = []
     for split in few_shot_splits(config, train):
         pool = concatenate_datasets([split.target, split.other]) if len(split.other) else split.target
-        total = len(pool) if config.few_shot_steps == "equal_steps" else None
+        total = len(pool) if few_shot_params(config).steps == "equal_steps" else None
         arms = []
         for arm, changes in mixing_arms(config):
             mixed, report = mix.mix_additive(pool, config.replace(few_shot_k=None, **changes),
@@ -132,7 +175,7 @@ def _mix_facts(split: FewShotSplit, config: Config, report: mix.MixReport) -> di
 
 def anchor_cells(config: Config, splits: list[FewShotSplit], validation: Dataset, test: Dataset,
                  label_names: list[str], headline: str) -> pd.DataFrame:
-    """The `config.anchors` on every split's k-shot target rows, scored on the same test rows as the arms.
+    """The `few_shot_params(config).anchors` on every split's k-shot target rows, scored on the same test rows as the arms.
 
     The probe does not depend on the seed (a frozen encoder and a deterministic logistic regression): it is fitted
     once per split and its row repeated for each seed, so it pairs with every fine-tuned replicate of the split.
@@ -141,13 +184,13 @@ def anchor_cells(config: Config, splits: list[FewShotSplit], validation: Dataset
     domains, fingerprint, rows = column(test, "domain"), rows_fingerprint(test), []
     # One frozen encoder for every split's probe: the validation and test rows are embedded once per study.
     encoder = (anchors.FrozenEncoder(model_path, config.max_seq_length, quiet=runs.is_quiet(config))
-               if "probe" in config.anchors else None)
+               if "probe" in few_shot_params(config).anchors else None)
     for split in splits:
         seeds = seeds_of_split(config, split.split_seed)
         facts = {**split_facts(split, config), "target_rows": len(split.target), "other_rows": 0, "target_share": 1.0}
-        for anchor in config.anchors:
+        for anchor in few_shot_params(config).anchors:
             if anchor == "setfit" and not anchors.setfit_runs_at(None if split.k_label == "all" else split.k,
-                                                                 config.setfit_max_k):
+                                                                 few_shot_params(config).setfit_max_k):
                 continue  # anchors.setfit_scope says so in the design
             if anchor == "probe":
                 fitted = anchors.probe_fit_and_score(encoder, split.target, validation, test, label_names,
@@ -171,17 +214,17 @@ def study_test_rows(config: Config, test: Dataset, target: str) -> Dataset:
     """The rows every cell is scored on: with `study_test_agreement` or `study_test_rows` set, the target's test rows
     at that annotator agreement or above (Financial PhraseBank: 1.0, the unanimous ones), then one fixed
     label-stratified sample of them (seeded by `seed`, the same for every split); else the prepared test split."""
-    if config.study_test_rows is None and config.study_test_agreement is None:
+    if few_shot_params(config).test_rows is None and few_shot_params(config).test_agreement is None:
         return test
     rows = domain_rows(test, target, config.mix_by)
-    if config.study_test_agreement is not None:
+    if few_shot_params(config).test_agreement is not None:
         agreed = [row for row, level in enumerate(column(rows, "agreement"))
-                  if level is not None and level >= config.study_test_agreement - 1e-6]  # float32 column
+                  if level is not None and level >= few_shot_params(config).test_agreement - 1e-6]  # float32 column
         if not agreed:
-            raise ValueError(f"study_test_agreement {config.study_test_agreement}: no {target} test row has an "
+            raise ValueError(f"study_test_agreement {few_shot_params(config).test_agreement}: no {target} test row has an "
                              "agreement level that high (only Financial PhraseBank rows carry one)")
-        rows = take(rows, agreed, f"agreement >= {config.study_test_agreement}")
-    return stratified_sample(rows, config.study_test_rows, config.seed)
+        rows = take(rows, agreed, f"agreement >= {few_shot_params(config).test_agreement}")
+    return stratified_sample(rows, few_shot_params(config).test_rows, config.seed)
 
 
 def few_shot_study(config: Config) -> StudyResult:
@@ -193,7 +236,7 @@ def few_shot_study(config: Config) -> StudyResult:
     test = study_test_rows(config, prepared["test"], target)
     cells = run_cells(config, few_shot_cells(config, prepared["train"], validation), test, names,
                       headline=target, desc="few-shot")
-    if config.anchors:
+    if few_shot_params(config).anchors:
         anchored = anchor_cells(config, few_shot_splits(config, prepared["train"]), validation, test, names, target)
         cells = pd.concat([cells, anchored], ignore_index=True)
     groups = reported_groups(cells, target)
@@ -205,19 +248,19 @@ def few_shot_study(config: Config) -> StudyResult:
     comparisons = compare_arms(cells, reference, within=["k_label"])
     figure = plots.plot_few_shot_curves(summary.rename(columns={"arm": "strategy"}),
                                         path=runs.run_folder(config).figure("few_shot_curves"))
-    arms = ([arm for arm, _ in mixing_arms(config)] + [f"+{group}" for group in config.study_other_groups]
-            + list(config.anchors))
-    design = study_design(config, {"k per class": [k if k is not None else "all" for k in config.study_k_values],
+    arms = ([arm for arm, _ in mixing_arms(config)] + [f"+{group}" for group in few_shot_params(config).other_groups]
+            + list(few_shot_params(config).anchors))
+    design = study_design(config, {"k per class": [k if k is not None else "all" for k in few_shot_params(config).k_values],
                                    "arm": arms},
                           "the model's initialisation and batch order; the split seed draws the k target rows "
                           "and the other rows",
                           {"target_domain": target, "validation": f"{len(validation)} {target} rows",
-                           "steps policy": config.few_shot_steps,
-                           "test rows": len(test) if config.study_test_agreement is None else
-                           f"{len(test)} (annotator agreement ≥ {config.study_test_agreement:g})",
-                           "anchors": "; ".join(ANCHOR_TEXT[anchor] for anchor in config.anchors) or "none"}
+                           "steps policy": few_shot_params(config).steps,
+                           "test rows": len(test) if few_shot_params(config).test_agreement is None else
+                           f"{len(test)} (annotator agreement ≥ {few_shot_params(config).test_agreement:g})",
+                           "anchors": "; ".join(ANCHOR_TEXT[anchor] for anchor in few_shot_params(config).anchors) or "none"}
                           | ({"SetFit cells": setfit_scope} if (setfit_scope := anchors.setfit_scope(
-                              config.anchors, config.study_k_values, config.setfit_max_k)) else {}))
+                              few_shot_params(config).anchors, few_shot_params(config).k_values, few_shot_params(config).setfit_max_k)) else {}))
     labels = {"k_label": "k", "arm": "arm", "target_unique": "unique target rows",
               "target_rows": "target rows (with repeats)", "other_rows": "other rows"}
     table = results_markdown(summary, comparisons, labels, ["k_label"], groups, target,
@@ -229,7 +272,7 @@ def few_shot_study(config: Config) -> StudyResult:
 def _few_shot_reading(summary: pd.DataFrame, comparisons: pd.DataFrame, target: str, cells: pd.DataFrame,
                       reference: str, config: Config) -> str:
     steps = ("every arm of a split trains on as many rows (target-only repeats its k-shot rows)"
-             if config.few_shot_steps == "equal_steps" else
+             if few_shot_params(config).steps == "equal_steps" else
              "each target row is seen as often in every arm, so arms with other data take more steps")
     lines = [f"Measured on {int(cells['n_test'].iloc[0])} {target} test rows, the same for every cell; "
              f"{cells[['split_seed', 'seed']].drop_duplicates().shape[0]} replicates (split seeds "

@@ -10,14 +10,31 @@ from typing import Sequence
 
 import pandas as pd
 from datasets import Dataset, DatasetDict
+from pydantic import Field
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from .. import modeling, plots, runs
 from ..config import Config
+from ..study_registry import StudyParams, register_study, study_params
 from ..pretrain import unlabelled_texts
-from .engine import AdaptationResult, Cell, compare_arms, prepared_data, run_cells, save_study, summarize, target_domain
+from .engine import (AdaptationResult, Cell, compare_arms, prepared_data, run_cells, save_study, seeds, summarize,
+                     target_domain)
 from .sampling import balanced_order, column, domain_rows, take
 from .tables import arm_table, comparison_lines, records
+
+
+class LanguageParams(StudyParams):
+    """`study.language`: the target language's share of a mixed arm."""
+
+    share: float = Field(0.5, gt=0, lt=1)
+
+
+def language_params(config: Config) -> LanguageParams:
+    return study_params(config, "language", LanguageParams)
+
+
+register_study("language", LanguageParams, uses_split_seeds=False)  # each seed draws its rows
+
 
 COVERAGE_TEXTS = 500  # texts per language for the tokenizer coverage table (seeded sample of training texts)
 
@@ -137,8 +154,8 @@ def language_study(config: Config) -> LanguageResult:
     coverage = language_coverage(config, prepared)
 
     cells = []
-    for seed in config.seeds:
-        for arm, rows in language_arms(prepared["train"], target, budget, config.study_language_share, seed).items():
+    for seed in seeds(config):
+        for arm, rows in language_arms(prepared["train"], target, budget, language_params(config).share, seed).items():
             domains = column(rows, "domain")
             cells.append(Cell(arm=arm, seed=seed, train=rows, validation=validation, facts={
                 "target_rows": domains.count(target), "other_rows": len(domains) - domains.count(target)}))
@@ -153,10 +170,10 @@ def language_study(config: Config) -> LanguageResult:
     model_name = config.model_name_or_path
     table = "\n\n".join([
         f"*Scientific:* what is added to {budget} {target} rows (the same rows in every arm of a seed): nothing, "
-        f"{other_rows(budget, config.study_language_share)} rows of one other language, or as many split over all "
+        f"{other_rows(budget, language_params(config).share)} rows of one other language, or as many split over all "
         f"of them. *Fixed (a priori, the same for every arm, not tuned):* model `{model_name}`, lr "
         f"{config.learning_rate}, {config.num_train_epochs:g} epoch(s); validation (checkpoint choice) on "
-        f"{len(validation)} {target} rows. *Replicates:* seeds {', '.join(map(str, config.seeds))}. Per-arm "
+        f"{len(validation)} {target} rows. *Replicates:* seeds {', '.join(map(str, seeds(config)))}. Per-arm "
         f"intervals: 95% Student-t over seeds; Δ: paired over replicates against {target} alone, with its 95% "
         "interval, Holm-adjusted p over the table and the minimum detectable effect (80% power).",
         arm_table(summary, comparisons, target, {
@@ -173,7 +190,7 @@ def language_study(config: Config) -> LanguageResult:
                          *comparison_lines(summary, comparisons, target)])
     folder = save_study(config, "language_mixing", {"cells": results, "summary": summary,
                                                     "comparisons": comparisons, "coverage": coverage}, {
-        "budget": budget, "target": target, "seeds": list(config.seeds), "summary": records(summary),
+        "budget": budget, "target": target, "seeds": list(seeds(config)), "summary": records(summary),
         "comparisons": records(comparisons), "coverage": records(coverage), "table_markdown": table,
         "reading": reading})
     return LanguageResult(name="language_mixing", cells=results, summary=summary, comparisons=comparisons,

@@ -6,18 +6,40 @@ Hands on the arms (each with its config and parameter counts), the learning-rate
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Literal, Optional, Sequence
 
 import pandas as pd
 from datasets import Dataset
+from pydantic import Field
 
 from .. import mix, plots, runs, stats
 from ..adapters import parameter_counts
 from ..config import Config
+from ..study_registry import StudyParams, register_study, study_params
 from ..modeling import load_model_and_tokenizer
-from .engine import AdaptationResult, Cell, compare_arms, prepared_data, run_cells, save_study, summarize
+from .engine import AdaptationResult, Cell, compare_arms, prepared_data, run_cells, save_study, seeds, summarize
 from .sampling import column
 from .tables import arm_table, comparison_lines, number, records
+
+
+PeftMethod = Literal["none", "lora", "adalora"]
+
+
+class PeftParams(StudyParams):
+    """`study.peft`: the tuning methods compared (none = full fine-tuning), the adapters' learning rate and the
+    learning rates tried per method on validation (a method not named keeps its fixed rate)."""
+
+    methods: list[PeftMethod] = Field(default_factory=lambda: ["none", "lora", "adalora"], min_length=1)
+    learning_rate: Optional[float] = Field(None, gt=0)  # the PEFT arms' lr; null = the run's learning_rate
+    learning_rate_grid: dict[PeftMethod, list[float]] = Field(default_factory=dict)
+
+
+def peft_params(config: Config) -> PeftParams:
+    return study_params(config, "peft", PeftParams)
+
+
+register_study("peft", PeftParams, uses_split_seeds=False)  # rows fixed; seeds vary initialisation
+
 
 ARM_OF_METHOD = {"none": "full", "lora": "lora", "adalora": "adalora"}
 ABSENT_ARMS = ("bottleneck adapters (Houlsby et al., 2019): the `adapters` library pins transformers ~=4.57, we run 5; "
@@ -29,11 +51,11 @@ def peft_arms(config: Config, label_names: Sequence[str]) -> list[tuple[str, Con
     """(arm, its config, its facts) per `study_peft_methods`: full fine-tuning at `learning_rate`, PEFT methods at
     `study_peft_learning_rate` (else `learning_rate`), with trainable and total parameter counts of the built
     model."""
-    if len(set(config.study_peft_methods)) != len(config.study_peft_methods):
-        raise ValueError(f"study_peft_methods {config.study_peft_methods} names a method twice; list each once")
+    if len(set(peft_params(config).methods)) != len(peft_params(config).methods):
+        raise ValueError(f"study_peft_methods {peft_params(config).methods} names a method twice; list each once")
     arms = []
-    for method in config.study_peft_methods:
-        rate = config.learning_rate if method == "none" else (config.study_peft_learning_rate or config.learning_rate)
+    for method in peft_params(config).methods:
+        rate = config.learning_rate if method == "none" else (peft_params(config).learning_rate or config.learning_rate)
         arm_config = config.replace(peft_method=method, learning_rate=rate)
         model, _ = load_model_and_tokenizer(arm_config.replace(quiet=True), label_names)
         arms.append((ARM_OF_METHOD[method], arm_config,
@@ -63,7 +85,7 @@ def select_learning_rates(config: Config, arms: list[tuple[str, Config, dict[str
     metric = "macro_f1" if config.metric_for_best_model == "macro_f1" else "accuracy"
     chosen, tried = [], []
     for arm, arm_config, facts in arms:
-        grid = config.study_learning_rate_grid.get(facts["peft_method"], [])
+        grid = peft_params(config).learning_rate_grid.get(facts["peft_method"], [])
         if not grid:
             chosen.append((arm, arm_config, {**facts, "validation_score": math.nan}))
             tried.append(pd.DataFrame({"arm": [arm], "learning_rate": [arm_config.learning_rate],
@@ -95,13 +117,13 @@ def peft_study(config: Config) -> AdaptationResult:
     arms = peft_arms(config, names)
     reference = "full" if any(arm == "full" for arm, _, _ in arms) else arms[0][0]
     arms.sort(key=lambda arm: arm[0] != reference)  # the reference first, in tables and figure
-    training_sets = {seed: mix.mix(prepared["train"], config, seed=seed)[0] for seed in config.seeds}
-    arms, selection = select_learning_rates(config, arms, training_sets[config.seeds[0]], prepared["validation"],
-                                            names, headline, config.seeds[0])
+    training_sets = {seed: mix.mix(prepared["train"], config, seed=seed)[0] for seed in seeds(config)}
+    arms, selection = select_learning_rates(config, arms, training_sets[seeds(config)[0]], prepared["validation"],
+                                            names, headline, seeds(config)[0])
     frames = []
     for arm, arm_config, facts in arms:
         cells = [Cell(arm=arm, seed=seed, train=training_sets[seed], validation=prepared["validation"], facts=facts)
-                 for seed in config.seeds]
+                 for seed in seeds(config)]
         frames.append(run_cells(arm_config, cells, prepared["test"], names, headline=headline, desc=arm))
     results = pd.concat(frames, ignore_index=True)
     results["trainable_share"] = results["trainable_params"] / results["total_params"]
@@ -122,7 +144,7 @@ def peft_study(config: Config) -> AdaptationResult:
         "the learning rate, chosen per arm on validation from its grid (below; test rows are not read for it). "
         f"*Fixed:* model `{config.model_name_or_path}`, {int(summary['n_train'].iloc[0])} training rows, "
         f"{config.num_train_epochs:g} epoch(s), batch {config.per_device_train_batch_size}. *Replicates:* seeds "
-        f"{', '.join(map(str, config.seeds))}, every arm of a seed on the same rows. Per-arm intervals: 95% "
+        f"{', '.join(map(str, seeds(config)))}, every arm of a seed on the same rows. Per-arm intervals: 95% "
         f"Student-t over seeds; Δ: paired over replicates against {reference}, with its 95% interval, Holm-adjusted "
         "p over the table and the minimum detectable effect (80% power). Seconds: the whole training call "
         "(evaluations included) on this machine.",
@@ -136,7 +158,7 @@ def peft_study(config: Config) -> AdaptationResult:
     reading = "\n".join(_peft_reading(config, summary, comparisons, timing, selection, reference))
     folder = save_study(config, "peft", {"cells": results, "summary": summary, "comparisons": comparisons,
                                          "timing": timing, "learning_rates": selection}, {
-        "arms": [arm for arm, _, _ in arms], "reference": reference, "seeds": list(config.seeds),
+        "arms": [arm for arm, _, _ in arms], "reference": reference, "seeds": list(seeds(config)),
         "absent_arms": ABSENT_ARMS, "learning_rates": records(selection),
         "summary": records(summary), "comparisons": records(comparisons), "timing": records(timing),
         "table_markdown": table, "reading": reading})

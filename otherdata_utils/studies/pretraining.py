@@ -14,10 +14,20 @@ from datasets import DatasetDict
 
 from .. import plots, runs
 from ..config import Config
+from ..study_registry import StudyParams, register_study
 from ..pretrain import continue_pretraining, pretrained_model_config, unlabelled_texts
-from .engine import AdaptationResult, Cell, compare_arms, prepared_data, run_cells, save_study, summarize, target_domain
+from .engine import (AdaptationResult, Cell, compare_arms, prepared_data, run_cells, save_study, seeds, summarize,
+                     target_domain)
 from .sampling import balanced_order, column, domain_rows, take
 from .tables import arm_table, comparison_lines, records
+
+
+class PretrainingParams(StudyParams):
+    """`study.pretraining`: no parameters of its own (pretrain_* are run parameters 03_finetune
+    shares); the block names the study."""
+
+
+register_study("pretraining", PretrainingParams, uses_split_seeds=False)  # each seed draws its rows
 
 
 @dataclass
@@ -56,7 +66,7 @@ def continued_pretraining_study(config: Config) -> PretrainingResult:
     validation, test = domain_rows(prepared["validation"], target), domain_rows(prepared["test"], target)
     budget = min(config.max_train_samples or len(pool), len(pool))
     frames, pretrained = [], []
-    for seed in config.seeds:
+    for seed in seeds(config):
         # The same rows for every arm of a seed: arms differ only in the encoder they start from.
         train_rows = take(pool, balanced_order(column(pool, "label"), seed)[:budget],
                           f"pretraining study {budget} {seed}")
@@ -99,7 +109,7 @@ def continued_pretraining_study(config: Config) -> PretrainingResult:
         f"{config.pretrain_learning_rate}. *Fixed:* model `{config.model_name_or_path}`, fine-tuning on {budget} "
         f"{target} rows, lr {config.learning_rate}, {config.num_train_epochs:g} epoch(s) (fixed a priori, the same "
         "for every arm, not tuned). *Replicates:* seeds "
-        f"{', '.join(map(str, config.seeds))} (each seed pretrains afresh). Per-arm intervals: 95% Student-t over "
+        f"{', '.join(map(str, seeds(config)))} (each seed pretrains afresh). Per-arm intervals: 95% Student-t over "
         "seeds; Δ: paired over replicates against no continued pretraining, with its 95% interval, Holm-adjusted p "
         "over the table and the minimum detectable effect (80% power).",
         arm_table(summary, comparisons, target, {"n_test": ("test rows", ".0f"), **{
@@ -110,7 +120,7 @@ def continued_pretraining_study(config: Config) -> PretrainingResult:
     reading = "\n".join(_pretraining_reading(config, summary, comparisons, pretraining, budget, len(test), target))
     folder = save_study(config, "continued_pretraining", {
         "cells": results, "summary": summary, "comparisons": comparisons, "pretraining": pretraining}, {
-        "arms": arms, "target": target, "seeds": list(config.seeds), "pretrain_steps": config.pretrain_steps,
+        "arms": arms, "target": target, "seeds": list(seeds(config)), "pretrain_steps": config.pretrain_steps,
         "summary": records(summary), "comparisons": records(comparisons), "pretraining": records(pretraining),
         "table_markdown": table, "reading": reading})
     return PretrainingResult(name="continued_pretraining", cells=results, summary=summary, comparisons=comparisons,

@@ -11,15 +11,43 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 from datasets import ClassLabel, Dataset
+from pydantic import Field, field_validator
 
 from .. import mix, plots, runs
 from ..config import Config
+from ..study_registry import StudyParams, distinct_values, register_study, study_params
 from .engine import (Cell, StudyResult, clean_data, compare_arms, finish, prepared_data, reported_groups, run_cells,
-                     study_design, summarize, target_domain)
+                     seeds, study_design, summarize, target_domain)
 from .sampling import column, domain_rows, equal_size_arms, proportional, ranked_strata, take
 from .tables import comparison_sentence, number, reference_line, results_markdown
 
 # Agreement levels are stored as float32 (0.66 reads back as 0.6600000262): compare with a little slack.
+
+
+class QualityParams(StudyParams):
+    """`study.quality`: the agreement arms' lowest levels and the other data's label-noise shares."""
+
+    agreement_levels: list[float] = Field(default_factory=lambda: [1.0, 0.75, 0.66, 0.5], min_length=1)
+    noise_levels: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.3], min_length=1)  # OTHER data flipped
+
+    @field_validator("agreement_levels")
+    @classmethod
+    def _agreement(cls, value: list) -> list:
+        return distinct_values(value, "in (0, 1]", lambda v: 0 < v <= 1)
+
+    @field_validator("noise_levels")
+    @classmethod
+    def _noise(cls, value: list) -> list:
+        return distinct_values(value, "in [0, 1)", lambda v: 0 <= v < 1)
+
+
+def quality_params(config: Config) -> QualityParams:
+    return study_params(config, "quality", QualityParams)
+
+
+register_study("quality", QualityParams, uses_split_seeds=False)  # each seed draws its rows and flips
+
+
 _LEVEL_SLACK = 1e-6
 
 
@@ -80,7 +108,7 @@ def agreement_study(config: Config, source: str = "financial_phrasebank") -> Stu
     dataset = clean_data(config, sources=[source], target_domain=None, few_shot_k=None, mixing_strategy="concat",
                          mixing_ratios={})
     names = list(dataset["train"].features["label"].names)
-    levels = sorted(config.study_agreement_levels, reverse=True)
+    levels = sorted(quality_params(config).agreement_levels, reverse=True)
     top = level_name(max(levels))
     test_groups = [level_name(value) for value in column(dataset["test"], "agreement")]
     validation_agreement = column(dataset["validation"], "agreement")
@@ -88,7 +116,7 @@ def agreement_study(config: Config, source: str = "financial_phrasebank") -> Stu
                                               if value >= max(levels) - _LEVEL_SLACK], "validation at top level")
     pool_sizes = {arm: len(rows) for arm, rows in agreement_pools(dataset["train"], levels).items()}
     cells = []
-    for seed in config.seeds:
+    for seed in seeds(config):
         arms = equal_agreement_arms(dataset["train"], levels, seed=seed, limit=config.max_train_samples)
         cells += [Cell(arm=arm, seed=seed, train=rows, validation=validation, facts={
             "min_agreement": level, "mean_agreement": float(np.mean(column(rows, "agreement"))),
@@ -170,7 +198,7 @@ def helpfulness_study(config: Config, *, min_votes: int = 3, high: float = 0.75,
     prepared, names = prepared_data(config)
     pools = helpfulness_pools(prepared["train"], min_votes=min_votes, high=high, low=low)
     cells = []
-    for seed in config.seeds:
+    for seed in seeds(config):
         arms = equal_size_arms(pools, HELPFULNESS_RECIPES, seed=seed, limit=config.max_train_samples)
         cells += [Cell(arm=arm, seed=seed, train=rows, validation=prepared["validation"],
                        facts={"low_share": HELPFULNESS_RECIPES[arm].get("low", 0.0)}) for arm, rows in arms.items()]
@@ -238,8 +266,8 @@ def label_noise_cells(config: Config, train: Dataset, validation: Dataset, targe
     """Per seed: one cell per noise rate (the other domains' labels flipped, then mixed as the config says) and the
     target-only reference. The target rows of a seed are the same clean rows in every cell."""
     cells = []
-    for seed in config.seeds:
-        for rate in config.study_noise_levels:
+    for seed in seeds(config):
+        for rate in quality_params(config).noise_levels:
             noisy = inject_label_noise(train, rate, seed=seed, keep_domain=target)
             mixed, _ = mix.mix(noisy, config, seed=seed)
             cells.append(Cell(arm=f"noise {rate:.0%}", seed=seed, train=mixed, validation=validation,
@@ -268,7 +296,7 @@ def label_noise_study(config: Config) -> StudyResult:
                                       path=runs.run_folder(config).figure("quality_label_noise"),
                                       xlabel="share of other-data labels flipped",
                                       title=f"Label noise in the other data ({target} test rows)")
-    design = study_design(config, {"other-data label noise": list(config.study_noise_levels)},
+    design = study_design(config, {"other-data label noise": list(quality_params(config).noise_levels)},
                           "the model's initialisation, batch order, the few-shot target rows and which labels flip",
                           {"target_domain": target, "few_shot_k": config.few_shot_k,
                            "mixing_strategy": config.mixing_strategy, "mixing_temperature": config.mixing_temperature})

@@ -12,19 +12,46 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import numpy as np
 import pandas as pd
 from datasets import Dataset, DatasetDict, concatenate_datasets
+from pydantic import Field, field_validator
 
 from .. import anchors, mix, modeling, pipeline, plots, routing, runs, train
 from ..config import Config
 from ..data.schema import build_dataset, record_features
+from ..study_registry import StudyParams, distinct_values, register_study, study_params
 from .engine import (StudyResult, cell_config, compare_arms, correct_text, finish, prepared_data, replicates,
                      rows_fingerprint, study_design, summarize, target_domain)
 from .sampling import column, domain_rows, seeded_cap
 from .tables import comparison_sentence, reference_line, results_markdown
+
+
+class RoutingParams(StudyParams):
+    """`study.routing`: how other desks' intents (another label space) are used (target_only is the reference),
+    k queries per intent, the anchors, and the other desks' pool per replicate."""
+
+    arms: list[Literal["target_only", "intermediate", "joint"]] = Field(
+        default_factory=lambda: ["target_only", "intermediate", "joint"], min_length=1)
+    k_values: list[Optional[int]] = Field(default_factory=lambda: [8, 32, 128, None], min_length=1)  # null = all
+    anchors: list[Literal["probe", "setfit"]] = Field(default_factory=list)  # on the same k-shot queries
+    setfit_max_k: Optional[int] = Field(None, ge=1)  # the SetFit anchor only at k per intent ≤ this (never at all)
+    other_rows: Optional[int] = Field(None, ge=0)  # the other desks' queries drawn per replicate; null = all
+
+    @field_validator("k_values")
+    @classmethod
+    def _k_values(cls, value: list) -> list:
+        return distinct_values(value, "≥ 1 or null (all target rows)", lambda v: v is None or v >= 1)
+
+
+def routing_params(config: Config) -> RoutingParams:
+    return study_params(config, "routing", RoutingParams)
+
+
+register_study("routing", RoutingParams, uses_split_seeds=True)
+
 
 ARM_TEXT = {
     "target_only": "target_only = the desk's own k-shot queries, repeated to the target budget (the reference)",
@@ -177,15 +204,15 @@ def routing_cells(config: Config, data: RoutingData) -> pd.DataFrame:
     probe = (anchors.FrozenEncoder(modeling.resolve_model_path(config.model_name_or_path,
                                                                 config.resolved_cache_dir()),
                                    config.max_seq_length, quiet=runs.is_quiet(config))
-             if "probe" in config.anchors else None)
+             if "probe" in routing_params(config).anchors else None)
     rows = []
     for split_seed, seed in replicates(config):
         cell = cell_config(config, seed)
-        pool = seeded_cap(data.other, config.few_shot_other_rows, split_seed)
+        pool = seeded_cap(data.other, routing_params(config).other_rows, split_seed)
         with tempfile.TemporaryDirectory(prefix="otherdata-stilts-") as folder:
             encoder = (other_desks_encoder(cell, pool, data, Path(folder))
-                       if "intermediate" in config.study_routing_arms else None)
-            for k in config.study_k_values:
+                       if "intermediate" in routing_params(config).arms else None)
+            for k in routing_params(config).k_values:
                 k_rows = data.train if k is None else mix.few_shot(data.train, k, seed=split_seed)
                 budget = target_budget(config, len(k_rows))
                 own = repeated(k_rows, budget, data.target, split_seed)
@@ -198,13 +225,13 @@ def routing_cells(config: Config, data: RoutingData) -> pd.DataFrame:
                     "joint": lambda: fit_and_route(cell, concatenate_datasets(
                         [relabelled(pool, joint_names), relabelled(own, joint_names)]).shuffle(seed=split_seed), data),
                 }
-                for arm in config.study_routing_arms:
+                for arm in routing_params(config).arms:
                     result, seconds = arms[arm]()
                     other_rows = 0 if arm == "target_only" else len(pool)
                     rows.append(_row(arm, split_seed, seed, facts, result, seconds, other_rows,
                                      budget + (len(pool) if arm == "joint" else 0), fingerprint))
-                for anchor in config.anchors:
-                    if anchor == "setfit" and not anchors.setfit_runs_at(k, config.setfit_max_k):
+                for anchor in routing_params(config).anchors:
+                    if anchor == "setfit" and not anchors.setfit_runs_at(k, routing_params(config).setfit_max_k):
                         continue  # anchors.setfit_scope says so in the design
                     result, seconds = anchor_routes(config, anchor, k_rows, data, seed, probe)
                     rows.append(_row(anchor, split_seed, seed, facts, result, seconds, 0, len(k_rows), fingerprint))
@@ -247,19 +274,19 @@ def routing_study(config: Config) -> StudyResult:
     in_scope_test = int(cells["in_scope_rows"].iloc[0])
     out_of_scope_test = int(cells["out_of_scope_rows"].iloc[0])
     design = study_design(
-        config, {"k per intent": [k if k is not None else "all" for k in config.study_k_values],
-                 "arm": list(config.study_routing_arms) + list(config.anchors)},
+        config, {"k per intent": [k if k is not None else "all" for k in routing_params(config).k_values],
+                 "arm": list(routing_params(config).arms) + list(routing_params(config).anchors)},
         "the model's initialisation and batch order, and (split seed) the k-shot queries and the other desks' pool",
         {"desk": f"{data.target} ({len(data.classes)} intents)",
          "other desks": f"{len(data.other.features['label'].names)} intents, a pool of "
-                        f"{min(len(data.other), config.few_shot_other_rows or len(data.other))} training queries "
+                        f"{min(len(data.other), routing_params(config).other_rows or len(data.other))} training queries "
                         "per replicate",
          "threshold": "per model, on validation: max of (in-scope accuracy + out-of-scope recall) / 2",
          "validation": f"{len(data.validation)} rows", "test rows": f"{in_scope_test} in scope + "
                                                                    f"{out_of_scope_test} out of scope",
-         "arms": "; ".join(ARM_TEXT[arm] for arm in [*config.study_routing_arms, *config.anchors])
+         "arms": "; ".join(ARM_TEXT[arm] for arm in [*routing_params(config).arms, *routing_params(config).anchors])
          + (f"; {setfit_scope}" if (setfit_scope := anchors.setfit_scope(
-             config.anchors, config.study_k_values, config.setfit_max_k)) else "")})
+             routing_params(config).anchors, routing_params(config).k_values, routing_params(config).setfit_max_k)) else "")})
     labels = {"k_label": "k", "arm": "arm", "target_unique": "unique desk queries", "other_rows": "other rows"}
     table = "\n\n".join([
         "**In-scope accuracy** (the right intent, not handed over)\n\n" + results_markdown(

@@ -13,10 +13,18 @@ from datasets import Dataset, DatasetDict, concatenate_datasets
 from .. import plots, runs
 from ..clean import dedupe_key
 from ..config import Config
-from .engine import (Cell, StudyResult, clean_data, compare_arms, finish, reported_groups, run_cells, study_design,
-                     summarize)
+from ..study_registry import StudyParams, register_study
+from .engine import (Cell, StudyResult, clean_data, compare_arms, finish, reported_groups, run_cells, seeds,
+                     study_design, summarize)
 from .sampling import column, equal_size_arms, proportional, ranked_strata, take
 from .tables import comparison_sentence, reference_line, results_markdown
+
+
+class TimeParams(StudyParams):
+    """`study.time`: no parameters of its own (its arms are `TIME_RECIPES`); the block names the study."""
+
+
+register_study("time", TimeParams, uses_split_seeds=False)  # each seed draws its rows
 
 
 @dataclass
@@ -125,7 +133,7 @@ def time_study(config: Config, split: Optional[TimeSplit] = None) -> StudyResult
     recent_from = split.cut
     pools = {"older": split.older, "recent": split.recent}
     cells = []
-    for seed in config.seeds:
+    for seed in seeds(config):
         arms = equal_size_arms(pools, TIME_RECIPES, seed=seed, limit=config.max_train_samples)
         cells += [Cell(arm=arm, seed=seed, train=rows, validation=split.validation,
                        facts={"older_share": TIME_RECIPES[arm].get("older", 0.0)}) for arm, rows in arms.items()]

@@ -8,13 +8,28 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import pandas as pd
+from pydantic import Field
 from matplotlib.figure import Figure
 
 from .. import plots, runs, stats
 from ..config import Config
+from ..study_registry import StudyParams, register_study, study_params
 from .engine import Cell, prepared_data, replicates, run_cells, save_study, study_design, summarize
 from .sampling import column, domain_rows, seeded_cap, take
 from .tables import design_markdown
+
+
+class TransferParams(StudyParams):
+    """`study.transfer`: the domains trained on and tested on ([] = every training domain)."""
+
+    domains: list[str] = Field(default_factory=list)
+
+
+def transfer_params(config: Config) -> TransferParams:
+    return study_params(config, "transfer", TransferParams)
+
+
+register_study("transfer", TransferParams, uses_split_seeds=True)
 
 
 @dataclass
@@ -41,13 +56,13 @@ KNOWN_FAR_PAIRS |= {(b, a) for a, b in KNOWN_FAR_PAIRS}
 def transfer_matrix(config: Config, domains: Optional[list[str]] = None) -> TransferResult:
     """Train on each domain alone (same budget for every domain, each seed) and test on every domain.
 
-    `domains` (else `config.study_domains`, else every training domain) are trained on and tested on; a model's
+    `domains` (else `transfer_params(config).domains`, else every training domain) are trained on and tested on; a model's
     own domain's validation rows drive checkpoint choice (when `eval_strategy` evaluates). The budget is the
     smallest domain's training rows, capped by `max_train_samples`, so no domain looks better for having more rows.
     """
     prepared, names = prepared_data(config)
     available = sorted(set(column(prepared["train"], "domain")))
-    domains = domains or config.study_domains or available
+    domains = domains or transfer_params(config).domains or available
     missing = sorted(set(domains) - set(available))
     if missing:
         raise ValueError(f"transfer_matrix: domains {missing} are not in the training data (have {available})")

@@ -1,21 +1,19 @@
-"""The one config object: defaults, loading from YAML files and papermill parameters, validation.
+"""The run's config: one pydantic model of every run parameter, its sources and monitoring stream, the replicates
+shared by every study, and each study kind's parameters under `study` (validated by the kind's registered model).
 
-Every later step takes a `Config`; paths (data dir, runs dir, cache dir) are resolved here and nowhere else.
+Hands every later step a validated `Config` with its resolved paths (`config.paths`); `config.loading` builds it.
 """
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .env import CACHE_DIR_ENV, DATA_DIR_ENV, PARAMS_OVERLAY_ENV, RUNS_DIR_ENV
-from .params_text import ConfigError, parse_overrides, read_params_file
-
-# Parameters naming a folder: a params file's relative value is relative to the file's folder.
-FOLDER_PARAMS = ("data_dir", "runs_dir", "output_dir", "cache_dir")
+from ..env import CACHE_DIR_ENV, RUNS_DIR_ENV
+from ..params_text import ConfigError, format_validation_error, unknown_key_message
+from .paths import (default_data_dir, local_source_candidates, located_model_paths, project_root, resolve_path)
 
 MixingStrategy = Literal["target_only", "concat", "proportional", "fixed", "temperature", "uniform"]
 Truncation = Literal["head", "tail", "head_tail"]
@@ -96,6 +94,34 @@ class MonitorSpec(BaseModel):
     start: Optional[str] = None  # first day read (ISO date); null = the stream's first
     model: Optional[str] = None  # a saved classifier folder; null = this run's model (03_finetune)
     batch_size: int = Field(256, ge=1)  # texts scored per batch
+
+
+class Replicates(BaseModel):
+    """The replicates every study runs: `seeds` set initialisation and batch order; `split_seeds` (where a study
+    honours them) draw which rows a replicate trains on, each with every seed. Null: each seed draws its own rows."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seeds: list[int] = Field(default_factory=lambda: [42], min_length=1)
+    split_seeds: Optional[list[int]] = Field(None, min_length=1)
+
+
+# Flat keys of earlier params files -> where each lives now: loading one names its new place.
+MOVED_KEYS = {
+    "seeds": "replicates.seeds", "split_seeds": "replicates.split_seeds",
+    "study_k_values": "study.few_shot.k_values (routing: study.routing.k_values)",
+    "study_strategies": "study.few_shot.strategies", "study_temperatures": "study.few_shot.temperatures",
+    "few_shot_steps": "study.few_shot.steps",
+    "few_shot_other_rows": "study.few_shot.other_rows (routing: study.routing.other_rows)",
+    "anchors": "study.few_shot.anchors (routing: study.routing.anchors)",
+    "setfit_max_k": "study.few_shot.setfit_max_k (routing: study.routing.setfit_max_k)",
+    "study_test_rows": "study.few_shot.test_rows", "study_test_agreement": "study.few_shot.test_agreement",
+    "study_other_groups": "study.few_shot.other_groups", "study_language_share": "study.language.share",
+    "study_peft_methods": "study.peft.methods", "study_peft_learning_rate": "study.peft.learning_rate",
+    "study_learning_rate_grid": "study.peft.learning_rate_grid", "study_domains": "study.transfer.domains",
+    "study_routing_arms": "study.routing.arms", "study_noise_levels": "study.quality.noise_levels",
+    "study_agreement_levels": "study.quality.agreement_levels",
+}
 
 
 class Config(BaseModel):
@@ -194,57 +220,12 @@ class Config(BaseModel):
     pretrain_learning_rate: float = Field(5e-5, gt=0)  # AdamW peak lr for continued pretraining
     mlm_probability: float = Field(0.15, gt=0, lt=1)  # share of tokens masked in continued pretraining
 
-    # --- studies
-    seeds: list[int] = Field(default_factory=lambda: [42])  # replicate seeds for study cells
-    # which k target rows and which other rows a replicate draws (one split per value); null = the split follows
-    # `seeds`. A study cell is (arm, split seed, seed): the seed sets initialisation and batch order only.
-    split_seeds: Optional[list[int]] = Field(None, min_length=1)
-    # few-shot arms of a k: equal_steps = every arm trains as many rows (target-only repeats its k-shot rows);
-    # equal_target_visits = each target row is seen as often in every arm (other data adds steps)
-    few_shot_steps: Literal["equal_steps", "equal_target_visits"] = "equal_steps"
-    # few-shot: other rows drawn per split (the pool an additive arm adds from); null = max_train_samples less the
-    # k-shot target rows, or every other row without a budget
-    few_shot_other_rows: Optional[int] = Field(None, ge=0)
-    # few-shot anchors on the same splits and test rows: frozen-encoder probe, SetFit on the target's k-shot rows
-    anchors: list[Literal["probe", "setfit"]] = Field(default_factory=list)
-    setfit_max_k: Optional[int] = Field(None, ge=1)  # the SetFit anchor only at k per class ≤ this (never at all)
-    study_test_rows: Optional[int] = Field(None, ge=1)  # few-shot: one fixed stratified sample of target test rows
-    study_test_agreement: Optional[float] = Field(None, gt=0, le=1)  # few-shot: only target test rows this agreed
-    study_other_groups: list[str] = Field(default_factory=list)  # few-shot: an arm per other group adding it alone
-    study_language_share: float = Field(0.5, gt=0, lt=1)  # language study: target language's share of a mixed arm
-    study_peft_methods: list[Literal["none", "lora", "adalora"]] = Field(  # PEFT study arms; none = full fine-tuning
-        default_factory=lambda: ["none", "lora", "adalora"], min_length=1)
-    study_peft_learning_rate: Optional[float] = Field(None, gt=0)  # PEFT arms' lr; null = learning_rate
-    # PEFT study: learning rates tried per method, one chosen on validation; a method not named keeps its fixed lr
-    study_learning_rate_grid: dict[Literal["none", "lora", "adalora"], list[float]] = Field(default_factory=dict)
-    study_domains: list[str] = Field(default_factory=list)  # transfer matrix: domains to train and test; [] = all
     monitoring: Optional[MonitorSpec] = None  # notebook 14: a dated stream scored by the run's (or a saved) model
-    # routing study: how other desks' intents (another label space) are used; target_only is the reference
-    study_routing_arms: list[Literal["target_only", "intermediate", "joint"]] = Field(
-        default_factory=lambda: ["target_only", "intermediate", "joint"], min_length=1)
-    # few-shot: target rows per class (null = all), mixing arms ("temperature" runs once per study_temperatures T)
-    study_k_values: list[Optional[int]] = Field(default_factory=lambda: [8, 32, 128, None], min_length=1)
-    study_strategies: list[MixingStrategy] = Field(
-        default_factory=lambda: ["target_only", "concat", "proportional", "temperature", "uniform"], min_length=1)
-    study_temperatures: list[float] = Field(default_factory=lambda: [2.0, 5.0], min_length=1)
-    study_noise_levels: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.3], min_length=1)  # OTHER data
-    study_agreement_levels: list[float] = Field(default_factory=lambda: [1.0, 0.75, 0.66, 0.5], min_length=1)
 
-    @field_validator("study_k_values", "study_temperatures", "study_noise_levels", "study_agreement_levels")
-    @classmethod
-    def _study_values(cls, value: list, info: Any) -> list:
-        allowed, valid = {
-            "study_k_values": ("≥ 1 or null (all target rows)", lambda v: v is None or v >= 1),
-            "study_temperatures": ("> 0", lambda v: v > 0),
-            "study_noise_levels": ("in [0, 1)", lambda v: 0 <= v < 1),
-            "study_agreement_levels": ("in (0, 1]", lambda v: 0 < v <= 1),
-        }[info.field_name]
-        bad = [v for v in value if not valid(v)]
-        if bad:
-            raise ValueError(f"every value must be {allowed}; {bad} is not")
-        if len(set(value)) != len(value):
-            raise ValueError(f"values repeat in {value}; list each once")
-        return value
+    # --- studies: replicates shared by every study; each study kind's own parameters under study.<kind>
+    replicates: Replicates = Field(default_factory=Replicates)
+    # study kind -> its parameters (validated by the kind's registered model when loaded: study_registry)
+    study: dict[str, Optional[dict[str, Any]]] = Field(default_factory=dict)
 
     @field_validator("learning_rate", "mixing_temperature")
     @classmethod
@@ -321,13 +302,6 @@ class Config(BaseModel):
             raise ValueError(f"repeats a tracker in {names}; list each once")
         return value
 
-    @field_validator("seeds")
-    @classmethod
-    def _some_seeds(cls, value: list[int]) -> list[int]:
-        if not value:
-            raise ValueError("needs at least one seed")
-        return value
-
     @model_validator(mode="after")
     def _consistent(self) -> "Config":
         if problem := split_percentages_problem(self.validation_split_percentage, self.test_split_percentage):
@@ -372,17 +346,17 @@ class Config(BaseModel):
     def resolved_data_dir(self) -> Optional[Path]:
         """The local data root, or None: then named sources come from the Hugging Face Hub."""
         root = self.data_dir if self.data_dir is not None else default_data_dir()
-        return _resolve(root) if root else None
+        return resolve_path(root) if root else None
 
     def resolved_output_dir(self) -> Path:
         if self.output_dir:
-            return _resolve(self.output_dir)
-        return _resolve(self.runs_dir or os.environ.get(RUNS_DIR_ENV) or "runs") / self.run_name
+            return resolve_path(self.output_dir)
+        return resolve_path(self.runs_dir or os.environ.get(RUNS_DIR_ENV) or "runs") / self.run_name
 
     def resolved_cache_dir(self) -> Path:
         root = self.cache_dir or os.environ.get(CACHE_DIR_ENV)
         if root:
-            return _resolve(root)
+            return resolve_path(root)
         return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser() / "otherdata"
 
     def resolved(self) -> "Config":
@@ -393,9 +367,9 @@ class Config(BaseModel):
             data_dir=str(data_dir) if data_dir else "",  # "": the Hub, even where a default data dir exists
             output_dir=str(self.resolved_output_dir()),
             cache_dir=str(self.resolved_cache_dir()),
-            sources=[_located_source(source, local_source_candidates(source.path, data_dir))
+            sources=[located_source(source, local_source_candidates(source.path, data_dir))
                      if isinstance(source, SourceSpec) and source.path else source for source in self.sources],
-            **_located_model_paths(self.model_dump(), [Path.cwd(), project_root()]),
+            **located_model_paths(self.model_dump(), [Path.cwd(), project_root()]),
         )
 
     def to_params(self) -> dict[str, Any]:
@@ -411,40 +385,11 @@ class Config(BaseModel):
         """Build and validate from plain values; any problem is one `ConfigError` naming the key."""
         if not isinstance(params, dict):
             raise ConfigError(f"{origin}: expected a mapping of parameter names to values, got {type(params).__name__}")
-        _check_known_keys(params, origin)
+        check_known_keys(params, origin)
         try:
             return cls(**params)
         except ValidationError as error:
-            raise ConfigError(_format_validation_error(error, origin)) from None
-
-
-def project_root(start: Optional[Path] = None) -> Path:
-    """The nearest folder at or above `start` (default: cwd) holding both params/ and notebooks/; else the checkout
-    this package runs from (started from another folder, the suite's notebooks are still found); else cwd."""
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents, Path(__file__).resolve().parents[1]):
-        if (folder / "params").is_dir() and (folder / "notebooks").is_dir():
-            return folder
-    return here
-
-
-def default_data_dir() -> Optional[str]:
-    """The data root every entry point shares when a config names none: OTHERDATA_DATA_DIR, else shared/data beside
-    the project root where it exists. None (also for an empty OTHERDATA_DATA_DIR=): the Hugging Face Hub."""
-    if DATA_DIR_ENV in os.environ:
-        return os.environ[DATA_DIR_ENV] or None
-    shared = project_root().parent / "shared" / "data"
-    return str(shared) if shared.is_dir() else None
-
-
-def local_source_candidates(path: str, data_dir: Optional[Path]) -> list[Path]:
-    """Where a local source's path may point, in order: itself if absolute; else data_dir, the current folder, the
-    project root (a params file's relative paths were made absolute against its folder by `load_config`)."""
-    given = Path(path).expanduser()
-    if given.is_absolute():
-        return [given]
-    bases = ([Path(data_dir)] if data_dir is not None else []) + [Path.cwd(), project_root()]
-    return list(dict.fromkeys(base / given for base in bases))
+            raise ConfigError(format_validation_error(error, origin)) from None
 
 
 def split_percentages_problem(validation_percentage: float, test_percentage: float) -> Optional[str]:
@@ -456,144 +401,21 @@ def split_percentages_problem(validation_percentage: float, test_percentage: flo
             f"{test_percentage} must each be between 0 and 100 and leave rows for training (sum < 100)")
 
 
-def _resolve(path: Union[str, Path]) -> Path:
-    path = Path(path).expanduser()
-    return path if path.is_absolute() else (project_root() / path).resolve()
-
-
-def load_config(path: Union[str, Path, None] = None, overrides: Union[dict[str, Any], str, None] = None) -> Config:
-    """Defaults, then a params YAML file, then the params overlay that OTHERDATA_PARAMS_OVERLAY names (Colab's Hub
-    data: `colab.setup` sets it), then overrides (``--set`` values or papermill parameters): each replaces the
-    earlier values key by key. Overrides are a mapping, or a YAML/JSON mapping as text, which is what papermill's
-    ``-p overrides '{"seed": 1}'`` passes.
-
-    A relative `path` missing from the current folder is looked up in the project root, so ``params/ci.yaml`` works
-    from the repo root and from notebooks/. Relative paths inside a file (the overlay too) resolve against that
-    file's folder (a local source not there, against data_dir): pre-flight and every notebook then read the same files.
-    """
-    params: dict[str, Any] = {}
-    origins: list[str] = []
-    sources_folder = None  # the folder of the file whose `sources` are kept: their relative paths start there
-    for file, origin in _params_files(path):
-        layer = read_params_file(file)
-        _check_known_keys(layer, origin)  # named per file: a key unknown to the overlay is not blamed on `path`
-        folder = file.resolve().parent
-        params.update(_anchored(layer, folder))
-        origins.append(origin)
-        if "sources" in layer:
-            sources_folder = folder
-    overrides = parse_overrides(overrides)
-    if overrides:
-        params.update(overrides)
-        origins.append("overrides")
-        if "sources" in overrides:
-            sources_folder = None
-    config = Config.from_params(params, origin=" + ".join(origins) or "defaults")
-    relative = [isinstance(source, SourceSpec) and bool(source.path)
-                and not Path(source.path).expanduser().is_absolute() for source in config.sources]
-    if sources_folder is None or not any(relative):
-        return config
-    # Sources need the final data_dir: a file beside the params file wins, then data_dir; found in neither, the
-    # path is kept beside the params file, so "file not found" names the folder the user meant.
-    data_dir = config.resolved_data_dir()
-    return config.replace(sources=[
-        _located_source(source, [sources_folder / source.path] + ([data_dir / source.path] if data_dir else []),
-                        missing=sources_folder / source.path) if is_relative else source
-        for source, is_relative in zip(config.sources, relative)])
-
-
-def _params_files(path: Union[str, Path, None]) -> list[tuple[Path, str]]:
-    """The params files `load_config` reads, in order, each with the name its errors give it: `path`, then the
-    overlay OTHERDATA_PARAMS_OVERLAY names (unset or empty: none)."""
-    files = []
-    if path is not None:
-        found = find_params_file(path)
-        files.append((found, str(found)))
-    overlay = os.environ.get(PARAMS_OVERLAY_ENV)
-    if overlay:
-        found = find_params_file(overlay)
-        origin = f"{found} (the params overlay {PARAMS_OVERLAY_ENV} names)"
-        if not found.is_file():
-            raise ConfigError(f"{origin}: params file not found; point {PARAMS_OVERLAY_ENV} at a params file, or "
-                              "unset it")
-        files.append((found, origin))
-    return files
-
-
-def find_params_file(path: Union[str, Path]) -> Path:
-    """`path` as given; relative and missing from the current folder, the project root's file of that name."""
-    path = Path(path).expanduser()
-    in_root = project_root() / path
-    if not path.is_absolute() and not path.exists() and in_root.exists():
-        return in_root
-    return path
-
-
-def _anchored(params: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """A params file's folder and model paths made absolute against its folder (local sources: `load_config`)."""
-    anchored = dict(params)
-    for key in FOLDER_PARAMS:
-        value = params.get(key)
-        if isinstance(value, str) and value:  # "" (data_dir) means none: the Hub
-            anchored[key] = str((folder / Path(value).expanduser()).resolve())
-    return {**anchored, **_located_model_paths(params, [folder])}
-
-
-def _located_model_paths(params: dict[str, Any], bases: list[Path]) -> dict[str, Any]:
-    """model_name_or_path, resume_from_checkpoint and back-translation models that are relative folders under one of
-    `bases`, made absolute: a notebook runs in notebooks/ and would not find them."""
-    located: dict[str, Any] = {}
-    for key in ("model_name_or_path", "resume_from_checkpoint"):
-        if params.get(key) is not None:
-            located[key] = _located_path(params[key], bases)
-    if isinstance(params.get("monitoring"), dict):  # a stream file or model folder named relative to the file
-        monitor = params["monitoring"]
-        located["monitoring"] = {**monitor, **{key: _located_path(monitor[key], bases)
-                                               for key in ("stream", "model") if monitor.get(key) is not None}}
-    if isinstance(params.get("back_translation_models"), list):
-        located["back_translation_models"] = [_located_path(name, bases) for name in params["back_translation_models"]]
-    return located
-
-
-def _located_path(value: Any, bases: list[Path]) -> Any:
-    """`value` made absolute against the first base that holds it, when it looks like a path: bare names are Hub
-    ids or keywords ("default", "tiny-random", "auto") even where a folder of that name exists."""
-    if not isinstance(value, str) or not (value.startswith((".", "~")) or "/" in value):
-        return value
-    path = Path(value).expanduser()
-    if path.is_absolute():
-        return str(path)
-    found = next((base / path for base in bases if (base / path).exists()), None)
-    return str(found.resolve()) if found else value
-
-
-def _located_source(source: SourceSpec, candidates: list[Path], missing: Optional[Path] = None) -> SourceSpec:
+def located_source(source: SourceSpec, candidates: list[Path], missing: Optional[Path] = None) -> SourceSpec:
     """The source with its path made absolute: the first candidate that exists, else `missing` (None: as given)."""
     found = next((candidate for candidate in candidates if candidate.exists()), missing)
     return source.model_copy(update={"path": str(found.resolve())}) if found is not None else source
 
 
-def _check_known_keys(params: dict[str, Any], origin: str) -> None:
-    """A `ConfigError` naming `origin` for every key of `params` that is no parameter, with the close ones."""
+def check_known_keys(params: dict[str, Any], origin: str) -> None:
+    """A `ConfigError` naming `origin` for every key of `params` that is no parameter: the close ones, or for a key
+    of earlier params files, its new place."""
     unknown = [key for key in params if key not in Config.model_fields]
     if unknown:
-        raise ConfigError("\n".join(_unknown_key_message(key, origin) for key in unknown))
-
-
-def _unknown_key_message(key: str, origin: str) -> str:
-    close = difflib.get_close_matches(key, Config.model_fields, n=3)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return f"{origin}: unknown parameter {key!r}.{hint} Valid parameters: {', '.join(Config.model_fields)}"
-
-
-def _format_validation_error(error: ValidationError, origin: str) -> str:
-    lines = []
-    for problem in error.errors():
-        key = ".".join(str(part) for part in problem["loc"]) or "(config)"
-        message = problem["msg"].removeprefix("Value error, ")
-        if problem["type"] == "literal_error":
-            message = f"must be one of {problem['ctx']['expected']}"
-        given = problem.get("input")
-        given_text = f" (got {given!r})" if not isinstance(given, dict) else ""
-        lines.append(f"{origin}: parameter {key!r} {message}{given_text}")
-    return "\n".join(lines)
+        raise ConfigError("\n".join(unknown_key_message(key, key, list(Config.model_fields), origin,
+                                                         MOVED_KEYS.get(key, "")) for key in unknown))
+    if isinstance(params.get("replicates"), dict):
+        unknown = [key for key in params["replicates"] if key not in Replicates.model_fields]
+        if unknown:
+            raise ConfigError("\n".join(unknown_key_message(f"replicates.{key}", key, list(Replicates.model_fields),
+                                                             origin) for key in unknown))
