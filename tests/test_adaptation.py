@@ -252,7 +252,7 @@ def test_online_language_params_validate_and_name_a_multilingual_model() -> None
 
 # --- end to end: each params file through the runner --------------------------------------------------------------
 
-CI_SIZE = ["--set", "model_name_or_path=tiny-random", "--set", "seeds=[1,2]", "--set", "num_train_epochs=1",
+CI_SIZE = ["--set", "model_name_or_path=tiny-random", "--set", "replicates.seeds=[1,2]", "--set", "num_train_epochs=1",
            "--set", "learning_rate=1e-3", "--set", "max_seq_length=32"]
 # The peft run executes its params file's whole notebook list; the others only their study notebook (which prepares
 # the data itself), to keep this file within a few minutes on two shared cores.

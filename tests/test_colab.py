@@ -168,7 +168,7 @@ def test_every_notebooks_params_read_with_the_colab_overlay_validate_and_read_on
         assert named.hub_id and named.hub_loader, f"{named.name} has no Hugging Face Hub copy"
         domains.update(subsets if named.domains else [named.domain or named.name])
     assert config.target_domain in domains
-    assert set(config.study_domains) <= domains and set(config.pretrain_domains) <= domains
+    assert set(config.study["transfer"]["domains"]) <= domains and set(config.pretrain_domains) <= domains
     assert config.target_domain not in config.pretrain_domains  # the continued-pretraining study's DAPT arm
     assert config.model_name_or_path == "default"  # packaged: no model download
 

@@ -190,8 +190,9 @@ def routing_study_result(tiny_model_dir: Path, data_dir: Path, tmp_path_factory:
                  model_name_or_path=str(tiny_model_dir), cache_dir=str(tmp_path_factory.mktemp("cache")),
                  output_dir=str(tmp_path_factory.mktemp("runs") / "study"), quiet=True, max_eval_samples=120,
                  max_test_samples=150, max_seq_length=32, per_device_train_batch_size=32, learning_rate=2e-3,
-                 num_train_epochs=1, eval_strategy="no", save_strategy="no", study_k_values=[5, None],
-                 max_train_samples=150, few_shot_other_rows=300, seeds=[1, 2], anchors=["probe"])
+                 num_train_epochs=1, eval_strategy="no", save_strategy="no", max_train_samples=150,
+                 study={"routing": {"k_values": [5, None], "other_rows": 300, "anchors": ["probe"]}},
+                 replicates={"seeds": [1, 2]})
     pipeline.prepare_data(run)
     return run, studies.routing_study(run)
 

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 TARGET = "electronics"
 # Tens of rows, one epoch, two seeds: enough to exercise every path, not to learn anything.
 TINY = {"model_name_or_path": "tiny-random", "max_seq_length": 32, "per_device_train_batch_size": 8,
-        "num_train_epochs": 1, "learning_rate": 1e-3, "eval_strategy": "no", "save_strategy": "no", "seeds": [1, 2],
+        "num_train_epochs": 1, "learning_rate": 1e-3, "eval_strategy": "no", "save_strategy": "no", "replicates": {"seeds": [1, 2]},
         "quiet": True, "max_train_samples": 24, "max_eval_samples": 8, "max_test_samples": 24}
 
 
@@ -108,7 +108,7 @@ def test_time_split_keeps_test_texts_out_of_training_and_arms_are_equal_sized(bl
     assert all(date < "2006-01-01" for date in _col(split.older, "date"))
     assert len(split.test) == config.max_test_samples and len(split.validation) == config.max_eval_samples
     test_keys = {dedupe_key(text) for text in _col(split.test, "text")}
-    for seed in config.seeds:
+    for seed in config.replicates.seeds:
         arms = studies.equal_size_arms({"older": split.older, "recent": split.recent}, studies.TIME_RECIPES,
                                        seed=seed, limit=config.max_train_samples)
         assert {len(rows) for rows in arms.values()} == {config.max_train_samples}
@@ -161,12 +161,12 @@ def test_helpfulness_arms_are_equal_size_with_the_same_domain_and_label_make_up(
 
 def test_few_shot_cells_give_every_arm_of_a_seed_the_same_k_target_rows(blitzer):
     config, prepared = blitzer
-    config = config.replace(study_k_values=[4], study_strategies=["target_only", "uniform"])
+    config = config.replace(study={"few_shot": {"k_values": [4], "strategies": ["target_only", "uniform"]}})
     target_validation = studies.domain_rows(prepared["validation"], TARGET)
     cells = studies.few_shot_cells(config, prepared["train"], target_validation)
     assert [(cell.seed, cell.arm) for cell in cells] == [(1, "target_only"), (1, "uniform"), (2, "target_only"),
                                                          (2, "uniform")]
-    for seed in config.seeds:
+    for seed in config.replicates.seeds:
         alone, uniform = [cell.train for cell in cells if cell.seed == seed]
         assert set(_col(alone, "domain")) == {TARGET} and len(alone) == config.max_train_samples
         assert len(_ids(alone)) == 8  # k = 4 per class, repeated up to the budget
@@ -176,7 +176,8 @@ def test_few_shot_cells_give_every_arm_of_a_seed_the_same_k_target_rows(blitzer)
 
 def test_a_k_whose_target_rows_exceed_the_budget_raises_it_for_every_arm(blitzer):
     config, prepared = blitzer
-    config = config.replace(study_k_values=[16], study_strategies=["target_only", "concat"], seeds=[1])
+    config = config.replace(study={"few_shot": {"k_values": [16], "strategies": ["target_only", "concat"]}},
+                            replicates={"seeds": [1]})
     assert 16 * 2 > config.max_train_samples
     alone, concat = [cell.train for cell in studies.few_shot_cells(config, prepared["train"], prepared["validation"])]
     assert len(alone) == len(concat) == 32
@@ -215,11 +216,12 @@ def test_arm_tables_and_results_tables_word_the_same_verdicts_the_same_way():
 
 
 def test_study_parameters_are_validated_with_a_clear_message():
-    with pytest.raises(ConfigError, match="'study_noise_levels' every value must be in \\[0, 1\\)"):
-        load_config(None, {"study_noise_levels": [0.1, 1.0]})
-    with pytest.raises(ConfigError, match="'study_k_values' every value must be ≥ 1 or null"):
-        load_config(None, {"study_k_values": [0, 8]})
-    assert load_config(None, {"study_k_values": [8, None]}).study_k_values == [8, None]
+    with pytest.raises(ConfigError, match="'study.quality.noise_levels' every value must be in \\[0, 1\\)"):
+        load_config(None, {"study.quality.noise_levels": [0.1, 1.0]})
+    with pytest.raises(ConfigError, match="'study.few_shot.k_values' every value must be ≥ 1 or null"):
+        load_config(None, {"study": {"few_shot": {"k_values": [0, 8]}}})
+    config = load_config(None, {"study.few_shot.k_values": [8, None]})
+    assert studies.few_shot.few_shot_params(config).k_values == [8, None]
 
 
 # --- each study on the tiny model -----------------------------------------------------------------------------------
@@ -240,7 +242,7 @@ def test_transfer_matrix_trains_each_domain_per_seed_and_tests_on_every_domain(b
 
 def test_few_shot_study_returns_one_cell_per_k_arm_and_seed_with_seed_intervals(blitzer):
     config, _ = blitzer
-    result = studies.few_shot_study(config.replace(study_k_values=[4], study_strategies=["target_only", "uniform"]))
+    result = studies.few_shot_study(config.replace(study={"few_shot": {"k_values": [4], "strategies": ["target_only", "uniform"]}}))
     assert sorted(zip(result.cells["seed"], result.cells["arm"])) == [
         (1, "target_only"), (1, "uniform"), (2, "target_only"), (2, "uniform")]
     assert set(result.cells["n_test"]) == {6}  # the target's share of 24 stratified test rows
@@ -252,7 +254,7 @@ def test_few_shot_study_returns_one_cell_per_k_arm_and_seed_with_seed_intervals(
 
 def test_agreement_study_measures_on_unanimous_test_rows_with_nested_arms(blitzer):
     config, _ = blitzer
-    result = studies.agreement_study(config.replace(study_agreement_levels=[1.0, 0.5]))
+    result = studies.agreement_study(config.replace(study={"quality": {"agreement_levels": [1.0, 0.5]}}))
     assert sorted(set(result.cells["arm"])) == ["≥100%", "≥50%"] and sorted(set(result.cells["seed"])) == [1, 2]
     wide = result.cells[result.cells["arm"] == "≥50%"]
     assert set(wide["n_train"]) == {config.max_train_samples}
@@ -272,7 +274,7 @@ def test_helpfulness_study_trains_equal_sized_arms(blitzer):
 
 def test_label_noise_study_compares_noise_levels_with_target_only(blitzer):
     config, _ = blitzer
-    result = studies.label_noise_study(config.replace(study_noise_levels=[0.0, 0.3], few_shot_k=4,
+    result = studies.label_noise_study(config.replace(study={"quality": {"noise_levels": [0.0, 0.3]}}, few_shot_k=4,
                                                       mixing_strategy="uniform"))
     assert list(result.summary["arm"]) == ["noise 0%", "noise 30%", "target_only"]
     assert len(result.cells) == 3 * 2
@@ -293,28 +295,34 @@ def test_time_study_trains_older_mixed_and_contemporaneous_arms_of_equal_size(bl
 
 # --- each study's params file through the runner --------------------------------------------------------------------
 
-CI_OVERRIDES = ["model_name_or_path=tiny-random", "seeds=[1,2]", "max_train_samples=16", "max_eval_samples=8",
+CI_OVERRIDES = ["model_name_or_path=tiny-random", "replicates.seeds=[1,2]", "max_train_samples=16", "max_eval_samples=8",
                 "max_test_samples=24", "num_train_epochs=1", "max_seq_length=32", "head_tokens=8",
                 "per_device_train_batch_size=8"]
 STUDY_RUNS = {
-    "study_transfer_blitzer": (["study_domains=[books,dvd]"], ["transfer_matrix"], "transfer_matrix.png"),
-    "study_transfer_uci": (["study_domains=[amazon,yelp]"], ["transfer_matrix"], "transfer_matrix.png"),
-    "study_few_shot": (["study_k_values=[4]", "study_strategies=[target_only,temperature]", "study_temperatures=[2]",
-                        "split_seeds=[1,2]", "anchors=[probe]", "max_test_samples=null", "study_test_rows=24"],
+    "study_transfer_blitzer": (["study.transfer.domains=[books,dvd]"], ["transfer_matrix"], "transfer_matrix.png"),
+    "study_transfer_uci": (["study.transfer.domains=[amazon,yelp]"], ["transfer_matrix"], "transfer_matrix.png"),
+    "study_few_shot": (["study.few_shot.k_values=[4]", "study.few_shot.strategies=[target_only,temperature]",
+                        "study.few_shot.temperatures=[2]", "replicates.split_seeds=[1,2]",
+                        "study.few_shot.anchors=[probe]", "max_test_samples=null", "study.few_shot.test_rows=24"],
                        ["few_shot_mixing"], "few_shot_curves.png"),
-    "study_few_shot_kitchen": (["study_k_values=[4,null]", "split_seeds=[1,2]", "seeds=[1]", "anchors=[probe,setfit]",
-                                "setfit_max_k=2", "max_test_samples=null", "study_test_rows=24",
+    "study_few_shot_kitchen": (["study.few_shot.k_values=[4,null]", "replicates.split_seeds=[1,2]",
+                                "replicates.seeds=[1]", "study.few_shot.anchors=[probe,setfit]",
+                                "study.few_shot.setfit_max_k=2", "max_test_samples=null", "study.few_shot.test_rows=24",
                                 "max_eval_samples=16"], ["few_shot_mixing"], "few_shot_curves.png"),
-    "study_imdb_other_data": (["study_k_values=[4]", "study_strategies=[target_only,concat]", "split_seeds=[1,2]",
-                               "seeds=[1]", "few_shot_other_rows=16", "study_test_rows=24", "max_eval_samples=16",
+    "study_imdb_other_data": (["study.few_shot.k_values=[4]", "study.few_shot.strategies=[target_only,concat]",
+                               "replicates.split_seeds=[1,2]", "replicates.seeds=[1]", "study.few_shot.other_rows=16",
+                               "study.few_shot.test_rows=24", "max_eval_samples=16",
                                "max_seq_length=64", "head_tokens=16"], ["few_shot_mixing"], "few_shot_curves.png"),
-    "study_quality": (["study_agreement_levels=[1.0,0.5]", "study_noise_levels=[0.0,0.3]", "few_shot_k=4"],
+    "study_quality": (["study.quality.agreement_levels=[1.0,0.5]", "study.quality.noise_levels=[0.0,0.3]",
+                       "few_shot_k=4"],
                       ["quality_agreement", "quality_helpfulness", "quality_label_noise"], "quality_label_noise.png"),
     "study_time": ([], ["time"], "time_staleness.png"),
-    "study_financial": (["study_k_values=[4]", "split_seeds=[1,2]", "seeds=[1]", "few_shot_other_rows=16",
-                         "max_test_samples=null", "study_test_rows=24", "anchors=[probe]", "max_eval_samples=16"],
+    "study_financial": (["study.few_shot.k_values=[4]", "replicates.split_seeds=[1,2]", "replicates.seeds=[1]",
+                         "study.few_shot.other_rows=16", "max_test_samples=null", "study.few_shot.test_rows=24",
+                         "study.few_shot.anchors=[probe]", "max_eval_samples=16"],
                         ["few_shot_mixing"], "few_shot_curves.png"),
-    "study_routing": (["study_k_values=[2]", "few_shot_other_rows=32", "anchors=[probe]", "max_eval_samples=40",
+    "study_routing": (["study.routing.k_values=[2]", "study.routing.other_rows=32", "study.routing.anchors=[probe]",
+                       "max_eval_samples=40",
                        "max_test_samples=60"], ["routing"], "routing_in_scope_accuracy.png"),
 }
 
@@ -408,8 +416,9 @@ def uci_few_shot(tmp_path_factory, data_dir):
     """UCI sentences (target yelp) prepared once; a few-shot study of 2 split seeds × 1 seed with the probe."""
     config = load_config(None, {**TINY, "sources": ["uci_sentences"], "target_domain": "yelp",
                                 "data_dir": str(data_dir), "max_train_samples": 24, "max_test_samples": 30,
-                                "study_k_values": [4], "study_strategies": ["target_only", "concat", "uniform"],
-                                "split_seeds": [3, 4], "seeds": [1], "anchors": ["probe"],
+                                "study.few_shot.k_values": [4],
+                                "study.few_shot.strategies": ["target_only", "concat", "uniform"],
+                                "replicates": {"split_seeds": [3, 4], "seeds": [1]}, "study.few_shot.anchors": ["probe"],
                                 "output_dir": str(tmp_path_factory.mktemp("runs") / "uci_few_shot")})
     prepared = pipeline.prepare_data(config).dataset
     return config, prepared, studies.few_shot_study(config)
@@ -435,7 +444,7 @@ def test_every_few_shot_arm_of_a_split_keeps_exactly_the_splits_target_rows(uci_
 
 def test_equal_target_visits_shows_each_target_row_once_and_adds_other_rows(uci_few_shot):
     config, prepared, _ = uci_few_shot
-    config = config.replace(few_shot_steps="equal_target_visits")
+    config = config.replace(study={"few_shot": {"steps": "equal_target_visits"}})
     for cell in studies.few_shot_cells(config, prepared["train"], prepared["validation"]):
         target = studies.domain_rows(cell.train, "yelp")
         assert len(target) == len(_ids(target)) == 8, cell.arm

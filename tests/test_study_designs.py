@@ -30,7 +30,7 @@ def _base_id(row_id: str) -> str:
 def config(data_dir, tmp_path_factory) -> Config:
     return load_config(None, {"sources": ["blitzer_mds"], "target_domain": TARGET, "data_dir": str(data_dir),
                               "output_dir": str(tmp_path_factory.mktemp("runs")), "max_train_samples": 120,
-                              "max_eval_samples": 40, "max_test_samples": 80, "seed": 42, "seeds": [1, 2],
+                              "max_eval_samples": 40, "max_test_samples": 80, "seed": 42, "replicates": {"seeds": [1, 2]},
                               "quiet": True})
 
 
@@ -71,7 +71,7 @@ def test_label_noise_cells_flip_other_domains_only_and_never_a_target_row(config
     train = splits["train"]
     original = dict(zip(_col(train, "id"), _col(train, "label")))
     noise_config = config.replace(few_shot_k=8, mixing_strategy="temperature", mixing_temperature=2.0,
-                                  study_noise_levels=[0.0, 0.3], max_train_samples=400)
+                                  study={"quality": {"noise_levels": [0.0, 0.3]}}, max_train_samples=400)
     cells = quality.label_noise_cells(noise_config, train, splits["validation"], TARGET)
     assert [(cell.seed, cell.arm) for cell in cells] == [
         (seed, arm) for seed in (1, 2) for arm in ("noise 0%", "noise 30%", "target_only")]
@@ -148,8 +148,8 @@ def test_peft_learning_rates_are_chosen_on_validation_rows_never_test(monkeypatc
         return pd.DataFrame({"accuracy": [0.0], "macro_f1": [1.0 - abs(config.learning_rate - best[method]) * 100]})
 
     monkeypatch.setattr(peft_tuning, "run_cells", scored_on_validation)
-    config = Config(metric_for_best_model="macro_f1", learning_rate=5e-5, study_peft_learning_rate=1e-3,
-                    study_learning_rate_grid={"none": [5e-5, 1e-4, 2e-4], "lora": [5e-4, 1e-3, 2e-3]})
+    config = Config(metric_for_best_model="macro_f1", learning_rate=5e-5, study={"peft": {
+        "learning_rate": 1e-3, "learning_rate_grid": {"none": [5e-5, 1e-4, 2e-4], "lora": [5e-4, 1e-3, 2e-3]}}})
     arms = [(arm, config.replace(peft_method=method, learning_rate=rate), {"peft_method": method,
                                                                            "learning_rate": rate})
             for arm, method, rate in (("full", "none", 5e-5), ("lora", "lora", 1e-3), ("adalora", "adalora", 1e-3))]
@@ -167,8 +167,8 @@ def test_peft_learning_rates_are_chosen_on_validation_rows_never_test(monkeypatc
 
 def test_financial_few_shot_arms_add_one_other_group_each_at_equal_steps_and_score_unanimous_rows(data_dir, tmp_path):
     run = load_config(REPO / "params" / "study_financial.yaml",
-                      {"data_dir": str(data_dir), "output_dir": str(tmp_path), "study_k_values": [8],
-                       "split_seeds": [1], "few_shot_other_rows": 96, "quiet": True})
+                      {"data_dir": str(data_dir), "output_dir": str(tmp_path), "study.few_shot.k_values": [8],
+                       "replicates.split_seeds": [1], "study.few_shot.other_rows": 96, "quiet": True})
     prepared, _ = studies.clean_data(run), None
     assert prepared["train"].features["label"].names == ["negative", "neutral", "positive"]
     sst2 = [label for label, source in zip(_col(prepared["train"], "label"), _col(prepared["train"], "source"))
@@ -189,7 +189,7 @@ def test_financial_few_shot_arms_add_one_other_group_each_at_equal_steps_and_sco
     assert len(target_ids) == 8 * 3
     test = studies.few_shot.study_test_rows(run, prepared["test"], "finance")
     assert set(_col(test, "agreement")) == {1.0} and set(_col(test, "domain")) == {"finance"}
-    assert len(test) == run.study_test_rows
+    assert len(test) == studies.few_shot.few_shot_params(run).test_rows
 
 
 def test_design_paragraph_names_seed_only_replicates_without_a_cross_product():

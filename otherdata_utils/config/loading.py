@@ -10,22 +10,10 @@ from pathlib import Path
 from typing import Any, Union
 
 from ..env import PARAMS_OVERLAY_ENV
-from ..params_text import ConfigError, dotted_overrides, merged, parse_overrides, read_params_file
+from ..params_text import ConfigError, dotted_overrides, parse_overrides, read_params_file
 from ..study_registry import check_study_block
 from .paths import anchored, find_params_file
-from .schema import Config, SourceSpec, check_known_keys, located_source
-
-NESTED_BLOCKS = ("replicates", "study")  # a later layer sets some of these blocks' parameters, the rest stay
-
-
-def merged_layer(params: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
-    """`layer` over `params`: key by key, and parameter by parameter inside `replicates` and `study`."""
-    out = {**params, **{key: value for key, value in layer.items() if key not in NESTED_BLOCKS}}
-    for key in NESTED_BLOCKS:
-        if key in layer:
-            out[key] = merged(params.get(key) or {}, layer[key]) if isinstance(layer[key], dict) else layer[key]
-    return out
-
+from .schema import Config, SourceSpec, check_known_keys, located_source, merged_layer
 
 def load_config(path: Union[str, Path, None] = None, overrides: Union[dict[str, Any], str, None] = None) -> Config:
     """Defaults, then a params YAML file, then the params overlay that OTHERDATA_PARAMS_OVERLAY names (Colab's Hub

@@ -12,7 +12,7 @@ from typing import Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..env import CACHE_DIR_ENV, RUNS_DIR_ENV
-from ..params_text import ConfigError, format_validation_error, unknown_key_message
+from ..params_text import ConfigError, format_validation_error, merged, unknown_key_message
 from .paths import (default_data_dir, local_source_candidates, located_model_paths, project_root, resolve_path)
 
 MixingStrategy = Literal["target_only", "concat", "proportional", "fixed", "temperature", "uniform"]
@@ -377,8 +377,9 @@ class Config(BaseModel):
         return self.model_dump(mode="json", exclude_none=False)
 
     def replace(self, **changes: Any) -> "Config":
-        """A validated copy with some values changed."""
-        return Config.from_params({**self.to_params(), **changes}, origin="replace()")
+        """A validated copy with some values changed; `replicates` and `study` change parameter by parameter
+        (``replace(study={"few_shot": {"k_values": [4]}})`` keeps the block's other parameters)."""
+        return Config.from_params(merged_layer(self.to_params(), changes), origin="replace()")
 
     @classmethod
     def from_params(cls, params: dict[str, Any], origin: str = "parameters") -> "Config":
@@ -419,3 +420,15 @@ def check_known_keys(params: dict[str, Any], origin: str) -> None:
         if unknown:
             raise ConfigError("\n".join(unknown_key_message(f"replicates.{key}", key, list(Replicates.model_fields),
                                                              origin) for key in unknown))
+
+
+NESTED_BLOCKS = ("replicates", "study")  # a later layer sets some of these blocks' parameters, the rest stay
+
+
+def merged_layer(params: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
+    """`layer` over `params`: key by key, and parameter by parameter inside `replicates` and `study`."""
+    out = {**params, **{key: value for key, value in layer.items() if key not in NESTED_BLOCKS}}
+    for key in NESTED_BLOCKS:
+        if key in layer:
+            out[key] = merged(params.get(key) or {}, layer[key]) if isinstance(layer[key], dict) else layer[key]
+    return out

@@ -250,6 +250,45 @@ class StudyResult:
     folder: Path  # runs/<name>/studies/<study>/
 
 
+@dataclass(frozen=True)
+class StudyPlan:
+    """Exactly what a study will train: its arms, its (split seed, seed) replicates, and the models by kind, where
+    `cells` counts the rows its cells table(s) will hold (one per scored model: a probe fitted once per split is
+    repeated for each seed) and `extra` the models trained but not scored as cells (MLM pretraining, learning-rate
+    selection)."""
+
+    kind: str
+    arms: list[str]
+    replicates: list[tuple[int, int]]
+    cells: dict[str, int]  # model kind (fine-tuned, probe, SetFit) -> cells-table rows
+    extra: dict[str, int] = field(default_factory=dict)  # e.g. MLM pretraining runs -> count
+
+    @property
+    def models(self) -> int:
+        """Every model trained: the cells and the extra models."""
+        return sum(self.cells.values()) + sum(self.extra.values())
+
+    def describe(self) -> str:
+        """The plan in a few lines, for a notebook or the runner to print before training."""
+        splits = sorted({split for split, _ in self.replicates})
+        seeds_used = sorted({seed for _, seed in self.replicates})
+        crossed = any(split != seed for split, seed in self.replicates)
+        replicate_text = (f"{len(self.replicates)} (split seeds {', '.join(map(str, splits))} × seeds "
+                          f"{', '.join(map(str, seeds_used))})" if crossed else
+                          f"{len(self.replicates)} (seeds {', '.join(map(str, seeds_used))}, each drawing its rows)")
+        trained = ", ".join(f"{count} {kind}" for kind, count in {**self.cells, **self.extra}.items() if count)
+        return "\n".join([f"arms: {', '.join(self.arms)}", f"replicates: {replicate_text}",
+                          f"models to train: {self.models} ({trained})"])
+
+
+def plan_cells(kind: str, arms: Sequence[str], config: Config, per_replicate: dict[str, int],
+               extra_per_replicate: Optional[dict[str, int]] = None) -> StudyPlan:
+    """A plan whose every replicate trains the same models: `per_replicate` cells (and extra models) by kind."""
+    pairs = replicates(config)
+    return StudyPlan(kind, list(arms), pairs, {name: count * len(pairs) for name, count in per_replicate.items()},
+                     {name: count * len(pairs) for name, count in (extra_per_replicate or {}).items()})
+
+
 @dataclass
 class AdaptationResult:
     """A finished model-side study (language, continued pretraining, PEFT): one row per trained model, the seed

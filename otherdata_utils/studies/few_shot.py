@@ -15,8 +15,9 @@ from pydantic import Field, field_validator
 from .. import anchors, metrics, mix, modeling, plots, runs
 from ..config import Config, MixingStrategy
 from ..study_registry import StudyParams, distinct_values, register_study, study_params
-from .engine import (Cell, CellScore, StudyResult, cell_row, compare_arms, finish, prepared_data, reported_groups,
-                     rows_fingerprint, run_cells, seeds, split_seeds, study_design, summarize, target_domain)
+from .engine import (Cell, CellScore, StudyPlan, StudyResult, cell_row, compare_arms, finish, plan_cells,
+                     prepared_data, reported_groups, rows_fingerprint, run_cells, seeds, split_seeds, study_design,
+                     summarize, target_domain)
 from .sampling import column, domain_rows, seeded_cap, stratified_sample, take
 from .tables import comparison_sentence, reference_line, results_markdown, tally_comparisons
 
@@ -57,8 +58,6 @@ class FewShotParams(StudyParams):
 def few_shot_params(config: Config) -> FewShotParams:
     return study_params(config, "few_shot", FewShotParams)
 
-
-register_study("few_shot", FewShotParams, uses_split_seeds=True)
 
 
 
@@ -290,3 +289,19 @@ def _few_shot_reading(summary: pd.DataFrame, comparisons: pd.DataFrame, target: 
                      f"{unresolved}: where it cannot tell, the interval says how large a difference this many "
                      "replicates still allow.")
     return "\n\n".join(lines)
+
+
+def plan(config: Config) -> StudyPlan:
+    """Per k and replicate: every mixing arm and other-group arm fine-tuned, the probe, and SetFit where
+    `anchors.setfit_runs_at` the k."""
+    params = few_shot_params(config)
+    arms = [arm for arm, _ in mixing_arms(config)] + [f"+{group}" for group in params.other_groups]
+    per_replicate = {"fine-tuned": len(params.k_values) * len(arms)}
+    if "probe" in params.anchors:
+        per_replicate["probe"] = len(params.k_values)
+    if "setfit" in params.anchors:
+        per_replicate["SetFit"] = sum(anchors.setfit_runs_at(k, params.setfit_max_k) for k in params.k_values)
+    return plan_cells("few_shot", arms + list(params.anchors), config, per_replicate)
+
+
+register_study("few_shot", FewShotParams, uses_split_seeds=True, plan=plan)

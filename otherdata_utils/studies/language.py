@@ -17,8 +17,8 @@ from .. import modeling, plots, runs
 from ..config import Config
 from ..study_registry import StudyParams, register_study, study_params
 from ..pretrain import unlabelled_texts
-from .engine import (AdaptationResult, Cell, compare_arms, prepared_data, run_cells, save_study, seeds, summarize,
-                     target_domain)
+from .engine import (AdaptationResult, Cell, StudyPlan, compare_arms, plan_cells, prepared_data, run_cells,
+                     save_study, seeds, summarize, target_domain)
 from .sampling import balanced_order, column, domain_rows, take
 from .tables import arm_table, comparison_lines, records
 
@@ -32,8 +32,6 @@ class LanguageParams(StudyParams):
 def language_params(config: Config) -> LanguageParams:
     return study_params(config, "language", LanguageParams)
 
-
-register_study("language", LanguageParams, uses_split_seeds=False)  # each seed draws its rows
 
 
 COVERAGE_TEXTS = 500  # texts per language for the tokenizer coverage table (seeded sample of training texts)
@@ -246,3 +244,16 @@ def _coverage_reading(coverage: pd.DataFrame, target: str, model_name: str) -> l
                      "here is no evidence against multilingual data. That question needs a multilingual encoder "
                      "(params/study_language_online.yaml, with the Hub).")
     return lines
+
+
+def plan(config: Config) -> StudyPlan:
+    """Per seed: the target language alone, plus each other language, plus all of them (when several); the
+    languages are the prepared training rows' domains (01_data)."""
+    prepared, _ = prepared_data(config)
+    target = target_domain(config, prepared, "language plan")
+    others = sorted(set(column(prepared["train"], "domain")) - {target})
+    arms = [target] + [f"{target}+{other}" for other in others] + ([f"{target}+all"] if len(others) > 1 else [])
+    return plan_cells("language", arms, config, {"fine-tuned": len(arms)})
+
+
+register_study("language", LanguageParams, uses_split_seeds=False, plan=plan)  # each seed draws its rows

@@ -6,6 +6,7 @@ Hands on the arms (each with its config and parameter counts), the learning-rate
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any, Callable, Literal, Optional, Sequence
 
 import pandas as pd
@@ -17,7 +18,8 @@ from ..adapters import parameter_counts
 from ..config import Config
 from ..study_registry import StudyParams, register_study, study_params
 from ..modeling import load_model_and_tokenizer
-from .engine import AdaptationResult, Cell, compare_arms, prepared_data, run_cells, save_study, seeds, summarize
+from .engine import (AdaptationResult, Cell, StudyPlan, compare_arms, plan_cells, prepared_data, run_cells,
+                     save_study, seeds, summarize)
 from .sampling import column
 from .tables import arm_table, comparison_lines, number, records
 
@@ -37,8 +39,6 @@ class PeftParams(StudyParams):
 def peft_params(config: Config) -> PeftParams:
     return study_params(config, "peft", PeftParams)
 
-
-register_study("peft", PeftParams, uses_split_seeds=False)  # rows fixed; seeds vary initialisation
 
 
 ARM_OF_METHOD = {"none": "full", "lora": "lora", "adalora": "adalora"}
@@ -204,3 +204,15 @@ def _peft_reading(config: Config, summary: pd.DataFrame, comparisons: pd.DataFra
                                                "wider grid might find a better rate." if edge else ""))
     lines.append(f"Absent: {ABSENT_ARMS}.")
     return lines + comparison_lines(summary, comparisons, reference)
+
+
+def plan(config: Config) -> StudyPlan:
+    """Per seed: one model per method; before them, one model per learning rate of a method's grid (first seed)."""
+    params = peft_params(config)
+    arms = [ARM_OF_METHOD[method] for method in params.methods]
+    base = plan_cells("peft", arms, config, {"fine-tuned": len(arms)})
+    grid = sum(len(params.learning_rate_grid.get(method, [])) for method in params.methods)
+    return replace(base, extra={"learning-rate selection": grid})
+
+
+register_study("peft", PeftParams, uses_split_seeds=False, plan=plan)  # rows fixed; seeds vary initialisation

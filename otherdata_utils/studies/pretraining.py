@@ -16,8 +16,8 @@ from .. import plots, runs
 from ..config import Config
 from ..study_registry import StudyParams, register_study
 from ..pretrain import continue_pretraining, pretrained_model_config, unlabelled_texts
-from .engine import (AdaptationResult, Cell, compare_arms, prepared_data, run_cells, save_study, seeds, summarize,
-                     target_domain)
+from .engine import (AdaptationResult, Cell, StudyPlan, compare_arms, plan_cells, prepared_data, run_cells,
+                     save_study, seeds, summarize, target_domain)
 from .sampling import balanced_order, column, domain_rows, take
 from .tables import arm_table, comparison_lines, records
 
@@ -26,8 +26,6 @@ class PretrainingParams(StudyParams):
     """`study.pretraining`: no parameters of its own (pretrain_* are run parameters 03_finetune
     shares); the block names the study."""
 
-
-register_study("pretraining", PretrainingParams, uses_split_seeds=False)  # each seed draws its rows
 
 
 @dataclass
@@ -148,3 +146,12 @@ def _pretraining_reading(config: Config, summary: pd.DataFrame, comparisons: pd.
                  "et al. (2020) ran DAPT for 12.5k steps of 2,048 sequences, so this checks the method and its code "
                  "path at a size that runs here, not their result.")
     return lines + comparison_lines(summary, comparisons, "none")
+
+
+def plan(config: Config) -> StudyPlan:
+    """Per seed: one fine-tuned model per arm, each pretraining arm after its own MLM run."""
+    arms = pretraining_arms(config, config.target_domain)
+    return plan_cells("pretraining", arms, config, {"fine-tuned": len(arms)}, {"MLM pretraining": len(arms) - 1})
+
+
+register_study("pretraining", PretrainingParams, uses_split_seeds=False, plan=plan)  # each seed draws its rows

@@ -16,8 +16,8 @@ from pydantic import Field, field_validator
 from .. import mix, plots, runs
 from ..config import Config
 from ..study_registry import StudyParams, distinct_values, register_study, study_params
-from .engine import (Cell, StudyResult, clean_data, compare_arms, finish, prepared_data, reported_groups, run_cells,
-                     seeds, study_design, summarize, target_domain)
+from .engine import (Cell, StudyPlan, StudyResult, clean_data, compare_arms, finish, plan_cells, prepared_data,
+                     reported_groups, run_cells, seeds, study_design, summarize, target_domain)
 from .sampling import column, domain_rows, equal_size_arms, proportional, ranked_strata, take
 from .tables import comparison_sentence, number, reference_line, results_markdown
 
@@ -44,8 +44,6 @@ class QualityParams(StudyParams):
 def quality_params(config: Config) -> QualityParams:
     return study_params(config, "quality", QualityParams)
 
-
-register_study("quality", QualityParams, uses_split_seeds=False)  # each seed draws its rows and flips
 
 
 _LEVEL_SLACK = 1e-6
@@ -314,3 +312,15 @@ def label_noise_study(config: Config) -> StudyResult:
                      f"({number(clean_arm['mean'])} → {number(worst_arm['mean'])}).")
     return finish(config, "quality_label_noise", results, summary, comparisons, design, table, "\n\n".join(lines),
                   figure)
+
+
+def plan(config: Config) -> StudyPlan:
+    """Per seed, the three studies of the notebook: one model per agreement level, per `HELPFULNESS_RECIPES` arm,
+    and per noise level plus target-only."""
+    params = quality_params(config)
+    arms = ([f"≥{level_name(level)}" for level in sorted(params.agreement_levels, reverse=True)]
+            + list(HELPFULNESS_RECIPES) + [f"noise {level:.0%}" for level in params.noise_levels] + ["target_only"])
+    return plan_cells("quality", arms, config, {"fine-tuned": len(arms)})
+
+
+register_study("quality", QualityParams, uses_split_seeds=False, plan=plan)  # each seed draws its rows and flips

@@ -23,8 +23,8 @@ from .. import anchors, mix, modeling, pipeline, plots, routing, runs, train
 from ..config import Config
 from ..data.schema import build_dataset, record_features
 from ..study_registry import StudyParams, distinct_values, register_study, study_params
-from .engine import (StudyResult, cell_config, compare_arms, correct_text, finish, prepared_data, replicates,
-                     rows_fingerprint, study_design, summarize, target_domain)
+from .engine import (StudyPlan, StudyResult, cell_config, compare_arms, correct_text, finish, plan_cells,
+                     prepared_data, replicates, rows_fingerprint, study_design, summarize, target_domain)
 from .sampling import column, domain_rows, seeded_cap
 from .tables import comparison_sentence, reference_line, results_markdown
 
@@ -49,8 +49,6 @@ class RoutingParams(StudyParams):
 def routing_params(config: Config) -> RoutingParams:
     return study_params(config, "routing", RoutingParams)
 
-
-register_study("routing", RoutingParams, uses_split_seeds=True)
 
 
 ARM_TEXT = {
@@ -316,3 +314,19 @@ def _reading(summary: pd.DataFrame, recall: pd.DataFrame, comparisons: pd.DataFr
             chosen[chosen["metric"] == "in-scope accuracy"]) + " Out-of-scope recall — " + comparison_sentence(
             chosen[chosen["metric"] == "out-of-scope recall"]))
     return "\n\n".join(lines)
+
+
+def plan(config: Config) -> StudyPlan:
+    """Per replicate: the intermediate encoder on the other desks' pool (when that arm runs), then per k every arm,
+    the probe, and SetFit where `anchors.setfit_runs_at` the k."""
+    params = routing_params(config)
+    per_replicate = {"fine-tuned": len(params.k_values) * len(params.arms)}
+    if "probe" in params.anchors:
+        per_replicate["probe"] = len(params.k_values)
+    if "setfit" in params.anchors:
+        per_replicate["SetFit"] = sum(anchors.setfit_runs_at(k, params.setfit_max_k) for k in params.k_values)
+    return plan_cells("routing", list(params.arms) + list(params.anchors), config, per_replicate,
+                      {"intermediate encoder": int("intermediate" in params.arms)})
+
+
+register_study("routing", RoutingParams, uses_split_seeds=True, plan=plan)

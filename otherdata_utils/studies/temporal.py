@@ -14,8 +14,8 @@ from .. import plots, runs
 from ..clean import dedupe_key
 from ..config import Config
 from ..study_registry import StudyParams, register_study
-from .engine import (Cell, StudyResult, clean_data, compare_arms, finish, reported_groups, run_cells, seeds,
-                     study_design, summarize)
+from .engine import (Cell, StudyPlan, StudyResult, clean_data, compare_arms, finish, plan_cells, reported_groups,
+                     run_cells, seeds, study_design, summarize)
 from .sampling import column, equal_size_arms, proportional, ranked_strata, take
 from .tables import comparison_sentence, reference_line, results_markdown
 
@@ -23,8 +23,6 @@ from .tables import comparison_sentence, reference_line, results_markdown
 class TimeParams(StudyParams):
     """`study.time`: no parameters of its own (its arms are `TIME_RECIPES`); the block names the study."""
 
-
-register_study("time", TimeParams, uses_split_seeds=False)  # each seed draws its rows
 
 
 @dataclass
@@ -186,3 +184,11 @@ def _dates_markdown(dates: pd.DataFrame) -> str:
     lines += [f"| {row.rows} | {row.earliest} | {row.latest} | {row.count} | {row.dated_before_cut} |"
               for row in dates.itertuples()]
     return "\n".join(lines)
+
+
+def plan(config: Config) -> StudyPlan:
+    """Per seed: one model per `TIME_RECIPES` arm."""
+    return plan_cells("time", list(TIME_RECIPES), config, {"fine-tuned": len(TIME_RECIPES)})
+
+
+register_study("time", TimeParams, uses_split_seeds=False, plan=plan)  # each seed draws its rows

@@ -14,7 +14,8 @@ from matplotlib.figure import Figure
 from .. import plots, runs, stats
 from ..config import Config
 from ..study_registry import StudyParams, register_study, study_params
-from .engine import Cell, prepared_data, replicates, run_cells, save_study, study_design, summarize
+from .engine import (Cell, StudyPlan, plan_cells, prepared_data, replicates, run_cells, save_study, study_design,
+                     summarize)
 from .sampling import column, domain_rows, seeded_cap, take
 from .tables import design_markdown
 
@@ -28,8 +29,6 @@ class TransferParams(StudyParams):
 def transfer_params(config: Config) -> TransferParams:
     return study_params(config, "transfer", TransferParams)
 
-
-register_study("transfer", TransferParams, uses_split_seeds=True)
 
 
 @dataclass
@@ -205,3 +204,12 @@ def _matrix_markdown(texts: pd.DataFrame) -> str:
                  for target in texts.columns]
         lines.append(f"| {source} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def plan(config: Config) -> StudyPlan:
+    """Per replicate: one model per training domain (`study.transfer.domains`, else every prepared domain)."""
+    domains = transfer_params(config).domains or sorted(set(column(prepared_data(config)[0]["train"], "domain")))
+    return plan_cells("transfer", domains, config, {"fine-tuned": len(domains)})
+
+
+register_study("transfer", TransferParams, uses_split_seeds=True, plan=plan)
