@@ -282,3 +282,78 @@ def test_resolved_config_round_trips_through_plain_params(tmp_path):
     again = Config.from_params(config.to_params())
     assert again == config
     assert Path(again.output_dir).is_absolute()
+
+
+# --- each study owns its parameters: the study: block, shared replicates, dotted overrides -------------------------
+
+def _study_modules_registered():
+    """The study kinds register as `otherdata_utils.studies` is imported, as every entry point does first."""
+    from otherdata_utils import studies
+    return studies
+
+
+def test_a_dotted_override_sets_one_study_parameter_and_keeps_the_blocks_others():
+    studies = _study_modules_registered()
+    config = load_config(REPO / "params" / "study_few_shot.yaml", {"study.few_shot.k_values": [4]})
+    params = studies.few_shot.few_shot_params(config)
+    assert params.k_values == [4] and params.anchors == ["probe", "setfit"] and params.setfit_max_k == 32
+    assert config.replicates.split_seeds == list(range(1, 11))  # the file's replicates stay
+    key, value = parse_override("study.few_shot.k_values=[8,null]")  # the runner's --set
+    assert load_config(REPO / "params" / "study_few_shot.yaml", {key: value}).study["few_shot"]["k_values"] == [8, None]
+    text = load_config(REPO / "params" / "study_few_shot.yaml", '{"replicates.seeds": [3], "study.few_shot.steps": '
+                                                                '"equal_target_visits"}')  # papermill's -p overrides
+    assert text.replicates.seeds == [3] and text.replicates.split_seeds == list(range(1, 11))
+    assert text.study["few_shot"]["steps"] == "equal_target_visits" and text.study["few_shot"]["k_values"][0] == 8
+
+
+def test_a_study_block_is_recorded_with_every_parameter_and_round_trips():
+    _study_modules_registered()
+    config = load_config(None, {"study.few_shot.k_values": [4]})
+    assert config.study["few_shot"]["steps"] == "equal_steps" and config.study["few_shot"]["anchors"] == []
+    assert Config.from_params(config.to_params()).study == config.study
+    changed = config.replace(study={"few_shot": {"anchors": ["probe"]}})  # one parameter; the others stay
+    assert changed.study["few_shot"]["k_values"] == [4] and changed.study["few_shot"]["anchors"] == ["probe"]
+
+
+@pytest.mark.parametrize("old, new", [("study_k_values", "study.few_shot.k_values"), ("seeds", "replicates.seeds"),
+                                      ("study_noise_levels", "study.quality.noise_levels"),
+                                      ("study_domains", "study.transfer.domains")])
+def test_an_old_flat_key_names_its_new_place_and_the_file(tmp_path, old, new):
+    path = tmp_path / "old.yaml"
+    path.write_text(f"{old}: [1]\n")
+    with pytest.raises(ConfigError, match=f"{path}: parameter '{old}' moved to '{new}"):
+        load_config(path)
+
+
+def test_an_unknown_parameter_inside_a_study_block_names_the_file_and_the_closest_key(tmp_path):
+    _study_modules_registered()
+    path = tmp_path / "typo.yaml"
+    path.write_text("study:\n  few_shot:\n    k_value: [4]\n")
+    with pytest.raises(ConfigError, match=f"{path}: unknown parameter 'study.few_shot.k_value'. Did you mean "
+                                          "'k_values'"):
+        load_config(path)
+    path.write_text("study:\n  few_shots: {}\n")
+    with pytest.raises(ConfigError, match=f"{path}: unknown study kind 'study.few_shots'. Did you mean 'few_shot'"):
+        load_config(path)
+    path.write_text("replicates:\n  seed: [1]\n")
+    with pytest.raises(ConfigError, match=f"{path}: unknown parameter 'replicates.seed'. Did you mean 'seeds'"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="overrides: unknown parameter 'study.quality.noise_level'"):
+        load_config(REPO / "params" / "study_quality.yaml", {"study.quality.noise_level": [0.1]})
+
+
+@pytest.mark.parametrize("kind", ["time", "quality", "language", "peft", "pretraining"])
+def test_a_study_whose_rows_follow_seeds_refuses_split_seeds_at_load(tmp_path, kind):
+    _study_modules_registered()
+    path = tmp_path / "split.yaml"
+    path.write_text(f"replicates: {{seeds: [1], split_seeds: [1, 2]}}\nstudy:\n  {kind}: {{}}\n")
+    with pytest.raises(ConfigError, match=f"{path}: parameter 'replicates.split_seeds' is set, but the {kind} study"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("kind", ["few_shot", "transfer", "routing"])
+def test_a_study_that_draws_rows_by_split_seed_crosses_them_with_seeds(tmp_path, kind):
+    studies = _study_modules_registered()
+    config = load_config(None, {"replicates": {"seeds": [7, 8], "split_seeds": [1, 2]}, f"study.{kind}": {}})
+    assert studies.replicates(config) == [(1, 7), (1, 8), (2, 7), (2, 8)]
+    assert studies.replicates(config.replace(replicates={"split_seeds": None})) == [(7, 7), (8, 8)]

@@ -345,6 +345,14 @@ def study_runs(tmp_path_factory, data_dir):
 
 
 @pytest.mark.parametrize("params", sorted(STUDY_RUNS))
+def test_a_study_runs_exactly_the_models_and_replicates_its_plan_names(params, study_runs):
+    from test_study_designs import _plan_matches_cells  # the same check as on the published runs
+    out, future = study_runs[params]
+    assert future.result().returncode == 0
+    _plan_matches_cells(load_config(out / "params.yaml"), out)
+
+
+@pytest.mark.parametrize("params", sorted(STUDY_RUNS))
 def test_study_params_file_runs_end_to_end_and_reports_its_study(params, study_runs):
     _, names, figure = STUDY_RUNS[params]
     out, future = study_runs[params]

@@ -199,3 +199,35 @@ def test_design_paragraph_names_seed_only_replicates_without_a_cross_product():
     assert "*Replicates:* 3 = seeds 1, 2, 3, each drawing its own rows" in alone and "×" not in alone
     crossed = design_markdown({**base, "seeds": [7], "split_seeds": [1, 2], "replicates": 2})
     assert "*Replicates:* 2 = split seeds 1, 2 × seeds 7" in crossed
+
+
+# --- plan(): exactly what a study trains --------------------------------------------------------------------------
+
+def _plan_matches_cells(config: Config, folder: Path) -> None:
+    """Every study kind of `config`: plan()'s scored models are the rows of the study's cells tables (transfer's
+    table has a row per model and test domain) and its replicates the distinct (split seed, seed) pairs."""
+    from otherdata_utils.study_registry import study_kind
+    tables = [pd.read_csv(path) for path in sorted((folder / "studies").glob("*/cells.csv"))]
+    for kind in config.study:
+        plan = study_kind(kind).plan(config)
+        rows_per_model = len(plan.arms) if kind == "transfer" else 1
+        assert sum(len(table) for table in tables) == sum(plan.cells.values()) * rows_per_model, kind
+        assert set().union(*(set(zip(t["split_seed"], t["seed"])) for t in tables)) == set(plan.replicates), kind
+
+
+# transfer and language read their domains from the run's prepared data, which a published folder does not hold
+PUBLISHED = sorted(path.parent.name for path in (REPO / "results").glob("*/studies")
+                   if not {"transfer", "language"} & set(load_config(path.parent / "params.yaml").study))
+
+
+@pytest.mark.parametrize("name", PUBLISHED)
+def test_a_published_studys_plan_counts_the_models_its_cells_table_holds(name):
+    _plan_matches_cells(load_config(REPO / "results" / name / "params.yaml"), REPO / "results" / name)
+
+
+def test_the_routing_and_financial_plans_count_what_their_notebooks_once_miscounted():
+    routing = studies.routing.plan(load_config(REPO / "results" / "study_routing" / "params.yaml"))
+    assert routing.cells == {"fine-tuned": 45, "probe": 15, "SetFit": 10}  # 70, not 75: no SetFit at k = all
+    financial = studies.few_shot.plan(load_config(REPO / "results" / "study_financial" / "params.yaml"))
+    assert financial.cells["fine-tuned"] == 40  # +english and +sst2 counted: 4 arms × 2 k × 5 splits
+    assert "models to train: 60 (40 fine-tuned, 10 probe, 10 SetFit)" in financial.describe()
