@@ -105,7 +105,7 @@ def test_time_arms_lie_a_year_apart_and_the_test_rows_in_the_recent_period(confi
     assert ranges["older pool"][1] < "2005-01-01" <= "2006-01-01" <= ranges["recent pool"][0]
     assert ranges["test"][0] >= "2006-01-01" and ranges["validation"][0] >= "2006-01-01"
     cells = [studies.Cell(arm=arm, seed=seed, train=rows, validation=split.validation)
-             for seed in config.seeds
+             for seed in config.replicates.seeds
              for arm, rows in studies.equal_size_arms({"older": split.older, "recent": split.recent},
                                                       studies.TIME_RECIPES, seed=seed,
                                                       limit=config.max_train_samples).items()]
