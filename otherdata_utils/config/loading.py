@@ -19,8 +19,8 @@ def load_config(path: Union[str, Path, None] = None, overrides: Union[dict[str, 
     """Defaults, then a params YAML file, then the params overlay that OTHERDATA_PARAMS_OVERLAY names (Colab's Hub
     data: `colab.setup` sets it), then overrides (``--set`` values or papermill parameters): each replaces the
     earlier values key by key, and inside `replicates` and `study.<kind>` parameter by parameter. A dotted key
-    (``study.few_shot.k_values``) names a parameter inside a block. Overrides are a mapping, or a YAML/JSON mapping as text, which is what papermill's
-    ``-p overrides '{"seed": 1}'`` passes.
+    (``study.few_shot.k_values``) names a parameter inside a block. Overrides are a mapping, or a YAML/JSON mapping
+    as text, which is what papermill's ``-p overrides '{"seed": 1}'`` passes.
 
     A relative `path` missing from the current folder is looked up in the project root, so ``params/ci.yaml`` works
     from the repo root and from notebooks/. Relative paths inside a file (the overlay too) resolve against that

@@ -63,11 +63,12 @@ def few_shot_params(config: Config) -> FewShotParams:
 
 def mixing_arms(config: Config) -> list[tuple[str, dict[str, Any]]]:
     """(arm name, config changes) per mixing strategy of the study; temperature once per study temperature."""
+    params = few_shot_params(config)
     arms = []
-    for strategy in few_shot_params(config).strategies:
+    for strategy in params.strategies:
         if strategy == "temperature":
             arms += [(f"temperature T={t:g}", {"mixing_strategy": "temperature", "mixing_temperature": t})
-                     for t in few_shot_params(config).temperatures]
+                     for t in params.temperatures]
         else:
             arms.append((strategy, {"mixing_strategy": strategy}))
     return arms
@@ -94,27 +95,29 @@ class FewShotSplit:
     split_seed: int
     target: Dataset
     other: Dataset
-    other_by_group: dict[str, Dataset]  # `study_other_groups`: each group's own pool, as large as `other`
+    other_by_group: dict[str, Dataset]  # `study.few_shot.other_groups`: each group's own pool, as large as `other`
 
 
 def few_shot_splits(config: Config, train: Dataset) -> list[FewShotSplit]:
     """Per k and split seed: k target rows per class (seeded by the split seed) and a seeded pool of other rows
-    (`few_shot_other_rows`, else the budget left after the target rows, else every other row)."""
+    (`study.few_shot.other_rows`, else the budget left after the target rows, else every other row)."""
+    params = few_shot_params(config)
     target, by = config.target_domain, config.mix_by
     groups = column(train, by)
     target_all = domain_rows(train, target, by)
     others = train.select([row for row, group in enumerate(groups) if group != target])
     classes = len(train.features["label"].names)
-    missing = sorted(set(few_shot_params(config).other_groups) - set(groups) | ({target} & set(few_shot_params(config).other_groups)))
+    missing = sorted(set(params.other_groups) - set(groups) | ({target} & set(params.other_groups)))
     if missing:
-        raise ValueError(f"study_other_groups {missing} are not other {by}s of the training rows; other {by}s: "
+        raise ValueError(f"study.few_shot.other_groups {missing} are not other {by}s of the training rows; other "
+                         f"{by}s: "
                          f"{sorted(set(groups) - {target})}")
     splits = []
-    for k in few_shot_params(config).k_values:
+    for k in params.k_values:
         for split_seed in split_seeds(config):
             rows = target_all if k is None else mix.few_shot(target_all, k, seed=split_seed)
             budget = few_shot_budget(config, k, classes, len(target_all))
-            pool = few_shot_params(config).other_rows
+            pool = params.other_rows
             if pool is None and budget is not None:
                 pool = budget - len(rows)
             other = seeded_cap(others, pool, split_seed)
@@ -122,7 +125,7 @@ def few_shot_splits(config: Config, train: Dataset) -> list[FewShotSplit]:
                 k_label="all" if k is None else str(k), k=round(len(target_all) / classes) if k is None else k,
                 split_seed=split_seed, target=rows, other=other,
                 other_by_group={group: seeded_cap(domain_rows(others, group, by), len(other), split_seed)
-                                for group in few_shot_params(config).other_groups}))
+                                for group in params.other_groups}))
     return splits
 
 
@@ -132,22 +135,24 @@ def seeds_of_split(config: Config, split_seed: int) -> list[int]:
 
 
 def split_facts(split: FewShotSplit, config: Config) -> dict[str, Any]:
+    params = few_shot_params(config)
     return {"k_label": split.k_label, "k": split.k, "target_unique": len(split.target),
-            "target_ids": rows_fingerprint(split.target), "steps_policy": few_shot_params(config).steps}
+            "target_ids": rows_fingerprint(split.target), "steps_policy": params.steps}
 
 
 def few_shot_cells(config: Config, train: Dataset, validation: Dataset) -> list[Cell]:
     """Per split, seed and mixing arm, the split's k-shot target rows (every one of them, in every arm) with other
     rows added by the arm's strategy (`mix.mix_additive`); target-only is the reference.
 
-    Steps policy (`few_shot_steps`): equal_steps gives every arm of a split the same rows (target + pool; the
+    Steps policy (`study.few_shot.steps`): equal_steps gives every arm of a split the same rows (target + pool; the
     target repeated where the strategy asks); equal_target_visits shows each target row once in every arm, so
     arms with other data take more steps. An arm's rows depend on the split seed only, never on the seed.
     """
+    params = few_shot_params(config)
     cells = []
     for split in few_shot_splits(config, train):
         pool = concatenate_datasets([split.target, split.other]) if len(split.other) else split.target
-        total = len(pool) if few_shot_params(config).steps == "equal_steps" else None
+        total = len(pool) if params.steps == "equal_steps" else None
         arms = []
         for arm, changes in mixing_arms(config):
             mixed, report = mix.mix_additive(pool, config.replace(few_shot_k=None, **changes),
@@ -174,22 +179,24 @@ def _mix_facts(split: FewShotSplit, config: Config, report: mix.MixReport) -> di
 
 def anchor_cells(config: Config, splits: list[FewShotSplit], validation: Dataset, test: Dataset,
                  label_names: list[str], headline: str) -> pd.DataFrame:
-    """The `few_shot_params(config).anchors` on every split's k-shot target rows, scored on the same test rows as the arms.
+    """The anchors (`study.few_shot.anchors`) on every split's k-shot target rows, scored on the same test rows as
+    the arms.
 
     The probe does not depend on the seed (a frozen encoder and a deterministic logistic regression): it is fitted
     once per split and its row repeated for each seed, so it pairs with every fine-tuned replicate of the split.
     """
+    params = few_shot_params(config)
     model_path = modeling.resolve_model_path(config.model_name_or_path, config.resolved_cache_dir())
     domains, fingerprint, rows = column(test, "domain"), rows_fingerprint(test), []
     # One frozen encoder for every split's probe: the validation and test rows are embedded once per study.
     encoder = (anchors.FrozenEncoder(model_path, config.max_seq_length, quiet=runs.is_quiet(config))
-               if "probe" in few_shot_params(config).anchors else None)
+               if "probe" in params.anchors else None)
     for split in splits:
         seeds = seeds_of_split(config, split.split_seed)
         facts = {**split_facts(split, config), "target_rows": len(split.target), "other_rows": 0, "target_share": 1.0}
-        for anchor in few_shot_params(config).anchors:
+        for anchor in params.anchors:
             if anchor == "setfit" and not anchors.setfit_runs_at(None if split.k_label == "all" else split.k,
-                                                                 few_shot_params(config).setfit_max_k):
+                                                                 params.setfit_max_k):
                 continue  # anchors.setfit_scope says so in the design
             if anchor == "probe":
                 fitted = anchors.probe_fit_and_score(encoder, split.target, validation, test, label_names,
@@ -210,32 +217,35 @@ def anchor_cells(config: Config, splits: list[FewShotSplit], validation: Dataset
 
 
 def study_test_rows(config: Config, test: Dataset, target: str) -> Dataset:
-    """The rows every cell is scored on: with `study_test_agreement` or `study_test_rows` set, the target's test rows
-    at that annotator agreement or above (Financial PhraseBank: 1.0, the unanimous ones), then one fixed
-    label-stratified sample of them (seeded by `seed`, the same for every split); else the prepared test split."""
-    if few_shot_params(config).test_rows is None and few_shot_params(config).test_agreement is None:
+    """The rows every cell is scored on: with `study.few_shot.test_agreement` or `study.few_shot.test_rows` set,
+    the target's test rows at that annotator agreement or above (Financial PhraseBank: 1.0, the unanimous ones),
+    then one fixed label-stratified sample of them (seeded by `seed`, the same for every split); else the prepared
+    test split."""
+    params = few_shot_params(config)
+    if params.test_rows is None and params.test_agreement is None:
         return test
     rows = domain_rows(test, target, config.mix_by)
-    if few_shot_params(config).test_agreement is not None:
+    if params.test_agreement is not None:
         agreed = [row for row, level in enumerate(column(rows, "agreement"))
-                  if level is not None and level >= few_shot_params(config).test_agreement - 1e-6]  # float32 column
+                  if level is not None and level >= params.test_agreement - 1e-6]  # float32 column
         if not agreed:
-            raise ValueError(f"study_test_agreement {few_shot_params(config).test_agreement}: no {target} test row has an "
+            raise ValueError(f"study.few_shot.test_agreement {params.test_agreement}: no {target} test row has an "
                              "agreement level that high (only Financial PhraseBank rows carry one)")
-        rows = take(rows, agreed, f"agreement >= {few_shot_params(config).test_agreement}")
-    return stratified_sample(rows, few_shot_params(config).test_rows, config.seed)
+        rows = take(rows, agreed, f"agreement >= {params.test_agreement}")
+    return stratified_sample(rows, params.test_rows, config.seed)
 
 
 def few_shot_study(config: Config) -> StudyResult:
     """Does other data help a small target? Target-only against target + other data added per mixing strategy (and
     the anchors), for each k per class, over split seeds × seeds, paired; measured on the target's test rows."""
+    params = few_shot_params(config)
     prepared, names = prepared_data(config)
     target = target_domain(config, prepared, "few_shot_study")
     validation = domain_rows(prepared["validation"], target, config.mix_by)
     test = study_test_rows(config, prepared["test"], target)
     cells = run_cells(config, few_shot_cells(config, prepared["train"], validation), test, names,
                       headline=target, desc="few-shot")
-    if few_shot_params(config).anchors:
+    if params.anchors:
         anchored = anchor_cells(config, few_shot_splits(config, prepared["train"]), validation, test, names, target)
         cells = pd.concat([cells, anchored], ignore_index=True)
     groups = reported_groups(cells, target)
@@ -247,19 +257,19 @@ def few_shot_study(config: Config) -> StudyResult:
     comparisons = compare_arms(cells, reference, within=["k_label"])
     figure = plots.plot_few_shot_curves(summary.rename(columns={"arm": "strategy"}),
                                         path=runs.run_folder(config).figure("few_shot_curves"))
-    arms = ([arm for arm, _ in mixing_arms(config)] + [f"+{group}" for group in few_shot_params(config).other_groups]
-            + list(few_shot_params(config).anchors))
-    design = study_design(config, {"k per class": [k if k is not None else "all" for k in few_shot_params(config).k_values],
+    arms = ([arm for arm, _ in mixing_arms(config)] + [f"+{group}" for group in params.other_groups]
+            + list(params.anchors))
+    design = study_design(config, {"k per class": [k if k is not None else "all" for k in params.k_values],
                                    "arm": arms},
                           "the model's initialisation and batch order; the split seed draws the k target rows "
                           "and the other rows",
                           {"target_domain": target, "validation": f"{len(validation)} {target} rows",
-                           "steps policy": few_shot_params(config).steps,
-                           "test rows": len(test) if few_shot_params(config).test_agreement is None else
-                           f"{len(test)} (annotator agreement ≥ {few_shot_params(config).test_agreement:g})",
-                           "anchors": "; ".join(ANCHOR_TEXT[anchor] for anchor in few_shot_params(config).anchors) or "none"}
+                           "steps policy": params.steps,
+                           "test rows": len(test) if params.test_agreement is None else
+                           f"{len(test)} (annotator agreement ≥ {params.test_agreement:g})",
+                           "anchors": "; ".join(ANCHOR_TEXT[anchor] for anchor in params.anchors) or "none"}
                           | ({"SetFit cells": setfit_scope} if (setfit_scope := anchors.setfit_scope(
-                              few_shot_params(config).anchors, few_shot_params(config).k_values, few_shot_params(config).setfit_max_k)) else {}))
+                              params.anchors, params.k_values, params.setfit_max_k)) else {}))
     labels = {"k_label": "k", "arm": "arm", "target_unique": "unique target rows",
               "target_rows": "target rows (with repeats)", "other_rows": "other rows"}
     table = results_markdown(summary, comparisons, labels, ["k_label"], groups, target,
@@ -270,8 +280,9 @@ def few_shot_study(config: Config) -> StudyResult:
 
 def _few_shot_reading(summary: pd.DataFrame, comparisons: pd.DataFrame, target: str, cells: pd.DataFrame,
                       reference: str, config: Config) -> str:
+    params = few_shot_params(config)
     steps = ("every arm of a split trains on as many rows (target-only repeats its k-shot rows)"
-             if few_shot_params(config).steps == "equal_steps" else
+             if params.steps == "equal_steps" else
              "each target row is seen as often in every arm, so arms with other data take more steps")
     lines = [f"Measured on {int(cells['n_test'].iloc[0])} {target} test rows, the same for every cell; "
              f"{cells[['split_seed', 'seed']].drop_duplicates().shape[0]} replicates (split seeds "

@@ -48,14 +48,15 @@ ABSENT_ARMS = ("bottleneck adapters (Houlsby et al., 2019): the `adapters` libra
 
 
 def peft_arms(config: Config, label_names: Sequence[str]) -> list[tuple[str, Config, dict[str, Any]]]:
-    """(arm, its config, its facts) per `study_peft_methods`: full fine-tuning at `learning_rate`, PEFT methods at
-    `study_peft_learning_rate` (else `learning_rate`), with trainable and total parameter counts of the built
+    """(arm, its config, its facts) per `study.peft.methods`: full fine-tuning at `learning_rate`, PEFT methods at
+    `study.peft.learning_rate` (else `learning_rate`), with trainable and total parameter counts of the built
     model."""
-    if len(set(peft_params(config).methods)) != len(peft_params(config).methods):
-        raise ValueError(f"study_peft_methods {peft_params(config).methods} names a method twice; list each once")
+    params = peft_params(config)
+    if len(set(params.methods)) != len(params.methods):
+        raise ValueError(f"study.peft.methods {params.methods} names a method twice; list each once")
     arms = []
-    for method in peft_params(config).methods:
-        rate = config.learning_rate if method == "none" else (peft_params(config).learning_rate or config.learning_rate)
+    for method in params.methods:
+        rate = config.learning_rate if method == "none" else (params.learning_rate or config.learning_rate)
         arm_config = config.replace(peft_method=method, learning_rate=rate)
         model, _ = load_model_and_tokenizer(arm_config.replace(quiet=True), label_names)
         arms.append((ARM_OF_METHOD[method], arm_config,
@@ -78,14 +79,15 @@ def choose_learning_rate(grid: Sequence[float], score: Callable[[float], float])
 def select_learning_rates(config: Config, arms: list[tuple[str, Config, dict[str, Any]]], train_rows: Dataset,
                           validation: Dataset, label_names: list[str], headline: Optional[str],
                           seed: int) -> tuple[list[tuple[str, Config, dict[str, Any]]], pd.DataFrame]:
-    """Each arm's learning rate chosen on validation from `study_learning_rate_grid[method]`: one model per rate,
+    """Each arm's learning rate chosen on validation from `study.peft.learning_rate_grid[method]`: one model per rate,
     trained on `train_rows` with `seed`, scored on the validation rows (the headline domain's, when set) by
     `metric_for_best_model` (accuracy unless it is macro_f1). Arms whose method has no grid keep their set rate.
     Returns the arms at their chosen rates and one row per (arm, rate) tried; test rows are never read."""
+    params = peft_params(config)
     metric = "macro_f1" if config.metric_for_best_model == "macro_f1" else "accuracy"
     chosen, tried = [], []
     for arm, arm_config, facts in arms:
-        grid = peft_params(config).learning_rate_grid.get(facts["peft_method"], [])
+        grid = params.learning_rate_grid.get(facts["peft_method"], [])
         if not grid:
             chosen.append((arm, arm_config, {**facts, "validation_score": math.nan}))
             tried.append(pd.DataFrame({"arm": [arm], "learning_rate": [arm_config.learning_rate],
@@ -108,7 +110,7 @@ def select_learning_rates(config: Config, arms: list[tuple[str, Config, dict[str
 
 
 def peft_study(config: Config) -> AdaptationResult:
-    """Full fine-tuning against LoRA and AdaLoRA (`study_peft_methods`) on the config's training set (mixed as the
+    """Full fine-tuning against LoRA and AdaLoRA (`study.peft.methods`) on the config's training set (mixed as the
     config says, per seed), over seeds: accuracy, trainable parameters and training time per model, measured on the
     target's test rows (all test rows without a target). Each arm's learning rate is first chosen on validation
     (`select_learning_rates`, the first seed's rows); the test comparison uses only the chosen rate."""

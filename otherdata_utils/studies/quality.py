@@ -103,10 +103,11 @@ def agreement_study(config: Config, source: str = "financial_phrasebank") -> Stu
     """Annotator agreement as data quality, size held fixed: equal-size arms of rows at agreement ≥ 100%, ≥ 75%,
     ... (`equal_agreement_arms`, the same label make-up), measured on the unanimous (AllAgree) test rows, whose
     labels are the most trustworthy yardstick. The other levels' test rows are reported beside them."""
+    params = quality_params(config)
     dataset = clean_data(config, sources=[source], target_domain=None, few_shot_k=None, mixing_strategy="concat",
                          mixing_ratios={})
     names = list(dataset["train"].features["label"].names)
-    levels = sorted(quality_params(config).agreement_levels, reverse=True)
+    levels = sorted(params.agreement_levels, reverse=True)
     top = level_name(max(levels))
     test_groups = [level_name(value) for value in column(dataset["test"], "agreement")]
     validation_agreement = column(dataset["validation"], "agreement")
@@ -263,9 +264,10 @@ def inject_label_noise(rows: Dataset, rate: float, *, seed: int, keep_domain: st
 def label_noise_cells(config: Config, train: Dataset, validation: Dataset, target: str) -> list[Cell]:
     """Per seed: one cell per noise rate (the other domains' labels flipped, then mixed as the config says) and the
     target-only reference. The target rows of a seed are the same clean rows in every cell."""
+    params = quality_params(config)
     cells = []
     for seed in seeds(config):
-        for rate in quality_params(config).noise_levels:
+        for rate in params.noise_levels:
             noisy = inject_label_noise(train, rate, seed=seed, keep_domain=target)
             mixed, _ = mix.mix(noisy, config, seed=seed)
             cells.append(Cell(arm=f"noise {rate:.0%}", seed=seed, train=mixed, validation=validation,
@@ -278,6 +280,7 @@ def label_noise_cells(config: Config, train: Dataset, validation: Dataset, targe
 def label_noise_study(config: Config) -> StudyResult:
     """Label noise in the other data only: the target (few_shot_k rows per class, if set) stays clean, a share of
     the other domains' labels is flipped, then the mix is built as the config says; against target-only."""
+    params = quality_params(config)
     prepared, names = prepared_data(config)
     target = target_domain(config, prepared, "label_noise_study")
     if config.mixing_strategy == "target_only":
@@ -294,7 +297,7 @@ def label_noise_study(config: Config) -> StudyResult:
                                       path=runs.run_folder(config).figure("quality_label_noise"),
                                       xlabel="share of other-data labels flipped",
                                       title=f"Label noise in the other data ({target} test rows)")
-    design = study_design(config, {"other-data label noise": list(quality_params(config).noise_levels)},
+    design = study_design(config, {"other-data label noise": list(params.noise_levels)},
                           "the model's initialisation, batch order, the few-shot target rows and which labels flip",
                           {"target_domain": target, "few_shot_k": config.few_shot_k,
                            "mixing_strategy": config.mixing_strategy, "mixing_temperature": config.mixing_temperature})

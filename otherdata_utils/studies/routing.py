@@ -195,22 +195,23 @@ def anchor_routes(config: Config, anchor: str, k_rows: Dataset, data: RoutingDat
 
 
 def routing_cells(config: Config, data: RoutingData) -> pd.DataFrame:
-    """Per replicate: the other desks' pool (`few_shot_other_rows`, seeded), the intermediate encoder trained on it
+    """Per replicate: the other desks' pool (`study.routing.other_rows`, seeded), the intermediate encoder trained on it
     once, then per k every arm and anchor on the replicate's k-shot queries. One row per model."""
+    params = routing_params(config)
     joint_names = list(data.other.features["label"].names) + data.classes
     fingerprint = rows_fingerprint(data.test)
     probe = (anchors.FrozenEncoder(modeling.resolve_model_path(config.model_name_or_path,
                                                                 config.resolved_cache_dir()),
                                    config.max_seq_length, quiet=runs.is_quiet(config))
-             if "probe" in routing_params(config).anchors else None)
+             if "probe" in params.anchors else None)
     rows = []
     for split_seed, seed in replicates(config):
         cell = cell_config(config, seed)
-        pool = seeded_cap(data.other, routing_params(config).other_rows, split_seed)
+        pool = seeded_cap(data.other, params.other_rows, split_seed)
         with tempfile.TemporaryDirectory(prefix="otherdata-stilts-") as folder:
             encoder = (other_desks_encoder(cell, pool, data, Path(folder))
-                       if "intermediate" in routing_params(config).arms else None)
-            for k in routing_params(config).k_values:
+                       if "intermediate" in params.arms else None)
+            for k in params.k_values:
                 k_rows = data.train if k is None else mix.few_shot(data.train, k, seed=split_seed)
                 budget = target_budget(config, len(k_rows))
                 own = repeated(k_rows, budget, data.target, split_seed)
@@ -223,13 +224,13 @@ def routing_cells(config: Config, data: RoutingData) -> pd.DataFrame:
                     "joint": lambda: fit_and_route(cell, concatenate_datasets(
                         [relabelled(pool, joint_names), relabelled(own, joint_names)]).shuffle(seed=split_seed), data),
                 }
-                for arm in routing_params(config).arms:
+                for arm in params.arms:
                     result, seconds = arms[arm]()
                     other_rows = 0 if arm == "target_only" else len(pool)
                     rows.append(_row(arm, split_seed, seed, facts, result, seconds, other_rows,
                                      budget + (len(pool) if arm == "joint" else 0), fingerprint))
-                for anchor in routing_params(config).anchors:
-                    if anchor == "setfit" and not anchors.setfit_runs_at(k, routing_params(config).setfit_max_k):
+                for anchor in params.anchors:
+                    if anchor == "setfit" and not anchors.setfit_runs_at(k, params.setfit_max_k):
                         continue  # anchors.setfit_scope says so in the design
                     result, seconds = anchor_routes(config, anchor, k_rows, data, seed, probe)
                     rows.append(_row(anchor, split_seed, seed, facts, result, seconds, 0, len(k_rows), fingerprint))
@@ -249,6 +250,7 @@ def routing_study(config: Config) -> StudyResult:
     """Do other desks' intents help a desk with few labelled queries route? Target-only against intermediate
     training and one joint model (and the anchors) per k, over replicates, paired, on in-scope accuracy and
     out-of-scope recall; the threshold of every model is chosen on validation."""
+    params = routing_params(config)
     if config.out_of_scope_class is None:
         raise ValueError("routing_study routes by a handover threshold: set out_of_scope_class (CLINC150: oos)")
     data = routing_data(config)
@@ -272,19 +274,19 @@ def routing_study(config: Config) -> StudyResult:
     in_scope_test = int(cells["in_scope_rows"].iloc[0])
     out_of_scope_test = int(cells["out_of_scope_rows"].iloc[0])
     design = study_design(
-        config, {"k per intent": [k if k is not None else "all" for k in routing_params(config).k_values],
-                 "arm": list(routing_params(config).arms) + list(routing_params(config).anchors)},
+        config, {"k per intent": [k if k is not None else "all" for k in params.k_values],
+                 "arm": list(params.arms) + list(params.anchors)},
         "the model's initialisation and batch order, and (split seed) the k-shot queries and the other desks' pool",
         {"desk": f"{data.target} ({len(data.classes)} intents)",
          "other desks": f"{len(data.other.features['label'].names)} intents, a pool of "
-                        f"{min(len(data.other), routing_params(config).other_rows or len(data.other))} training queries "
+                        f"{min(len(data.other), params.other_rows or len(data.other))} training queries "
                         "per replicate",
          "threshold": "per model, on validation: max of (in-scope accuracy + out-of-scope recall) / 2",
          "validation": f"{len(data.validation)} rows", "test rows": f"{in_scope_test} in scope + "
                                                                    f"{out_of_scope_test} out of scope",
-         "arms": "; ".join(ARM_TEXT[arm] for arm in [*routing_params(config).arms, *routing_params(config).anchors])
+         "arms": "; ".join(ARM_TEXT[arm] for arm in [*params.arms, *params.anchors])
          + (f"; {setfit_scope}" if (setfit_scope := anchors.setfit_scope(
-             routing_params(config).anchors, routing_params(config).k_values, routing_params(config).setfit_max_k)) else "")})
+             params.anchors, params.k_values, params.setfit_max_k)) else "")})
     labels = {"k_label": "k", "arm": "arm", "target_unique": "unique desk queries", "other_rows": "other rows"}
     table = "\n\n".join([
         "**In-scope accuracy** (the right intent, not handed over)\n\n" + results_markdown(

@@ -55,7 +55,7 @@ KNOWN_FAR_PAIRS |= {(b, a) for a, b in KNOWN_FAR_PAIRS}
 def transfer_matrix(config: Config, domains: Optional[list[str]] = None) -> TransferResult:
     """Train on each domain alone (same budget for every domain, each seed) and test on every domain.
 
-    `domains` (else `transfer_params(config).domains`, else every training domain) are trained on and tested on; a model's
+    `domains` (else `study.transfer.domains`, else every training domain) are trained on and tested on; a model's
     own domain's validation rows drive checkpoint choice (when `eval_strategy` evaluates). The budget is the
     smallest domain's training rows, capped by `max_train_samples`, so no domain looks better for having more rows.
     """
