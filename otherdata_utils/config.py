@@ -12,6 +12,7 @@ from typing import Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .env import CACHE_DIR_ENV, DATA_DIR_ENV, PARAMS_OVERLAY_ENV, RUNS_DIR_ENV
+from .execution import Execution
 from .params_text import ConfigError, parse_overrides, read_params_file
 
 # Parameters naming a folder: a params file's relative value is relative to the file's folder.
@@ -19,7 +20,6 @@ FOLDER_PARAMS = ("data_dir", "runs_dir", "output_dir", "cache_dir")
 
 MixingStrategy = Literal["target_only", "concat", "proportional", "fixed", "temperature", "uniform"]
 Truncation = Literal["head", "tail", "head_tail"]
-
 
 # The fine-tuning suite; study params files list their own notebooks (setup, data, then the study's).
 SUITE_NOTEBOOKS = ("00_setup", "01_data", "02_mixing", "03_finetune", "04_evaluate", "05_domain_transfer", "06_deploy")
@@ -113,6 +113,7 @@ class Config(BaseModel):
     cache_dir: Optional[str] = None  # tokenised data and the tiny test model; env OTHERDATA_CACHE_DIR
     quiet: Optional[bool] = None  # no progress bars; null = quiet in the runner's batch runs only (runs.is_quiet)
     notebooks: list[str] = Field(default_factory=lambda: list(SUITE_NOTEBOOKS))  # what the runner executes, in order
+    execution: Execution = Field(default_factory=Execution)  # how study cells run: serial or Ray, threads per cell
 
     # --- data
     sources: list[Union[str, SourceSpec]] = Field(default_factory=lambda: ["uci_sentences"])
