@@ -65,7 +65,8 @@ def test_a_killed_study_resumes_with_only_its_missing_cells_and_a_busy_folder_is
     assert f"is in use by another process (pid {holder['pid']} on {holder['host']}" in second.stderr
     out, err = first.communicate(timeout=900)
     assert first.returncode == 0, err[-3000:]
-    assert "few-shot: 0 of 8 cells reused" in out and "cell 8/8 · temperature T=2 · k 4 · split 2 · seed 2" in out
+    assert "few-shot: 0 of 8 cells reused" in out, out[-3000:]
+    assert "cell 8/8 · temperature T=2 · k 4 · split 2 · seed 2" in out, out[-3000:]
 
     victim = _start(killed, data_dir)
     _wait_for(lambda: len(list((killed / "cells").glob("*.json"))) >= 3)

@@ -190,7 +190,7 @@ def cell_job(config: Config, cell: Cell, test: Dataset, label_names: list[str], 
               "test": test, "label_names": list(label_names), "libraries": library_versions(), "threads": threads}
     k_label = cell.facts.get("k_label")
     label = " · ".join([cell.arm, *([f"k {k_label}"] if k_label is not None else []), f"split {split}",
-                        *([f"seed {cell.seed}"] if cell.seed != split else [])])
+                        *([f"seed {cell.seed}"] if cell.split_seed is not None else [])])
     return CellJob(key=cell_key(inputs), fit=fit, config=own, train=cell.train, validation=cell.validation,
                    arguments=arguments, row={"split_seed": split, "seed": cell.seed, "arm": cell.arm, **cell.facts},
                    inputs=plain(inputs), label=label)

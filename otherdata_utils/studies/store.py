@@ -46,11 +46,11 @@ def library_versions() -> dict[str, str]:
 
 
 def ordered_fingerprint(rows: Dataset) -> str:
-    """A hash of the rows' ids, texts and labels in their order: training sees them in this order."""
+    """A hash of the rows' ids, texts and labels (those present) in their order: training sees them in this order."""
     digest = hashlib.sha256()
-    ids = column(rows, "id") if "id" in rows.column_names else range(len(rows))
-    for row_id, text, label in zip(ids, column(rows, "text"), column(rows, "label")):
-        digest.update(f"{row_id}\x1f{text}\x1f{label}\x1e".encode())
+    present = [column(rows, name) for name in ("id", "text", "label") if name in rows.column_names]
+    for values in zip(*present):
+        digest.update(("\x1f".join(map(str, values)) + "\x1e").encode())
     return digest.hexdigest()[:16]
 
 
