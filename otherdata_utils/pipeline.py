@@ -26,6 +26,7 @@ from transformers import pipeline as hf_pipeline
 
 from . import adapters, augment, clean, data, metrics, mix, model_card, modeling, plots, pretrain, routing, train
 from .config import Config
+from .execution import threads_per_cell
 from .io import atomic_dir, atomic_write_json, read_json
 from .runs import run_folder
 
@@ -120,7 +121,7 @@ def environment_info() -> dict[str, Any]:
 
 
 def record_environment(config: Config) -> dict[str, Any]:
-    info = environment_info()
+    info = {**environment_info(), "threads_per_cell": threads_per_cell(config.execution)}  # what study cells pin
     atomic_write_json(run_folder(config).environment, info)
     return info
 

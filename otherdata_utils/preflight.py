@@ -22,7 +22,8 @@ from .train import check_trackers
 
 # Parameters that change how a run is carried out or where things are, not what it computes: a run resumes across
 # them (a moved run folder, another copy of the same data: the data fingerprint is compared instead).
-RESUME_NEUTRAL = ("notebooks", "quiet", "resume_from_checkpoint", "output_dir", "runs_dir", "data_dir", "cache_dir")
+RESUME_NEUTRAL = ("notebooks", "quiet", "resume_from_checkpoint", "output_dir", "runs_dir", "data_dir", "cache_dir",
+                  "execution")
 
 
 class PreflightError(ValueError):

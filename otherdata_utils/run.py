@@ -7,10 +7,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import papermill
 import yaml
@@ -22,8 +24,10 @@ from traitlets import default
 from . import preflight, studies  # studies: registers every study kind, whose block load_config validates
 from .config import Config, ConfigError, load_config, project_root
 from .env import PARAMS_OVERLAY_ENV
+from .folder_lock import LOCK_HOLDER_ENV, RunFolderBusy, hold_run_folder
 from .io import atomic_write_text
 from .params_text import parse_override
+from .progress import PROGRESS_ENV
 from .report import write_report
 from .runs import BATCH_ENV, RunFolder, is_quiet, run_folder
 from .train import list_checkpoints
@@ -80,14 +84,65 @@ def execute_study(config: Config, *, label: str = "", plan: Optional[preflight.R
     `plan` (from `preflight.check`) skips the notebooks an interrupted run in the same folder finished and resumes
     its training from the last checkpoint. run_state.json records each finished notebook; an executed notebook is
     written as <name>.partial.ipynb and renamed when its run ends, so a killed run leaves no complete-looking copy.
+    The run folder is held for the whole run (`folder_lock`): another process on it raises `RunFolderBusy`.
     """
-    started = time.perf_counter()
     if plan is None:
         plan = preflight.RunPlan(run_folder(config).root, list(config.notebooks), [], resuming=False,
                                  replace=False, data_rows=0)
-    if plan.replace:
-        print(f"[{config.run_name}] --fresh: deleting the earlier run in {plan.run_dir}", flush=True)
-        preflight.remove_run_folder(plan.run_dir)
+
+    def say(line: str) -> None:
+        print(f"[{config.run_name}] {line}", flush=True)
+
+    with ExitStack() as held:
+        # Held for the whole run, before anything in the folder is read or written: a second runner stops here.
+        held.enter_context(hold_run_folder(plan.run_dir, say=say))
+        if plan.replace:
+            say(f"--fresh: deleting the earlier run in {plan.run_dir}")
+            preflight.remove_run_folder(plan.run_dir)  # the lock file goes with it: hold the new folder's
+            held.enter_context(hold_run_folder(plan.run_dir, say=say))
+        held.enter_context(kernels_report_to(run_folder(config), say))
+        return _execute_notebooks(config, label, plan)
+
+
+@contextmanager
+def kernels_report_to(paths: RunFolder, say) -> Iterator[None]:
+    """The notebook kernels started meanwhile pass the run folder's lock through (LOCK_HOLDER_ENV) and append
+    their progress lines to the progress log, which a thread prints here as they come."""
+    paths.root.mkdir(parents=True, exist_ok=True)
+    paths.progress_log.touch()
+    before = {name: os.environ.get(name) for name in (LOCK_HOLDER_ENV, PROGRESS_ENV)}
+    os.environ.update({LOCK_HOLDER_ENV: str(os.getpid()), PROGRESS_ENV: str(paths.progress_log)})
+    stop = threading.Event()
+
+    def follow() -> None:
+        with open(paths.progress_log, encoding="utf-8") as log:
+            log.seek(0, os.SEEK_END)
+            pending = ""
+            while True:
+                pending += log.read()
+                *lines, pending = pending.split("\n")
+                for line in lines:
+                    say(line)
+                if stop.is_set():
+                    return
+                stop.wait(0.5)
+
+    follower = threading.Thread(target=follow, name="progress-log", daemon=True)
+    follower.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        follower.join(timeout=5)
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _execute_notebooks(config: Config, label: str, plan: preflight.RunPlan) -> RunOutcome:
+    started = time.perf_counter()
     prepare_run(config)
     paths = run_folder(config)
     run_dir = paths.root
@@ -211,7 +266,12 @@ def run_command(argv: list[str]) -> int:
 
     outcomes = []
     for path, config, plan in zip(args.params, configs, plans):
-        outcome = execute_study(config, label=path, plan=plan)
+        try:
+            outcome = execute_study(config, label=path, plan=plan)
+        except RunFolderBusy as error:
+            print(f"error: [{config.run_name}] {error}", file=sys.stderr, flush=True)
+            outcomes.append(RunOutcome(params_file=path, run_dir=plan.run_dir, error=str(error)))
+            continue
         outcomes.append(outcome)
         paths = RunFolder(outcome.run_dir)
         if outcome.ok:

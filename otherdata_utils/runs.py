@@ -165,6 +165,21 @@ class RunFolder:
         """One study's tables (CSV and markdown) and its record."""
         return self.studies / name
 
+    @property
+    def cells(self) -> Path:
+        """Every finished study cell, one JSON per key (`studies.store`): a re-run trains only the missing ones."""
+        return self.root / "cells"
+
+    @property
+    def work(self) -> Path:
+        """Cells' scratch folders (training output of a model whose scores only are kept); emptied at each start."""
+        return self.root / "work"
+
+    @property
+    def progress_log(self) -> Path:
+        """The lines the runner shows in its terminal (finished cells, training steps), as a record of the run."""
+        return self.root / "progress.log"
+
 
 def run_folder(config: Config) -> RunFolder:
     """The run folder of a config (its output_dir, else runs_dir/run_name)."""

@@ -31,6 +31,7 @@ from .config import TRACKER_PACKAGES, Config, ConfigError
 from .io import atomic_write_json, read_json
 from .metrics import compute_classification_metrics
 from .modeling import make_dataloader, quiet_transformers, save_model
+from .progress import StepLines, to_runner
 from .runs import is_quiet
 
 logger = logging.getLogger(__name__)
@@ -227,6 +228,9 @@ def train(
     # --- the loop
     progress = tqdm(total=total_steps, initial=state.global_step, desc="Training",
                     disable=is_quiet(config) or not accelerator.is_local_main_process)
+    # the runner's terminal sees no tqdm bar: a line every 30 s instead (a study's quiet cells stay silent)
+    step_lines = StepLines(total_steps, state.global_step, enabled=config.quiet is None and to_runner()
+                           and accelerator.is_local_main_process)
     model.train()
     for epoch in range(state.epoch, num_epochs):
         state.epoch = epoch
@@ -258,6 +262,7 @@ def train(
                 continue
             state.global_step += 1
             progress.update(1)
+            step_lines.update(state.global_step)
             if state.global_step % config.logging_steps == 0:
                 mean_loss = accelerator.reduce(running_loss / running_batches, reduction="mean").item()
                 entry = {"step": state.global_step, "epoch": round(state.global_step / steps_per_epoch, 4),
@@ -265,6 +270,7 @@ def train(
                 state.history.append(entry)
                 accelerator.log({"loss": mean_loss, "learning_rate": entry["learning_rate"]}, step=state.global_step)
                 progress.set_postfix(loss=f"{mean_loss:.4f}")
+                step_lines.loss = mean_loss
                 running_loss.zero_()
                 running_batches = 0
             train_seconds += time.perf_counter() - tick

@@ -12,6 +12,7 @@ from typing import Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..env import CACHE_DIR_ENV, RUNS_DIR_ENV
+from ..execution import Execution
 from ..params_text import ConfigError, format_validation_error, merged, unknown_key_message
 from .paths import default_data_dir, local_source_candidates, located_model_paths, project_root, resolve_path
 from .sources import MonitorSpec, SourceSpec
@@ -74,6 +75,7 @@ class Config(BaseModel):
     cache_dir: Optional[str] = None  # tokenised data and the tiny test model; env OTHERDATA_CACHE_DIR
     quiet: Optional[bool] = None  # no progress bars; null = quiet in the runner's batch runs only (runs.is_quiet)
     notebooks: list[str] = Field(default_factory=lambda: list(SUITE_NOTEBOOKS))  # what the runner executes, in order
+    execution: Execution = Field(default_factory=Execution)  # how study cells run: serial or Ray, threads per cell
 
     # --- data
     sources: list[Union[str, SourceSpec]] = Field(default_factory=lambda: ["uci_sentences"])

@@ -6,22 +6,26 @@ Hands each study module `run_cells`, `summarize`, `compare_arms`, `study_design`
 from __future__ import annotations
 
 import hashlib
-import shutil
-import tempfile
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import pandas as pd
 from datasets import Dataset, DatasetDict
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
-from .. import clean, data, metrics, modeling, pipeline, runs, stats, train
+from .. import clean, data, metrics, modeling, pipeline, progress, runs, stats, train
 from ..config import Config
+from ..execution import threads_per_cell
+from ..folder_lock import hold_run_folder
 from ..io import atomic_write_text
+from .executor import CellJob, execute
 from .sampling import column
+from .store import CellStore, cell_key, clear_work, in_work_folder, library_versions, plain
 from .tables import design_markdown, records
 
 
@@ -38,28 +42,39 @@ class CellScore:
 
 
 def fit_and_score(config: Config, train_rows: Dataset, validation_rows: Dataset, test_rows: Dataset,
-                  label_names: list[str], *, groups: Optional[Sequence[str]] = None) -> CellScore:
+                  label_names: list[str], *, groups: Optional[Sequence[str]] = None,
+                  work_dir: Optional[Path] = None) -> CellScore:
     """Train one model on `train_rows` (validation drives best-checkpoint choice), score it per group on test.
 
     `groups` gives one group name per test row (e.g. an agreement level); without it the groups are the domains.
+    `work_dir` takes the training loop's files (the engine gives each cell one under the run folder); without it
+    a folder under the run folder's work/ is used and removed.
     """
-    workdir = Path(tempfile.mkdtemp(prefix="otherdata-cell-"))
-    try:
-        model, tokenizer = modeling.load_model_and_tokenizer(config, label_names)
-        tokenized = modeling.tokenize_splits(
-            DatasetDict(train=train_rows, validation=validation_rows, test=test_rows), tokenizer, config)
-        started = time.perf_counter()
-        train.train(config, model, tokenizer, tokenized, output_dir=workdir, label_names=label_names)
-        seconds = time.perf_counter() - started
-        scores, predictions = train.evaluate(model, tokenized["test"], tokenizer, config, label_names)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    if work_dir is None:
+        return in_work_folder(runs.run_folder(config).work, f"fit-{os.getpid()}", lambda folder: fit_and_score(
+            config, train_rows, validation_rows, test_rows, label_names, groups=groups, work_dir=folder))
+    model, tokenizer = modeling.load_model_and_tokenizer(config, label_names)
+    tokenized = modeling.tokenize_splits(
+        DatasetDict(train=train_rows, validation=validation_rows, test=test_rows), tokenizer, config)
+    started = time.perf_counter()
+    train.train(config, model, tokenizer, tokenized, output_dir=Path(work_dir), label_names=label_names)
+    seconds = time.perf_counter() - started
+    scores, predictions = train.evaluate(model, tokenized["test"], tokenizer, config, label_names)
     per_group = metrics.per_domain_metrics(predictions.labels, predictions.predicted,
                                            column(test_rows, "domain") if groups is None else list(groups),
                                            label_names)
     return CellScore(accuracy=scores["accuracy"], macro_f1=scores["macro_f1"],
                      per_domain=per_group["per_domain"], n_train=len(train_rows), train_seconds=seconds,
                      correct=[int(a) == int(b) for a, b in zip(predictions.labels, predictions.predicted)])
+
+
+def fine_tune_cell(config: Config, train_rows: Dataset, validation_rows: Dataset, test_rows: Dataset,
+                   label_names: list[str], work_dir: Path, *, headline: Optional[str] = None,
+                   groups: Optional[Sequence[str]] = None) -> dict[str, Any]:
+    """The engine's default cell fit: fine-tune and score (`fit_and_score`), as the cells table's measured columns."""
+    score = fit_and_score(config, train_rows, validation_rows, test_rows, label_names, groups=groups,
+                          work_dir=work_dir)
+    return measured_columns(score, headline, len(test_rows), rows_fingerprint(test_rows))
 
 
 def cell_config(config: Config, seed: int) -> Config:
@@ -69,11 +84,17 @@ def cell_config(config: Config, seed: int) -> Config:
 
 # --- running cells, aggregating, comparing ---------------------------------------------------------------------------
 
+CellFit = Callable[..., dict[str, Any]]  # fit(config, train, validation, test, label_names, work_dir, **arguments)
+
+
 @dataclass(frozen=True)
 class Cell:
     """One model to train: its arm, its seed, its rows, and the facts that describe it in the tables.
 
     `split_seed` names the draw of rows the cell trains on (None: the rows follow `seed`, one seed varies both).
+    `fit` (a module-level function, so a Ray worker finds it by name) returns the cell's measured columns, with
+    `arguments` (plain values or Datasets) as its keywords; None fine-tunes and scores (`fine_tune_cell`).
+    `config` is the cell's own, where it trains with other settings than the study's.
     """
 
     arm: str
@@ -82,6 +103,9 @@ class Cell:
     validation: Dataset
     facts: dict[str, Any] = field(default_factory=dict)
     split_seed: Optional[int] = None
+    fit: Optional[CellFit] = None
+    arguments: dict[str, Any] = field(default_factory=dict)
+    config: Optional[Config] = None
 
 
 def seeds(config: Config) -> list[int]:
@@ -121,33 +145,82 @@ def rows_fingerprint(rows: Dataset) -> str:
 def run_cells(config: Config, cells: Sequence[Cell], test: Dataset, label_names: list[str], *,
               headline: Optional[str] = None, groups: Optional[Sequence[str]] = None,
               desc: str = "cells") -> pd.DataFrame:
-    """Train and score every cell; one row per trained model.
+    """Train and score every cell not already in the run folder's cell store; one row per cell, in `cells`' order.
 
     `accuracy` and `macro_f1` are measured on the `headline` group's test rows (all test rows when None);
     `accuracy_all` on every test row, `accuracy_<group>` on each group's (domains, or `groups`). `split_seed` names
     the replicate's row draw, `test_rows` the test rows' fingerprint and `correct` each test row's correctness
     (`correct_text`) over all test rows, so arms can also be compared row by row.
+
+    Each cell is keyed by what determines it (`store.cell_key`) and written to the store as it finishes, by the
+    executor `config.execution` names; a re-run reads finished cells back and trains only the others. The run
+    folder is held (`folder_lock`) while cells run.
     """
-    test_fingerprint = rows_fingerprint(test)
-    rows = []
-    for cell in tqdm(cells, desc=desc, disable=runs.is_quiet(config)):
-        score = fit_and_score(cell_config(config, cell.seed), cell.train, cell.validation, test, label_names,
-                              groups=groups)
-        split = cell.seed if cell.split_seed is None else cell.split_seed
-        rows.append(cell_row(cell.arm, split, cell.seed, cell.facts, score, headline, len(test), test_fingerprint))
-    return pd.DataFrame(rows)
+    folder = runs.run_folder(config)
+    threads = threads_per_cell(config.execution)
+    jobs, keys = {}, []
+    for cell in cells:
+        job = cell_job(config, cell, test, label_names, headline=headline, groups=groups, threads=threads)
+        jobs.setdefault(job.key, job)
+        keys.append(job.key)
+    store = CellStore(folder.cells)
+    with hold_run_folder(folder.root, say=progress.say):
+        rows = {key: store.read(key) for key in jobs}
+        todo = [job for key, job in jobs.items() if rows[key] is None]
+        reused = len(jobs) - len(todo)
+        progress.say(f"{desc}: {reused} of {len(jobs)} cells reused from {folder.cells}, {len(todo)} to train "
+                     f"({config.execution.executor}, {threads} thread(s) per cell)")
+        clear_work(folder.work)
+        lines = progress.to_runner() or "ipykernel" not in sys.modules  # Jupyter keeps its bar instead
+        bar = tqdm(total=len(todo), desc=desc, disable=runs.is_quiet(config))
+        started = time.perf_counter()
+        for done, (job, measured, seconds) in enumerate(
+                execute(todo, config.execution, threads, test, label_names, folder.work), start=1):
+            store.write(job.key, {**job.row, **measured}, job.inputs, seconds)
+            rows[job.key] = store.read(job.key)  # the stored form: a resumed table equals an uninterrupted one
+            bar.update(1)
+            if lines:
+                left = progress.time_left(time.perf_counter() - started, done, len(todo) - done)
+                progress.say(" · ".join([f"cell {reused + done}/{len(jobs)}", job.label,
+                                         progress.duration(seconds), *([left] if left else [])]))
+        bar.close()
+    return pd.DataFrame([rows[key] for key in keys])
+def cell_job(config: Config, cell: Cell, test: Dataset, label_names: list[str], *, headline: Optional[str],
+             groups: Optional[Sequence[str]], threads: int) -> CellJob:
+    """A cell as the executor takes it, keyed by everything that determines its result (`store.cell_key`)."""
+    split = cell.seed if cell.split_seed is None else cell.split_seed
+    own = cell_config(cell.config or config, cell.seed)
+    fit, arguments = ((cell.fit, dict(cell.arguments)) if cell.fit is not None else
+                      (fine_tune_cell, {"headline": headline, "groups": None if groups is None else list(groups)}))
+    inputs = {"fine_tuning": own, "fit": fit, "arguments": arguments, "arm": cell.arm, "split_seed": split,
+              "seed": cell.seed, "facts": cell.facts, "train": cell.train, "validation": cell.validation,
+              "test": test, "label_names": list(label_names), "libraries": library_versions(), "threads": threads}
+    k_label = cell.facts.get("k_label")
+    label = " · ".join([cell.arm, *([f"k {k_label}"] if k_label is not None else []), f"split {split}",
+                        *([f"seed {cell.seed}"] if cell.split_seed is not None else [])])
+    return CellJob(key=cell_key(inputs), fit=fit, config=own, train=cell.train, validation=cell.validation,
+                   arguments=arguments, row={"split_seed": split, "seed": cell.seed, "arm": cell.arm, **cell.facts},
+                   inputs=plain(inputs), label=label)
 
 
 def cell_row(arm: str, split_seed: int, seed: int, facts: dict[str, Any], score: CellScore,
              headline: Optional[str], n_test: int, test_fingerprint: str) -> dict[str, Any]:
     """One cells-table row from a score (a fine-tuned cell's, or an anchor's scored on the same test rows)."""
+    return {"split_seed": split_seed, "seed": seed, "arm": arm, **facts,
+            **measured_columns(score, headline, n_test, test_fingerprint)}
+
+
+def measured_columns(score: CellScore, headline: Optional[str], n_test: int, test_fingerprint: str
+                     ) -> dict[str, Any]:
+    """A score's cells-table columns: the headline group's accuracy and F1, every group's accuracy, seconds, the
+    test rows' fingerprint and per-row correctness."""
     if headline is not None and headline not in score.per_domain:
         raise ValueError(f"no test rows in group {headline!r} to measure the study on; test groups: "
                          f"{sorted(score.per_domain)}")
     head = score.per_domain[headline] if headline is not None else {
         "accuracy": score.accuracy, "macro_f1": score.macro_f1, "n": n_test}
     return {
-        "split_seed": split_seed, "seed": seed, "arm": arm, **facts, "n_train": score.n_train,
+        "n_train": score.n_train,
         "accuracy": head["accuracy"], "macro_f1": head["macro_f1"], "n_test": head["n"],
         "accuracy_all": score.accuracy, "macro_f1_all": score.macro_f1,
         **{f"accuracy_{group}": result["accuracy"] for group, result in score.per_domain.items()},

@@ -4,20 +4,19 @@ Hands on the arms, each arm's unlabelled pretraining texts and the study's `Pret
 """
 from __future__ import annotations
 
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Optional
 
 import pandas as pd
-from datasets import DatasetDict
+from datasets import Dataset, DatasetDict
 
 from .. import plots, runs
 from ..config import Config
 from ..study_registry import StudyParams, register_study
 from ..pretrain import continue_pretraining, pretrained_model_config, unlabelled_texts
-from .engine import (AdaptationResult, Cell, StudyPlan, compare_arms, plan_cells, prepared_data, run_cells,
-                     save_study, seeds, summarize, target_domain)
+from .engine import (AdaptationResult, Cell, StudyPlan, compare_arms, fine_tune_cell, plan_cells, prepared_data,
+                     run_cells, save_study, seeds, summarize, target_domain)
 from .sampling import balanced_order, column, domain_rows, take
 from .tables import arm_table, comparison_lines, records
 
@@ -49,6 +48,25 @@ def pretraining_texts(config: Config, prepared: DatasetDict, arm: str, target: s
     return unlabelled_texts(prepared, domains=domains, splits=("train",), limit=config.pretrain_max_texts, seed=seed)
 
 
+def pretrain_and_fine_tune(config: Config, train_rows: Dataset, validation_rows: Dataset, test_rows: Dataset,
+                           label_names: list[str], work_dir: Path, *, texts: Dataset, headline: Optional[str],
+                           domains: str) -> dict[str, Any]:
+    """A pretraining arm's cell fit: `pretrain_steps` of MLM on `texts` into the cell's work folder, then fine-tuning
+    from the adapted encoder (`fine_tune_cell`). The pretraining facts lead the measured columns; `pretraining`
+    holds the study's pretraining table row."""
+    result = continue_pretraining(config, list(texts["text"]), output_dir=Path(work_dir) / "model",
+                                  max_steps=config.pretrain_steps, learning_rate=config.pretrain_learning_rate,
+                                  batch_size=config.per_device_train_batch_size,
+                                  mlm_probability=config.mlm_probability, seed=config.seed)
+    facts = {"pretrain_texts": result.train_texts, "pretrain_seconds": round(result.seconds, 2),
+             "heldout_loss_before": result.heldout_loss_before, "heldout_loss_after": result.heldout_loss_after}
+    measured = fine_tune_cell(pretrained_model_config(config, result), train_rows, validation_rows, test_rows,
+                              label_names, Path(work_dir) / "fine_tune", headline=headline)
+    return {**facts, **measured, "pretraining": {
+        "domains": domains, "heldout_texts": result.heldout_texts, "steps": result.steps,
+        "examples_seen": result.examples_seen, "head_initialised_fresh": result.head_initialised_fresh, **facts}}
+
+
 def continued_pretraining_study(config: Config) -> PretrainingResult:
     """Does masked-language-model pretraining on unlabelled text before fine-tuning help? No continued pretraining
     against TAPT (the target's own training texts) and DAPT (other domains' training texts), `pretrain_steps` each,
@@ -63,36 +81,21 @@ def continued_pretraining_study(config: Config) -> PretrainingResult:
     pool = domain_rows(prepared["train"], target)
     validation, test = domain_rows(prepared["validation"], target), domain_rows(prepared["test"], target)
     budget = min(config.max_train_samples or len(pool), len(pool))
-    frames, pretrained = [], []
+    cells = []
     for seed in seeds(config):
         # The same rows for every arm of a seed: arms differ only in the encoder they start from.
         train_rows = take(pool, balanced_order(column(pool, "label"), seed)[:budget],
                           f"pretraining study {budget} {seed}")
-        for arm in arms:
-            workdir = Path(tempfile.mkdtemp(prefix="otherdata-pretrain-"))
-            try:
-                model_config, facts = config, {}
-                if arm != "none":
-                    texts = pretraining_texts(config, prepared, arm, target, seed)
-                    result = continue_pretraining(
-                        config.replace(seed=seed), texts, output_dir=workdir / "model",
-                        max_steps=config.pretrain_steps, learning_rate=config.pretrain_learning_rate,
-                        batch_size=config.per_device_train_batch_size, mlm_probability=config.mlm_probability,
-                        seed=seed)
-                    model_config = pretrained_model_config(config, result)
-                    facts = {"pretrain_texts": result.train_texts, "pretrain_seconds": round(result.seconds, 2),
-                             "heldout_loss_before": result.heldout_loss_before,
-                             "heldout_loss_after": result.heldout_loss_after}
-                    pretrained.append({"seed": seed, "arm": arm, "domains": ", ".join(
-                        [target] if arm == "tapt" else config.pretrain_domains), "heldout_texts": result.heldout_texts,
-                        "steps": result.steps, "examples_seen": result.examples_seen,
-                        "head_initialised_fresh": result.head_initialised_fresh, **facts})
-                frames.append(run_cells(model_config, [Cell(arm=arm, seed=seed, train=train_rows,
-                                                            validation=validation, facts=facts)],
-                                        test, names, headline=target, desc=f"{arm} seed {seed}"))
-            finally:
-                shutil.rmtree(workdir, ignore_errors=True)
-    results = pd.concat(frames, ignore_index=True)
+        cells.append(Cell(arm="none", seed=seed, train=train_rows, validation=validation))
+        cells += [Cell(arm=arm, seed=seed, train=train_rows, validation=validation, fit=pretrain_and_fine_tune,
+                       arguments={"texts": Dataset.from_dict({"text": pretraining_texts(config, prepared, arm, target,
+                                                                                        seed)}),
+                                  "headline": target,
+                                  "domains": ", ".join([target] if arm == "tapt" else config.pretrain_domains)})
+                  for arm in arms if arm != "none"]
+    results = run_cells(config, cells, test, names, headline=target, desc="continued pretraining")
+    pretrained = [{"seed": seed, "arm": arm, **record} for seed, arm, record in
+                  zip(results["seed"], results["arm"], results.pop("pretraining")) if isinstance(record, dict)]
     pretraining = pd.DataFrame(pretrained)
     also = ["pretrain_seconds", "heldout_loss_before", "heldout_loss_after"] if len(pretraining) else []
     summary = summarize(results, ["arm"], also=["n_test", *also])
