@@ -4,6 +4,7 @@ Each function returns the matplotlib Figure (a notebook displays it) and, given 
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 import matplotlib
@@ -15,9 +16,15 @@ from matplotlib.figure import Figure
 
 from otherdata_utils.io import PathLike, atomic_path
 from otherdata_utils.metrics import per_domain_frame, row_normalized_confusion
+from otherdata_utils.runs import RunFolder
 
 _HIGHLIGHT = "tab:red"
 _BASE = "tab:blue"
+# The paired-comparison table each study publishes under studies/<study>/, and what the forest plot reads of it.
+COMPARISONS_TABLE = "comparisons.csv"
+_FOREST_COLUMNS = ("arm", "reference", "delta", "ci_low", "ci_high")
+# A comparison's colour by the study's own verdict (Holm-adjusted); any other verdict reads as "cannot tell".
+_VERDICT_COLORS = {"helps": "tab:green", "hurts": "tab:red", "cannot tell": "tab:gray"}
 
 
 def _new_figure(ncols: int = 1, figsize: tuple[float, float] = (6.4, 4.0)) -> tuple[Figure, Any]:
@@ -378,6 +385,83 @@ def plot_monitoring(periods: pd.DataFrame, label: str, period_name: str, baselin
     ax.set_title(f"Monitoring: {label} share per {period_name}")
     ax.legend(fontsize="small", loc="upper left")
     fig.autofmt_xdate()
+    return _finish(fig, path)
+
+
+def forest_rows(results_dir: PathLike) -> pd.DataFrame:
+    """Every paired comparison published under `results_dir` (a book of `publish`ed folders), in folder order: one
+    row per row of each `<folder>/studies/<study>/comparisons.csv`, with `group` (the folder, and the study where a
+    folder holds several), `label` (k, arm vs reference, metric where the table names them), `delta`, `ci_low`,
+    `ci_high` and `verdict` ("helps", "hurts" or "cannot tell")."""
+    if not Path(results_dir).is_dir():
+        raise ValueError(f"{results_dir}: no such results folder (a folder of published runs, e.g. results/)")
+    folders = sorted(path for path in Path(results_dir).iterdir() if path.is_dir())
+    rows = []
+    for folder in folders:
+        tables = sorted(RunFolder(folder).studies.glob(f"*/{COMPARISONS_TABLE}"))
+        for table in tables:
+            # k "8" and k "all" share a column: read every label as text
+            frame = pd.read_csv(table, dtype={"k_label": str, "arm": str, "reference": str, "metric": str})
+            _check_columns(frame, _FOREST_COLUMNS, str(table))
+            group = folder.name if len(tables) == 1 else f"{folder.name} · {table.parent.name}"
+            for _, row in frame.iterrows():
+                label = f"{row['arm']} vs {row['reference']}"
+                if pd.notna(row.get("k_label")):
+                    label = f"k {row['k_label']} · {label}"
+                if pd.notna(row.get("metric")):
+                    label = f"{label} ({row['metric']})"
+                verdict = str(row.get("verdict", ""))
+                rows.append({"group": group, "label": label, "delta": float(row["delta"]),
+                             "ci_low": float(row["ci_low"]), "ci_high": float(row["ci_high"]),
+                             "verdict": next((word for word in ("helps", "hurts") if verdict.startswith(word)),
+                                             "cannot tell")})
+    return pd.DataFrame(rows, columns=["group", "label", "delta", "ci_low", "ci_high", "verdict"])
+
+
+def plot_forest(rows: pd.DataFrame, path: Optional[PathLike] = None) -> Figure:
+    """A forest plot: each comparison's Δ (arm − reference) with its 95% interval on one line, grouped under a bold
+    heading per group, a zero line, coloured by verdict, and Δ [interval] written at the right.
+
+    Takes the result of `forest_rows`; a row without an interval (one replicate) is a point alone."""
+    _check_columns(rows, ["group", "label", "delta", "ci_low", "ci_high", "verdict"], "plot_forest")
+    if rows.empty:
+        raise ValueError("plot_forest needs at least one comparison; forest_rows found no comparisons table")
+    labels, numbers, headings = [], [], []  # one entry per line of the plot, top to bottom
+    places = pd.Series(0, index=rows.index)  # the line each comparison is drawn on
+    for group in dict.fromkeys(rows["group"]):
+        headings.append(len(labels))
+        labels.append(group)
+        numbers.append("")
+        for index, row in rows[rows["group"] == group].iterrows():
+            places[index] = len(labels)
+            labels.append(row["label"])
+            interval = "" if pd.isna(row["ci_low"]) else f" [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]"
+            numbers.append(f"{row['delta']:+.3f}{interval}")
+    fig, ax = _new_figure(figsize=(10.0, 0.19 * len(labels) + 1.6))
+    for verdict, color in _VERDICT_COLORS.items():
+        chosen = rows[rows["verdict"] == verdict]
+        if chosen.empty:
+            continue
+        errors = np.vstack([(chosen["delta"] - chosen["ci_low"]).fillna(0),
+                            (chosen["ci_high"] - chosen["delta"]).fillna(0)])
+        ax.errorbar(chosen["delta"], places[chosen.index], xerr=errors, fmt="o", markersize=3.5, capsize=2,
+                    elinewidth=1, color=color, label=verdict)
+    ax.axvline(0, color="black", linewidth=0.8)
+    lines = range(len(labels))
+    ax.set_yticks(lines, labels, fontsize=7)
+    right = ax.secondary_yaxis("right")
+    right.set_yticks(lines, numbers, fontsize=7)
+    for axis in (ax, right):
+        for line in headings:
+            axis.get_yticklabels()[line].set_fontweight("bold")
+        axis.tick_params(axis="y", length=0)
+    ax.set_ylim(len(labels) - 0.5, -0.7)  # the first group at the top
+    ax.set_xlabel("Δ = arm − reference (accuracy unless the row names a metric), paired over replicates, 95% interval")
+    ax.set_title("Every published comparison: does the arm beat its reference?", fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    ax.tick_params(axis="x", top=True, labeltop=True)  # a tall figure: the scale at both ends
+    fig.legend(loc="outside upper center", ncols=len(_VERDICT_COLORS), fontsize=8, frameon=False,
+               title="the study's verdict (Holm-adjusted)", title_fontsize=8)
     return _finish(fig, path)
 
 

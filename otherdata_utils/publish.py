@@ -1,7 +1,9 @@
 """Publishing: a finished run folder made into a small folder for readers (``python -m otherdata_utils publish``).
 
 Takes a run folder (`runs.RunFolder`); hands on RESULTS_DIR: report, metrics, parameters, figures, study tables and
-the executed notebooks without their volatile parts, swapped in whole and byte-identical when published again.
+the executed notebooks without their volatile parts, swapped in whole and byte-identical when published again. Where
+RESULTS_DIR lies in a results book (a folder with a README.md, like results/), the book's forest plot of every
+published comparison, `forest.png`, is redrawn beside it.
 """
 from __future__ import annotations
 
@@ -16,8 +18,9 @@ import nbformat
 import yaml
 from PIL import Image
 
+from . import plots
 from .config import project_root
-from .io import atomic_dir, read_json
+from .io import atomic_dir, atomic_path, read_json
 from .runs import RunFolder
 
 # A figure above this many bytes is re-encoded, then scaled down, until it fits: the folder goes into git.
@@ -29,6 +32,9 @@ MIN_FIGURE_WIDTH = 480
 LOCAL_FOLDER_PARAMS = ("runs_dir", "output_dir", "data_dir", "cache_dir")
 CLASSIFICATION_REPORT = "classification_report.txt"
 README = "README.md"
+# A folder of published results holding this index is a results book: publishing into it redraws its forest plot.
+BOOK_INDEX = "README.md"
+FOREST = "forest.png"
 # A folder whose README.md holds this was written by publish, and may be replaced by it.
 MARKER = "made by `python -m otherdata_utils publish`"
 # What papermill and Jupyter record about one execution: when, how long, from and to which local file.
@@ -78,7 +84,28 @@ def publish(run_dir: Path, results_dir: Path) -> Path:
         if periods.is_file():
             _write(out.monitoring / periods.name, periods.read_text(encoding="utf-8"))
         _write(tmp / README, _readme(run, results_dir, params, metrics, sorted(_relative_files(tmp))))
+    if (results_dir.parent / BOOK_INDEX).is_file():
+        draw_forest(results_dir.parent)
     return results_dir
+
+
+def draw_forest(book: Path) -> Optional[Path]:
+    """Redraw `book`/forest.png from every comparison table published in `book`'s folders (`plots.forest_rows`),
+    at most MAX_FIGURE_BYTES; return its path, or None (writing nothing) when no folder holds a comparison."""
+    try:
+        rows = plots.forest_rows(book)
+    except ValueError as error:  # no such folder, or a comparisons table without Δ and its interval
+        raise PublishError(f"{Path(book) / FOREST} not drawn: {error}") from error
+    if rows.empty:
+        return None
+    target = Path(book) / FOREST
+    plots.plot_forest(rows, target)
+    drawn = target.read_bytes()
+    small = small_png(drawn)
+    if small != drawn:
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(small)
+    return target
 
 
 def check_finished(run: RunFolder) -> None:
@@ -303,16 +330,34 @@ def _write_bytes(path: Path, data: bytes) -> None:
 
 
 def publish_command(argv: list[str]) -> int:
-    """``python -m otherdata_utils publish RUN_DIR RESULTS_DIR``: exit code 0, or 2 with one line naming the path."""
+    """``python -m otherdata_utils publish RUN_DIR RESULTS_DIR`` or ``publish --forest BOOK``: exit code 0, or 2
+    with one line naming the path."""
     parser = argparse.ArgumentParser(prog="python -m otherdata_utils publish", description=publish.__doc__)
-    parser.add_argument("run_dir", help="a finished run folder, e.g. runs/imdb")
-    parser.add_argument("results_dir", help="the folder to write (replaced whole), e.g. results/imdb")
+    parser.add_argument("run_dir", nargs="?", help="a finished run folder, e.g. runs/imdb")
+    parser.add_argument("results_dir", nargs="?", help="the folder to write (replaced whole), e.g. results/imdb")
+    parser.add_argument("--forest", metavar="BOOK", help="only redraw BOOK/forest.png from the comparisons "
+                        "published in BOOK's folders, e.g. --forest results")
     args = parser.parse_args(argv)
+    if args.forest is not None:
+        if args.run_dir is not None:
+            parser.error("--forest redraws a book's forest plot and takes no RUN_DIR or RESULTS_DIR")
+        try:
+            forest = draw_forest(Path(args.forest))
+        except PublishError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"{args.forest}: no comparisons table published, no forest plot" if forest is None
+              else f"redrew {forest}", flush=True)
+        return 0
+    if args.results_dir is None:
+        parser.error("the following arguments are required: run_dir, results_dir (or --forest BOOK)")
     try:
         target = publish(Path(args.run_dir), Path(args.results_dir))
     except PublishError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     count = sum(1 for path in target.rglob("*") if path.is_file())
-    print(f"published {args.run_dir} as {args.results_dir}: {count} files", flush=True)
+    forest = Path(args.results_dir).parent / FOREST
+    redrawn = f"; redrew {forest}" if (target.parent / BOOK_INDEX).is_file() and forest.is_file() else ""
+    print(f"published {args.run_dir} as {args.results_dir}: {count} files{redrawn}", flush=True)
     return 0

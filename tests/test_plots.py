@@ -214,3 +214,78 @@ def test_accuracy_by_length_labels_each_quartile_with_its_tokens_n_and_truncatio
     assert labels[0] == "Q1\n1–3 tokens\nn = 2\n0% truncated"
     assert labels[3] == "Q4\n12–20 tokens\nn = 2\n100% truncated"
     assert [t.get_text() for t in ax.texts] == ["1.000", "1.000", "0.000", "0.500"]
+
+
+# --- the results book's forest plot ----------------------------------------------------------------------------------
+
+COMPARISONS = {
+    "study_a": {"few_shot_mixing": "k_label,arm,reference,delta,ci_low,ci_high,verdict\n"
+                                   "8,concat,target_only,0.12,0.09,0.15,\"helps (+0.120, p_adj<0.001)\"\n"
+                                   "all,concat,target_only,-0.01,-0.03,0.01,cannot tell: differences up to 0.03\n"},
+    "study_b": {"agreement": "arm,reference,delta,ci_low,ci_high,verdict\n"
+                             "≥66%,≥100%,-0.096,-0.133,-0.059,\"hurts (-0.096, p_adj=0.006)\"\n",
+                "noise": "arm,reference,delta,ci_low,ci_high,verdict,metric\n"
+                         "noise 30%,target_only,-0.2,,,cannot tell,in-scope accuracy\n"},
+}
+
+
+@pytest.fixture
+def results_book(tmp_path):
+    """Two published study folders (one with two study tables) and a single run without any comparison."""
+    for folder, studies in COMPARISONS.items():
+        for study, table in studies.items():
+            (tmp_path / folder / "studies" / study).mkdir(parents=True)
+            (tmp_path / folder / "studies" / study / "comparisons.csv").write_text(table, encoding="utf-8")
+            (tmp_path / folder / "studies" / study / "summary.csv").write_text("arm,mean\nx,0.5\n")
+    (tmp_path / "imdb_offline" / "figures").mkdir(parents=True)
+    (tmp_path / "README.md").write_text("# Results\n")
+    return tmp_path
+
+
+def test_forest_rows_are_the_published_comparisons_labelled_arm_vs_reference_in_folder_order(results_book):
+    rows = plots.forest_rows(results_book)
+    assert rows[["group", "label", "verdict"]].values.tolist() == [
+        ["study_a", "k 8 · concat vs target_only", "helps"],
+        ["study_a", "k all · concat vs target_only", "cannot tell"],
+        ["study_b · agreement", "≥66% vs ≥100%", "hurts"],
+        ["study_b · noise", "noise 30% vs target_only (in-scope accuracy)", "cannot tell"],
+    ]
+    assert rows["delta"].tolist() == [0.12, -0.01, -0.096, -0.2]
+    assert rows["ci_low"].isna().tolist() == [False, False, False, True]
+
+
+def test_forest_plot_draws_one_point_per_comparison_under_its_group_with_a_zero_line(results_book):
+    rows = plots.forest_rows(results_book)
+    fig = plots.plot_forest(rows)
+    ax = fig.axes[0]
+    bars = [container for container in ax.containers if isinstance(container, ErrorbarContainer)]
+    points = sorted(y for container in bars for y in container.lines[0].get_ydata())
+    # groups head their rows: heading 0, rows 1-2, heading 3, row 4, heading 5, row 6
+    assert points == [1, 2, 4, 6]
+    labels = [tick.get_text() for tick in ax.get_yticklabels()]
+    assert labels == ["study_a", "k 8 · concat vs target_only", "k all · concat vs target_only",
+                      "study_b · agreement", "≥66% vs ≥100%", "study_b · noise",
+                      "noise 30% vs target_only (in-scope accuracy)"]
+    bold = [tick.get_text() for tick in ax.get_yticklabels() if tick.get_fontweight() == "bold"]
+    assert bold == ["study_a", "study_b · agreement", "study_b · noise"]
+    # the right-hand column repeats each Δ with its interval; a row without one shows Δ alone
+    right = [tick.get_text() for tick in ax.child_axes[0].get_yticklabels()]
+    assert right == ["", "+0.120 [+0.090, +0.150]", "-0.010 [-0.030, +0.010]", "", "-0.096 [-0.133, -0.059]", "",
+                     "-0.200"]
+    vertical = [line for line in ax.lines if len(set(line.get_xdata())) == 1 and list(line.get_ydata()) == [0, 1]]
+    assert [list(line.get_xdata()) for line in vertical] == [[0, 0]]  # one line across the axes, at Δ = 0
+    colors = {container.get_label(): to_rgba(container.lines[0].get_color()) for container in bars}
+    assert colors == {"helps": to_rgba("tab:green"), "hurts": to_rgba("tab:red"),
+                      "cannot tell": to_rgba("tab:gray")}
+
+
+def test_forest_plot_of_a_book_without_comparisons_is_refused_and_a_bad_table_named(tmp_path):
+    (tmp_path / "imdb_offline").mkdir()
+    assert plots.forest_rows(tmp_path).empty
+    with pytest.raises(ValueError, match="at least one comparison"):
+        plots.plot_forest(plots.forest_rows(tmp_path))
+    table = tmp_path / "study_c" / "studies" / "x" / "comparisons.csv"
+    table.parent.mkdir(parents=True)
+    table.write_text("arm,reference,mean_arm\nx,y,0.5\n")
+    with pytest.raises(ValueError, match=rf"{table}.*missing \['delta', 'ci_low', 'ci_high'\]"):
+        plots.forest_rows(tmp_path)

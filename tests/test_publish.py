@@ -232,6 +232,48 @@ def test_publishing_twice_gives_identical_bytes(finished_run, published):
     assert sorted(p.name for p in published.parent.iterdir()) == [published.name]
 
 
+def _study_run(root: Path, comparisons: str) -> Path:
+    """A finished study run (as `_fake_run`) whose study published one comparisons table."""
+    _fake_run(root, state={"notebooks_done": ["03_finetune", "04_evaluate"]})
+    table = RunFolder(root).study("few_shot_mixing") / "comparisons.csv"
+    table.parent.mkdir(parents=True)
+    table.write_text(comparisons)
+    return root
+
+
+COMPARISON_ROWS = ("k_label,arm,reference,delta,ci_low,ci_high,verdict\n"
+                   "8,concat,target_only,0.12,0.09,0.15,helps\n32,concat,target_only,0.02,-0.01,0.05,cannot tell\n")
+
+
+def test_publishing_into_a_results_book_redraws_its_forest_plot_with_every_published_comparison(tmp_path):
+    book = tmp_path / "results"
+    book.mkdir()
+    (book / "README.md").write_text("# Results\n")
+    publish.publish(_study_run(tmp_path / "runs" / "a", COMPARISON_ROWS), book / "study_a")
+    first = (book / publish.FOREST).read_bytes()
+    assert first.startswith(b"\x89PNG") and len(first) <= publish.MAX_FIGURE_BYTES
+    one_row = COMPARISON_ROWS.rsplit("32,", 1)[0]
+    publish.publish(_study_run(tmp_path / "runs" / "b", one_row), book / "study_b")
+    second = (book / publish.FOREST).read_bytes()
+    # the second folder's row was added: the plot is taller by its heading and its row
+    assert Image.open(BytesIO(second)).height > Image.open(BytesIO(first)).height
+    assert sorted(path.name for path in book.iterdir()) == ["README.md", "forest.png", "study_a", "study_b"]
+
+
+def test_publish_outside_a_results_book_draws_no_forest_and_the_command_redraws_one_on_demand(tmp_path, capsys):
+    elsewhere = tmp_path / "shared"
+    publish.publish(_study_run(tmp_path / "runs" / "a", COMPARISON_ROWS), elsewhere / "study_a")
+    assert sorted(path.name for path in elsewhere.iterdir()) == ["study_a"]
+    assert cli.main(["publish", "--forest", str(elsewhere)]) == 0
+    assert capsys.readouterr().out == f"redrew {elsewhere / publish.FOREST}\n"
+    assert (elsewhere / publish.FOREST).read_bytes().startswith(b"\x89PNG")
+    (tmp_path / "single_runs" / "imdb_offline").mkdir(parents=True)  # a run's folder without a study
+    assert cli.main(["publish", "--forest", str(tmp_path / "single_runs")]) == 0
+    assert "no comparisons table published, no forest plot" in capsys.readouterr().out
+    assert cli.main(["publish", "--forest", str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'missing' / publish.FOREST} not drawn: ")
+
+
 # --- refusals ------------------------------------------------------------------------------------------------------
 
 def _fake_run(root: Path, *, state: dict | None, with_metrics: bool = True) -> Path:

@@ -27,7 +27,8 @@ README = REPO / "README.md"
 CLI = ("-m", "otherdata_utils")
 PYTHONS = (".venv/bin/python", "python")
 PATH_SUFFIXES = (".yaml", ".yml", ".csv", ".tsv", ".jsonl", ".json", ".parquet", ".gz", ".ipynb", ".txt")
-# Named in the README's prose (## Benchmarks), not in a bash block: its help runs after the blocks' commands.
+# Named in the README's prose (its closing pointer to CONTRIBUTING.md), not in a bash block: its help runs after the
+# blocks' commands.
 PROSE_SUBCOMMANDS = ("bench",)
 
 
@@ -169,8 +170,10 @@ def made_by(command: Command) -> set[str]:
         # a missing params file makes nothing: the file check names it
         made |= {args.out} if args.out else {f"runs/{load_config(REPO / p).run_name}" for p in args.params
                                              if (REPO / p).is_file()}
-    elif command.is_cli and command.subcommand in ("publish", "predict"):
-        made.add(parse_only(command).results_dir if command.subcommand == "publish" else command.args[2])
+    elif command.is_cli and command.subcommand == "publish":
+        made |= {parse_only(command).results_dir} - {None}  # `publish --forest BOOK` makes no results folder
+    elif command.is_cli and command.subcommand == "predict":
+        made.add(command.args[2])
     return made
 
 
