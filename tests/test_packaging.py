@@ -87,7 +87,7 @@ def test_every_third_party_import_of_the_package_is_declared_in_pyproject():
     assert not undeclared, f"imported but not declared in pyproject.toml: {undeclared}"
 
 
-# --- the lean install: `pip install "otherdata[serve]"` predicts and serves without the `run` extra ---------------------
+# --- the lean install: `pip install -e ".[serve]"` predicts and serves without the `run` extra ------------------------
 
 SERVE_MODULES = ("serve", "http_app", "predictor")  # the serving step itself: its lazy imports (uvicorn) count too
 # The `run` extra's notebook and plotting machinery, which importing the serving step must not load.
@@ -293,7 +293,7 @@ def test_run_command_without_the_run_extra_names_the_extra_to_install():
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "python -m otherdata_utils run: error: needs the `run` extra (no module named 'papermill'): "
-        "pip install \"otherdata[run]\", or from a clone pip install -e \".[run]\""]
+        "from a clone of this repository, pip install -e \".[run]\" -c constraints.txt"]
 
 
 def test_environment_yml_installs_the_package_with_every_extra():
