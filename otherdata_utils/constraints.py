@@ -64,8 +64,8 @@ def constraints_record(path: Optional[Path] = None, version: Versions = installe
     path = constraints_file() if path is None else Path(path)
     if path is None:
         return {"path": None, "sha256": None, "matches": None, "mismatches": [],
-                "note": f"installed without a constraints file ({CONSTRAINTS_ENV} is empty or no {CONSTRAINTS_NAME} "
-                        "beside the package): versions unpinned"}
+                "note": f"no constraints file known ({CONSTRAINTS_ENV} is empty, or no {CONSTRAINTS_NAME} beside the "
+                        "package): the installed versions are not compared with the published ones"}
     if not path.is_file():
         raise FileNotFoundError(f"{CONSTRAINTS_ENV}={path}: no such constraints file; point it at the "
                                 f"{CONSTRAINTS_NAME} the environment was installed with, or set it empty")

@@ -54,7 +54,7 @@ def test_the_environment_names_the_file_and_empty_means_installed_without_one(tm
     monkeypatch.setenv(CONSTRAINTS_ENV, "")
     record = constraints_record(version=installed({}))
     assert (record["path"], record["sha256"], record["matches"]) == (None, None, None)
-    assert "installed without a constraints file" in record["note"]
+    assert "no constraints file known" in record["note"]
     monkeypatch.setenv(CONSTRAINTS_ENV, str(tmp_path / "absent.txt"))
     with pytest.raises(FileNotFoundError, match=f"{CONSTRAINTS_ENV}={tmp_path / 'absent.txt'}: no such constraints"):
         constraints_record(version=installed({}))
