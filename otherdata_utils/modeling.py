@@ -1,6 +1,7 @@
 """Model and tokenizer resolution (Hub id, local folder, packaged MiniLM, tiny random test model) and tokenisation.
 
-Hands on tokenised splits, length-grouped batch samplers and padded DataLoaders to `train`, and saves models.
+Hands on tokenised splits, length-grouped batch samplers and padded DataLoaders to `train`, and saves models. How a
+text is cut to tokens lives in `inference`, which serving shares without importing this training side.
 """
 from __future__ import annotations
 
@@ -12,14 +13,11 @@ import os
 import re
 import shutil
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
-import datasets
 import numpy as np
 import torch
-import transformers
 from accelerate import PartialState
 from accelerate.utils import set_seed
 from datasets import Dataset, DatasetDict
@@ -38,6 +36,7 @@ from transformers import (
 
 from .adapters import apply_peft
 from .config import Config
+from .inference import encode_batch, quiet_transformers, special_token_frame
 from .io import atomic_dir
 from .runs import is_quiet
 
@@ -162,28 +161,6 @@ def describe_model(path: str) -> dict[str, Any]:
     }
 
 
-@contextmanager
-def quiet_transformers(quiet: bool = True) -> Iterator[None]:
-    """Silence transformers' and datasets' warnings (weight load reports) and progress bars, then restore them."""
-    if not quiet:
-        yield
-        return
-    verbosity = transformers.logging.get_verbosity()
-    hf_bars = transformers.utils.logging.is_progress_bar_enabled()
-    ds_bars = not datasets.are_progress_bars_disabled()
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    datasets.disable_progress_bars()
-    try:
-        yield
-    finally:
-        transformers.logging.set_verbosity(verbosity)
-        if hf_bars:
-            transformers.utils.logging.enable_progress_bar()
-        if ds_bars:
-            datasets.enable_progress_bars()
-
-
 def load_model_and_tokenizer(
     config: Config, label_names: Sequence[str]
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -274,7 +251,7 @@ def tokenize_splits(dsd: DatasetDict, tokenizer: PreTrainedTokenizerBase, config
             key = _hash_text(json.dumps(settings, sort_keys=True), dataset_fingerprint(split))
             keep = [c for c in ("id", "domain") if c in split.column_names]
             out[name] = split.map(
-                _encode_batch,
+                encode_batch,
                 batched=True,
                 fn_kwargs={"tokenizer": tokenizer, "prefix": prefix, "suffix": suffix, "budget": budget,
                            "truncation": config.truncation, "head_tokens": config.head_tokens},
@@ -284,56 +261,6 @@ def tokenize_splits(dsd: DatasetDict, tokenizer: PreTrainedTokenizerBase, config
                 desc=f"Tokenising {name}",
             )
     return DatasetDict(out)
-
-
-def encode_texts(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], *, max_length: int, truncation: str,
-                 head_tokens: int) -> dict[str, list]:
-    """input_ids, attention_mask and length per text, unpadded, cut to `max_length` exactly as `tokenize_splits`
-    cuts training and evaluation texts (what a served model must do to see what it was trained on)."""
-    prefix, suffix = special_token_frame(tokenizer)
-    return _encode_batch({"text": list(texts)}, tokenizer=tokenizer, prefix=prefix, suffix=suffix,
-                         budget=max_length - len(prefix) - len(suffix), truncation=truncation,
-                         head_tokens=head_tokens)
-
-
-def _encode_batch(batch: dict, *, tokenizer: PreTrainedTokenizerBase, prefix: list[int], suffix: list[int],
-                  budget: int, truncation: str, head_tokens: int) -> dict:
-    # Tokenise without truncation, then cut here: the tokenizer itself can only keep the head.
-    encoded = tokenizer(batch["text"], add_special_tokens=False, return_attention_mask=False,
-                        return_token_type_ids=False, verbose=False)["input_ids"]
-    input_ids = [prefix + truncate_ids(ids, budget, truncation, head_tokens) + suffix for ids in encoded]
-    columns = {
-        "input_ids": input_ids,
-        "attention_mask": [[1] * len(ids) for ids in input_ids],
-        "length": [len(ids) for ids in input_ids],
-    }
-    if "label" in batch:  # texts to predict on have none
-        columns["labels"] = batch["label"]
-    return columns
-
-
-def truncate_ids(ids: list[int], budget: int, truncation: str, head_tokens: int) -> list[int]:
-    """At most `budget` token ids: the head, the tail, or head_tokens from the start plus the rest from the end."""
-    if len(ids) <= budget:
-        return ids
-    if truncation == "head":
-        return ids[:budget]
-    if truncation == "tail":
-        return ids[len(ids) - budget:]
-    if truncation == "head_tail":
-        head = min(head_tokens, budget)
-        return ids[:head] + ids[len(ids) - (budget - head):]
-    raise ValueError(f"truncation={truncation!r}: expected 'head', 'tail' or 'head_tail'")
-
-
-def special_token_frame(tokenizer: PreTrainedTokenizerBase) -> tuple[list[int], list[int]]:
-    """The special token ids a single sequence gets before and after its text ([CLS] … [SEP] for BERT)."""
-    probe = tokenizer("a", add_special_tokens=False)["input_ids"]
-    framed = tokenizer("a", add_special_tokens=True)["input_ids"]
-    for start in range(len(framed) - len(probe) + 1):
-        if framed[start:start + len(probe)] == probe:
-            return framed[:start], framed[start + len(probe):]
-    raise ValueError(f"cannot tell where {type(tokenizer).__name__} puts its special tokens")
 
 
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from . import data, metrics, pipeline, plots
 from .config import Config, MonitorSpec
-from .data import files
+from . import files
 from .io import atomic_write_text
 from .predictor import Predictor
 from .runs import is_quiet, run_folder

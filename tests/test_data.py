@@ -24,7 +24,7 @@ from otherdata_utils.data import (
     record_features,
     sources_table,
 )
-from otherdata_utils.data.files import file_format
+from otherdata_utils.files import file_format
 
 SPLITS = ("train", "validation", "test")
 

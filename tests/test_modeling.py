@@ -114,7 +114,7 @@ def test_tokenisation_is_cached_and_reused_until_a_setting_changes(uci_rows, tok
         raise AssertionError("tokenised again although the cache holds this split")
 
     with monkeypatch.context() as patched:
-        patched.setattr(modeling, "_encode_batch", must_not_run)
+        patched.setattr(modeling, "encode_batch", must_not_run)
         again = modeling.tokenize_splits(splits, tokenizer, config)["train"]
     assert again.cache_files == first.cache_files and again._fingerprint == first._fingerprint
     assert again["input_ids"] == first["input_ids"]

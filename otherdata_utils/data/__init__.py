@@ -1,8 +1,8 @@
 """Data step: named data sets (local copies or the Hugging Face Hub) and local files, read into one record schema.
 
-Hands on a DatasetDict ("train", "validation", "test") in `record_features`; `files` is the one local-file reader.
+Hands on a DatasetDict ("train", "validation", "test") in `record_features`; `otherdata_utils.files` is the one local-file reader.
 """
-from .files import FileReadError, Records, read_records
+from ..files import FileReadError, Records, read_records
 from .named import NAMED_SOURCES, NamedSource
 from .schema import BINARY_LABELS, SPLITS, THREE_WAY_LABELS, DataError, record_features
 from .sources import fingerprint, label_names, load_data, load_intermediate_data, load_source, sources_table

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..config import SourceSpec, local_source_candidates
-from .files import FileReadError, Records, decode, file_format, read_records
-from .files import read_json as read_json_document
-from .files import read_lines as read_text_lines
+from ..files import FileReadError, Records, decode, file_format, read_records
+from ..files import read_json as read_json_document
+from ..files import read_lines as read_text_lines
 from .schema import BINARY_LABELS, DataError, Table, at
 
 _SPLIT_ALIASES = {"train": "train", "validation": "validation", "valid": "validation", "val": "validation",

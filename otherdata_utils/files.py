@@ -15,9 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
-import pyarrow
-import pyarrow.parquet
-
 PathLike = Union[str, Path]
 FORMATS = ("csv", "tsv", "jsonl", "parquet")
 _FORMAT_SUFFIXES = {"csv": "csv", "tsv": "tsv", "tab": "tsv", "jsonl": "jsonl", "ndjson": "jsonl",
@@ -223,6 +220,13 @@ def _jsonl_columns(path: Path, text: str) -> tuple[dict[str, list], list[int]]:
 
 
 def _parquet_columns(path: Path, data: bytes) -> dict[str, list]:
+    try:
+        # pyarrow only for parquet: a lean install that predicts and serves CSV and JSONL goes without it
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError:
+        raise FileReadError(f"{path}: reading parquet needs pyarrow, which this install lacks: pip install pyarrow, "
+                            "or save the file as CSV or JSONL", path=path, reason="parquet") from None
     try:
         return pyarrow.parquet.read_table(pyarrow.BufferReader(data)).to_pydict()
     except (pyarrow.ArrowException, OSError) as error:
