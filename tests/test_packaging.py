@@ -277,7 +277,7 @@ def test_make_installs_per_target_with_the_constraints_and_goes_offline_only_wit
     run_commands, with_data = make_dry_run("run", OTHERDATA_DATA_DIR=str(tmp_path))
     assert '-c constraints.txt -e ".[run]"' in run_commands
     test_commands, without_data = make_dry_run("test", OTHERDATA_DATA_DIR=str(tmp_path / "absent"))
-    assert '-c constraints.txt -e ".[run,dev,studies,serve,augment,tracking]"' in test_commands
+    assert '-c constraints.txt -e ".[run,dev,studies,serve,augment,tracking,ray]"' in test_commands
     assert re.search(r"^HF_HUB_OFFLINE (\?|:)?= 1$", with_data, flags=re.MULTILINE)
     assert not re.search(r"^HF_HUB_OFFLINE ", without_data, flags=re.MULTILINE)
     assert f"OTHERDATA_CONSTRAINTS := {REPO_ROOT / 'constraints.txt'}" in with_data
