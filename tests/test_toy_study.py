@@ -11,7 +11,10 @@ from otherdata_utils.config import ConfigError, load_config
 
 # The whole study module, as a new study would add it under otherdata_utils/studies/ (here written to a folder the
 # package is told to search too, so the source tree is left alone).
-TOY_MODULE = '''"""A toy study: each arm adds a set lift to a coin's accuracy. Hands on its params, plan and `StudyResult`."""
+TOY_MODULE = '''"""A toy study: each arm adds a set lift to a coin's accuracy.
+
+Hands on its params, its plan and its `StudyResult`.
+"""
 from datasets import Dataset
 from matplotlib.figure import Figure
 
