@@ -297,6 +297,12 @@ def test_study_run_writes_its_tables_figure_metrics_and_report(study_run) -> Non
     assert not list(run_dir.rglob("*.tmp"))
 
 
+def test_study_run_trains_exactly_the_models_and_replicates_its_plan_names(study_run) -> None:
+    from test_study_designs import _plan_matches_cells  # the same check as on the published runs
+    _, run_dir = study_run
+    _plan_matches_cells(load_config(run_dir / "params.yaml"), run_dir)
+
+
 def _language_scored_on_english_only(run_dir: Path) -> None:
     cells = pd.read_csv(run_dir / "studies" / "language_mixing" / "cells.csv")
     assert set(cells["target_rows"]) == {48}  # additive arms: every arm keeps the 48 English rows
@@ -305,12 +311,17 @@ def _language_scored_on_english_only(run_dir: Path) -> None:
     assert np.allclose(cells["accuracy"], cells["accuracy_english"])
     coverage = pd.read_csv(run_dir / "studies" / "language_mixing" / "coverage.csv").set_index("language")
     assert coverage.loc["arabic", "single_letter_share"] > 0.8
+    correct = pd.read_csv(run_dir / "studies" / "language_mixing" / "correct.csv", dtype={"correct": str})
+    assert (correct["correct"].str.len() == 90).all() and "correct" not in cells  # every test row, out of cells.csv
 
 
 def _pretraining_recorded(run_dir: Path) -> None:
     pretraining = pd.read_csv(run_dir / "studies" / "continued_pretraining" / "pretraining.csv")
     assert sorted(pretraining["arm"].unique()) == ["dapt", "tapt"] and (pretraining["steps"] == 3).all()
     assert pretraining["head_initialised_fresh"].all()
+    recorded = json.loads((run_dir / "metrics.json").read_text())["studies"]["continued_pretraining"]
+    assert len(recorded["pretraining"]) == len(pretraining) == 4 and recorded["pretrain_steps"] == 3
+    assert recorded["table_markdown"].count("95% Student-t interval") == 1  # the design paragraph, written once
 
 
 def _parameters_counted(run_dir: Path) -> None:
@@ -318,6 +329,11 @@ def _parameters_counted(run_dir: Path) -> None:
     assert cells.loc["full", "trainable_params"] == cells.loc["full", "total_params"]
     assert 0 < cells.loc["lora", "trainable_params"] < cells.loc["adalora", "trainable_params"] < 20_000
     assert (run_dir / "notebooks" / "01_data.ipynb").is_file()  # the params file's whole notebook list ran
+    design = json.loads((run_dir / "metrics.json").read_text())["studies"]["peft"]
+    assert design["tuned"] == {"learning_rate": "chosen per arm on validation from its grid (below; test rows are "
+                                                "not read for it)"} and "learning_rate" not in design["fixed"]
+    assert "*Tuned per arm:* learning_rate chosen per arm on validation" in design["table_markdown"]
+    assert len(pd.read_csv(run_dir / "studies" / "peft" / "learning_rates.csv")) == 9  # 3 rates × 3 methods
 
 
 def test_study_run_records_what_its_study_is_about(study_run) -> None:

@@ -44,6 +44,12 @@ def test_ci_study_writes_every_artefact_of_a_run_folder(ci_run):
     assert not list(run_dir.rglob("*.tmp")), "a temporary file was left behind"
 
 
+def test_the_ci_transfer_study_trains_exactly_the_models_its_plan_names(ci_run):
+    from test_study_designs import _plan_matches_cells  # the same check as every study params file's CI run
+    run_dir, _ = ci_run
+    _plan_matches_cells(load_config(run_dir / "params.yaml"), run_dir)
+
+
 def test_metrics_json_holds_test_accuracy_macro_f1_and_per_domain(ci_run):
     run_dir, _ = ci_run
     metrics = json.loads((run_dir / "metrics.json").read_text())

@@ -230,8 +230,10 @@ def test_transfer_matrix_trains_each_domain_per_seed_and_tests_on_every_domain(b
     config, _ = blitzer
     result = studies.transfer_matrix(config, ["books", "electronics"])
     assert len(result.cells) == 2 * 2 * 2  # seeds × train domains × test domains
-    assert list(result.matrix.index) == list(result.matrix.columns) == ["books", "electronics"]
-    assert result.loss.loc["books", "books"] == 0
+    matrix = result.extra["matrix"].set_index("train_domain")
+    assert list(matrix.index) == list(matrix.columns) == ["books", "electronics"]
+    assert result.extra["loss"].set_index("train_domain").loc["books", "books"] == 0
+    assert result.comparisons.empty and "books | **" in result.table_markdown  # no arms: the matrix is the table
     for _, row in result.summary.iterrows():
         pair = result.cells[(result.cells["train_domain"] == row["train_domain"])
                             & (result.cells["test_domain"] == row["test_domain"])]

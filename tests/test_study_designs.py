@@ -204,14 +204,14 @@ def test_design_paragraph_names_seed_only_replicates_without_a_cross_product():
 # --- plan(): exactly what a study trains --------------------------------------------------------------------------
 
 def _plan_matches_cells(config: Config, folder: Path) -> None:
-    """Every study kind of `config`: plan()'s scored models are the rows of the study's cells tables (transfer's
-    table has a row per model and test domain) and its replicates the distinct (split seed, seed) pairs."""
+    """Every study kind of `config`: plan()'s table rows are the rows of the study's cells tables (a row per scored
+    model; transfer's a row per model and test domain) and its replicates the distinct (split seed, seed) pairs."""
     from otherdata_utils.study_registry import study_kind
     tables = [pd.read_csv(path) for path in sorted((folder / "studies").glob("*/cells.csv"))]
+    assert config.study and tables, f"{folder}: no study block or no cells table to hold a plan against"
     for kind in config.study:
         plan = study_kind(kind).plan(config)
-        rows_per_model = len(plan.arms) if kind == "transfer" else 1
-        assert sum(len(table) for table in tables) == sum(plan.cells.values()) * rows_per_model, kind
+        assert sum(len(table) for table in tables) == plan.table_rows, kind
         assert set().union(*(set(zip(t["split_seed"], t["seed"])) for t in tables)) == set(plan.replicates), kind
 
 

@@ -1,7 +1,8 @@
 """The machine every study runs: cells (an arm, a split seed, a seed, rows) trained and scored, replicate
 summaries, arm comparisons paired on (split seed, seed).
 
-Hands each study module `run_cells`, `summarize`, `compare_arms`, `study_design`, `finish` / `save_study` and results.
+Hands each study module `run_cells`, `summarize`, `compare_arms`, `study_design`, `plan_cells` and `finish`, which
+ends every study in one `StudyResult`.
 """
 from __future__ import annotations
 
@@ -310,36 +311,45 @@ def reported_groups(cells: pd.DataFrame, headline: Optional[str]) -> list[str]:
 
 @dataclass
 class StudyResult:
-    """A finished study: per-model cells, the seed summary, arm-vs-reference comparisons and what was written."""
+    """A finished study, whichever it is: per-model cells, the replicate summary, arm-vs-reference comparisons, the
+    design, the table and reading written, the figure, the folder, and the study's own extra tables by name."""
 
     name: str
-    cells: pd.DataFrame  # one row per trained model
-    summary: pd.DataFrame  # per arm (and x): mean, std, ci_low, ci_high, n seeds
-    comparisons: pd.DataFrame  # per arm: difference to the reference arm, p, beyond_noise
+    cells: pd.DataFrame  # one row per trained model (transfer: per model and test domain)
+    summary: pd.DataFrame  # per arm (and x): mean, std, ci_low, ci_high, n replicates
+    comparisons: pd.DataFrame  # per arm: paired difference to the reference arm, interval, Holm p, MDE, verdict
     design: dict[str, Any]  # scientific, nuisance and fixed parameters, split seeds and seeds
     table_markdown: str
     reading: str
     figure: Figure
     folder: Path  # runs/<name>/studies/<study>/
+    extra: dict[str, pd.DataFrame] = field(default_factory=dict)  # e.g. "coverage", "learning_rates", "matrix"
 
 
 @dataclass(frozen=True)
 class StudyPlan:
     """Exactly what a study will train: its arms, its (split seed, seed) replicates, and the models by kind, where
-    `cells` counts the rows its cells table(s) will hold (one per scored model: a probe fitted once per split is
-    repeated for each seed) and `extra` the models trained but not scored as cells (MLM pretraining, learning-rate
-    selection)."""
+    `cells` counts the models scored as cells (a probe fitted once per split counts once per seed, as its cells
+    table repeats it) and `extra` the models trained but not scored as cells (MLM pretraining, learning-rate
+    selection). `rows_per_cell`: rows each scored model takes in the cells table(s) (transfer: one per test
+    domain)."""
 
     kind: str
     arms: list[str]
     replicates: list[tuple[int, int]]
-    cells: dict[str, int]  # model kind (fine-tuned, probe, SetFit) -> cells-table rows
+    cells: dict[str, int]  # model kind (fine-tuned, probe, SetFit) -> scored models
     extra: dict[str, int] = field(default_factory=dict)  # e.g. MLM pretraining runs -> count
+    rows_per_cell: int = 1
 
     @property
     def models(self) -> int:
         """Every model trained: the cells and the extra models."""
         return sum(self.cells.values()) + sum(self.extra.values())
+
+    @property
+    def table_rows(self) -> int:
+        """The rows the study's cells table(s) will hold."""
+        return sum(self.cells.values()) * self.rows_per_cell
 
     def describe(self) -> str:
         """The plan in a few lines, for a notebook or the runner to print before training."""
@@ -355,70 +365,70 @@ class StudyPlan:
 
 
 def plan_cells(kind: str, arms: Sequence[str], config: Config, per_replicate: dict[str, int],
-               extra_per_replicate: Optional[dict[str, int]] = None) -> StudyPlan:
+               extra_per_replicate: Optional[dict[str, int]] = None, *, rows_per_cell: int = 1) -> StudyPlan:
     """A plan whose every replicate trains the same models: `per_replicate` cells (and extra models) by kind."""
     pairs = replicates(config)
     return StudyPlan(kind, list(arms), pairs, {name: count * len(pairs) for name, count in per_replicate.items()},
-                     {name: count * len(pairs) for name, count in (extra_per_replicate or {}).items()})
+                     {name: count * len(pairs) for name, count in (extra_per_replicate or {}).items()},
+                     rows_per_cell)
 
 
-@dataclass
-class AdaptationResult:
-    """A finished model-side study (language, continued pretraining, PEFT): one row per trained model, the seed
-    summary per arm, each arm against the reference arm, the table and reading written, the figure and folder."""
-
-    name: str
-    cells: pd.DataFrame
-    summary: pd.DataFrame  # per arm: mean, std, ci_low, ci_high, n (seeds) of the headline accuracy, and means
-    comparisons: pd.DataFrame  # per arm: `compare_arms`' paired Δ, interval, Holm-adjusted p, MDE, verdict
-    table_markdown: str
-    reading: str
-    figure: Figure
-    folder: Path  # runs/<name>/studies/<study>/
+TRAINING_SETTINGS = ("model_name_or_path", "max_seq_length", "truncation", "learning_rate", "num_train_epochs",
+                     "per_device_train_batch_size", "eval_strategy", "max_train_samples")
 
 
-def study_design(config: Config, scientific: dict[str, Any], seed_varies: str, fixed: dict[str, Any]) -> dict[str, Any]:
-    """The study's parameters in the tuning playbook's terms; every cell shares the fixed ones and the training
-    settings, which are not re-tuned per arm (a caveat for arms whose best learning rate may differ)."""
-    training = {name: getattr(config, name) for name in (
-        "model_name_or_path", "max_seq_length", "truncation", "learning_rate", "num_train_epochs",
-        "per_device_train_batch_size", "eval_strategy", "max_train_samples")}
-    return {"scientific": scientific, "nuisance": f"not tuned per arm; the seed varies {seed_varies}",
+def study_design(config: Config, scientific: dict[str, Any], seed_varies: str, fixed: dict[str, Any], *,
+                 tuned: Optional[dict[str, str]] = None) -> dict[str, Any]:
+    """The study's parameters in the tuning playbook's terms: what is compared, what is tuned per arm (`tuned`:
+    setting -> how it is chosen; none by default, a caveat for arms whose best learning rate may differ), what every
+    cell shares (the training settings not tuned, then `fixed`), and the replicates."""
+    tuned = tuned or {}
+    training = {name: getattr(config, name) for name in TRAINING_SETTINGS if name not in tuned}
+    nuisance = f"{', '.join(tuned)} tuned per arm" if tuned else "not tuned per arm"
+    return {"scientific": scientific, "nuisance": f"{nuisance}; the seed varies {seed_varies}",
+            **({"tuned": tuned} if tuned else {}),
             "fixed": {**training, **fixed}, "seeds": seeds(config), "split_seeds": split_seeds(config),
             "replicates": len(replicates(config))}
 
 
-def save_study(config: Config, name: str, frames: dict[str, pd.DataFrame], record: dict[str, Any]) -> Path:
-    """CSV tables under studies/<name>/ (atomic writes) and the study's entry in metrics.json."""
-    folder = runs.run_folder(config).study(name)
-    for file_name, frame in frames.items():
-        atomic_write_text(folder / f"{file_name}.csv", frame.to_csv(index=False))
-    pipeline.update_study(config, name, record)
-    return folder
-
-
 def finish(config: Config, name: str, cells: pd.DataFrame, summary: pd.DataFrame, comparisons: pd.DataFrame,
-           design: dict[str, Any], table: str, reading: str, figure: Figure) -> StudyResult:
-    """The design paragraph above `table`, the study saved (`save_study`), and its `StudyResult`.
+           design: dict[str, Any], table: str, reading: str, figure: Figure, *,
+           extra: Optional[dict[str, pd.DataFrame]] = None, record: Optional[dict[str, Any]] = None) -> StudyResult:
+    """How every study ends: the design paragraph (`tables.design_markdown`, the one place it is written) above
+    `table`, each table as studies/<name>/<table>.csv (atomic writes), the study's entry in metrics.json, and its
+    `StudyResult`.
 
-    Per-row correctness goes to correct.csv (one row per cell), out of cells.csv, which stays readable.
+    `extra` holds the study's own tables (written beside cells, summary and comparisons, and recorded in
+    metrics.json as rows); `record` other plain values for its metrics.json entry, which win over an extra table's
+    rows of the same name (a table kept in another JSON form). Per-row correctness goes to correct.csv (one row per
+    cell), out of cells.csv, which stays readable.
     """
+    extra = dict(extra or {})
+    clash = sorted(set(extra) & {"cells", "summary", "comparisons", "correct"})
+    if clash:
+        raise ValueError(f"{name}: extra tables {clash} would overwrite the tables every study writes; rename them")
     reference = comparisons["reference"].iloc[0] if len(comparisons) else None
     table_markdown = design_markdown(design, reference) + "\n\n" + table
     frames = {"cells": cells.drop(columns=["correct"], errors="ignore"), "summary": summary,
-              "comparisons": comparisons}
+              "comparisons": comparisons, **extra}
     if "correct" in cells.columns:
-        keys = [name for name in cells.columns if name in ("arm", "k_label", *REPLICATE_COLUMNS, "test_rows")]
+        keys = [column for column in cells.columns if column in ("arm", "k_label", *REPLICATE_COLUMNS, "test_rows")]
         frames["correct"] = cells[[*keys, "correct"]]
-    folder = save_study(config, name, frames, {
+    folder = runs.run_folder(config).study(name)
+    for file_name, frame in frames.items():
+        if len(frame.columns):  # a study without arm comparisons (transfer) writes no empty comparisons.csv
+            atomic_write_text(folder / f"{file_name}.csv", frame.to_csv(index=False))
+    pipeline.update_study(config, name, {
         **design,
         "summary": records(summary),
         "comparisons": records(comparisons),
+        **{table_name: records(frame) for table_name, frame in extra.items()},
+        **(record or {}),
         "table_markdown": table_markdown,
         "reading": reading,
     })
     return StudyResult(name=name, cells=cells, summary=summary, comparisons=comparisons, design=design,
-                       table_markdown=table_markdown, reading=reading, figure=figure, folder=folder)
+                       table_markdown=table_markdown, reading=reading, figure=figure, folder=folder, extra=extra)
 
 
 # --- a study's data ---------------------------------------------------------------------------------------------------

@@ -1,11 +1,10 @@
 """The language study: other-language tweets mixed into an English target, and how the tokenizer reads each one.
 
-Hands on the language arms, a tokenizer coverage table and the study's `LanguageResult`.
+Hands on the language arms, a tokenizer coverage table and the study's `StudyResult` (coverage as an extra table).
 """
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass
 from typing import Sequence
 
 import pandas as pd
@@ -17,10 +16,10 @@ from .. import modeling, plots, runs
 from ..config import Config
 from ..study_registry import StudyParams, register_study, study_params
 from ..pretrain import unlabelled_texts
-from .engine import (AdaptationResult, Cell, StudyPlan, compare_arms, plan_cells, prepared_data, run_cells,
-                     save_study, seeds, summarize, target_domain)
+from .engine import (Cell, StudyPlan, StudyResult, compare_arms, finish, plan_cells, prepared_data, run_cells, seeds,
+                     study_design, summarize, target_domain)
 from .sampling import balanced_order, column, domain_rows, take
-from .tables import arm_table, comparison_lines, records
+from .tables import arm_table, comparison_lines
 
 
 class LanguageParams(StudyParams):
@@ -33,13 +32,7 @@ def language_params(config: Config) -> LanguageParams:
     return study_params(config, "language", LanguageParams)
 
 
-
 COVERAGE_TEXTS = 500  # texts per language for the tokenizer coverage table (seeded sample of training texts)
-
-
-@dataclass
-class LanguageResult(AdaptationResult):
-    coverage: pd.DataFrame  # per language: how the model's tokenizer splits its training texts
 
 
 def tokenizer_coverage(tokenizer: PreTrainedTokenizerBase, texts_by_group: dict[str, Sequence[str]]) -> pd.DataFrame:
@@ -79,6 +72,16 @@ def other_rows(budget: int, target_share: float) -> int:
     return round(budget * (1 - target_share) / target_share)
 
 
+def language_recipes(target: str, others: Sequence[str], budget: int, added: int) -> dict[str, dict[str, int]]:
+    """Each language arm's rows per language: the target alone (`budget` rows), the target plus `added` rows of each
+    other language, and plus `added` rows split evenly over all of them (when there are several)."""
+    recipes = {target: {target: budget}}
+    recipes.update({f"{target}+{other}": {target: budget, other: added} for other in others})
+    if len(others) > 1:
+        recipes[f"{target}+all"] = {target: budget, **dict(zip(others, _even_split(added, len(others))))}
+    return recipes
+
+
 def language_arms(train: Dataset, target: str, budget: int, target_share: float, seed: int) -> dict[str, Dataset]:
     """Additive training sets: the target language alone (`budget` rows), and the same target rows plus rows of each
     other language, and plus all other languages (when there are several).
@@ -97,12 +100,8 @@ def language_arms(train: Dataset, target: str, budget: int, target_share: float,
     for position, language in enumerate(languages):
         rows = [row for row, domain in enumerate(domains) if domain == language]
         ordered[language] = [rows[i] for i in balanced_order([labels[row] for row in rows], [seed, position])]
-    others = [language for language in languages if language != target]
-    added = other_rows(budget, target_share)
-    recipes = {target: {target: budget}}
-    recipes.update({f"{target}+{other}": {target: budget, other: added} for other in others})
-    if len(others) > 1:
-        recipes[f"{target}+all"] = {target: budget, **dict(zip(others, _even_split(added, len(others))))}
+    recipes = language_recipes(target, [language for language in languages if language != target], budget,
+                               other_rows(budget, target_share))
     arms = {}
     for arm, recipe in recipes.items():
         short = {language: (count, len(ordered[language])) for language, count in recipe.items()
@@ -139,11 +138,11 @@ def language_coverage(config: Config, prepared: DatasetDict) -> pd.DataFrame:
         for language in languages})
 
 
-def language_study(config: Config) -> LanguageResult:
+def language_study(config: Config) -> StudyResult:
     """Does other-language data help an English target? English alone (max_train_samples rows) against the same
     English rows plus rows of each other language and plus all of them (additive arms), over seeds; measured on the
     target's test rows, with every language's test accuracy beside it, and a table of how the model's tokenizer
-    reads each language (what an English-only vocabulary can and cannot show)."""
+    reads each language (what an English-only vocabulary can and cannot show): the extra table "coverage"."""
     prepared, names = prepared_data(config)
     target = target_domain(config, prepared, "language_study")
     languages = sorted(set(column(prepared["train"], "domain")))
@@ -166,14 +165,12 @@ def language_study(config: Config) -> LanguageResult:
                              xlabel=f"{target} test accuracy (mean, 95% CI)",
                              path=runs.run_folder(config).figure("language_mixing"))
     model_name = config.model_name_or_path
+    design = study_design(config, {"added to the target rows": (
+        f"nothing, {other_rows(budget, language_params(config).share)} rows of one other language, or as many split "
+        "over all of them")}, "the model's initialisation, batch order and which rows of each language are drawn",
+        {"target_domain": target, "target rows": f"{budget}, the same in every arm of a seed",
+         "validation": f"{len(validation)} {target} rows (checkpoint choice)"})
     table = "\n\n".join([
-        f"*Scientific:* what is added to {budget} {target} rows (the same rows in every arm of a seed): nothing, "
-        f"{other_rows(budget, language_params(config).share)} rows of one other language, or as many split over all "
-        f"of them. *Fixed (a priori, the same for every arm, not tuned):* model `{model_name}`, lr "
-        f"{config.learning_rate}, {config.num_train_epochs:g} epoch(s); validation (checkpoint choice) on "
-        f"{len(validation)} {target} rows. *Replicates:* seeds {', '.join(map(str, seeds(config)))}. Per-arm "
-        f"intervals: 95% Student-t over seeds; Δ: paired over replicates against {target} alone, with its 95% "
-        "interval, Holm-adjusted p over the table and the minimum detectable effect (80% power).",
         arm_table(summary, comparisons, target, {
             "n_test": ("test rows", ".0f"), "target_rows": (f"{target} rows", ".0f"),
             "other_rows": ("other rows", ".0f"),
@@ -186,13 +183,8 @@ def language_study(config: Config) -> LanguageResult:
                          "at fixed epochs they take more optimizer steps: a gain is the practical gain of adding "
                          "them, not a per-row comparison.",
                          *comparison_lines(summary, comparisons, target)])
-    folder = save_study(config, "language_mixing", {"cells": results, "summary": summary,
-                                                    "comparisons": comparisons, "coverage": coverage}, {
-        "budget": budget, "target": target, "seeds": list(seeds(config)), "summary": records(summary),
-        "comparisons": records(comparisons), "coverage": records(coverage), "table_markdown": table,
-        "reading": reading})
-    return LanguageResult(name="language_mixing", cells=results, summary=summary, comparisons=comparisons,
-                          table_markdown=table, reading=reading, figure=figure, folder=folder, coverage=coverage)
+    return finish(config, "language_mixing", results, summary, comparisons, design, table, reading, figure,
+                  extra={"coverage": coverage}, record={"budget": budget, "target": target})
 
 
 def _coverage_markdown(coverage: pd.DataFrame) -> str:
@@ -251,8 +243,7 @@ def plan(config: Config) -> StudyPlan:
     languages are the prepared training rows' domains (01_data)."""
     prepared, _ = prepared_data(config)
     target = target_domain(config, prepared, "language plan")
-    others = sorted(set(column(prepared["train"], "domain")) - {target})
-    arms = [target] + [f"{target}+{other}" for other in others] + ([f"{target}+all"] if len(others) > 1 else [])
+    arms = list(language_recipes(target, sorted(set(column(prepared["train"], "domain")) - {target}), 0, 0))
     return plan_cells("language", arms, config, {"fine-tuned": len(arms)})
 
 

@@ -1,7 +1,8 @@
 """The PEFT study: full fine-tuning against LoRA and AdaLoRA adapters on the same training rows per seed, each arm
 at its own learning rate chosen on validation.
 
-Hands on the arms (each with its config and parameter counts), the learning-rate choice and the `AdaptationResult`.
+Hands on the arms (each with its config and parameter counts), the learning-rate choice and the study's
+`StudyResult` (learning rates tried and the paired training-time comparison as extra tables).
 """
 from __future__ import annotations
 
@@ -18,10 +19,10 @@ from ..adapters import parameter_counts
 from ..config import Config
 from ..study_registry import StudyParams, register_study, study_params
 from ..modeling import load_model_and_tokenizer
-from .engine import (AdaptationResult, Cell, StudyPlan, compare_arms, plan_cells, prepared_data, run_cells,
-                     save_study, seeds, summarize)
+from .engine import (Cell, StudyPlan, StudyResult, compare_arms, finish, plan_cells, prepared_data, run_cells, seeds,
+                     study_design, summarize)
 from .sampling import column
-from .tables import arm_table, comparison_lines, number, records
+from .tables import arm_table, comparison_lines, number
 
 
 PeftMethod = Literal["none", "lora", "adalora"]
@@ -109,7 +110,7 @@ def select_learning_rates(config: Config, arms: list[tuple[str, Config, dict[str
     return chosen, selection
 
 
-def peft_study(config: Config) -> AdaptationResult:
+def peft_study(config: Config) -> StudyResult:
     """Full fine-tuning against LoRA and AdaLoRA (`study.peft.methods`) on the config's training set (mixed as the
     config says, per seed), over seeds: accuracy, trainable parameters and training time per model, measured on the
     target's test rows (all test rows without a target). Each arm's learning rate is first chosen on validation
@@ -139,17 +140,15 @@ def peft_study(config: Config) -> AdaptationResult:
                              path=runs.run_folder(config).figure("peft"),
                              notes=[f"({row.trainable_params:,.0f} trainable, lr {row.learning_rate:g})"
                                     for row in summary.itertuples()])
+    design = study_design(
+        config, {"how the model is tuned": ", ".join(arm for arm, _, _ in arms),
+                 "LoRA": f"rank {config.lora_r}, alpha {config.lora_alpha}, dropout {config.lora_dropout}, target "
+                         f"modules {config.lora_target_modules or 'peft default for the model type'}"},
+        "the model's initialisation and batch order, every arm of a seed on the same rows",
+        {"training rows": int(summary["n_train"].iloc[0]), "absent arms": ABSENT_ARMS,
+         "seconds": "the whole training call (evaluations included) on this machine"},
+        tuned={"learning_rate": "chosen per arm on validation from its grid (below; test rows are not read for it)"})
     table = "\n\n".join([
-        f"*Scientific:* how the model is tuned ({', '.join(arm for arm, _, _ in arms)}); LoRA rank {config.lora_r}, "
-        f"alpha {config.lora_alpha}, dropout {config.lora_dropout}, target modules "
-        f"{config.lora_target_modules or 'peft default for the model type'}. Absent: {ABSENT_ARMS}. *Nuisance:* "
-        "the learning rate, chosen per arm on validation from its grid (below; test rows are not read for it). "
-        f"*Fixed:* model `{config.model_name_or_path}`, {int(summary['n_train'].iloc[0])} training rows, "
-        f"{config.num_train_epochs:g} epoch(s), batch {config.per_device_train_batch_size}. *Replicates:* seeds "
-        f"{', '.join(map(str, seeds(config)))}, every arm of a seed on the same rows. Per-arm intervals: 95% "
-        f"Student-t over seeds; Δ: paired over replicates against {reference}, with its 95% interval, Holm-adjusted "
-        "p over the table and the minimum detectable effect (80% power). Seconds: the whole training call "
-        "(evaluations included) on this machine.",
         arm_table(summary, comparisons, scope, {
             "n_test": ("test rows", ".0f"), "trainable_params": ("trainable params", ",.0f"),
             "trainable_share": ("share", ".2%"),
@@ -158,14 +157,9 @@ def peft_study(config: Config) -> AdaptationResult:
         "Learning rates tried per arm (validation rows only):",
         _selection_markdown(selection)])
     reading = "\n".join(_peft_reading(config, summary, comparisons, timing, selection, reference))
-    folder = save_study(config, "peft", {"cells": results, "summary": summary, "comparisons": comparisons,
-                                         "timing": timing, "learning_rates": selection}, {
-        "arms": [arm for arm, _, _ in arms], "reference": reference, "seeds": list(seeds(config)),
-        "absent_arms": ABSENT_ARMS, "learning_rates": records(selection),
-        "summary": records(summary), "comparisons": records(comparisons), "timing": records(timing),
-        "table_markdown": table, "reading": reading})
-    return AdaptationResult(name="peft", cells=results, summary=summary, comparisons=comparisons,
-                            table_markdown=table, reading=reading, figure=figure, folder=folder)
+    return finish(config, "peft", results, summary, comparisons, design, table, reading, figure,
+                  extra={"timing": timing, "learning_rates": selection},
+                  record={"arms": [arm for arm, _, _ in arms], "reference": reference, "absent_arms": ABSENT_ARMS})
 
 
 def _selection_markdown(selection: pd.DataFrame) -> str:

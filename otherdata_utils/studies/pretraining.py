@@ -1,10 +1,9 @@
 """The continued-pretraining study: no MLM pretraining against TAPT and DAPT before fine-tuning on the same rows.
 
-Hands on the arms, each arm's unlabelled pretraining texts and the study's `PretrainingResult`.
+Hands on the arms, each arm's unlabelled pretraining texts and the study's `StudyResult` (MLM runs as an extra table).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -15,21 +14,15 @@ from .. import plots, runs
 from ..config import Config
 from ..study_registry import StudyParams, register_study
 from ..pretrain import continue_pretraining, pretrained_model_config, unlabelled_texts
-from .engine import (AdaptationResult, Cell, StudyPlan, compare_arms, fine_tune_cell, plan_cells, prepared_data,
-                     run_cells, save_study, seeds, summarize, target_domain)
+from .engine import (Cell, StudyPlan, StudyResult, compare_arms, finish, fine_tune_cell, plan_cells, prepared_data,
+                     run_cells, seeds, study_design, summarize, target_domain)
 from .sampling import balanced_order, column, domain_rows, take
-from .tables import arm_table, comparison_lines, records
+from .tables import arm_table, comparison_lines
 
 
 class PretrainingParams(StudyParams):
     """`study.pretraining`: no parameters of its own (pretrain_* are run parameters 03_finetune
     shares); the block names the study."""
-
-
-
-@dataclass
-class PretrainingResult(AdaptationResult):
-    pretraining: pd.DataFrame  # per (seed, arm) with continued pretraining: texts, steps, held-out MLM loss
 
 
 def pretraining_arms(config: Config, target: str) -> list[str]:
@@ -67,11 +60,11 @@ def pretrain_and_fine_tune(config: Config, train_rows: Dataset, validation_rows:
         "examples_seen": result.examples_seen, "head_initialised_fresh": result.head_initialised_fresh, **facts}}
 
 
-def continued_pretraining_study(config: Config) -> PretrainingResult:
+def continued_pretraining_study(config: Config) -> StudyResult:
     """Does masked-language-model pretraining on unlabelled text before fine-tuning help? No continued pretraining
     against TAPT (the target's own training texts) and DAPT (other domains' training texts), `pretrain_steps` each,
     over seeds (each seed pretrains afresh); every arm then fine-tunes on the same target rows and is measured on
-    the target's test rows."""
+    the target's test rows. The extra table "pretraining" holds each MLM run (texts, steps, held-out loss)."""
     if config.pretrain_steps < 1:
         raise ValueError("continued_pretraining_study needs pretrain_steps ≥ 1 (MLM steps per pretraining arm); "
                          f"got {config.pretrain_steps}")
@@ -103,30 +96,23 @@ def continued_pretraining_study(config: Config) -> PretrainingResult:
     figure = plots.plot_arms(summary, title=f"Continued pretraining before fine-tuning on {target}",
                              xlabel=f"{target} test accuracy (mean, 95% CI)",
                              path=runs.run_folder(config).figure("continued_pretraining"))
-    table = "\n\n".join([
-        f"*Scientific:* continued MLM pretraining before fine-tuning (none, TAPT on {target} training texts"
-        + (f", DAPT on {', '.join(config.pretrain_domains)} training texts" if "dapt" in arms else "")
-        + f"), {config.pretrain_steps} steps of {config.per_device_train_batch_size} texts at lr "
-        f"{config.pretrain_learning_rate}. *Fixed:* model `{config.model_name_or_path}`, fine-tuning on {budget} "
-        f"{target} rows, lr {config.learning_rate}, {config.num_train_epochs:g} epoch(s) (fixed a priori, the same "
-        "for every arm, not tuned). *Replicates:* seeds "
-        f"{', '.join(map(str, seeds(config)))} (each seed pretrains afresh). Per-arm intervals: 95% Student-t over "
-        "seeds; Δ: paired over replicates against no continued pretraining, with its 95% interval, Holm-adjusted p "
-        "over the table and the minimum detectable effect (80% power).",
-        arm_table(summary, comparisons, target, {"n_test": ("test rows", ".0f"), **{
-            name: (title, ".2f") for name, title in (("pretrain_seconds", "pretraining s"),
-                                                      ("heldout_loss_before", "held-out MLM loss before"),
-                                                      ("heldout_loss_after", "after"))
-            if name in summary}})])
+    design = study_design(config, {"continued MLM pretraining before fine-tuning": (
+        f"none, TAPT on {target} training texts"
+        + (f", DAPT on {', '.join(config.pretrain_domains)} training texts" if "dapt" in arms else ""))},
+        "the model's initialisation, batch order, the target rows drawn and the pretraining (each seed pretrains "
+        "afresh)",
+        {"target_domain": target, "target rows": f"{budget}, the same in every arm of a seed",
+         "pretraining": f"{config.pretrain_steps} steps of {config.per_device_train_batch_size} texts at lr "
+                        f"{config.pretrain_learning_rate}"})
+    table = arm_table(summary, comparisons, target, {"n_test": ("test rows", ".0f"), **{
+        name: (title, ".2f") for name, title in (("pretrain_seconds", "pretraining s"),
+                                                  ("heldout_loss_before", "held-out MLM loss before"),
+                                                  ("heldout_loss_after", "after"))
+        if name in summary}})
     reading = "\n".join(_pretraining_reading(config, summary, comparisons, pretraining, budget, len(test), target))
-    folder = save_study(config, "continued_pretraining", {
-        "cells": results, "summary": summary, "comparisons": comparisons, "pretraining": pretraining}, {
-        "arms": arms, "target": target, "seeds": list(seeds(config)), "pretrain_steps": config.pretrain_steps,
-        "summary": records(summary), "comparisons": records(comparisons), "pretraining": records(pretraining),
-        "table_markdown": table, "reading": reading})
-    return PretrainingResult(name="continued_pretraining", cells=results, summary=summary, comparisons=comparisons,
-                             table_markdown=table, reading=reading, figure=figure, folder=folder,
-                             pretraining=pretraining)
+    return finish(config, "continued_pretraining", results, summary, comparisons, design, table, reading, figure,
+                  extra={"pretraining": pretraining},
+                  record={"arms": arms, "target": target, "pretrain_steps": config.pretrain_steps})
 
 
 def _pretraining_reading(config: Config, summary: pd.DataFrame, comparisons: pd.DataFrame,

@@ -105,7 +105,8 @@ def design_markdown(design: dict[str, Any], reference: Optional[str] = None) -> 
     replicates = (f"{count} = seeds {', '.join(map(str, seeds))}, each drawing its own rows" if
                   count == len(seeds) and list(splits) == list(seeds) and len(seeds) > 1 else
                   f"{count} = split seeds {', '.join(map(str, splits))} × seeds {', '.join(map(str, seeds))}")
-    text = (f"*Scientific:* {values(design['scientific'])}. *Fixed:* {values(design['fixed'])}. "
+    tuned = "".join(f" *Tuned per arm:* {name} {how}." for name, how in design.get("tuned", {}).items())
+    text = (f"*Scientific:* {values(design['scientific'])}.{tuned} *Fixed:* {values(design['fixed'])}. "
             f"*Replicates:* {replicates} ({design['nuisance']}). "
             "Means: 95% Student-t interval over replicates (not clipped to [0, 1]).")
     if reference is not None:

@@ -1,23 +1,21 @@
 """The transfer matrix: a model trained on each domain alone, tested on every domain, over seeds.
 
-Hands on a `TransferResult` (accuracy and transfer loss per train × test pair, a heatmap, a reading) and its tables.
+Hands on the study's `StudyResult`: per (model, test domain) cells, the summary per train × test pair, and as extra
+tables the accuracy matrix, the transfer loss and its intervals; a heatmap and a reading.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Optional
 
 import pandas as pd
 from pydantic import Field
-from matplotlib.figure import Figure
 
 from .. import plots, runs, stats
 from ..config import Config
 from ..study_registry import StudyParams, register_study, study_params
-from .engine import (Cell, StudyPlan, plan_cells, prepared_data, replicates, run_cells, save_study, study_design,
-                     summarize)
+from .engine import (Cell, StudyPlan, StudyResult, finish, plan_cells, prepared_data, replicates, run_cells,
+                     study_design, summarize)
 from .sampling import column, domain_rows, seeded_cap, take
-from .tables import design_markdown
 
 
 class TransferParams(StudyParams):
@@ -31,20 +29,6 @@ def transfer_params(config: Config) -> TransferParams:
 
 
 
-@dataclass
-class TransferResult:
-    """A transfer matrix: per-model scores, mean and spread per (train, test) pair, transfer loss, reading."""
-
-    cells: pd.DataFrame  # one row per (split seed, seed, train domain, test domain)
-    matrix: pd.DataFrame  # mean accuracy: rows = train domain, columns = test domain
-    spread: pd.DataFrame  # std over seeds (NaN with one seed)
-    loss: pd.DataFrame  # in-domain accuracy of the test domain minus the cross-domain accuracy
-    reading: str
-    summary: pd.DataFrame  # per (train, test) pair: accuracy mean, std, 95% interval, n seeds, mean loss
-    loss_summary: pd.DataFrame  # per (train, test) pair: the per-seed transfer loss's mean and 95% interval
-    figure: Figure  # the heatmap, also saved as figures/transfer_matrix.png
-
-
 # Blitzer et al. (2007): electronics and kitchen transfer well to each other; books and dvd transfer poorly to
 # (and from) electronics and kitchen.
 KNOWN_CLOSE_PAIRS = {("electronics", "kitchen_&_housewares"), ("kitchen_&_housewares", "electronics")}
@@ -52,8 +36,14 @@ KNOWN_FAR_PAIRS = {(a, b) for a in ("books", "dvd") for b in ("electronics", "ki
 KNOWN_FAR_PAIRS |= {(b, a) for a, b in KNOWN_FAR_PAIRS}
 
 
-def transfer_matrix(config: Config, domains: Optional[list[str]] = None) -> TransferResult:
+def transfer_matrix(config: Config, domains: Optional[list[str]] = None) -> StudyResult:
     """Train on each domain alone (same budget for every domain, each seed) and test on every domain.
+
+    The result's cells have one row per (split seed, seed, train domain, test domain); its summary the accuracy's
+    mean, std, 95% interval and mean transfer loss per (train, test) pair; its extra tables "matrix" (mean accuracy,
+    a row per train domain, a column per test domain), "loss" (in-domain accuracy of the test domain minus this
+    pair's, laid out alike) and "loss_summary" (the per-replicate loss's mean and 95% interval per pair). There are
+    no arm comparisons: the reading tests close against far pairs.
 
     `domains` (else `study.transfer.domains`, else every training domain) are trained on and tested on; a model's
     own domain's validation rows drive checkpoint choice (when `eval_strategy` evaluates). The budget is the
@@ -99,14 +89,37 @@ def transfer_matrix(config: Config, domains: Optional[list[str]] = None) -> Tran
     summary = summarize(long, ["train_domain", "test_domain"], also=["loss"])
     loss_summary = summarize(long, ["train_domain", "test_domain"], metric="loss")
     figure = plots.plot_transfer_heatmap(matrix, path=runs.run_folder(config).figure("transfer_matrix"))
-    result = TransferResult(cells=long, matrix=matrix, spread=spread, loss=loss, summary=summary,
-                            loss_summary=loss_summary, figure=figure,
-                            reading=_transfer_reading(matrix, spread, loss, long, budget))
     design = study_design(config, {"train domain": domains, "test domain": domains},
                           "the model's initialisation, batch order and which rows fill the budget",
                           {"rows per domain": budget})
-    _save_transfer(config, result, design, budget)
-    return result
+    table = (f"Accuracy (mean ± sd over seeds; diagonal = in-domain), {budget} training rows per domain:\n\n"
+             + _matrix_markdown(_accuracy_texts(matrix, spread))
+             + "\n\nTransfer loss (in-domain accuracy of the test domain minus this cell; mean and 95% interval "
+               "over seeds):\n\n" + _matrix_markdown(_loss_texts(loss_summary, matrix)))
+    by_train = {"matrix": matrix, "loss": loss}
+    return finish(config, "transfer_matrix", long, summary, pd.DataFrame(),
+                  design, table, _transfer_reading(matrix, spread, loss, long, budget), figure,
+                  extra={"loss_summary": loss_summary,
+                         **{name: frame.rename_axis(index="train_domain", columns=None).reset_index()
+                            for name, frame in by_train.items()}},
+                  # metrics.json keeps matrix and loss as {test domain: {train domain: value}}, as it always has
+                  record={"budget_per_domain": budget,
+                          **{name: frame.round(4).to_dict() for name, frame in by_train.items()}})
+
+
+def _accuracy_texts(matrix: pd.DataFrame, spread: pd.DataFrame) -> pd.DataFrame:
+    """Each pair's mean accuracy with its spread over seeds, as table texts."""
+    return pd.DataFrame([[f"{matrix.loc[s, t]:.3f}" + (f" ± {spread.loc[s, t]:.3f}" if pd.notna(spread.loc[s, t])
+                                                       else "") for t in matrix.columns] for s in matrix.index],
+                        index=matrix.index, columns=matrix.columns)
+
+
+def _loss_texts(loss_summary: pd.DataFrame, matrix: pd.DataFrame) -> pd.DataFrame:
+    """Each pair's mean transfer loss with its 95% interval, as table texts laid out like `matrix`."""
+    texts = loss_summary.assign(text=[
+        f"{row.mean:+.3f}" + (f" [{row.ci_low:+.2f}, {row.ci_high:+.2f}]" if pd.notna(row.ci_low) else "")
+        for row in loss_summary.itertuples()]).pivot(index="train_domain", columns="test_domain", values="text")
+    return texts.reindex(index=matrix.index, columns=matrix.columns)
 
 
 def _transfer_reading(matrix: pd.DataFrame, spread: pd.DataFrame, loss: pd.DataFrame, cells: pd.DataFrame,
@@ -171,31 +184,6 @@ def close_far_test(cells: pd.DataFrame, close: list[tuple[str, str]], far: list[
     return stats.paired_t(both["close"], both["far"])
 
 
-def _save_transfer(config: Config, result: TransferResult, design: dict[str, Any], budget: int) -> None:
-    matrix, spread = result.matrix, result.spread
-    accuracy = pd.DataFrame([[f"{matrix.loc[s, t]:.3f}" + (f" ± {spread.loc[s, t]:.3f}" if pd.notna(spread.loc[s, t])
-                                                          else "") for t in matrix.columns] for s in matrix.index],
-                            index=matrix.index, columns=matrix.columns)
-    loss = result.loss_summary.assign(text=[
-        f"{row.mean:+.3f}" + (f" [{row.ci_low:+.2f}, {row.ci_high:+.2f}]" if pd.notna(row.ci_low) else "")
-        for row in result.loss_summary.itertuples()]).pivot(index="train_domain", columns="test_domain", values="text")
-    loss = loss.reindex(index=result.matrix.index, columns=result.matrix.columns)
-    table = (design_markdown(design) + f"\n\nAccuracy (mean ± sd over seeds; diagonal = in-domain), {budget} "
-             "training rows per domain:\n\n" + _matrix_markdown(accuracy)
-             + "\n\nTransfer loss (in-domain accuracy of the test domain minus this cell; mean and 95% interval "
-               "over seeds):\n\n" + _matrix_markdown(loss))
-    frames = {"cells": result.cells, "summary": result.summary, "loss_summary": result.loss_summary,
-              "matrix": result.matrix.reset_index()}
-    save_study(config, "transfer_matrix", frames, {
-        **design,
-        "budget_per_domain": budget,
-        "matrix": result.matrix.round(4).to_dict(),
-        "loss": result.loss.round(4).to_dict(),
-        "table_markdown": table,
-        "reading": result.reading,
-    })
-
-
 def _matrix_markdown(texts: pd.DataFrame) -> str:
     """A train × test table of ready-made cell texts, the diagonal (in-domain) in bold."""
     lines = ["| train ↓ / test → | " + " | ".join(texts.columns) + " |", "|---|" + "---:|" * len(texts.columns)]
@@ -207,9 +195,10 @@ def _matrix_markdown(texts: pd.DataFrame) -> str:
 
 
 def plan(config: Config) -> StudyPlan:
-    """Per replicate: one model per training domain (`study.transfer.domains`, else every prepared domain)."""
+    """Per replicate: one model per training domain (`study.transfer.domains`, else every prepared domain), each
+    scored on every domain's test rows (a cells-table row per test domain)."""
     domains = transfer_params(config).domains or sorted(set(column(prepared_data(config)[0]["train"], "domain")))
-    return plan_cells("transfer", domains, config, {"fine-tuned": len(domains)})
+    return plan_cells("transfer", domains, config, {"fine-tuned": len(domains)}, rows_per_cell=len(domains))
 
 
 register_study("transfer", TransferParams, uses_split_seeds=True, plan=plan)
