@@ -433,8 +433,13 @@ def default_data_dir() -> Optional[str]:
     the project root where it exists. None (also for an empty OTHERDATA_DATA_DIR=): the Hugging Face Hub."""
     if DATA_DIR_ENV in os.environ:
         return os.environ[DATA_DIR_ENV] or None
-    shared = project_root().parent / "shared" / "data"
+    shared = shared_data_dir()
     return str(shared) if shared.is_dir() else None
+
+
+def shared_data_dir() -> Path:
+    """shared/data beside the project root: where the data is looked for, and fetched to, when none is named."""
+    return project_root().parent / "shared" / "data"
 
 
 def local_source_candidates(path: str, data_dir: Optional[Path]) -> list[Path]:
