@@ -16,6 +16,7 @@ from .params_text import ConfigError, parse_overrides, read_params_file
 
 # Parameters naming a folder: a params file's relative value is relative to the file's folder.
 FOLDER_PARAMS = ("data_dir", "runs_dir", "output_dir", "cache_dir")
+SHARED_DATA = ("shared", "data")  # the data dir beside the project root: read by default, `data fetch` writes there
 
 MixingStrategy = Literal["target_only", "concat", "proportional", "fixed", "temperature", "uniform"]
 Truncation = Literal["head", "tail", "head_tail"]
@@ -433,13 +434,8 @@ def default_data_dir() -> Optional[str]:
     the project root where it exists. None (also for an empty OTHERDATA_DATA_DIR=): the Hugging Face Hub."""
     if DATA_DIR_ENV in os.environ:
         return os.environ[DATA_DIR_ENV] or None
-    shared = shared_data_dir()
+    shared = project_root().parent.joinpath(*SHARED_DATA)
     return str(shared) if shared.is_dir() else None
-
-
-def shared_data_dir() -> Path:
-    """shared/data beside the project root: where the data is looked for, and fetched to, when none is named."""
-    return project_root().parent / "shared" / "data"
 
 
 def local_source_candidates(path: str, data_dir: Optional[Path]) -> list[Path]:

@@ -199,6 +199,8 @@ def _read_sst2(folder: Path, subsets: list[str]) -> Table:
     # GLUE layout: train.tsv names its text column "sentence", dev.tsv and test.tsv "content"; test is labelled here.
     for file_name, split, text_column in (("train.tsv", "train", "sentence"), ("dev.tsv", "validation", "content"),
                                           ("test.tsv", "test", "content")):
+        if split == "test" and not (folder / file_name).exists():
+            continue  # a copy fetched from the Hub: its test labels are hidden, so test is carved from train
         records = read_file(folder / file_name, "tsv", "utf-8")
         texts, labels = column(records, text_column), column(records, "label")
         for row, (text, label) in enumerate(zip(texts, labels)):
@@ -234,10 +236,11 @@ def _read_customer_reviews(folder: Path, subsets: list[str]) -> Table:
 
 
 # File, agreement level, encoding: only AllAgree is UTF-8 (README), the others ISO-8859-1.
-_FPB_FILES = (("Sentences_AllAgree.txt", 1.0, "utf-8"), ("Sentences_75Agree.txt", 0.75, "iso-8859-1"),
+FPB_FILES = (("Sentences_AllAgree.txt", 1.0, "utf-8"), ("Sentences_75Agree.txt", 0.75, "iso-8859-1"),
               ("Sentences_66Agree.txt", 0.66, "iso-8859-1"), ("Sentences_50Agree.txt", 0.5, "iso-8859-1"))
-_FPB_SUBSETS = {"allagree": 1.0, "75agree": 0.75, "66agree": 0.66, "50agree": 0.5}
+FPB_SUBSETS = {"allagree": 1.0, "75agree": 0.75, "66agree": 0.66, "50agree": 0.5}
 _FPB_LABELS = {name: i for i, name in enumerate(THREE_WAY_LABELS)}
+FPB_HUB_CONFIG = "sentences_{}"  # the Hub copy's config of a subset
 
 # One annotated sentence as read from a level's file (or Hub config): level, 1-based line, sentence, label id.
 _FpbEntry = tuple[float, int, str, int, Where]
@@ -245,7 +248,7 @@ _FpbEntry = tuple[float, int, str, int, Where]
 
 def _read_financial_phrasebank(folder: Path, subsets: list[str]) -> Table:
     entries: list[_FpbEntry] = []
-    for file_name, level, encoding in _FPB_FILES:
+    for file_name, level, encoding in FPB_FILES:
         path = folder / file_name
         for number, line in enumerate(read_lines(path, encoding), start=1):
             sentence, at, label = line.rpartition("@")
@@ -263,7 +266,7 @@ def _phrasebank_table(entries: list[_FpbEntry], subsets: list[str]) -> Table:
     takes the label of the higher level that lists it. Ids are the sentence's first line in the 50Agree file,
     which holds every sentence, so they do not change with the subset.
     """
-    minimum = min(_FPB_SUBSETS[subset] for subset in subsets)
+    minimum = min(FPB_SUBSETS[subset] for subset in subsets)
     line_in_all: dict[str, int] = {}
     for level, number, sentence, _, _ in entries:
         if level == 0.5:
@@ -282,7 +285,7 @@ def _phrasebank_table(entries: list[_FpbEntry], subsets: list[str]) -> Table:
     return table
 
 
-_XLMT_LANGUAGES = ["arabic", "english", "french", "german", "hindi", "italian", "portuguese", "spanish"]
+XLMT_LANGUAGES = ["arabic", "english", "french", "german", "hindi", "italian", "portuguese", "spanish"]
 # \uXXXX escapes, surrogate pairs first so that emoji written as two escapes decode to one character.
 _UNICODE_ESCAPE = re.compile(r"\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})|\\u([0-9a-fA-F]{4})")
 
@@ -418,7 +421,7 @@ def hub_dataset(named: NamedSource, config: Optional[str] = None) -> DatasetDict
         raise DataError(f"{what}: {reason}") from None
 
 
-def _hub_rows(named: NamedSource, dsd: DatasetDict, config: Optional[str], text_column: str,
+def hub_rows(named: NamedSource, dsd: DatasetDict, config: Optional[str], text_column: str,
               label_column: str = "label") -> Iterator[tuple[str, int, str, int, Where]]:
     """(split, index, text, label id, where) for each labelled row of the Hub splits the schema knows."""
     for hub_split, rows in dsd.items():
@@ -441,7 +444,7 @@ def _hub_rows(named: NamedSource, dsd: DatasetDict, config: Optional[str], text_
 
 def _read_hub_single_domain(named: NamedSource, subsets: list[str]) -> Table:
     table = Table(named.name, named.label_names)
-    for split, index, text, label, where in _hub_rows(named, hub_dataset(named), None, named.hub_text_column):
+    for split, index, text, label, where in hub_rows(named, hub_dataset(named), None, named.hub_text_column):
         table.add(where, id=f"{named.name}:{split}:{index}", text=text, label=label, domain=named.domain or named.name,
                   split=split)
     return table
@@ -450,9 +453,9 @@ def _read_hub_single_domain(named: NamedSource, subsets: list[str]) -> Table:
 def _read_hub_phrasebank(named: NamedSource, subsets: list[str]) -> Table:
     entries: list[_FpbEntry] = []
     # Every level, whatever the subset: a sentence's agreement is the highest level that lists it.
-    for subset, level in _FPB_SUBSETS.items():
-        config = f"sentences_{subset}"
-        for _, index, text, label, where in _hub_rows(named, hub_dataset(named, config), config, "sentence"):
+    for subset, level in FPB_SUBSETS.items():
+        config = FPB_HUB_CONFIG.format(subset)
+        for _, index, text, label, where in hub_rows(named, hub_dataset(named, config), config, "sentence"):
             entries.append((level, index + 1, text, label, where))
     return _phrasebank_table(entries, subsets)
 
@@ -460,7 +463,7 @@ def _read_hub_phrasebank(named: NamedSource, subsets: list[str]) -> Table:
 def _read_hub_xlmt(named: NamedSource, subsets: list[str]) -> Table:
     table = Table(named.name, named.label_names)
     for language in subsets:
-        for split, index, text, label, where in _hub_rows(named, hub_dataset(named, language), language, "text"):
+        for split, index, text, label, where in hub_rows(named, hub_dataset(named, language), language, "text"):
             table.add(where, id=f"xlmt_tweets:{language}:{split}:{index}", text=_unescape(text), label=label,
                       domain=language, split=split)
     return table
@@ -520,14 +523,14 @@ NAMED_SOURCES: dict[str, NamedSource] = {source.name: source for source in (
     NamedSource(
         "financial_phrasebank", "Financial PhraseBank v1.0: 4,838 unique financial news sentences, 3 classes, "
         "each at the highest annotator agreement it reached (subsets keep that level or above); no splits",
-        "Malo et al., Good Debt or Bad Debt, JASIST 2014", THREE_WAY_LABELS, list(_FPB_SUBSETS),
+        "Malo et al., Good Debt or Bad Debt, JASIST 2014", THREE_WAY_LABELS, list(FPB_SUBSETS),
         "https://www.researchgate.net/publication/251231364_FinancialPhraseBank-v10",
         "CC BY-NC-SA 3.0 (non-commercial use only)", "takala/financial_phrasebank", _read_financial_phrasebank, _read_hub_phrasebank, domain="finance",
         hub_revision="refs/convert/parquet"),
     NamedSource(
         "xlmt_tweets", "XLM-T / UMSAB multilingual tweet sentiment: 8 languages, 1,839 / 324 / 870 tweets each, "
         "3 balanced classes", "Barbieri, Espinosa Anke & Camacho-Collados, XLM-T, LREC 2022", THREE_WAY_LABELS,
-        list(_XLMT_LANGUAGES), "https://github.com/cardiffnlp/xlm-t", "code Apache-2.0; Twitter's terms apply",
+        list(XLMT_LANGUAGES), "https://github.com/cardiffnlp/xlm-t", "code Apache-2.0; Twitter's terms apply",
         "cardiffnlp/tweet_sentiment_multilingual", _read_xlmt_tweets, _read_hub_xlmt,
         hub_revision="refs/convert/parquet"),
     NamedSource(
