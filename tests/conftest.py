@@ -63,6 +63,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
 
 
 @pytest.fixture(scope="session")
+def packaged_data_dir() -> Path:
+    """A data dir holding only the UCI sentences packaged with otherdata_utils (laid out like shared/data), for tests
+    that read no other data set: they run without a data folder."""
+    from otherdata_utils.data.named import EMBEDDED_DIR
+
+    return EMBEDDED_DIR
+
+
+@pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny randomly initialised BERT (2 layers, hidden 128) with the packaged tokenizer, built once per session."""
     from otherdata_utils.modeling import build_tiny_random_model

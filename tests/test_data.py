@@ -222,6 +222,10 @@ def test_sources_table_lists_every_named_source_and_finds_local_copies(data_dir,
     assert table.loc["blitzer_mds", "subsets"] == "books, dvd, electronics, kitchen_&_housewares"
     assert table.loc["financial_phrasebank", "classes"] == "negative, neutral, positive"
     assert not sources_table(tmp_path)["local_copy"].any() and not sources_table(None)["local_copy"].any()
+    assert set(table["copy"]) == {"data dir"}
+    hub = sources_table(None)["copy"]  # no data dir: the packaged UCI sentences, Hub copies, the rest missing
+    assert (hub["uci_sentences"], hub["imdb"], hub["blitzer_mds"]) == ("packaged", "hub", "missing")
+    assert sources_table(data_dir).loc["financial_phrasebank", "licence"].startswith("CC BY-NC-SA 3.0")
 
 
 def test_carving_is_seeded(load):
