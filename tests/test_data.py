@@ -451,16 +451,16 @@ def test_bad_local_input_raises_one_data_error_naming_file_row_and_parameter(tmp
     assert error.__cause__ is None and (error.__context__ is None or error.__suppress_context__)  # none chained
 
 
-def test_unknown_named_source_lists_names_and_suggests_a_close_match(data_dir):
+def test_unknown_named_source_lists_names_and_suggests_a_close_match(tmp_path):
     with pytest.raises(DataError, match=r"unknown data source 'imbd'\. Did you mean 'imdb'.*uci_sentences"):
-        load_source("imbd", data_dir)
+        load_source("imbd", tmp_path)
 
 
-def test_unknown_subset_lists_the_valid_ones(data_dir):
+def test_unknown_subset_lists_the_valid_ones(tmp_path):
     with pytest.raises(DataError, match=r"unknown subset 'bookz'\. Did you mean 'books'.*kitchen_&_housewares"):
-        load_source("blitzer_mds:bookz", data_dir)
+        load_source("blitzer_mds:bookz", tmp_path)
     with pytest.raises(DataError, match="'imdb' has no subsets"):
-        load_source("imdb:movies", data_dir)
+        load_source("imdb:movies", tmp_path)
 
 
 def test_data_dir_without_the_source_folder_says_how_it_must_be_laid_out_and_how_to_fetch_it(tmp_path):

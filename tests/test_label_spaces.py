@@ -40,11 +40,11 @@ def test_binary_source_maps_into_the_three_way_target_keeping_its_texts_and_addi
     assert set(finance_labels) == {0, 1, 2}
 
 
-def test_a_class_mapped_to_null_drops_its_rows(packaged_data_dir):
+def test_a_class_mapped_to_null_drops_its_rows(data_dir):
     config = Config(sources=["uci_sentences:yelp",
                              SourceSpec(name="xlmt_tweets:english",
                                         label_mapping={"negative": "neg", "neutral": None, "positive": "pos"})],
-                    data_dir=str(packaged_data_dir))
+                    data_dir=str(data_dir))
     dsd = load_data(config)
     tweets = dsd["test"].filter(lambda row: row["source"] == "xlmt_tweets")
     # 870 balanced test tweets: 290 per class, the neutral third dropped
