@@ -4,13 +4,14 @@ blame. No network: the Hub is stood in for by small Hub-shaped DatasetDicts."""
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import datasets
 import pytest
 
 from otherdata_utils.data import NAMED_SOURCES, DataError, load_source
 from otherdata_utils.data.fetch import LAYOUTS, data_command, fetch, layout_files, write_source
-from otherdata_utils.data.named import FPB_HUB_CONFIG, FPB_SUBSETS, XLMT_LANGUAGES
+from otherdata_utils.data.named import EMBEDDED_DIR, FPB_HUB_CONFIG, FPB_SUBSETS, XLMT_LANGUAGES
 
 # The phrasebank's lower-agreement files are ISO-8859-1: its texts stay inside Latin-1.
 LATIN_1_TEXTS = ["Operating profit rose to EUR 13.1 mn", "Net sales fell by 5 % ; the outlook is 'weak'", "Café sales"]
@@ -162,3 +163,20 @@ def test_data_list_names_each_source_its_origin_licence_hub_copy_and_the_copy_re
     assert lines["uci_sentences"].split()[1] == "packaged" and "CC BY 4.0" in lines["uci_sentences"]
     assert lines["blitzer_mds"].split()[1:3] == ["missing", "none"]
     assert "non-commercial" in lines["financial_phrasebank"]
+
+
+def test_the_packaged_uci_files_are_package_data_with_their_licence_and_citation():
+    import glob
+    import tomllib
+
+    package = EMBEDDED_DIR.parents[1]
+    pyproject = tomllib.loads((package.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["otherdata_utils"]
+    shipped = {Path(path).relative_to(package) for pattern in patterns for path in glob.glob(str(package / pattern))}
+    files = {path.relative_to(package) for path in EMBEDDED_DIR.rglob("*") if path.is_file()}
+    assert {path.name for path in files} == {"amazon_cells_labelled.txt", "imdb_labelled.txt", "yelp_labelled.txt",
+                                             "readme.txt", "NOTICE"}
+    assert files <= shipped
+    notice = (EMBEDDED_DIR / "uci_sentences" / "NOTICE").read_text(encoding="utf-8")
+    assert "CC BY 4.0" in notice and "Kotzias, Dimitrios and Denil, Misha and de Freitas, Nando" in notice
+    assert "archive.ics.uci.edu/dataset/331" in notice
