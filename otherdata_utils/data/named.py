@@ -110,7 +110,8 @@ def parse_name(text: str) -> tuple[NamedSource, list[str]]:
 
 
 def read_named(text: str, data_dir: Optional[Path]) -> Table:
-    """A named source's rows from ``data_dir/<name>``, or from the Hugging Face Hub when ``data_dir`` is None."""
+    """A named source's rows from the copy `find_copy` names: ``data_dir/<name>``, else the packaged copy, else
+    (``data_dir`` None) the Hugging Face Hub."""
     named, subsets = parse_name(text)
     copy = find_copy(named, data_dir)
     if copy.kind == "hub":
@@ -237,7 +238,7 @@ def _read_customer_reviews(folder: Path, subsets: list[str]) -> Table:
 
 # File, agreement level, encoding: only AllAgree is UTF-8 (README), the others ISO-8859-1.
 FPB_FILES = (("Sentences_AllAgree.txt", 1.0, "utf-8"), ("Sentences_75Agree.txt", 0.75, "iso-8859-1"),
-              ("Sentences_66Agree.txt", 0.66, "iso-8859-1"), ("Sentences_50Agree.txt", 0.5, "iso-8859-1"))
+             ("Sentences_66Agree.txt", 0.66, "iso-8859-1"), ("Sentences_50Agree.txt", 0.5, "iso-8859-1"))
 FPB_SUBSETS = {"allagree": 1.0, "75agree": 0.75, "66agree": 0.66, "50agree": 0.5}
 _FPB_LABELS = {name: i for i, name in enumerate(THREE_WAY_LABELS)}
 FPB_HUB_CONFIG = "sentences_{}"  # the Hub copy's config of a subset
