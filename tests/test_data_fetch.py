@@ -180,3 +180,18 @@ def test_the_packaged_uci_files_are_package_data_with_their_licence_and_citation
     notice = (EMBEDDED_DIR / "uci_sentences" / "NOTICE").read_text(encoding="utf-8")
     assert "CC BY 4.0" in notice and "Kotzias, Dimitrios and Denil, Misha and de Freitas, Nando" in notice
     assert "archive.ics.uci.edu/dataset/331" in notice
+
+
+def test_missing_shared_data_fails_the_tests_where_ci_or_the_environment_requires_it(monkeypatch):
+    from conftest import data_required  # the tests folder is on sys.path (pytest's default import mode)
+
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("OTHERDATA_REQUIRE_DATA", raising=False)
+    assert not data_required()  # a fresh clone: tests that need the shared data are skipped
+    monkeypatch.setenv("CI", "true")
+    assert data_required()
+    monkeypatch.setenv("OTHERDATA_REQUIRE_DATA", "0")
+    assert not data_required()  # CI without the data, said so explicitly
+    monkeypatch.delenv("CI")
+    monkeypatch.setenv("OTHERDATA_REQUIRE_DATA", "1")  # what .ci/run exports
+    assert data_required()
