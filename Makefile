@@ -16,8 +16,9 @@ export OTHERDATA_CONSTRAINTS := $(if $(CONSTRAINTS),$(abspath $(CONSTRAINTS)))
 RUN_EXTRAS := run
 TEST_EXTRAS := run,dev,studies,serve,augment,tracking,ray
 
-# Local copies of the data sets (laid out like shared/data); unset it to read the Hugging Face Hub copies.
-OTHERDATA_DATA_DIR ?= $(abspath ../shared/data)
+# Local copies of the data sets (laid out like shared/data). Where none exist, the default study reads the UCI
+# sentences packaged with otherdata_utils and other named sources come from their Hugging Face Hub copies.
+OTHERDATA_DATA_DIR ?= $(if $(wildcard ../shared/data/.),$(abspath ../shared/data))
 export OTHERDATA_DATA_DIR
 # With a local data folder nothing needs the Hub: never wait on the network. Without one, leave the Hub reachable
 # (the default study reads the packaged data; other sources then come from their Hub copies).

@@ -1,4 +1,5 @@
-"""Command line: ``python -m otherdata_utils {run,predict,serve,bench,publish} …``; each parses its own arguments."""
+"""Command line: ``python -m otherdata_utils {run,predict,serve,bench,publish,data} …``; each parses its own
+arguments."""
 from __future__ import annotations
 
 import os
@@ -14,6 +15,8 @@ commands:
   serve MODEL_DIR [--host H] [--port N]             HTTP prediction service
   bench [--quick]                                   training/inference throughput benchmarks
   publish RUN_DIR RESULTS_DIR                       a finished run's small, reader-facing results folder
+  data list [--data-dir DIR]                        each named source: original, licence, Hub copy, copy read
+  data fetch NAME... [--data-dir DIR] [--force]     write sources' Hub copies into the data dir, laid out to read
 """
 # commands whose modules import the `run` extra's libraries (training, notebooks, figures)
 RUN_EXTRA_COMMANDS = ("run", "publish", "bench")
@@ -35,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     if command == "serve":
         from .serve import serve_command
         return serve_command(rest)
+    if command == "data":
+        from .data.fetch import data_command
+        return data_command(rest)
     if command in RUN_EXTRA_COMMANDS:
         try:
             handler = _run_extra_command(command)

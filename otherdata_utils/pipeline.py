@@ -190,7 +190,8 @@ def prepare_data(config: Config) -> PreparedData:
         warnings.warn(f"leakage: {leaked} training rows share a text with validation or test; {action}. "
                       f"{cleaning.leakage.summary()}", stacklevel=2)
     save_dataset_atomically(cleaned, paths.clean_data)
-    fingerprint = {"raw": data.fingerprint(raw), "clean": data.fingerprint(cleaned)}
+    fingerprint = {"raw": data.fingerprint(raw), "clean": data.fingerprint(cleaned),
+                   "copies": data.copies_read(config)}  # which copy of each named source was read
     atomic_write_json(paths.data_fingerprint, fingerprint)
     # leakage in the sources as distributed (before de-duplication), beside what is left after cleaning
     as_distributed = clean.find_leakage(raw, near=config.near_dedupe)

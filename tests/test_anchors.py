@@ -23,9 +23,9 @@ def k_shot(rows: Dataset, k: int, seed: int) -> Dataset:
 
 
 @pytest.fixture(scope="module")
-def yelp(data_dir: Path) -> DatasetDict:
+def yelp(packaged_data_dir: Path) -> DatasetDict:
     """UCI yelp sentences: 16 train rows per class, the 100 validation rows, 100 test rows."""
-    dsd = data.load_source("uci_sentences:yelp", data_dir)
+    dsd = data.load_source("uci_sentences:yelp", packaged_data_dir)
     return DatasetDict(train=k_shot(dsd["train"], 16, seed=0), validation=dsd["validation"],
                        test=dsd["test"].shuffle(seed=0).select(range(100)))
 
@@ -68,7 +68,7 @@ def test_probe_repeats_its_predictions_and_probabilities(probe: anchors.AnchorRe
 
 
 def test_a_shared_frozen_encoder_embeds_each_text_once_and_gives_the_same_probe(
-        probe: anchors.AnchorResult, yelp: DatasetDict, minilm: str, data_dir: Path,
+        probe: anchors.AnchorResult, yelp: DatasetDict, minilm: str, packaged_data_dir: Path,
         monkeypatch: pytest.MonkeyPatch):
     encoder = anchors.FrozenEncoder(minilm, max_length=64)
     embedded: list[int] = []
@@ -83,7 +83,7 @@ def test_a_shared_frozen_encoder_embeds_each_text_once_and_gives_the_same_probe(
                                         data.BINARY_LABELS, seed=0)
     seen = set(yelp["train"]["text"]) | set(yelp["validation"]["text"]) | set(yelp["test"]["text"])
     assert sum(embedded) == len(seen)
-    other_split = k_shot(data.load_source("uci_sentences:yelp", data_dir)["train"], 16, seed=1)
+    other_split = k_shot(data.load_source("uci_sentences:yelp", packaged_data_dir)["train"], 16, seed=1)
     second = anchors.probe_fit_and_score(encoder, other_split, yelp["validation"], yelp["test"],
                                          data.BINARY_LABELS, seed=0)
     # the second split's probe embedded only its own new train rows, not validation and test again

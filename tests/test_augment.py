@@ -17,8 +17,8 @@ REVIEW = "This phone is not good at all, the battery died after two days and sup
 
 
 @pytest.fixture(scope="module")
-def uci_train(data_dir: Path) -> Dataset:
-    return data.load_source("uci_sentences", data_dir)["train"]
+def uci_train(packaged_data_dir: Path) -> Dataset:
+    return data.load_source("uci_sentences", packaged_data_dir)["train"]
 
 
 @pytest.fixture(scope="module")

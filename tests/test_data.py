@@ -30,15 +30,17 @@ SPLITS = ("train", "validation", "test")
 
 
 @pytest.fixture(scope="session")
-def load(data_dir):
-    """load_source on the shared data, each source read once per session."""
+def load(request):
+    """load_source on the shared data, each source read once per session; the UCI sentences from the packaged copy,
+    so their tests need no data folder (the others skip without one)."""
     cache = {}
 
     def _load(name: str, **options):
         key = (name, tuple(sorted(options.items())))
         if key not in cache:
             started = time.perf_counter()
-            cache[key] = load_source(name, data_dir, **options)
+            packaged = name.partition(":")[0] == "uci_sentences"
+            cache[key] = load_source(name, None if packaged else request.getfixturevalue("data_dir"), **options)
             cache[key, "seconds"] = time.perf_counter() - started
         return cache[key]
 
@@ -220,19 +222,23 @@ def test_sources_table_lists_every_named_source_and_finds_local_copies(data_dir,
     assert table.loc["blitzer_mds", "subsets"] == "books, dvd, electronics, kitchen_&_housewares"
     assert table.loc["financial_phrasebank", "classes"] == "negative, neutral, positive"
     assert not sources_table(tmp_path)["local_copy"].any() and not sources_table(None)["local_copy"].any()
+    assert set(table["copy"]) == {"data dir"}
+    hub = sources_table(None)["copy"]  # no data dir: the packaged UCI sentences, Hub copies, the rest missing
+    assert (hub["uci_sentences"], hub["imdb"], hub["blitzer_mds"]) == ("packaged", "hub", "missing")
+    assert sources_table(data_dir).loc["financial_phrasebank", "licence"].startswith("CC BY-NC-SA 3.0")
 
 
-def test_carving_is_seeded(data_dir, load):
+def test_carving_is_seeded(load):
     default = {row["id"]: row["split"] for row in rows(load("uci_sentences"))}
-    same = {row["id"]: row["split"] for row in rows(load_source("uci_sentences", data_dir, seed=42))}
-    other = {row["id"]: row["split"] for row in rows(load_source("uci_sentences", data_dir, seed=7))}
+    same = {row["id"]: row["split"] for row in rows(load_source("uci_sentences", None, seed=42))}
+    other = {row["id"]: row["split"] for row in rows(load_source("uci_sentences", None, seed=7))}
     assert same == default
     changed = sum(default[id_] != other[id_] for id_ in default)
     assert 600 < changed < 1_500  # about 1 - (0.7² + 0.1² + 0.2²) = 46% of 3,000 rows move
 
 
-def test_split_percentages_set_the_carved_shares(data_dir):
-    uci = load_source("uci_sentences:yelp", data_dir, validation_percentage=20.0, test_percentage=30.0)
+def test_split_percentages_set_the_carved_shares():
+    uci = load_source("uci_sentences:yelp", None, validation_percentage=20.0, test_percentage=30.0)
     assert sizes(uci) == {"train": 500, "validation": 200, "test": 300}
 
 
@@ -445,21 +451,28 @@ def test_bad_local_input_raises_one_data_error_naming_file_row_and_parameter(tmp
     assert error.__cause__ is None and (error.__context__ is None or error.__suppress_context__)  # none chained
 
 
-def test_unknown_named_source_lists_names_and_suggests_a_close_match(data_dir):
+def test_unknown_named_source_lists_names_and_suggests_a_close_match(tmp_path):
     with pytest.raises(DataError, match=r"unknown data source 'imbd'\. Did you mean 'imdb'.*uci_sentences"):
-        load_source("imbd", data_dir)
+        load_source("imbd", tmp_path)
 
 
-def test_unknown_subset_lists_the_valid_ones(data_dir):
+def test_unknown_subset_lists_the_valid_ones(tmp_path):
     with pytest.raises(DataError, match=r"unknown subset 'bookz'\. Did you mean 'books'.*kitchen_&_housewares"):
-        load_source("blitzer_mds:bookz", data_dir)
+        load_source("blitzer_mds:bookz", tmp_path)
     with pytest.raises(DataError, match="'imdb' has no subsets"):
-        load_source("imdb:movies", data_dir)
+        load_source("imdb:movies", tmp_path)
 
 
-def test_data_dir_without_the_source_folder_says_how_it_must_be_laid_out(tmp_path):
-    with pytest.raises(DataError, match=r"uci_sentences: folder not found.*laid out like shared/data"):
-        load_source("uci_sentences", tmp_path)
+def test_data_dir_without_the_source_folder_says_how_it_must_be_laid_out_and_how_to_fetch_it(tmp_path):
+    with pytest.raises(DataError, match=r"rt_polarity: folder not found.*laid out like shared/data.*data fetch "
+                                        r"rt_polarity"):
+        load_source("rt_polarity", tmp_path)
+    with pytest.raises(DataError, match=r"blitzer_mds: folder not found.*no Hub copy: get it from https://"):
+        load_source("blitzer_mds", tmp_path)
+
+
+def test_uci_sentences_fall_back_to_the_packaged_copy_where_the_data_dir_lacks_them(tmp_path):
+    assert len(load_source("uci_sentences:yelp", tmp_path)["test"]) == 200
 
 
 # -------------------------------------------------------------------------------------------- load_data
@@ -491,8 +504,8 @@ def test_load_data_rejects_a_source_with_other_classes_neither_mapped_nor_interm
         "fine-tune on it first with its own classes and head")
 
 
-def test_load_data_rejects_a_source_listed_twice(data_dir):
-    config = Config(sources=["uci_sentences", "uci_sentences:yelp"], data_dir=str(data_dir))
+def test_load_data_rejects_a_source_listed_twice():
+    config = Config(sources=["uci_sentences", "uci_sentences:yelp"], data_dir="")
     with pytest.raises(DataError, match=r"id 'uci_sentences:yelp:\d+' occurs in both 'uci_sentences' and "
                                         r"'uci_sentences:yelp'"):
         load_data(config)
@@ -593,8 +606,9 @@ def test_hub_xlmt_tweets_loads_one_config_per_language_and_decodes_escapes(monke
 
 
 def test_source_without_a_hub_copy_asks_for_the_data_dir():
-    with pytest.raises(DataError, match="uci_sentences has no Hugging Face Hub copy: set OTHERDATA_DATA_DIR"):
-        load_source("uci_sentences", None)
+    with pytest.raises(DataError, match=r"blitzer_mds has no Hugging Face Hub copy: download it from https://.*"
+                                        "OTHERDATA_DATA_DIR"):
+        load_source("blitzer_mds", None)
 
 
 def test_hub_failure_becomes_a_data_error_naming_the_repository(monkeypatch):

@@ -35,10 +35,10 @@ def launch_together(*commands: list[str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, tiny_model_dir, data_dir) -> dict[str, Path]:
+def runs(tmp_path_factory, tiny_model_dir, packaged_data_dir) -> dict[str, Path]:
     """The same training on two processes (global batch 2 × 8) and on one (8, accumulated twice)."""
     root = tmp_path_factory.mktemp("distributed")
-    common = ["--model", str(tiny_model_dir), "--data-dir", str(data_dir), "--per-device-batch", "8",
+    common = ["--model", str(tiny_model_dir), "--data-dir", str(packaged_data_dir), "--per-device-batch", "8",
               "--train-rows", str(TRAIN_ROWS), "--validation-rows", str(VALIDATION_ROWS), "--epochs", str(EPOCHS)]
     launch_together(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(SCRIPT),

@@ -15,8 +15,8 @@ SIZES = {"books": 1900, "dvd": 600, "kitchen": 40}
 
 
 @pytest.fixture(scope="module")
-def uci_train(data_dir: Path) -> Dataset:
-    return clean(data.load_source("uci_sentences", data_dir), Config())[0]["train"]
+def uci_train(packaged_data_dir: Path) -> Dataset:
+    return clean(data.load_source("uci_sentences", packaged_data_dir), Config())[0]["train"]
 
 
 @pytest.fixture(scope="module")

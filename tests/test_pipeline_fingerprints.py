@@ -15,10 +15,11 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture
-def config(data_dir: Path, tiny_model_dir: Path, tmp_path: Path) -> Config:
+def config(packaged_data_dir: Path, tiny_model_dir: Path, tmp_path: Path) -> Config:
     """A run folder of its own, mixed from 60 training rows; two optimizer steps of training, no checkpoints."""
     return load_config(None, {
-        "sources": ["uci_sentences"], "data_dir": str(data_dir), "target_domain": "yelp", "max_train_samples": 60,
+        "sources": ["uci_sentences"], "data_dir": str(packaged_data_dir), "target_domain": "yelp",
+        "max_train_samples": 60,
         "max_eval_samples": 30, "max_test_samples": 30, "model_name_or_path": str(tiny_model_dir),
         "cache_dir": str(tmp_path / "cache"), "output_dir": str(tmp_path / "run"), "max_seq_length": 32,
         "per_device_train_batch_size": 8, "max_steps": 2, "eval_strategy": "no", "save_strategy": "no",

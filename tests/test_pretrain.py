@@ -123,10 +123,10 @@ def test_pretrain_from_config_runs_tapt_on_target_training_text(config: Config, 
 # --- continued pretraining as a step of fine-tuning (pretrain_steps > 0) ------------------------------------------------
 
 @pytest.fixture(scope="module")
-def tapt_run(config: Config, data_dir: Path, tmp_path_factory: pytest.TempPathFactory,
+def tapt_run(config: Config, packaged_data_dir: Path, tmp_path_factory: pytest.TempPathFactory,
              finetuned_through_pipeline) -> Config:
     """Data, mixing and fine-tuning of a run that asks for 4 MLM steps on yelp training sentences (TAPT) first."""
-    run = config.replace(sources=["uci_sentences"], data_dir=str(data_dir), target_domain="yelp",
+    run = config.replace(sources=["uci_sentences"], data_dir=str(packaged_data_dir), target_domain="yelp",
                          output_dir=str(tmp_path_factory.mktemp("runs") / "tapt"), max_train_samples=150,
                          max_eval_samples=30, max_test_samples=30, max_seq_length=32, per_device_train_batch_size=BATCH,
                          num_train_epochs=1, save_strategy="no", pretrain_steps=4, pretrain_max_texts=40,

@@ -30,12 +30,12 @@ NEVER_PUBLISHED = ("model", "training", "data", "predictions", "run_state.json")
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, tiny_model_dir, data_dir):
+def finished_run(tmp_path_factory, tiny_model_dir, packaged_data_dir):
     """A run folder as the runner leaves it after 01–04: data, model, metrics, figures, report, an executed notebook
     and a study table, plus one oversized figure."""
     root = tmp_path_factory.mktemp("runs") / "tiny"
     config = load_config(None, {
-        "run_name": "tiny", "output_dir": str(root), "sources": ["uci_sentences"], "data_dir": str(data_dir),
+        "run_name": "tiny", "output_dir": str(root), "sources": ["uci_sentences"], "data_dir": str(packaged_data_dir),
         "cache_dir": str(tmp_path_factory.mktemp("cache")), "model_name_or_path": str(tiny_model_dir),
         "max_seq_length": 16, "per_device_train_batch_size": 16, "num_train_epochs": 1, "learning_rate": 1e-3,
         "max_train_samples": 60, "max_eval_samples": 30, "max_test_samples": 60, "quiet": True,

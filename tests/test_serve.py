@@ -54,8 +54,8 @@ def _uci_rows(data_dir: Path) -> list[tuple[str, int]]:
 
 
 @pytest.fixture(scope="module")
-def uci_split(data_dir: Path) -> dict[str, list[tuple[str, int]]]:
-    rows = _uci_rows(data_dir)
+def uci_split(packaged_data_dir: Path) -> dict[str, list[tuple[str, int]]]:
+    rows = _uci_rows(packaged_data_dir)
     assert len(rows) == 3000
     random.Random(13).shuffle(rows)
     return {"train": rows[:1200], "heldout": rows[1200:1800]}
@@ -338,8 +338,8 @@ def _read_csv(path: Path, delimiter: str = ",") -> list[dict[str, str]]:
 
 
 def test_predict_file_csv_keeps_the_id_column_and_quoting(tmp_path: Path, model_dir: Path, predictor: Predictor,
-                                                        data_dir: Path) -> None:
-    lines = (data_dir / "uci_sentences" / "yelp_labelled.txt").read_text(encoding="utf-8").split("\n")[:50]
+                                                        packaged_data_dir: Path) -> None:
+    lines = (packaged_data_dir / "uci_sentences" / "yelp_labelled.txt").read_text(encoding="utf-8").split("\n")[:50]
     rows = [line.rsplit("\t", 1) for line in lines]
     source = tmp_path / "yelp.csv"
     with open(source, "w", encoding="utf-8", newline="") as handle:

@@ -422,10 +422,10 @@ def test_compare_arms_adjusts_p_with_holm_across_every_k():
 
 
 @pytest.fixture(scope="module")
-def uci_few_shot(tmp_path_factory, data_dir):
+def uci_few_shot(tmp_path_factory, packaged_data_dir):
     """UCI sentences (target yelp) prepared once; a few-shot study of 2 split seeds × 1 seed with the probe."""
     config = load_config(None, {**TINY, "sources": ["uci_sentences"], "target_domain": "yelp",
-                                "data_dir": str(data_dir), "max_train_samples": 24, "max_test_samples": 30,
+                                "data_dir": str(packaged_data_dir), "max_train_samples": 24, "max_test_samples": 30,
                                 "study.few_shot.k_values": [4],
                                 "study.few_shot.strategies": ["target_only", "concat", "uniform"],
                                 "replicates": {"split_seeds": [3, 4], "seeds": [1]}, "study.few_shot.anchors": ["probe"],

@@ -13,6 +13,7 @@ from ..env import DATA_DIR_ENV
 
 # Parameters naming a folder: a params file's relative value is relative to the file's folder.
 FOLDER_PARAMS = ("data_dir", "runs_dir", "output_dir", "cache_dir")
+SHARED_DATA = ("shared", "data")  # the data dir beside the project root: read by default, `data fetch` writes there
 
 
 def project_root(start: Optional[Path] = None) -> Path:
@@ -30,7 +31,7 @@ def default_data_dir() -> Optional[str]:
     the project root where it exists. None (also for an empty OTHERDATA_DATA_DIR=): the Hugging Face Hub."""
     if DATA_DIR_ENV in os.environ:
         return os.environ[DATA_DIR_ENV] or None
-    shared = project_root().parent / "shared" / "data"
+    shared = project_root().parent.joinpath(*SHARED_DATA)
     return str(shared) if shared.is_dir() else None
 
 

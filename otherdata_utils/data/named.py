@@ -1,10 +1,13 @@
 """Named data sets: the registry, the readers of their local copies (the shared/data layout) and of their Hub copies.
 
 Takes a name such as "blitzer_mds:books,dvd" and a data dir (None: the Hugging Face Hub); hands on a `Table`.
+A source's copy is, in this order: its folder in the data dir, the copy packaged in `embedded/` (UCI sentences
+only), its Hub copy where no data dir is set.
 """
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +21,7 @@ from .local import column, read_file, read_json, read_lines
 from .schema import BINARY_LABELS, THREE_WAY_LABELS, DataError, Table, Where, at, values
 
 _HUB_SPLITS = {"train": "train", "validation": "validation", "test": "test"}
+EMBEDDED_DIR = Path(__file__).resolve().parent / "embedded"  # data shipped inside the package, one folder a source
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,8 @@ class NamedSource:
     citation: str
     label_names: list[str]
     domains: list[str]  # subset names accepted after "name:" (domains; agreement levels for financial_phrasebank)
+    original: str  # where the authors publish it (a URL)
+    licence: str  # as the authors state it
     hub_id: Optional[str]  # Hugging Face Hub copy used when no data dir is set; None: local copy only
     loader: Callable[[Path, list[str]], Table]  # reads data_dir/<name> for the chosen subsets
     hub_loader: Optional[Callable[["NamedSource", list[str]], Table]] = None
@@ -41,6 +47,35 @@ class NamedSource:
     @property
     def classes(self) -> str:
         return self.classes_text or ", ".join(self.label_names)
+
+    @property
+    def packaged(self) -> Optional[Path]:
+        """The copy shipped inside the package, if any."""
+        folder = EMBEDDED_DIR / self.name
+        return folder if folder.is_dir() else None
+
+
+@dataclass(frozen=True)
+class Copy:
+    """Which copy of a named source is read: kind "data dir", "packaged", "hub" or "missing", and where it is."""
+
+    kind: str
+    location: str
+
+    def __str__(self) -> str:
+        return {"data dir": f"data dir copy {self.location}", "packaged": f"packaged copy {self.location}",
+                "hub": f"Hugging Face Hub {self.location}", "missing": "missing"}[self.kind]
+
+
+def find_copy(named: NamedSource, data_dir: Optional[Path]) -> Copy:
+    """The copy `read_named` reads: the data dir's folder, else the packaged one, else (no data dir) the Hub's."""
+    if data_dir is not None and (Path(data_dir) / named.name).is_dir():
+        return Copy("data dir", str(Path(data_dir) / named.name))
+    if named.packaged is not None:
+        return Copy("packaged", str(named.packaged))
+    if data_dir is None and named.hub_id is not None:
+        return Copy("hub", named.hub_id)
+    return Copy("missing", "")
 
 
 # ------------------------------------------------------------------------------------- names and subsets
@@ -75,20 +110,22 @@ def parse_name(text: str) -> tuple[NamedSource, list[str]]:
 
 
 def read_named(text: str, data_dir: Optional[Path]) -> Table:
-    """A named source's rows from ``data_dir/<name>``, or from the Hugging Face Hub when ``data_dir`` is None."""
+    """A named source's rows from the copy `find_copy` names: ``data_dir/<name>``, else the packaged copy, else
+    (``data_dir`` None) the Hugging Face Hub."""
     named, subsets = parse_name(text)
-    if data_dir is None:
-        if named.hub_loader is None:
-            raise DataError(f"{named.name} has no Hugging Face Hub copy: set {DATA_DIR_ENV} (or data_dir in the "
-                            "params) to a folder laid out like shared/data")
+    copy = find_copy(named, data_dir)
+    if copy.kind == "hub":
         return named.hub_loader(named, subsets)
-    folder = Path(data_dir) / named.name
-    if not folder.is_dir():
-        hub = (f"; or set it empty ({DATA_DIR_ENV}= or data_dir: '') to load {named.name} from the Hugging Face Hub"
-               if named.hub_loader else "")
-        raise DataError(f"{folder}: folder not found; data_dir ({data_dir}, or {DATA_DIR_ENV}) must hold one folder "
-                        f"per named source, laid out like shared/data{hub}")
-    return named.loader(folder, subsets)
+    if copy.kind != "missing":
+        return named.loader(Path(copy.location), subsets)
+    if data_dir is None:
+        raise DataError(f"{named.name} has no Hugging Face Hub copy: download it from {named.original} into a "
+                        f"folder laid out like shared/data and set {DATA_DIR_ENV} (or data_dir in the params) to it")
+    fetch = (f"; `python -m otherdata_utils data fetch {named.name} --data-dir {data_dir}` writes its Hub copy "
+             f"there, or set {DATA_DIR_ENV}= (empty) to read it from the Hub" if named.hub_id
+             else f"; it has no Hub copy: get it from {named.original}")
+    raise DataError(f"{Path(data_dir) / named.name}: folder not found; data_dir ({data_dir}, or {DATA_DIR_ENV}) must "
+                    f"hold one folder per named source, laid out like shared/data{fetch}")
 
 
 # ----------------------------------------------------------------------------------------- local copies
@@ -163,6 +200,8 @@ def _read_sst2(folder: Path, subsets: list[str]) -> Table:
     # GLUE layout: train.tsv names its text column "sentence", dev.tsv and test.tsv "content"; test is labelled here.
     for file_name, split, text_column in (("train.tsv", "train", "sentence"), ("dev.tsv", "validation", "content"),
                                           ("test.tsv", "test", "content")):
+        if split == "test" and not (folder / file_name).exists():
+            continue  # a copy fetched from the Hub: its test labels are hidden, so test is carved from train
         records = read_file(folder / file_name, "tsv", "utf-8")
         texts, labels = column(records, text_column), column(records, "label")
         for row, (text, label) in enumerate(zip(texts, labels)):
@@ -198,10 +237,11 @@ def _read_customer_reviews(folder: Path, subsets: list[str]) -> Table:
 
 
 # File, agreement level, encoding: only AllAgree is UTF-8 (README), the others ISO-8859-1.
-_FPB_FILES = (("Sentences_AllAgree.txt", 1.0, "utf-8"), ("Sentences_75Agree.txt", 0.75, "iso-8859-1"),
-              ("Sentences_66Agree.txt", 0.66, "iso-8859-1"), ("Sentences_50Agree.txt", 0.5, "iso-8859-1"))
-_FPB_SUBSETS = {"allagree": 1.0, "75agree": 0.75, "66agree": 0.66, "50agree": 0.5}
+FPB_FILES = (("Sentences_AllAgree.txt", 1.0, "utf-8"), ("Sentences_75Agree.txt", 0.75, "iso-8859-1"),
+             ("Sentences_66Agree.txt", 0.66, "iso-8859-1"), ("Sentences_50Agree.txt", 0.5, "iso-8859-1"))
+FPB_SUBSETS = {"allagree": 1.0, "75agree": 0.75, "66agree": 0.66, "50agree": 0.5}
 _FPB_LABELS = {name: i for i, name in enumerate(THREE_WAY_LABELS)}
+FPB_HUB_CONFIG = "sentences_{}"  # the Hub copy's config of a subset
 
 # One annotated sentence as read from a level's file (or Hub config): level, 1-based line, sentence, label id.
 _FpbEntry = tuple[float, int, str, int, Where]
@@ -209,7 +249,7 @@ _FpbEntry = tuple[float, int, str, int, Where]
 
 def _read_financial_phrasebank(folder: Path, subsets: list[str]) -> Table:
     entries: list[_FpbEntry] = []
-    for file_name, level, encoding in _FPB_FILES:
+    for file_name, level, encoding in FPB_FILES:
         path = folder / file_name
         for number, line in enumerate(read_lines(path, encoding), start=1):
             sentence, at, label = line.rpartition("@")
@@ -227,7 +267,7 @@ def _phrasebank_table(entries: list[_FpbEntry], subsets: list[str]) -> Table:
     takes the label of the higher level that lists it. Ids are the sentence's first line in the 50Agree file,
     which holds every sentence, so they do not change with the subset.
     """
-    minimum = min(_FPB_SUBSETS[subset] for subset in subsets)
+    minimum = min(FPB_SUBSETS[subset] for subset in subsets)
     line_in_all: dict[str, int] = {}
     for level, number, sentence, _, _ in entries:
         if level == 0.5:
@@ -246,7 +286,7 @@ def _phrasebank_table(entries: list[_FpbEntry], subsets: list[str]) -> Table:
     return table
 
 
-_XLMT_LANGUAGES = ["arabic", "english", "french", "german", "hindi", "italian", "portuguese", "spanish"]
+XLMT_LANGUAGES = ["arabic", "english", "french", "german", "hindi", "italian", "portuguese", "spanish"]
 # \uXXXX escapes, surrogate pairs first so that emoji written as two escapes decode to one character.
 _UNICODE_ESCAPE = re.compile(r"\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})|\\u([0-9a-fA-F]{4})")
 
@@ -340,17 +380,49 @@ def _json_object(value: object, path: Path) -> dict:
 # ------------------------------------------------------------------------------------------------- the Hub
 
 
-def _hub_dataset(named: NamedSource, config: Optional[str] = None) -> DatasetDict:
+_OFFLINE_SWITCHES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+
+
+def offline_switch() -> Optional[str]:
+    """The environment setting that forbids Hub downloads ("HF_HUB_OFFLINE=1"), or None."""
+    for name in _OFFLINE_SWITCHES:
+        if os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}:
+            return f"{name}={os.environ[name]}"
+    return None
+
+
+def _network_failed(error: BaseException) -> bool:
+    """Whether the error, or one it was raised from, is a failed connection (DNS, refused, timed out)."""
+    while error is not None:
+        if isinstance(error, (ConnectionError, TimeoutError)) or any(
+                word in type(error).__name__ for word in ("Connect", "Timeout")):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def hub_dataset(named: NamedSource, config: Optional[str] = None) -> DatasetDict:
+    """One Hub config of a named source, as `datasets.load_dataset` gives it (from its cache where it has one)."""
     try:
         return datasets.load_dataset(named.hub_id, name=config, revision=named.hub_revision)
-    except Exception as error:  # network, missing repo or config, unsupported script: one remedy for all
-        raise DataError(f"could not load {named.name} from the Hugging Face Hub ({named.hub_id}"
-                        f"{', config ' + config if config else ''}): {type(error).__name__}: {error}; check the "
-                        f"connection, or set {DATA_DIR_ENV} (or data_dir) to a local copy laid out like "
-                        "shared/data") from None
+    except Exception as error:  # offline, network, missing repo or config, unsupported script
+        what = f"could not load {named.name} from the Hugging Face Hub ({named.hub_id}" + (
+            f", config {config})" if config else ")")
+        fetch = f"`python -m otherdata_utils data fetch {named.name}`"
+        switch = offline_switch()
+        if switch is not None:
+            reason = (f"offline mode is set ({switch}) — unset it or fetch the data with `data fetch` ({fetch} "
+                      f"where the network is reachable writes a local copy; then set {DATA_DIR_ENV} to its data dir)")
+        elif _network_failed(error):
+            reason = (f"the network failed ({type(error).__name__}: {error}); check the connection, or set "
+                      f"{DATA_DIR_ENV} to a local copy ({fetch} writes one)")
+        else:
+            reason = (f"{type(error).__name__}: {error}; set {DATA_DIR_ENV} (or data_dir) to a local copy laid out "
+                      "like shared/data")
+        raise DataError(f"{what}: {reason}") from None
 
 
-def _hub_rows(named: NamedSource, dsd: DatasetDict, config: Optional[str], text_column: str,
+def hub_rows(named: NamedSource, dsd: DatasetDict, config: Optional[str], text_column: str,
               label_column: str = "label") -> Iterator[tuple[str, int, str, int, Where]]:
     """(split, index, text, label id, where) for each labelled row of the Hub splits the schema knows."""
     for hub_split, rows in dsd.items():
@@ -373,7 +445,7 @@ def _hub_rows(named: NamedSource, dsd: DatasetDict, config: Optional[str], text_
 
 def _read_hub_single_domain(named: NamedSource, subsets: list[str]) -> Table:
     table = Table(named.name, named.label_names)
-    for split, index, text, label, where in _hub_rows(named, _hub_dataset(named), None, named.hub_text_column):
+    for split, index, text, label, where in hub_rows(named, hub_dataset(named), None, named.hub_text_column):
         table.add(where, id=f"{named.name}:{split}:{index}", text=text, label=label, domain=named.domain or named.name,
                   split=split)
     return table
@@ -382,9 +454,9 @@ def _read_hub_single_domain(named: NamedSource, subsets: list[str]) -> Table:
 def _read_hub_phrasebank(named: NamedSource, subsets: list[str]) -> Table:
     entries: list[_FpbEntry] = []
     # Every level, whatever the subset: a sentence's agreement is the highest level that lists it.
-    for subset, level in _FPB_SUBSETS.items():
-        config = f"sentences_{subset}"
-        for _, index, text, label, where in _hub_rows(named, _hub_dataset(named, config), config, "sentence"):
+    for subset, level in FPB_SUBSETS.items():
+        config = FPB_HUB_CONFIG.format(subset)
+        for _, index, text, label, where in hub_rows(named, hub_dataset(named, config), config, "sentence"):
             entries.append((level, index + 1, text, label, where))
     return _phrasebank_table(entries, subsets)
 
@@ -392,7 +464,7 @@ def _read_hub_phrasebank(named: NamedSource, subsets: list[str]) -> Table:
 def _read_hub_xlmt(named: NamedSource, subsets: list[str]) -> Table:
     table = Table(named.name, named.label_names)
     for language in subsets:
-        for split, index, text, label, where in _hub_rows(named, _hub_dataset(named, language), language, "text"):
+        for split, index, text, label, where in hub_rows(named, hub_dataset(named, language), language, "text"):
             table.add(where, id=f"xlmt_tweets:{language}:{split}:{index}", text=_unescape(text), label=label,
                       domain=language, split=split)
     return table
@@ -418,49 +490,59 @@ NAMED_SOURCES: dict[str, NamedSource] = {source.name: source for source in (
     NamedSource(
         "imdb", "Large Movie Review Dataset: 25k train / 25k test IMDB reviews, balanced; validation is "
         "carved from train", "Maas et al., Learning Word Vectors for Sentiment Analysis, ACL 2011",
-        BINARY_LABELS, [], "stanfordnlp/imdb", _read_imdb, _read_hub_single_domain, domain="imdb"),
+        BINARY_LABELS, [], "https://ai.stanford.edu/~amaas/data/sentiment/",
+        "none stated; cite the paper", "stanfordnlp/imdb", _read_imdb, _read_hub_single_domain, domain="imdb"),
     NamedSource(
         "uci_sentences", "Sentiment Labelled Sentences: 1,000 sentences each from Amazon, IMDB and Yelp, no "
         "splits", "Kotzias et al., From Group to Individual Labels using Deep Features, KDD 2015",
-        BINARY_LABELS, list(_UCI_FILES), None, _read_uci_sentences),
+        BINARY_LABELS, list(_UCI_FILES), "https://archive.ics.uci.edu/dataset/331/sentiment+labelled+sentences",
+        "CC BY 4.0", None, _read_uci_sentences),
     NamedSource(
         "blitzer_mds", "Multi-Domain Sentiment v2.0: 2,000 Amazon reviews in each of four product domains, "
         "with date, helpful votes and rating; no splits",
         "Blitzer, Dredze & Pereira, Biographies, Bollywood, Boom-boxes and Blenders, ACL 2007",
-        BINARY_LABELS, list(_BLITZER_DOMAINS), None, _read_blitzer_mds,
+        BINARY_LABELS, list(_BLITZER_DOMAINS), "https://www.cs.jhu.edu/~mdredze/datasets/sentiment/", "none stated",
+        None, _read_blitzer_mds,
         aliases={"kitchen": "kitchen_&_housewares"}),
     NamedSource(
         "sst2", "Stanford Sentiment Treebank, binary (GLUE layout): phrase-level train, sentence-level "
         "validation and labelled test", "Socher et al., Recursive Deep Models for Semantic Compositionality "
-        "Over a Sentiment Treebank, EMNLP 2013", BINARY_LABELS, [], "stanfordnlp/sst2", _read_sst2,
+        "Over a Sentiment Treebank, EMNLP 2013", BINARY_LABELS, [], "https://nlp.stanford.edu/sentiment/",
+        "none stated", "stanfordnlp/sst2", _read_sst2,
         _read_hub_single_domain, domain="sst2", hub_text_column="sentence"),
     NamedSource(
         "rt_polarity", "Sentence polarity v1.0: 5,331 positive and 5,331 negative Rotten Tomatoes snippets, "
         "no splits", "Pang & Lee, Seeing Stars, ACL 2005", BINARY_LABELS, [],
+        "https://www.cs.cornell.edu/people/pabo/movie-review-data/", "none stated (believed CC BY 4.0, unchecked)",
         "cornell-movie-review-data/rotten_tomatoes", _read_rt_polarity, _read_hub_single_domain,
         domain="rt_polarity"),
     NamedSource(
         "customer_reviews", "Customer reviews (CR) of electronics products: 3,775 sentences, no splits",
-        "Hu & Liu, Mining and Summarizing Customer Reviews, KDD 2004", BINARY_LABELS, [], "SetFit/CR",
+        "Hu & Liu, Mining and Summarizing Customer Reviews, KDD 2004", BINARY_LABELS, [],
+        "https://www.cs.uic.edu/~liub/FBS/sentiment-analysis.html", "none stated", "SetFit/CR",
         _read_customer_reviews, _read_hub_single_domain, domain="customer_reviews"),
     NamedSource(
         "financial_phrasebank", "Financial PhraseBank v1.0: 4,838 unique financial news sentences, 3 classes, "
         "each at the highest annotator agreement it reached (subsets keep that level or above); no splits",
-        "Malo et al., Good Debt or Bad Debt, JASIST 2014", THREE_WAY_LABELS, list(_FPB_SUBSETS),
-        "takala/financial_phrasebank", _read_financial_phrasebank, _read_hub_phrasebank, domain="finance",
+        "Malo et al., Good Debt or Bad Debt, JASIST 2014", THREE_WAY_LABELS, list(FPB_SUBSETS),
+        "https://www.researchgate.net/publication/251231364_FinancialPhraseBank-v10",
+        "CC BY-NC-SA 3.0 (non-commercial use only)", "takala/financial_phrasebank", _read_financial_phrasebank, _read_hub_phrasebank, domain="finance",
         hub_revision="refs/convert/parquet"),
     NamedSource(
         "xlmt_tweets", "XLM-T / UMSAB multilingual tweet sentiment: 8 languages, 1,839 / 324 / 870 tweets each, "
         "3 balanced classes", "Barbieri, Espinosa Anke & Camacho-Collados, XLM-T, LREC 2022", THREE_WAY_LABELS,
-        list(_XLMT_LANGUAGES), "cardiffnlp/tweet_sentiment_multilingual", _read_xlmt_tweets, _read_hub_xlmt,
+        list(XLMT_LANGUAGES), "https://github.com/cardiffnlp/xlm-t", "code Apache-2.0; Twitter's terms apply",
+        "cardiffnlp/tweet_sentiment_multilingual", _read_xlmt_tweets, _read_hub_xlmt,
         hub_revision="refs/convert/parquet"),
     NamedSource(
         "clinc150", "CLINC150 intents: 150 intents in 10 domains (100 / 20 / 30 queries each) and out-of-scope "
         "queries (subset oos: 100 / 100 / 1,000); subsets are domains, a domain's classes its 15 intents",
         "Larson et al., An Evaluation Dataset for Intent Classification and Out-of-Scope Prediction, EMNLP 2019",
-        [], list(_CLINC_DOMAINS) + [OUT_OF_SCOPE], None, _read_clinc150,
+        [], list(_CLINC_DOMAINS) + [OUT_OF_SCOPE], "https://github.com/clinc/oos-eval", "CC BY 3.0", None,
+        _read_clinc150,
         classes_text="the chosen domains' intents (15 each), then oos where the oos subset is read"),
     NamedSource(
         "chnsenticorp", "ChnSentiCorp hotel reviews (Chinese): 7,766 reviews, no splits",
-        "Tan Songbo, ChnSentiCorp", BINARY_LABELS, [], None, _read_chnsenticorp, domain="chnsenticorp"),
+        "Tan Songbo, ChnSentiCorp", BINARY_LABELS, [], "https://github.com/SophonPlus/ChineseNlpCorpus",
+        "none stated", None, _read_chnsenticorp, domain="chnsenticorp"),
 )}

@@ -16,7 +16,7 @@ from datasets import Dataset, DatasetDict
 from ..config import Config, SourceSpec
 from .labels import intermediate_classes, into_target_space
 from .local import read_local
-from .named import NAMED_SOURCES, read_named
+from .named import NAMED_SOURCES, find_copy, parse_name, read_named
 from .schema import (SPLITS, DataError, assign_splits, carve_missing_splits, check_ids_across_sources,
                      check_percentages, check_texts, check_two_classes, check_unique_ids, stratified_sample,
                      to_dataset_dict, values)
@@ -118,14 +118,25 @@ def fingerprint(dsd: DatasetDict) -> dict[str, dict[str, dict[str, Any]]]:
     return result
 
 
+def copies_read(config: Config) -> dict[str, str]:
+    """For each named source of a config, the copy its rows are read from (data dir, packaged or Hub), in words."""
+    data_dir = config.resolved_data_dir()
+    return {spec.label: str(find_copy(parse_name(spec.name)[0], data_dir))
+            for spec in config.source_specs if spec.name is not None}
+
+
 def sources_table(data_dir: Optional[Path]) -> pandas.DataFrame:
-    """Every named source: classes, subsets, Hub copy and whether ``data_dir`` holds a local copy."""
+    """Every named source: classes, subsets, where the original lives, its licence and Hub copy, and the copy that
+    would be read with ``data_dir`` ("data dir", "packaged", "hub" or "missing")."""
     return pandas.DataFrame([{
         "source": named.name,
         "classes": named.classes,
         "subsets": ", ".join(named.domains),
-        "hub_id": named.hub_id or "",
+        "original": named.original,
+        "licence": named.licence,
+        "hub_id": named.hub_id or "none",
         "local_copy": data_dir is not None and (Path(data_dir) / named.name).is_dir(),
+        "copy": find_copy(named, data_dir).kind,
         "description": named.description,
     } for named in NAMED_SOURCES.values()]).set_index("source")
 
