@@ -174,6 +174,8 @@ def made_by(command: Command) -> set[str]:
         made |= {parse_only(command).results_dir} - {None}  # `publish --forest BOOK` makes no results folder
     elif command.is_cli and command.subcommand == "predict":
         made.add(command.args[2])
+    elif command.is_cli and command.subcommand == "data" and command.args[:1] == ["fetch"]:
+        made |= {command.args[i + 1] for i, word in enumerate(command.args[:-1]) if word == "--data-dir"}
     return made
 
 
