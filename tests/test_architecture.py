@@ -18,7 +18,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
      "constraints"),
     ("data", "clean", "augment", "mix"),
     ("inference", "modeling", "adapters", "model_card"),
-    ("train", "metrics", "routing", "stats", "plots", "pretrain", "anchors"),
+    ("checkpoints", "trackers", "train", "metrics", "routing", "stats", "plots", "pretrain", "anchors"),
     ("studies", "pipeline"),
     ("run", "preflight", "report", "publish", "predictor", "monitoring", "http_app", "serve", "bench", "colab",
      "__main__", "__init__"),
