@@ -9,7 +9,7 @@ import hashlib
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -185,6 +185,32 @@ def run_cells(config: Config, cells: Sequence[Cell], test: Dataset, label_names:
                                          progress.duration(seconds), *([left] if left else [])]))
         bar.close()
     return pd.DataFrame([rows[key] for key in keys])
+
+
+def cell_keys(config: Config, cells: Sequence[Cell], test: Dataset, label_names: list[str], *,
+              headline: Optional[str] = None, groups: Optional[Sequence[str]] = None) -> list[str]:
+    """Each cell's store key, as `run_cells` with the same arguments computes it."""
+    threads = threads_per_cell(config.execution)
+    return [cell_job(config, cell, test, label_names, headline=headline, groups=groups, threads=threads).key
+            for cell in cells]
+
+
+def stored_cells(config: Config, cells: Sequence[Cell], test: Dataset, label_names: list[str], *,
+                 headline: Optional[str] = None, groups: Optional[Sequence[str]] = None) -> list[bool]:
+    """Whether each cell is already in the run folder's cell store: what `run_cells` (with the same arguments)
+    would read back instead of training."""
+    store = CellStore(runs.run_folder(config).cells)
+    return [store.path(key).is_file()
+            for key in cell_keys(config, cells, test, label_names, headline=headline, groups=groups)]
+
+
+def forget_cells(config: Config, cells: Sequence[Cell], test: Dataset, label_names: list[str]) -> None:
+    """Drop the cells from the store (`CellStore.forget`): the next `run_cells` trains them again."""
+    store = CellStore(runs.run_folder(config).cells)
+    for key in cell_keys(config, cells, test, label_names):
+        store.forget(key)
+
+
 def cell_job(config: Config, cell: Cell, test: Dataset, label_names: list[str], *, headline: Optional[str],
              groups: Optional[Sequence[str]], threads: int) -> CellJob:
     """A cell as the executor takes it, keyed by everything that determines its result (`store.cell_key`)."""
@@ -335,6 +361,10 @@ class StudyPlan:
     replicates: list[tuple[int, int]]
     cells: dict[str, int]  # model kind (fine-tuned, probe, SetFit) -> cells-table rows
     extra: dict[str, int] = field(default_factory=dict)  # e.g. MLM pretraining runs -> count
+    # where the run folder already holds stored cells: how many of the study's distinct cells it reuses, and how many
+    # it trains (None: nothing stored yet, everything trains)
+    reused: Optional[int] = None
+    to_train: Optional[int] = None
 
     @property
     def models(self) -> int:
@@ -350,8 +380,12 @@ class StudyPlan:
                           f"{', '.join(map(str, seeds_used))})" if crossed else
                           f"{len(self.replicates)} (seeds {', '.join(map(str, seeds_used))}, each drawing its rows)")
         trained = ", ".join(f"{count} {kind}" for kind, count in {**self.cells, **self.extra}.items() if count)
-        return "\n".join([f"arms: {', '.join(self.arms)}", f"replicates: {replicate_text}",
-                          f"models to train: {self.models} ({trained})"])
+        lines = [f"arms: {', '.join(self.arms)}", f"replicates: {replicate_text}",
+                 f"models to train: {self.models} ({trained})"]
+        if self.reused is not None:
+            lines.append(f"stored in the run folder: {self.reused} of {self.reused + self.to_train} cells reused, "
+                         f"{self.to_train} to train")
+        return "\n".join(lines)
 
 
 def plan_cells(kind: str, arms: Sequence[str], config: Config, per_replicate: dict[str, int],
@@ -360,6 +394,32 @@ def plan_cells(kind: str, arms: Sequence[str], config: Config, per_replicate: di
     pairs = replicates(config)
     return StudyPlan(kind, list(arms), pairs, {name: count * len(pairs) for name, count in per_replicate.items()},
                      {name: count * len(pairs) for name, count in (extra_per_replicate or {}).items()})
+
+
+@dataclass(frozen=True)
+class PlannedCells:
+    """A study's cells as `run_cells` takes them, built from the run folder's prepared data: what a plan counts
+    against the cell store."""
+
+    cells: list[Cell]
+    test: Dataset
+    label_names: list[str]
+    headline: Optional[str] = None
+    groups: Optional[Sequence[str]] = None
+
+
+def with_reuse(plan: StudyPlan, config: Config, planned: Callable[[Config], PlannedCells]) -> StudyPlan:
+    """`plan` with the cells the run folder's store will give back and those left to train, where it holds any
+    (a re-run, or a study grown by a seed or a k); `planned` builds the cells only then."""
+    folder = runs.run_folder(config).cells
+    if not folder.is_dir() or not any(folder.glob("*.json")):
+        return plan
+    built = planned(config)
+    keys = cell_keys(config, built.cells, built.test, built.label_names, headline=built.headline,
+                     groups=built.groups)
+    store = CellStore(folder)
+    reused = sum(store.path(key).is_file() for key in set(keys))
+    return replace(plan, reused=reused, to_train=len(set(keys)) - reused)
 
 
 @dataclass
@@ -385,7 +445,13 @@ def study_design(config: Config, scientific: dict[str, Any], seed_varies: str, f
         "per_device_train_batch_size", "eval_strategy", "max_train_samples")}
     return {"scientific": scientific, "nuisance": f"not tuned per arm; the seed varies {seed_varies}",
             "fixed": {**training, **fixed}, "seeds": seeds(config), "split_seeds": split_seeds(config),
-            "replicates": len(replicates(config))}
+            "replicates": len(replicates(config)), "execution": execution_record(config)}
+
+
+def execution_record(config: Config) -> dict[str, Any]:
+    """How the cells were carried out: the executor and the threads each cell was pinned to (part of every cell's
+    key, so a stored cell was trained at this thread count)."""
+    return {"executor": config.execution.executor, "threads_per_cell": threads_per_cell(config.execution)}
 
 
 def save_study(config: Config, name: str, frames: dict[str, pd.DataFrame], record: dict[str, Any]) -> Path:

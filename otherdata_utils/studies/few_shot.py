@@ -16,9 +16,9 @@ from pydantic import Field, field_validator
 from .. import anchors, metrics, mix, modeling, plots, runs
 from ..config import Config, MixingStrategy
 from ..study_registry import StudyParams, distinct_values, register_study, study_params
-from .engine import (Cell, CellScore, StudyPlan, StudyResult, compare_arms, finish, measured_columns, plan_cells,
-                     prepared_data, reported_groups, rows_fingerprint, run_cells, seeds, split_seeds, study_design,
-                     summarize, target_domain)
+from .engine import (Cell, CellScore, PlannedCells, StudyPlan, StudyResult, compare_arms, finish,
+                     measured_columns, plan_cells, prepared_data, reported_groups, rows_fingerprint, run_cells, seeds,
+                     split_seeds, study_design, summarize, target_domain, with_reuse)
 from .sampling import column, domain_rows, seeded_cap, stratified_sample, take
 from .tables import comparison_sentence, reference_line, results_markdown, tally_comparisons
 
@@ -250,17 +250,25 @@ def study_test_rows(config: Config, test: Dataset, target: str) -> Dataset:
     return stratified_sample(rows, params.test_rows, config.seed)
 
 
+def planned_cells(config: Config) -> PlannedCells:
+    """Every cell of the study (arms, then anchors) on the run folder's prepared data, scored on the target's test
+    rows (`study_test_rows`), measured on the target domain."""
+    prepared, names = prepared_data(config)
+    target = target_domain(config, prepared, "few_shot_study")
+    validation = domain_rows(prepared["validation"], target, config.mix_by)
+    cells = few_shot_cells(config, prepared["train"], validation) + anchor_cells(
+        config, few_shot_splits(config, prepared["train"]), validation, target)
+    return PlannedCells(cells, study_test_rows(config, prepared["test"], target), names, headline=target)
+
+
 def few_shot_study(config: Config) -> StudyResult:
     """Does other data help a small target? Target-only against target + other data added per mixing strategy (and
     the anchors), for each k per class, over split seeds × seeds, paired; measured on the target's test rows."""
     params = few_shot_params(config)
-    prepared, names = prepared_data(config)
-    target = target_domain(config, prepared, "few_shot_study")
-    validation = domain_rows(prepared["validation"], target, config.mix_by)
-    test = study_test_rows(config, prepared["test"], target)
-    planned = few_shot_cells(config, prepared["train"], validation) + anchor_cells(
-        config, few_shot_splits(config, prepared["train"]), validation, target)
-    cells = repeat_probe_rows(config, run_cells(config, planned, test, names, headline=target, desc="few-shot"))
+    planned = planned_cells(config)
+    target, test, validation = planned.headline, planned.test, planned.cells[0].validation
+    cells = repeat_probe_rows(config, run_cells(config, planned.cells, test, planned.label_names, headline=target,
+                                                desc="few-shot"))
     groups = reported_groups(cells, target)
     also = ["target_rows", "target_unique", "other_rows", *(f"accuracy_{g}" for g in groups)]
     summary = summarize(cells, ["k_label", "k", "arm"], also=also)
@@ -317,7 +325,7 @@ def _few_shot_reading(summary: pd.DataFrame, comparisons: pd.DataFrame, target: 
 
 def plan(config: Config) -> StudyPlan:
     """Per k and replicate: every mixing arm and other-group arm fine-tuned, the probe, and SetFit where
-    `anchors.setfit_runs_at` the k."""
+    `anchors.setfit_runs_at` the k; where the run folder holds stored cells, how many it reuses (`with_reuse`)."""
     params = few_shot_params(config)
     arms = [arm for arm, _ in mixing_arms(config)] + [f"+{group}" for group in params.other_groups]
     per_replicate = {"fine-tuned": len(params.k_values) * len(arms)}
@@ -325,7 +333,8 @@ def plan(config: Config) -> StudyPlan:
         per_replicate["probe"] = len(params.k_values)
     if "setfit" in params.anchors:
         per_replicate["SetFit"] = sum(anchors.setfit_runs_at(k, params.setfit_max_k) for k in params.k_values)
-    return plan_cells("few_shot", arms + list(params.anchors), config, per_replicate)
+    return with_reuse(plan_cells("few_shot", arms + list(params.anchors), config, per_replicate), config,
+                      planned_cells)
 
 
 register_study("few_shot", FewShotParams, uses_split_seeds=True, plan=plan)
