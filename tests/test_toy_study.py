@@ -1,5 +1,6 @@
 """A new study registers in one small module: its params model, its plan and its cells; the config validates its
 block at load and the engine finishes it like any other study (here with a fake fit: no model, no data)."""
+import json
 import time
 
 import pandas as pd
@@ -8,6 +9,7 @@ from matplotlib.figure import Figure
 
 from otherdata_utils import study_registry
 from otherdata_utils.config import ConfigError, load_config
+from otherdata_utils.execution import threads_per_cell
 from otherdata_utils.studies import engine
 from otherdata_utils.study_registry import StudyParams, register_study, study_params
 
@@ -55,6 +57,8 @@ def test_a_toy_study_registers_is_validated_at_load_and_runs_through_finish(toy_
     assert set(zip(result.cells["split_seed"], result.cells["seed"])) == set(plan.replicates)
     assert result.comparisons["delta"].iloc[0] == pytest.approx(0.2)
     assert (tmp_path / "studies" / "toy" / "cells.csv").is_file()
+    recorded = json.loads((tmp_path / "metrics.json").read_text())["studies"]["toy"]["execution"]
+    assert recorded == {"executor": "serial", "threads_per_cell": threads_per_cell(config.execution)}
     assert time.perf_counter() - started < 2
     with pytest.raises(ConfigError, match="unknown parameter 'study.toy.lift'. Did you mean 'lifts'"):
         load_config(None, {"study.toy.lift": [0.1]})
