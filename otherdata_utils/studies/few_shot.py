@@ -16,9 +16,10 @@ from pydantic import Field, field_validator
 from .. import anchors, metrics, mix, modeling, plots, runs
 from ..config import Config, MixingStrategy
 from ..study_registry import StudyParams, distinct_values, register_study, study_params
-from .engine import (Cell, CellScore, PlannedCells, StudyPlan, StudyResult, compare_arms, finish,
-                     measured_columns, plan_cells, prepared_data, reported_groups, rows_fingerprint, run_cells, seeds,
-                     split_seeds, study_design, summarize, target_domain, with_reuse)
+from .engine import (Cell, CellScore, StudyPlan, StudyResult, compare_arms, finish, measured_columns, plan_cells,
+                     prepared_data, reported_groups, rows_fingerprint, run_cells, seeds, split_seeds, study_design,
+                     summarize, target_domain)
+from .reuse import PlannedCells, with_reuse
 from .sampling import column, domain_rows, seeded_cap, stratified_sample, take
 from .tables import comparison_sentence, reference_line, results_markdown, tally_comparisons
 

@@ -23,9 +23,9 @@ from ..config import Config
 from ..execution import threads_per_cell
 from ..data.schema import build_dataset, record_features
 from ..study_registry import StudyParams, distinct_values, register_study, study_params
-from .engine import (Cell, PlannedCells, StudyPlan, StudyResult, cell_config, compare_arms, correct_text, finish,
-                     forget_cells, plan_cells, prepared_data, replicates, rows_fingerprint, run_cells, stored_cells,
-                     study_design, summarize, target_domain, with_reuse)
+from .engine import (Cell, StudyPlan, StudyResult, cell_config, compare_arms, correct_text, finish, plan_cells,
+                     prepared_data, replicates, rows_fingerprint, run_cells, study_design, summarize, target_domain)
+from .reuse import PlannedCells, forget_cells, stored_cells, with_reuse
 from .sampling import column, domain_rows, seeded_cap
 from .store import cell_key, library_versions
 from .tables import comparison_sentence, reference_line, results_markdown
