@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -183,13 +185,14 @@ def setfit_scope(anchor_names: Sequence[str], k_values: Sequence[Optional[int]],
 def setfit_fit_and_score(model_path: str, train_rows: Dataset, test_rows: Dataset, label_names: Sequence[str],
                          seed: int, *, num_iterations: int = 20, num_epochs: int = 1, batch_size: int = 16,
                          body_learning_rate: float = 2e-5, max_length: Optional[int] = None,
-                         quiet: bool = True) -> AnchorResult:
+                         quiet: bool = True, work_dir: Optional[Path] = None) -> AnchorResult:
     """SetFit (Tunstall et al. 2022): the body tuned contrastively on pairs of train rows, then a logistic head.
 
     The defaults are SetFit's few-shot ones (20 pair iterations per row, one epoch, batch 16, body lr 2e-5) and
     its default head (scikit-learn LogisticRegression). `model_path` is a local folder, read offline: a
     sentence-transformers folder keeps its pooling; a plain transformers one gets mean pooling. `max_length`
-    None keeps the body's own limit (256 tokens for all-MiniLM-L6-v2).
+    None keeps the body's own limit (256 tokens for all-MiniLM-L6-v2). `work_dir` takes the trainer's files (a
+    study cell's own folder under the run folder); without it a temporary folder is used and removed.
     """
     # setfit is the optional `studies` extra and pulls in sentence-transformers' trainer: only this anchor needs it.
     import setfit
@@ -200,7 +203,9 @@ def setfit_fit_and_score(model_path: str, train_rows: Dataset, test_rows: Datase
     set_seed(seed)
     setfit_verbosity = setfit.logging.get_verbosity()
     started = time.perf_counter()
-    with quiet_transformers(quiet), tempfile.TemporaryDirectory(prefix="otherdata-setfit-") as workdir:
+    with quiet_transformers(quiet), ExitStack() as scratch:
+        workdir = str(work_dir) if work_dir is not None else scratch.enter_context(
+            tempfile.TemporaryDirectory(prefix="otherdata-setfit-"))
         if quiet:
             setfit.logging.set_verbosity_error()
         try:

@@ -7,23 +7,33 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
 from transformers import AutoConfig
 
-from . import data, modeling
+from . import data, modeling, pipeline
 from .config import Config
 from .io import atomic_write_json, read_json
 from .runs import RunFolder, run_folder
 from .trackers import check_trackers
 
 # Parameters that change how a run is carried out or where things are, not what it computes: a run resumes across
-# them (a moved run folder, another copy of the same data: the data fingerprint is compared instead).
+# them (a moved run folder, another copy of the same data: the data fingerprint is compared instead). `execution`
+# is keyed into each stored cell (its thread count), so a cell trained at other threads is trained again.
 RESUME_NEUTRAL = ("notebooks", "quiet", "resume_from_checkpoint", "output_dir", "runs_dir", "data_dir", "cache_dir",
                   "execution")
+# What an existing run folder refuses to change: the parameters its prepared data were made with (01_data's
+# splits, caps, cleaning, seed). Every study cell is keyed by its rows, but a cell's rows come from those splits:
+# a run that changed them would pair new cells with old ones drawn from other data. The user starts over (--fresh)
+# or gives a new --out. Every other parameter (replicates, study blocks, fine-tuning settings such as
+# learning_rate, mixing) goes through: the notebooks after the data steps run again, and the cell store trains
+# only the cells the change touches (`studies.store`: a cell's key holds what determines it).
+DATA_PARAMS = pipeline.STEP_PARAMS["data"]
+# The notebooks that make the prepared data: kept as done when only parameters after them changed.
+DATA_STEPS = ("00_setup", "01_data")
 
 
 class PreflightError(ValueError):
@@ -32,9 +42,10 @@ class PreflightError(ValueError):
 
 @dataclass
 class RunPlan:
-    """What the runner will do in `run_dir`: `notebooks` to execute in order; `done` ones an earlier, interrupted
-    run with the same parameters and data finished (skipped); `resuming` that run (training continues from its last
-    checkpoint); `replace` an earlier run folder the user asked to start over (--fresh)."""
+    """What the runner will do in `run_dir`: `notebooks` to execute in order; `done` ones an earlier run with the
+    same data finished (skipped); `resuming` that run (training continues from its last checkpoint unless `changed`
+    is set); `replace` an earlier run folder the user asked to start over (--fresh); `changed` the parameters that
+    differ from the folder's run (old, new): the notebooks after the data steps then run again."""
 
     run_dir: Path
     notebooks: list[str]
@@ -42,6 +53,7 @@ class RunPlan:
     resuming: bool
     replace: bool
     data_rows: int
+    changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)
 
 
 def check(config: Config, *, fresh: bool = False) -> RunPlan:
@@ -105,12 +117,14 @@ def check_model(config: Config) -> str:
 
 def plan_run(config: Config, fingerprint: Optional[dict[str, Any]], *, rows: int = 0,
              fresh: bool = False) -> RunPlan:
-    """Fresh run, or resume of the interrupted run in the same folder; refuse a folder made with other inputs.
+    """Fresh run, or resume of the run in the same folder; refuse a folder made with other data.
 
     A folder holding run_state.json was made by this runner. With the same resolved parameters (but for
     `RESUME_NEUTRAL` ones) and the same data fingerprint, the notebooks it finished are skipped and training
-    resumes from its checkpoints. Anything else is refused, so a run folder never mixes two runs' artefacts:
-    the user gives a new --out, or --fresh to delete the old run first.
+    resumes from its checkpoints. With other parameters that are not `DATA_PARAMS` (a study grown by a seed or a k,
+    another learning rate), the data steps stay done and every later notebook runs again: its study reuses the
+    stored cells the change left alone. Other data or `DATA_PARAMS` are refused, so a run folder never mixes two
+    runs' data: the user gives a new --out, or --fresh to delete the old run first.
     """
     paths = run_folder(config)
     run_dir = paths.root
@@ -133,12 +147,14 @@ def plan_run(config: Config, fingerprint: Optional[dict[str, Any]], *, rows: int
         raise PreflightError(f"{run_dir}: cannot read its earlier run ({type(error).__name__}: {_one_line(str(error))}"
                              "); give a new --out, or add --fresh to delete it and start over") from None
     changed = changed_params(before, config.resolved().to_params())
-    if changed:
-        shown = "; ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in list(changed.items())[:5])
-        more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+    refused = {key: values for key, values in changed.items() if key in DATA_PARAMS}
+    if refused:
+        shown = "; ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in list(refused.items())[:5])
+        more = f" and {len(refused) - 5} more" if len(refused) > 5 else ""
         raise PreflightError(
-            f"{run_dir} holds a run with other parameters ({shown}{more}); re-run with its parameters "
-            f"({paths.params}) to resume it, give a new --out, or add --fresh to delete it and start over")
+            f"{run_dir} holds a run with other parameters ({shown}{more}), which its prepared data were made with; "
+            f"re-run with its parameters ({paths.params}) to resume it, give a new --out, or add --fresh to delete "
+            "it and start over")
     if fingerprint is not None and paths.data_fingerprint.is_file():
         old = read_json(paths.data_fingerprint).get("raw") or {}
         if old != fingerprint:
@@ -148,9 +164,10 @@ def plan_run(config: Config, fingerprint: Optional[dict[str, Any]], *, rows: int
             raise PreflightError(
                 f"{run_dir}: the data changed since this run folder was made (source(s) {', '.join(sources)}: other "
                 "rows or texts); give a new --out, or add --fresh to delete the old run and start over")
-    done = [name for name in config.notebooks if name in done_before]
-    todo = [name for name in config.notebooks if name not in done_before]
-    return RunPlan(run_dir, todo, done, resuming=True, replace=False, data_rows=rows)
+    kept = [name for name in done_before if not changed or name in DATA_STEPS]
+    done = [name for name in config.notebooks if name in kept]
+    todo = [name for name in config.notebooks if name not in kept]
+    return RunPlan(run_dir, todo, done, resuming=True, replace=False, data_rows=rows, changed=changed)
 
 
 def changed_params(before: dict[str, Any], after: dict[str, Any]) -> dict[str, tuple[Any, Any]]:

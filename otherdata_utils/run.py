@@ -149,12 +149,13 @@ def _execute_notebooks(config: Config, label: str, plan: preflight.RunPlan) -> R
     outcome = RunOutcome(params_file=label, run_dir=run_dir, notebooks_done=[f"{stem}.ipynb" for stem in plan.done])
     done = list(plan.done)
     preflight.write_run_state(run_dir, done)
-    # Notebooks read params.yaml; a resumed run also tells them to continue training from its last checkpoint.
-    resume = plan.resuming and config.resume_from_checkpoint is None
+    # Notebooks read params.yaml; a resumed run also tells them to continue training from its last checkpoint,
+    # unless its parameters changed: those checkpoints were trained with the old ones.
+    resume = plan.resuming and not plan.changed and config.resume_from_checkpoint is None
     extra_parameters = {"overrides": {"resume_from_checkpoint": "auto"}} if resume else {}
     if plan.resuming:
         print(f"[{config.run_name}] resuming {run_dir}: {', '.join(done) or 'no notebook'} done before"
-              f"{_checkpoint_note(paths)}", flush=True)
+              f"{_checkpoint_note(paths) if resume else ''}{_changed_note(plan)}", flush=True)
     source_dir = notebooks_dir()
     for position, stem in enumerate(config.notebooks, start=1):
         if stem in done:
@@ -201,6 +202,13 @@ def _checkpoint_note(paths: RunFolder) -> str:
     return f"; training resumes from {checkpoints[-1].name}" if checkpoints else ""
 
 
+def _changed_note(plan: preflight.RunPlan) -> str:
+    if not plan.changed:
+        return ""
+    return (f"; parameters changed since ({', '.join(plan.changed)}): the notebooks after the data steps run again "
+            "and their studies train only the cells not already stored")
+
+
 def _plan_summary(plan: preflight.RunPlan) -> str:
     """What `execute_study` would do with `plan`, in words, for --check."""
     todo = ", ".join(plan.notebooks) or "no notebook"
@@ -209,7 +217,7 @@ def _plan_summary(plan: preflight.RunPlan) -> str:
     if plan.resuming and not plan.notebooks:
         return f"run no notebook: {plan.run_dir} finished every one (report.md is written again)"
     if plan.resuming:
-        return f"resume {plan.run_dir} ({', '.join(plan.done) or 'no notebook'} done): run {todo}"
+        return f"resume {plan.run_dir} ({', '.join(plan.done) or 'no notebook'} done): run {todo}{_changed_note(plan)}"
     return f"run {todo} into {plan.run_dir}"
 
 
@@ -218,9 +226,10 @@ def run_command(argv: list[str]) -> int:
     [--check]``.
 
     Every params file, its data and its model are checked before any notebook runs or any run folder is touched
-    (`preflight`); --check stops there. The same command again resumes an interrupted run; other parameters or data
-    for an existing run folder are refused (a new --out, or --fresh to replace it). Exit code: the number of failed
-    runs (2 for bad parameters or input).
+    (`preflight`); --check stops there. The same command again resumes an interrupted run; a study grown or
+    changed (replicates, its study block, fine-tuning settings) runs again in the same folder and trains only the
+    cells it lacks; other data or data parameters for an existing run folder are refused (a new --out, or --fresh
+    to replace it). Exit code: the number of failed runs (2 for bad parameters or input).
     """
     parser = argparse.ArgumentParser(prog="python -m otherdata_utils run", description=run_command.__doc__)
     parser.add_argument("params", nargs="+", help="params YAML file(s), run one after another")

@@ -171,6 +171,12 @@ class RunFolder:
         return self.root / "cells"
 
     @property
+    def encoders(self) -> Path:
+        """Encoders a study trains once and fine-tunes several cells from (routing's intermediate encoder), one
+        folder per key of what determined it; kept so that a grown study fine-tunes new cells from the same one."""
+        return self.root / "encoders"
+
+    @property
     def work(self) -> Path:
         """Cells' scratch folders (training output of a model whose scores only are kept); emptied at each start."""
         return self.root / "work"

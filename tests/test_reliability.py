@@ -351,9 +351,10 @@ BAD_INPUTS = {
         lambda c: c.params(pretrain_domains=["mars"], pretrain_steps=10),
         ["parameter 'pretrain_domains' names ['mars'], which are not domains of the training data of good.csv",
          "(domains: amazon, imdb, yelp)"]),
-    "other_params_for_an_existing_run_folder": (
-        lambda c: c.params(learning_rate=1e-3),
-        ["holds a run with other parameters (learning_rate: 5e-05 -> 0.001)", "new --out", "--fresh"]),
+    "other_data_params_for_an_existing_run_folder": (
+        lambda c: c.params(max_test_samples=50),
+        ["holds a run with other parameters (max_test_samples: None -> 50), which its prepared data were made with",
+         "new --out", "--fresh"]),
 }
 
 
@@ -512,3 +513,17 @@ def test_train_texts_shared_with_test_are_warned_about_removed_and_reported(real
         assert "Dropped 4 train rows whose text also occurs in validation or test" in data_section
     else:
         assert "Leakage was reported but not removed" in data_section
+
+
+def test_a_grown_study_or_a_new_learning_rate_reruns_the_notebooks_after_the_data_steps(inputs, tmp_path):
+    run_dir = tmp_path / "grown"
+    config = load_config(inputs.params(), {"output_dir": str(run_dir)})
+    run.prepare_run(config)
+    preflight.write_run_state(run_dir, ["00_setup", "01_data", "07_few_shot_mixing"])
+    notebooks = ["00_setup", "01_data", "07_few_shot_mixing"]
+    same = preflight.plan_run(config.replace(notebooks=notebooks), None)
+    assert same.notebooks == [] and same.changed == {}
+    grown = preflight.plan_run(config.replace(notebooks=notebooks, learning_rate=1e-3,
+                                              replicates={"seeds": [1, 2]}), None)
+    assert grown.resuming and grown.done == ["00_setup", "01_data"] and grown.notebooks == ["07_few_shot_mixing"]
+    assert set(grown.changed) == {"learning_rate", "replicates"}

@@ -221,6 +221,22 @@ def test_routing_study_pairs_every_arm_with_target_only_on_both_scores(routing_s
     assert (result.folder / "cells.csv").is_file()
 
 
+def test_a_routing_study_grown_by_a_k_reuses_its_cells_and_its_intermediate_encoders(routing_study_result):
+    from otherdata_utils import studies
+    run, result = routing_study_result
+    folder = run_folder(run)
+    encoders = {path.name: path.stat().st_mtime_ns for path in folder.encoders.iterdir()}
+    assert len(encoders) == 2  # one per replicate, shared by both k values' intermediate cells
+    grown = run.replace(study={"routing": {"k_values": [5, None, 3]}})
+    plan = studies.routing.plan(grown)
+    assert (plan.reused, plan.to_train) == (2 * 2 * 4 + 2, 2 * 4)  # the cells and encoders stored; k = 3's cells
+    cells = studies.routing_study(grown).cells.drop(columns=["train_seconds"])
+    assert {path.name: path.stat().st_mtime_ns for path in folder.encoders.iterdir()} == encoders
+    before = result.cells.drop(columns=["train_seconds"])
+    pd.testing.assert_frame_equal(cells[cells["k_label"] != "3"].reset_index(drop=True), before)
+    assert len(cells[cells["k_label"] == "3"]) == 2 * 4
+
+
 def test_routing_params_file_runs_through_the_runner_and_its_report_shows_the_routing(tmp_path, data_dir):
     """params/routing_banking.yaml at CI size, as a user runs it: the model folder it leaves serves with a threshold."""
     repo = Path(__file__).resolve().parents[1]

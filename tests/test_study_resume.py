@@ -97,3 +97,27 @@ def test_ray_and_serial_cells_are_equal_at_one_thread(tmp_path, data_dir):
         pipeline.prepare_data(config)
         tables[executor] = studies.few_shot_study(config).cells.drop(columns=TIMING)
     pd.testing.assert_frame_equal(tables["ray"], tables["serial"])
+
+
+def test_a_study_grown_by_a_seed_through_the_runner_trains_only_the_new_seeds_cells(tmp_path, data_dir):
+    """The CI-size study run with seeds [1], then the same command with seeds [1, 2] on the same folder: the second
+    run keeps the data steps, reuses the four seed-1 cells, trains the four seed-2 ones, and its plan says so."""
+    out = tmp_path / "grown"
+    one_seed = [*_command(out), "--set", "replicates.seeds=[1]"]
+    first = subprocess.run(one_seed, cwd=REPO, env=_env(data_dir), text=True, capture_output=True, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "few-shot: 0 of 4 cells reused" in first.stdout, first.stdout[-3000:]
+    before = _cells(out)
+    second = subprocess.run(_command(out), cwd=REPO, env=_env(data_dir), text=True, capture_output=True, timeout=900)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "00_setup, 01_data done before" in second.stdout and "parameters changed since (replicates)" in \
+        second.stdout, second.stdout[-3000:]
+    assert "few-shot: 4 of 8 cells reused" in second.stdout and ", 4 to train" in second.stdout
+    assert "01_data.ipynb" not in second.stdout  # the data steps are not redone
+    notebook = json.loads((out / "notebooks" / "07_few_shot_mixing.ipynb").read_text())
+    printed = "".join("".join(output.get("text", "")) for cell in notebook["cells"]
+                      for output in cell.get("outputs", []))
+    assert "stored in the run folder: 4 of 8 cells reused, 4 to train" in printed
+    after = _cells(out)
+    assert len(after) == 8 and set(after["seed"]) == {1, 2}
+    pd.testing.assert_frame_equal(after[after["seed"] == 1].reset_index(drop=True), before.reset_index(drop=True))

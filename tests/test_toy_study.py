@@ -1,6 +1,7 @@
 """A new study is one small module in the studies package: `otherdata_utils.studies` finds and imports it (no edit
 anywhere else), the config validates its block at load, and its cells run through the engine's `run_cells` and
 `finish` like any other study's (here with a fake fit: no model, no data)."""
+import json
 import sys
 import time
 
@@ -8,6 +9,7 @@ import pytest
 
 from otherdata_utils import studies, study_registry
 from otherdata_utils.config import ConfigError, load_config
+from otherdata_utils.execution import threads_per_cell
 
 # The whole study module, as a new study would add it under otherdata_utils/studies/ (here written to a folder the
 # package is told to search too, so the source tree is left alone).
@@ -87,6 +89,8 @@ def test_a_toy_study_module_is_found_validated_at_load_and_runs_through_run_cell
     assert sorted(path.name for path in folder.glob("*.csv")) == ["cells.csv", "comparisons.csv", "correct.csv",
                                                                    "summary.csv"]
     assert len(list((tmp_path / "run" / "cells").glob("*.json"))) == 6  # each cell in the store
+    recorded = json.loads((tmp_path / "run" / "metrics.json").read_text())["studies"]["toy"]["execution"]
+    assert recorded == {"executor": "serial", "threads_per_cell": threads_per_cell(config.execution)}
     assert time.perf_counter() - started < 2
     with pytest.raises(ConfigError, match="unknown parameter 'study.toy.lift'. Did you mean 'lifts'"):
         load_config(None, {"study.toy.lift": [0.1]})

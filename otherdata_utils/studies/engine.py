@@ -186,6 +186,8 @@ def run_cells(config: Config, cells: Sequence[Cell], test: Dataset, label_names:
                                          progress.duration(seconds), *([left] if left else [])]))
         bar.close()
     return pd.DataFrame([rows[key] for key in keys])
+
+
 def cell_job(config: Config, cell: Cell, test: Dataset, label_names: list[str], *, headline: Optional[str],
              groups: Optional[Sequence[str]], threads: int) -> CellJob:
     """A cell as the executor takes it, keyed by everything that determines its result (`store.cell_key`)."""
@@ -340,6 +342,10 @@ class StudyPlan:
     cells: dict[str, int]  # model kind (fine-tuned, probe, SetFit) -> scored models
     extra: dict[str, int] = field(default_factory=dict)  # e.g. MLM pretraining runs -> count
     rows_per_cell: int = 1
+    # where the run folder already holds stored cells: how many of the study's distinct cells it reuses, and how many
+    # it trains (None: nothing stored yet, everything trains)
+    reused: Optional[int] = None
+    to_train: Optional[int] = None
 
     @property
     def models(self) -> int:
@@ -360,8 +366,12 @@ class StudyPlan:
                           f"{', '.join(map(str, seeds_used))})" if crossed else
                           f"{len(self.replicates)} (seeds {', '.join(map(str, seeds_used))}, each drawing its rows)")
         trained = ", ".join(f"{count} {kind}" for kind, count in {**self.cells, **self.extra}.items() if count)
-        return "\n".join([f"arms: {', '.join(self.arms)}", f"replicates: {replicate_text}",
-                          f"models to train: {self.models} ({trained})"])
+        lines = [f"arms: {', '.join(self.arms)}", f"replicates: {replicate_text}",
+                 f"models to train: {self.models} ({trained})"]
+        if self.reused is not None:
+            lines.append(f"stored in the run folder: {self.reused} of {self.reused + self.to_train} cells reused, "
+                         f"{self.to_train} to train")
+        return "\n".join(lines)
 
 
 def plan_cells(kind: str, arms: Sequence[str], config: Config, per_replicate: dict[str, int],
@@ -388,7 +398,13 @@ def study_design(config: Config, scientific: dict[str, Any], seed_varies: str, f
     return {"scientific": scientific, "nuisance": f"{nuisance}; the seed varies {seed_varies}",
             **({"tuned": tuned} if tuned else {}),
             "fixed": {**training, **fixed}, "seeds": seeds(config), "split_seeds": split_seeds(config),
-            "replicates": len(replicates(config))}
+            "replicates": len(replicates(config)), "execution": execution_record(config)}
+
+
+def execution_record(config: Config) -> dict[str, Any]:
+    """How the cells were carried out: the executor and the threads each cell was pinned to (part of every cell's
+    key, so a stored cell was trained at this thread count)."""
+    return {"executor": config.execution.executor, "threads_per_cell": threads_per_cell(config.execution)}
 
 
 def finish(config: Config, name: str, cells: pd.DataFrame, summary: pd.DataFrame, comparisons: pd.DataFrame,

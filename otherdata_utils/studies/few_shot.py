@@ -6,6 +6,7 @@ Hands on the study's splits and cells (`few_shot_splits`, `few_shot_cells`) and 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Optional
 
 import pandas as pd
@@ -15,9 +16,10 @@ from pydantic import Field, field_validator
 from .. import anchors, metrics, mix, modeling, plots, runs
 from ..config import Config, MixingStrategy
 from ..study_registry import StudyParams, distinct_values, register_study, study_params
-from .engine import (Cell, CellScore, StudyPlan, StudyResult, cell_row, compare_arms, finish, plan_cells,
+from .engine import (Cell, CellScore, StudyPlan, StudyResult, compare_arms, finish, measured_columns, plan_cells,
                      prepared_data, reported_groups, rows_fingerprint, run_cells, seeds, split_seeds, study_design,
                      summarize, target_domain)
+from .reuse import PlannedCells, with_reuse
 from .sampling import column, domain_rows, seeded_cap, stratified_sample, take
 from .tables import comparison_sentence, reference_line, results_markdown, tally_comparisons
 
@@ -157,7 +159,6 @@ def few_shot_cells(config: Config, train: Dataset, validation: Dataset) -> list[
         for arm, changes in mixing_arms(config):
             mixed, report = mix.mix_additive(pool, config.replace(few_shot_k=None, **changes),
                                              seed=split.split_seed, total=total)
-            target = next(group for group in report.groups if group.is_target)
             arms.append((arm, mixed, _mix_facts(split, config, report)))
         for group, rows in split.other_by_group.items():
             # one other group alone, as many of its rows as the pooled arms draw, the same steps (equal_steps)
@@ -177,20 +178,16 @@ def _mix_facts(split: FewShotSplit, config: Config, report: mix.MixReport) -> di
             "other_rows": report.total_rows - target.achieved_rows, "target_share": round(target.achieved_share, 4)}
 
 
-def anchor_cells(config: Config, splits: list[FewShotSplit], validation: Dataset, test: Dataset,
-                 label_names: list[str], headline: str) -> pd.DataFrame:
-    """The anchors (`study.few_shot.anchors`) on every split's k-shot target rows, scored on the same test rows as
-    the arms.
+def anchor_cells(config: Config, splits: list[FewShotSplit], validation: Dataset, headline: str) -> list[Cell]:
+    """The anchors (`study.few_shot.anchors`) on every split's k-shot target rows, as cells the engine runs and
+    stores beside the arms' and scores on the same test rows (`anchor_fit`).
 
-    The probe does not depend on the seed (a frozen encoder and a deterministic logistic regression): it is fitted
-    once per split and its row repeated for each seed, so it pairs with every fine-tuned replicate of the split.
+    The probe does not depend on the seed (a frozen encoder and a deterministic logistic regression): one probe cell
+    per split, at the split's first seed; `repeat_probe_rows` repeats its row for the other seeds, so it pairs with
+    every fine-tuned replicate of the split.
     """
     params = few_shot_params(config)
-    model_path = modeling.resolve_model_path(config.model_name_or_path, config.resolved_cache_dir())
-    domains, fingerprint, rows = column(test, "domain"), rows_fingerprint(test), []
-    # One frozen encoder for every split's probe: the validation and test rows are embedded once per study.
-    encoder = (anchors.FrozenEncoder(model_path, config.max_seq_length, quiet=runs.is_quiet(config))
-               if "probe" in params.anchors else None)
+    cells = []
     for split in splits:
         seeds = seeds_of_split(config, split.split_seed)
         facts = {**split_facts(split, config), "target_rows": len(split.target), "other_rows": 0, "target_share": 1.0}
@@ -198,22 +195,40 @@ def anchor_cells(config: Config, splits: list[FewShotSplit], validation: Dataset
             if anchor == "setfit" and not anchors.setfit_runs_at(None if split.k_label == "all" else split.k,
                                                                  params.setfit_max_k):
                 continue  # anchors.setfit_scope says so in the design
-            if anchor == "probe":
-                fitted = anchors.probe_fit_and_score(encoder, split.target, validation, test, label_names,
-                                                     seed=seeds[0])
-                results = [(seed, fitted) for seed in seeds]
-            else:
-                results = [(seed, anchors.setfit_fit_and_score(model_path, split.target, test, label_names, seed,
-                                                               max_length=config.max_seq_length, quiet=runs.is_quiet(config)))
-                           for seed in seeds]
-            for seed, result in results:
-                per_domain = metrics.per_domain_metrics(result.labels, result.predictions, domains, label_names)
-                score = CellScore(accuracy=result.accuracy, macro_f1=result.macro_f1,
-                                  per_domain=per_domain["per_domain"], n_train=result.n_train,
-                                  train_seconds=result.train_seconds,
-                                  correct=[a == b for a, b in zip(result.labels, result.predictions)])
-                rows.append(cell_row(anchor, split.split_seed, seed, facts, score, headline, len(test), fingerprint))
-    return pd.DataFrame(rows)
+            cells += [Cell(arm=anchor, seed=seed, train=split.target, validation=validation, facts=facts,
+                           split_seed=split.split_seed, fit=anchor_fit,
+                           arguments={"anchor": anchor, "headline": headline})
+                      for seed in (seeds[:1] if anchor == "probe" else seeds)]
+    return cells
+
+
+def anchor_fit(config: Config, train_rows: Dataset, validation_rows: Dataset, test_rows: Dataset,
+               label_names: list[str], work_dir: Path, *, anchor: str, headline: str) -> dict[str, Any]:
+    """An anchor cell's fit: the probe or SetFit on the k-shot rows (seeded by the cell's seed), scored per domain
+    on the test rows as the cells table's measured columns."""
+    model_path = modeling.resolve_model_path(config.model_name_or_path, config.resolved_cache_dir())
+    quiet = runs.is_quiet(config)
+    if anchor == "probe":
+        result = anchors.probe_fit_and_score(model_path, train_rows, validation_rows, test_rows, label_names,
+                                             seed=config.seed, max_length=config.max_seq_length, quiet=quiet)
+    else:
+        result = anchors.setfit_fit_and_score(model_path, train_rows, test_rows, label_names, config.seed,
+                                              max_length=config.max_seq_length, quiet=quiet, work_dir=work_dir)
+    per_domain = metrics.per_domain_metrics(result.labels, result.predictions, column(test_rows, "domain"),
+                                            label_names)
+    score = CellScore(accuracy=result.accuracy, macro_f1=result.macro_f1, per_domain=per_domain["per_domain"],
+                      n_train=result.n_train, train_seconds=result.train_seconds,
+                      correct=[a == b for a, b in zip(result.labels, result.predictions)])
+    return measured_columns(score, headline, len(test_rows), rows_fingerprint(test_rows))
+
+
+def repeat_probe_rows(config: Config, cells: pd.DataFrame) -> pd.DataFrame:
+    """The probe's row of each split repeated for every seed of the split, in place of the one stored."""
+    rows = []
+    for row in cells.to_dict("records"):
+        seeds = seeds_of_split(config, row["split_seed"]) if row["arm"] == "probe" else [row["seed"]]
+        rows += [{**row, "seed": seed} for seed in seeds]
+    return pd.DataFrame(rows, columns=cells.columns)
 
 
 def study_test_rows(config: Config, test: Dataset, target: str) -> Dataset:
@@ -235,19 +250,25 @@ def study_test_rows(config: Config, test: Dataset, target: str) -> Dataset:
     return stratified_sample(rows, params.test_rows, config.seed)
 
 
+def planned_cells(config: Config) -> PlannedCells:
+    """Every cell of the study (arms, then anchors) on the run folder's prepared data, scored on the target's test
+    rows (`study_test_rows`), measured on the target domain."""
+    prepared, names = prepared_data(config)
+    target = target_domain(config, prepared, "few_shot_study")
+    validation = domain_rows(prepared["validation"], target, config.mix_by)
+    cells = few_shot_cells(config, prepared["train"], validation) + anchor_cells(
+        config, few_shot_splits(config, prepared["train"]), validation, target)
+    return PlannedCells(cells, study_test_rows(config, prepared["test"], target), names, headline=target)
+
+
 def few_shot_study(config: Config) -> StudyResult:
     """Does other data help a small target? Target-only against target + other data added per mixing strategy (and
     the anchors), for each k per class, over split seeds × seeds, paired; measured on the target's test rows."""
     params = few_shot_params(config)
-    prepared, names = prepared_data(config)
-    target = target_domain(config, prepared, "few_shot_study")
-    validation = domain_rows(prepared["validation"], target, config.mix_by)
-    test = study_test_rows(config, prepared["test"], target)
-    cells = run_cells(config, few_shot_cells(config, prepared["train"], validation), test, names,
-                      headline=target, desc="few-shot")
-    if params.anchors:
-        anchored = anchor_cells(config, few_shot_splits(config, prepared["train"]), validation, test, names, target)
-        cells = pd.concat([cells, anchored], ignore_index=True)
+    planned = planned_cells(config)
+    target, test, validation = planned.headline, planned.test, planned.cells[0].validation
+    cells = repeat_probe_rows(config, run_cells(config, planned.cells, test, planned.label_names, headline=target,
+                                                desc="few-shot"))
     groups = reported_groups(cells, target)
     also = ["target_rows", "target_unique", "other_rows", *(f"accuracy_{g}" for g in groups)]
     summary = summarize(cells, ["k_label", "k", "arm"], also=also)
@@ -304,7 +325,7 @@ def _few_shot_reading(summary: pd.DataFrame, comparisons: pd.DataFrame, target: 
 
 def plan(config: Config) -> StudyPlan:
     """Per k and replicate: every mixing arm and other-group arm fine-tuned, the probe, and SetFit where
-    `anchors.setfit_runs_at` the k."""
+    `anchors.setfit_runs_at` the k; where the run folder holds stored cells, how many it reuses (`with_reuse`)."""
     params = few_shot_params(config)
     arms = [arm for arm, _ in mixing_arms(config)] + [f"+{group}" for group in params.other_groups]
     per_replicate = {"fine-tuned": len(params.k_values) * len(arms)}
@@ -312,7 +333,8 @@ def plan(config: Config) -> StudyPlan:
         per_replicate["probe"] = len(params.k_values)
     if "setfit" in params.anchors:
         per_replicate["SetFit"] = sum(anchors.setfit_runs_at(k, params.setfit_max_k) for k in params.k_values)
-    return plan_cells("few_shot", arms + list(params.anchors), config, per_replicate)
+    return with_reuse(plan_cells("few_shot", arms + list(params.anchors), config, per_replicate), config,
+                      planned_cells)
 
 
 register_study("few_shot", FewShotParams, uses_split_seeds=True, plan=plan)

@@ -8,7 +8,6 @@ Hands on a `StudyResult` whose comparisons pair every arm with target-only on bo
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,11 +20,14 @@ from pydantic import Field, field_validator
 
 from .. import anchors, mix, modeling, pipeline, plots, routing, runs, train
 from ..config import Config
+from ..execution import threads_per_cell
 from ..data.schema import build_dataset, record_features
 from ..study_registry import StudyParams, distinct_values, register_study, study_params
-from .engine import (StudyPlan, StudyResult, cell_config, compare_arms, correct_text, finish, plan_cells,
-                     prepared_data, replicates, rows_fingerprint, study_design, summarize, target_domain)
+from .engine import (Cell, StudyPlan, StudyResult, cell_config, compare_arms, correct_text, finish, plan_cells,
+                     prepared_data, replicates, rows_fingerprint, run_cells, study_design, summarize, target_domain)
+from .reuse import PlannedCells, forget_cells, stored_cells, with_reuse
 from .sampling import column, domain_rows, seeded_cap
+from .store import cell_key, library_versions
 from .tables import comparison_sentence, reference_line, results_markdown
 
 
@@ -146,104 +148,148 @@ def routed(validation_probabilities: np.ndarray, validation: Dataset, test_proba
                       (answers == labels).tolist())
 
 
-def fit_and_route(config: Config, train_rows: Dataset, data: RoutingData, *, start: Optional[str] = None
-                  ) -> tuple[RoutedCell, float]:
-    """Train from `start` (default: the configured model) on `train_rows` in their own classes, route the desk's
-    validation and test rows; returns the routed cell and the training seconds."""
+def fit_and_route(config: Config, train_rows: Dataset, classes: list[str], validation: Dataset, test: Dataset,
+                  work_dir: Path, *, start: Optional[str] = None) -> tuple[RoutedCell, float]:
+    """Train from `start` (default: the configured model) on `train_rows` in their own classes (the desk's are
+    `classes`), route the desk's validation and test rows; returns the routed cell and the training seconds."""
     stage = config if start is None else config.replace(model_name_or_path=start)
     names = list(train_rows.features["label"].names)
-    columns = [names.index(name) for name in data.classes]
-    workdir = Path(tempfile.mkdtemp(prefix="otherdata-routing-"))
-    try:
-        model, tokenizer = modeling.load_model_and_tokenizer(stage, names)
-        # validation and test keep the desk's labels: only their texts reach this model, never its loss
-        tokenized = modeling.tokenize_splits(DatasetDict(train=train_rows), tokenizer, stage)
-        started = time.perf_counter()
-        train.train(stage, model, tokenizer, tokenized, output_dir=workdir, label_names=names)
-        seconds = time.perf_counter() - started
-        scored = modeling.tokenize_splits(DatasetDict(validation=data.validation, test=data.test), tokenizer, stage)
-        probabilities = {split: in_scope_probabilities(
-            train.predict(model, scored[split], tokenizer, stage).probabilities, columns)
-            for split in ("validation", "test")}
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return routed(probabilities["validation"], data.validation, probabilities["test"], data.test), seconds
+    columns = [names.index(name) for name in classes]
+    model, tokenizer = modeling.load_model_and_tokenizer(stage, names)
+    # validation and test keep the desk's labels: only their texts reach this model, never its loss
+    tokenized = modeling.tokenize_splits(DatasetDict(train=train_rows), tokenizer, stage)
+    started = time.perf_counter()
+    train.train(stage, model, tokenizer, tokenized, output_dir=Path(work_dir), label_names=names)
+    seconds = time.perf_counter() - started
+    scored = modeling.tokenize_splits(DatasetDict(validation=validation, test=test), tokenizer, stage)
+    probabilities = {split: in_scope_probabilities(
+        train.predict(model, scored[split], tokenizer, stage).probabilities, columns)
+        for split in ("validation", "test")}
+    return routed(probabilities["validation"], validation, probabilities["test"], test), seconds
 
 
-def other_desks_encoder(config: Config, pool: Dataset, data: RoutingData, folder: Path) -> Path:
-    """The intermediate arm's encoder for one replicate: fine-tuned on the pool with the other desks' intents."""
-    names = list(pool.features["label"].names)
-    pipeline.intermediate_encoder(config, DatasetDict(train=pool, validation=data.other_validation), names,
-                                  training_dir=folder / "training", encoder_dir=folder / "encoder")
-    return folder / "encoder"
+def routed_columns(result: RoutedCell, seconds: float, n_train: int, test: Dataset) -> dict[str, Any]:
+    """A routed model's measured columns in the cells table: in-scope accuracy as `accuracy`, every routing score,
+    the threshold, seconds, the test rows' fingerprint and per-row correctness."""
+    scores = asdict(result.scores)
+    return {"n_train": n_train, "accuracy": scores.pop("in_scope_accuracy"), **scores,
+            "balanced": result.scores.balanced, "threshold": result.threshold, "n_test": scores["in_scope_rows"],
+            "train_seconds": round(seconds, 2), "test_rows": rows_fingerprint(test),
+            "correct": correct_text(result.correct)}
 
 
-def anchor_routes(config: Config, anchor: str, k_rows: Dataset, data: RoutingData, seed: int,
-                  encoder: Optional[anchors.FrozenEncoder]) -> tuple[RoutedCell, float]:
-    """An anchor on the k-shot queries, scored on validation and test in one pass, routed like the arms."""
-    both = concatenate_datasets([data.validation, data.test])
+def encoder_folder(config: Config, encoder: str) -> Path:
+    return runs.run_folder(config).encoders / encoder
+
+
+def arm_fit(config: Config, train_rows: Dataset, validation: Dataset, test: Dataset, label_names: list[str],
+            work_dir: Path, *, classes: list[str], encoder: Optional[str] = None) -> dict[str, Any]:
+    """A fine-tuned arm's cell: `fit_and_route`, from the replicate's intermediate encoder where `encoder` names
+    one (`encoder_fit` stored it under the run folder)."""
+    start = None if encoder is None else str(encoder_folder(config, encoder))
+    result, seconds = fit_and_route(config, train_rows, classes, validation, test, work_dir, start=start)
+    return routed_columns(result, seconds, len(train_rows), test)
+
+
+def encoder_fit(config: Config, train_rows: Dataset, validation: Dataset, test: Dataset, label_names: list[str],
+                work_dir: Path, *, encoder: str) -> dict[str, Any]:
+    """The intermediate arm's encoder of one replicate: fine-tuned on the other desks' pool (`train_rows`, their
+    own intents; `validation` theirs too) and moved whole into the run folder's encoders/<encoder>, which every k's
+    intermediate cell of the replicate starts from. Its cells-store row records the training only."""
+    names = list(train_rows.features["label"].names)
+    started = time.perf_counter()
+    pipeline.intermediate_encoder(config, DatasetDict(train=train_rows, validation=validation), names,
+                                  training_dir=Path(work_dir) / "training", encoder_dir=Path(work_dir) / "encoder")
+    target = encoder_folder(config, encoder)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(target, ignore_errors=True)
+    (Path(work_dir) / "encoder").rename(target)  # one rename under the run folder: a killed cell leaves none
+    return {"n_train": len(train_rows), "train_seconds": round(time.perf_counter() - started, 2), "encoder": encoder}
+
+
+def anchor_fit(config: Config, train_rows: Dataset, validation: Dataset, test: Dataset, label_names: list[str],
+               work_dir: Path, *, anchor: str, classes: list[str], in_scope_validation: Dataset) -> dict[str, Any]:
+    """An anchor's cell on the k-shot queries (seeded by the cell's seed), scored on validation and test in one
+    pass and routed like the arms; the probe chooses its C on the in-scope validation rows."""
+    both = concatenate_datasets([validation, test])
+    model_path = modeling.resolve_model_path(config.model_name_or_path, config.resolved_cache_dir())
     if anchor == "probe":
-        result = anchors.probe_fit_and_score(encoder, k_rows, data.in_scope_validation, both, data.names, seed=seed)
+        result = anchors.probe_fit_and_score(model_path, train_rows, in_scope_validation, both, label_names,
+                                             seed=config.seed, max_length=config.max_seq_length,
+                                             quiet=runs.is_quiet(config))
     else:
-        model_path = modeling.resolve_model_path(config.model_name_or_path, config.resolved_cache_dir())
-        result = anchors.setfit_fit_and_score(model_path, k_rows, both, data.names, seed,
-                                              max_length=config.max_seq_length, quiet=runs.is_quiet(config))
+        result = anchors.setfit_fit_and_score(model_path, train_rows, both, label_names, config.seed,
+                                              max_length=config.max_seq_length, quiet=runs.is_quiet(config),
+                                              work_dir=work_dir)
     # the anchors' out-of-scope column is 0 (never a training class): routing reads the in-scope ones
-    probabilities = np.asarray(result.probabilities)[:, :len(data.classes)]
-    cut = len(data.validation)
-    return routed(probabilities[:cut], data.validation, probabilities[cut:], data.test), result.train_seconds
+    probabilities = np.asarray(result.probabilities)[:, :len(classes)]
+    cut = len(validation)
+    routed_cell = routed(probabilities[:cut], validation, probabilities[cut:], test)
+    return routed_columns(routed_cell, result.train_seconds, len(train_rows), test)
 
 
-def routing_cells(config: Config, data: RoutingData) -> pd.DataFrame:
-    """Per replicate: the other desks' pool (`study.routing.other_rows`, seeded), the intermediate encoder trained on it
-    once, then per k every arm and anchor on the replicate's k-shot queries. One row per model."""
+@dataclass(frozen=True)
+class RoutingCells:
+    """The study's cells (one row each in its table) and the intermediate encoders their cells start from."""
+
+    cells: list[Cell]
+    encoders: list[Cell]
+
+
+def routing_cells(config: Config, data: RoutingData) -> RoutingCells:
+    """Per replicate: the other desks' pool (`study.routing.other_rows`, seeded) and the intermediate encoder cell
+    trained on it, then per k every arm and anchor on the replicate's k-shot queries.
+
+    An intermediate cell names its encoder by the key of what determines it (fine-tuning parameters and seed, the
+    pool's and its validation rows, libraries, threads), so the encoder is keyed into every k's cell it starts."""
     params = routing_params(config)
     joint_names = list(data.other.features["label"].names) + data.classes
-    fingerprint = rows_fingerprint(data.test)
-    probe = (anchors.FrozenEncoder(modeling.resolve_model_path(config.model_name_or_path,
-                                                                config.resolved_cache_dir()),
-                                   config.max_seq_length, quiet=runs.is_quiet(config))
-             if "probe" in params.anchors else None)
-    rows = []
+    threads = threads_per_cell(config.execution)
+    cells, encoders = [], []
     for split_seed, seed in replicates(config):
-        cell = cell_config(config, seed)
         pool = seeded_cap(data.other, params.other_rows, split_seed)
-        with tempfile.TemporaryDirectory(prefix="otherdata-stilts-") as folder:
-            encoder = (other_desks_encoder(cell, pool, data, Path(folder))
-                       if "intermediate" in params.arms else None)
-            for k in params.k_values:
-                k_rows = data.train if k is None else mix.few_shot(data.train, k, seed=split_seed)
-                budget = target_budget(config, len(k_rows))
-                own = repeated(k_rows, budget, data.target, split_seed)
-                facts = {"k_label": "all" if k is None else str(k),
-                         "k": round(len(data.train) / len(data.classes)) if k is None else k,
-                         "target_unique": len(k_rows), "target_rows": budget, "target_ids": rows_fingerprint(k_rows)}
-                arms = {
-                    "target_only": lambda: fit_and_route(cell, own, data),
-                    "intermediate": lambda: fit_and_route(cell, own, data, start=str(encoder)),
-                    "joint": lambda: fit_and_route(cell, concatenate_datasets(
-                        [relabelled(pool, joint_names), relabelled(own, joint_names)]).shuffle(seed=split_seed), data),
-                }
-                for arm in params.arms:
-                    result, seconds = arms[arm]()
-                    other_rows = 0 if arm == "target_only" else len(pool)
-                    rows.append(_row(arm, split_seed, seed, facts, result, seconds, other_rows,
-                                     budget + (len(pool) if arm == "joint" else 0), fingerprint))
-                for anchor in params.anchors:
-                    if anchor == "setfit" and not anchors.setfit_runs_at(k, params.setfit_max_k):
-                        continue  # anchors.setfit_scope says so in the design
-                    result, seconds = anchor_routes(config, anchor, k_rows, data, seed, probe)
-                    rows.append(_row(anchor, split_seed, seed, facts, result, seconds, 0, len(k_rows), fingerprint))
-    return pd.DataFrame(rows)
+        encoder = cell_key({"fine_tuning": cell_config(config, seed), "pool": pool,
+                            "validation": data.other_validation, "libraries": library_versions(),
+                            "threads": threads})
+        if "intermediate" in params.arms:
+            encoders.append(Cell(arm="intermediate encoder", seed=seed, split_seed=split_seed, train=pool,
+                                 validation=data.other_validation, fit=encoder_fit, arguments={"encoder": encoder}))
+        for k in params.k_values:
+            k_rows = data.train if k is None else mix.few_shot(data.train, k, seed=split_seed)
+            budget = target_budget(config, len(k_rows))
+            own = repeated(k_rows, budget, data.target, split_seed)
+            facts = {"k_label": "all" if k is None else str(k),
+                     "k": round(len(data.train) / len(data.classes)) if k is None else k,
+                     "target_unique": len(k_rows), "target_rows": budget, "target_ids": rows_fingerprint(k_rows)}
+            rows = {"target_only": own, "intermediate": own,
+                    "joint": concatenate_datasets([relabelled(pool, joint_names), relabelled(own, joint_names)]
+                                                  ).shuffle(seed=split_seed)}
+            for arm in params.arms:
+                arguments = {"classes": data.classes, **({"encoder": encoder} if arm == "intermediate" else {})}
+                cells.append(Cell(arm=arm, seed=seed, split_seed=split_seed, train=rows[arm],
+                                  validation=data.validation, fit=arm_fit, arguments=arguments,
+                                  facts={**facts, "other_rows": 0 if arm == "target_only" else len(pool)}))
+            for anchor in params.anchors:
+                if anchor == "setfit" and not anchors.setfit_runs_at(k, params.setfit_max_k):
+                    continue  # anchors.setfit_scope says so in the design
+                cells.append(Cell(arm=anchor, seed=seed, split_seed=split_seed, train=k_rows,
+                                  validation=data.validation, fit=anchor_fit, facts={**facts, "other_rows": 0},
+                                  arguments={"anchor": anchor, "classes": data.classes,
+                                             "in_scope_validation": data.in_scope_validation}))
+    return RoutingCells(cells, encoders)
 
 
-def _row(arm: str, split_seed: int, seed: int, facts: dict[str, Any], result: RoutedCell, seconds: float,
-         other_rows: int, n_train: int, fingerprint: str) -> dict[str, Any]:
-    scores = asdict(result.scores)
-    return {"split_seed": split_seed, "seed": seed, "arm": arm, **facts, "other_rows": other_rows,
-            "n_train": n_train, "accuracy": scores.pop("in_scope_accuracy"), **scores,
-            "balanced": result.scores.balanced, "threshold": result.threshold, "n_test": scores["in_scope_rows"],
-            "train_seconds": round(seconds, 2), "test_rows": fingerprint, "correct": correct_text(result.correct)}
+def train_encoders(config: Config, planned: RoutingCells, data: RoutingData) -> None:
+    """The intermediate encoders that a cell still to train starts from, trained (through `run_cells`, so a Ray
+    run sends them out too) where the run folder does not hold them already. An encoder whose stored cell outlived
+    its folder is trained again. On a Ray cluster the run folder must be shared: encoders are read from it."""
+    waiting = {cell.arguments.get("encoder") for cell, stored in zip(
+        planned.cells, stored_cells(config, planned.cells, data.test, data.names)) if not stored}
+    missing = [cell for cell in planned.encoders if cell.arguments["encoder"] in waiting
+               and not encoder_folder(config, cell.arguments["encoder"]).is_dir()]
+    if missing:
+        forget_cells(config, missing, data.test, data.names)
+        run_cells(config, missing, data.test, data.names, desc="intermediate encoders")
 
 
 def routing_study(config: Config) -> StudyResult:
@@ -254,7 +300,9 @@ def routing_study(config: Config) -> StudyResult:
     if config.out_of_scope_class is None:
         raise ValueError("routing_study routes by a handover threshold: set out_of_scope_class (CLINC150: oos)")
     data = routing_data(config)
-    cells = routing_cells(config, data)
+    planned = routing_cells(config, data)
+    train_encoders(config, planned, data)
+    cells = run_cells(config, planned.cells, data.test, data.names, desc="routing")
     also = ["out_of_scope_recall", "balanced", "threshold", "handover_share", "target_unique", "other_rows"]
     summary = summarize(cells, ["k_label", "k", "arm"], also=also)
     recall = summarize(cells, ["k_label", "k", "arm"], metric="out_of_scope_recall")
@@ -320,15 +368,23 @@ def _reading(summary: pd.DataFrame, recall: pd.DataFrame, comparisons: pd.DataFr
 
 def plan(config: Config) -> StudyPlan:
     """Per replicate: the intermediate encoder on the other desks' pool (when that arm runs), then per k every arm,
-    the probe, and SetFit where `anchors.setfit_runs_at` the k."""
+    the probe, and SetFit where `anchors.setfit_runs_at` the k; where the run folder holds stored cells, how many it
+    reuses (`with_reuse`)."""
     params = routing_params(config)
     per_replicate = {"fine-tuned": len(params.k_values) * len(params.arms)}
     if "probe" in params.anchors:
         per_replicate["probe"] = len(params.k_values)
     if "setfit" in params.anchors:
         per_replicate["SetFit"] = sum(anchors.setfit_runs_at(k, params.setfit_max_k) for k in params.k_values)
-    return plan_cells("routing", list(params.arms) + list(params.anchors), config, per_replicate,
-                      {"intermediate encoder": int("intermediate" in params.arms)})
+    return with_reuse(plan_cells("routing", list(params.arms) + list(params.anchors), config, per_replicate,
+                                 {"intermediate encoder": int("intermediate" in params.arms)}), config, planned_cells)
+
+
+def planned_cells(config: Config) -> PlannedCells:
+    """The study's cells and its intermediate encoders' on the run folder's prepared data (`routing_cells`)."""
+    data = routing_data(config)
+    planned = routing_cells(config, data)
+    return PlannedCells(planned.cells + planned.encoders, data.test, data.names)
 
 
 register_study("routing", RoutingParams, uses_split_seeds=True, plan=plan)

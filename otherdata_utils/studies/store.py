@@ -84,7 +84,8 @@ def cell_key(inputs: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class CellStore:
-    """Finished cells as runs/<name>/cells/<key>.json: the cells-table row, seconds, and the key's inputs."""
+    """Finished cells as runs/<name>/cells/<key>.json: the cells-table row (and its column order), seconds, and the
+    key's inputs."""
 
     folder: Path
 
@@ -97,14 +98,21 @@ class CellStore:
         if not path.is_file():
             return None
         try:
-            return read_json(path)["row"]
+            stored = read_json(path)
+            row = stored["row"]
+            # JSON keeps keys sorted; the row's own column order comes back from `columns`
+            return {name: row[name] for name in stored.get("columns", row)}
         except (ValueError, KeyError, TypeError):
             return None
 
+    def forget(self, key: str) -> None:
+        """Drop a stored cell, so that the next run trains it again (e.g. an encoder cell whose files are gone)."""
+        self.path(key).unlink(missing_ok=True)
+
     def write(self, key: str, row: dict[str, Any], inputs: dict[str, Any], seconds: float) -> Path:
         """Written under a temporary name and renamed: a cell killed mid-write is simply not there."""
-        return atomic_write_json(self.path(key), {"key": key, "row": row, "seconds": round(seconds, 2),
-                                                  "inputs": plain(inputs)})
+        return atomic_write_json(self.path(key), {"key": key, "row": row, "columns": list(row),
+                                                  "seconds": round(seconds, 2), "inputs": plain(inputs)})
 
 
 def clear_work(root: Path) -> None:

@@ -5,7 +5,7 @@ tables the accuracy matrix, the transfer loss and its intervals; a heatmap and a
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import pandas as pd
 from pydantic import Field
