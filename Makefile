@@ -31,7 +31,14 @@ export TOKENIZERS_PARALLELISM ?= false
 PARAMS ?= params/default.yaml
 CI_RUN_DIR ?= runs/_ci
 
-.PHONY: run test install clean-venv
+# Reference notebooks: CI-size runs committed with the outputs of their marked cells, which nbval re-executes and
+# compares (tests/reference/make_references.py says what they run). Their runs land in runs/_reference, deleted first.
+REFERENCES := tests/reference
+REFERENCE_RUNS := runs/_reference
+# One torch thread, no params overlay: the values the references were made with, whatever the shell has set.
+REFERENCE_ENV := env -u OTHERDATA_PARAMS_OVERLAY OMP_NUM_THREADS=1
+
+.PHONY: run test refresh-references install clean-venv
 
 # One stamp per set of extras: each installs once, and `make test` on a `make run` venv adds only what is missing.
 # $(1): the extras.
@@ -54,14 +61,19 @@ install: $(VENV)/.installed-run
 run: $(VENV)/.installed-run
 	$(BIN)/python -m otherdata_utils run $(PARAMS)
 
-# Unit and end-to-end tests first (the runner test leaves the executed CI notebooks in $(CI_RUN_DIR)), then nbval
-# re-executes those notebooks and checks the marked cells reproduce. pytest exits non-zero on failures and on
-# "no tests collected" alike.
+# Unit and end-to-end tests first, then nbval re-executes the committed reference notebooks and fails on any marked
+# cell whose output differs from the committed one (data counts, cleaning, CI-size accuracy and macro-F1, a study's
+# plan and table). pytest exits non-zero on failures and on "no tests collected" alike.
 test: $(VENV)/.installed-test
 	rm -rf $(CI_RUN_DIR)
 	OTHERDATA_CI_RUN_DIR=$(abspath $(CI_RUN_DIR)) $(BIN)/python -m pytest
-	$(BIN)/python -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env \
-		--nbval-sanitize-with tests/nbval_sanitize.cfg $(CI_RUN_DIR)/notebooks
+	rm -rf $(REFERENCE_RUNS)
+	$(REFERENCE_ENV) $(BIN)/python -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg $(REFERENCES)
+
+# When a change is meant to move the references: re-run them and commit the new outputs (the diff shows what moved).
+refresh-references: $(VENV)/.installed-test
+	$(REFERENCE_ENV) $(BIN)/python $(REFERENCES)/make_references.py
 
 clean-venv:
 	rm -rf $(VENV)
