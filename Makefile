@@ -35,8 +35,9 @@ CI_RUN_DIR ?= runs/_ci
 # compares (tests/reference/make_references.py says what they run). Their runs land in runs/_reference, deleted first.
 REFERENCES := tests/reference
 REFERENCE_RUNS := runs/_reference
-# One torch thread, no params overlay: the values the references were made with, whatever the shell has set.
-REFERENCE_ENV := env -u OTHERDATA_PARAMS_OVERLAY OMP_NUM_THREADS=1
+# No params overlay, and the threads and kernels the references were made with (tests/reference/pinned.env: one
+# thread, AVX2 kernels on any x86-64 host), whatever the shell has set.
+REFERENCE_ENV := env -u OTHERDATA_PARAMS_OVERLAY $(shell cat $(REFERENCES)/pinned.env)
 
 .PHONY: run test refresh-references install clean-venv
 

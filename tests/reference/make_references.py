@@ -29,8 +29,16 @@ RUNS = "runs/_reference"
 # references are the same with and without ../shared/data), no progress bars, and one thread per study cell (the
 # default follows the machine's cores, and a sum over other threads can round differently).
 COMMON = {"data_dir": "", "quiet": True, "execution": {"threads_per_cell": 1}}
-# The notebooks' own training (03) runs on torch's default threads: one here and in `make test`'s nbval step.
-THREADS = {"OMP_NUM_THREADS": "1"}
+# What the kernels run with, here and in `make test`'s nbval step (the Makefile reads the same file): one thread, so
+# no sum is split differently, and AVX2 kernels in torch, MKL and oneDNN, which every x86-64 host CI may land on has,
+# so an AVX-512 or AMX host computes what an AVX2-only one does.
+PINNED_ENV = HERE / "pinned.env"
+
+
+def pinned_environment() -> dict[str, str]:
+    """The variables `PINNED_ENV` sets, one KEY=VALUE a line."""
+    lines = PINNED_ENV.read_text(encoding="utf-8").splitlines()
+    return dict(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
 # name -> (params file, overrides): the CI study through notebooks 00-06, and the few-shot study (07) at CI size.
 REFERENCES = {
     "ci": ("params/ci.yaml", {}),
@@ -56,6 +64,10 @@ def kept_for_review(notebook):
             cell.metadata.pop(volatile, None)
         if cell.cell_type == "code" and not is_marked(cell):
             cell.outputs, cell.execution_count = [], None
+    for cell in notebook.cells:
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell.id = "injected-parameters"  # papermill gives it a new random id every run
+    notebook.metadata.pop("widgets", None)  # progress-bar widget state: new ids every run, nothing nbval compares
     papermill_metadata = notebook.metadata.get("papermill", {})
     for volatile in ("start_time", "end_time", "duration", "input_path", "output_path", "environment_variables"):
         papermill_metadata.pop(volatile, None)
@@ -95,7 +107,7 @@ def main(argv: list[str]) -> int:
     unknown = sorted(set(names) - set(REFERENCES))
     if unknown:
         parser.error(f"no reference named {', '.join(unknown)}; the references are {', '.join(REFERENCES)}")
-    os.environ.update(THREADS)  # the kernels papermill starts inherit it
+    os.environ.update(pinned_environment())  # the kernels papermill starts inherit it
     for name in names:
         refresh(name)
     return 0
