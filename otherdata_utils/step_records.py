@@ -1,8 +1,8 @@
 """What each step's output in a run folder was made with: the parameters each step reads, recorded beside its
 outputs once they are written, and whether an output there may be reused for this config.
 
-Hands the notebook steps (`pipeline`) `record_step`, `forget_step` and `reusable`, and the cell store the fine-tuning
-parameters (`STEP_PARAMS["finetune"]`); it builds nothing itself.
+Hands the notebook steps (`pipeline`) `record_step`, `forget_step` and `reusable`, and the cell store the parameters
+training reads (`TRAINING_PARAMS`); it builds nothing itself.
 """
 from __future__ import annotations
 
@@ -25,12 +25,14 @@ _MIX_PARAMS = ("max_train_samples", "mixing_strategy", "mixing_temperature", "mi
 _PRETRAINING_PARAMS = ("model_name_or_path", "pretrain_steps", "pretrain_domains", "target_domain",
                        "pretrain_max_texts", "pretrain_learning_rate", "mlm_probability", "per_device_train_batch_size",
                        "max_seq_length", "seed", "weight_decay", "warmup_ratio", "max_grad_norm", "mixed_precision")
-_FINETUNE_PARAMS = ("model_name_or_path", "max_seq_length", "truncation", "head_tokens", "group_by_length",
-                    "peft_method", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
-                    "per_device_train_batch_size", "learning_rate", "weight_decay", "num_train_epochs", "max_steps",
-                    "warmup_ratio", "gradient_accumulation_steps", "max_grad_norm", "mixed_precision",
-                    "optim_implementation", "eval_strategy", "eval_steps", "metric_for_best_model",
-                    "greater_is_better", "load_best_model_at_end", "early_stopping_patience", "out_of_scope_class")
+# What fine-tuning a model reads (train, modeling, adapters); a study cell's key starts from these too (studies/store).
+TRAINING_PARAMS = ("model_name_or_path", "max_seq_length", "truncation", "head_tokens", "group_by_length",
+                   "peft_method", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
+                   "per_device_train_batch_size", "learning_rate", "weight_decay", "num_train_epochs", "max_steps",
+                   "warmup_ratio", "gradient_accumulation_steps", "max_grad_norm", "mixed_precision",
+                   "optim_implementation", "eval_strategy", "eval_steps", "metric_for_best_model",
+                   "greater_is_better", "load_best_model_at_end", "early_stopping_patience")
+_FINETUNE_PARAMS = TRAINING_PARAMS + ("out_of_scope_class",)  # 03 also chooses a routing run's handover threshold
 STEP_PARAMS: dict[str, tuple[str, ...]] = {
     "data": _DATA_PARAMS,  # 01: the cleaned splits
     "mix": _DATA_PARAMS + _MIX_PARAMS,  # 02: the mixed training set

@@ -346,6 +346,7 @@ class StudyPlan:
     # it trains (None: nothing stored yet, everything trains)
     reused: Optional[int] = None
     to_train: Optional[int] = None
+    reuse_note: Optional[str] = None  # what that count leaves out or folds in (`reuse.PlannedCells.note`)
 
     @property
     def models(self) -> int:
@@ -370,7 +371,7 @@ class StudyPlan:
                  f"models to train: {self.models} ({trained})"]
         if self.reused is not None:
             lines.append(f"stored in the run folder: {self.reused} of {self.reused + self.to_train} cells reused, "
-                         f"{self.to_train} to train")
+                         f"{self.to_train} to train" + (f" ({self.reuse_note})" if self.reuse_note else ""))
         return "\n".join(lines)
 
 

@@ -18,6 +18,7 @@ from ..study_registry import StudyParams, register_study, study_params
 from ..pretrain import unlabelled_texts
 from .engine import (Cell, StudyPlan, StudyResult, compare_arms, finish, plan_cells, prepared_data, run_cells, seeds,
                      study_design, summarize, target_domain)
+from .reuse import PlannedCells, with_reuse
 from .sampling import balanced_order, column, domain_rows, take
 from .tables import arm_table, comparison_lines
 
@@ -143,20 +144,14 @@ def language_study(config: Config) -> StudyResult:
     English rows plus rows of each other language and plus all of them (additive arms), over seeds; measured on the
     target's test rows, with every language's test accuracy beside it, and a table of how the model's tokenizer
     reads each language (what an English-only vocabulary can and cannot show): the extra table "coverage"."""
-    prepared, names = prepared_data(config)
-    target = target_domain(config, prepared, "language_study")
+    prepared, _ = prepared_data(config)
+    planned = planned_cells(config)
+    target, validation = planned.headline, planned.cells[0].validation
     languages = sorted(set(column(prepared["train"], "domain")))
     budget = language_budget(config, prepared["train"])
-    validation = domain_rows(prepared["validation"], target)
     coverage = language_coverage(config, prepared)
-
-    cells = []
-    for seed in seeds(config):
-        for arm, rows in language_arms(prepared["train"], target, budget, language_params(config).share, seed).items():
-            domains = column(rows, "domain")
-            cells.append(Cell(arm=arm, seed=seed, train=rows, validation=validation, facts={
-                "target_rows": domains.count(target), "other_rows": len(domains) - domains.count(target)}))
-    results = run_cells(config, cells, prepared["test"], names, headline=target, desc="language arms")
+    results = run_cells(config, planned.cells, planned.test, planned.label_names, headline=target,
+                        desc="language arms")
     others = [language for language in languages if f"accuracy_{language}" in results and language != target]
     summary = summarize(results, ["arm"], also=["n_test", "target_rows", "other_rows",
                                                 *(f"accuracy_{language}" for language in others)])
@@ -238,13 +233,30 @@ def _coverage_reading(coverage: pd.DataFrame, target: str, model_name: str) -> l
     return lines
 
 
+def planned_cells(config: Config) -> PlannedCells:
+    """Per seed, a cell per language arm (`language_arms`, the target's `language_budget` rows in every arm), the
+    target's validation rows; scored on every test row, measured on the target's."""
+    prepared, names = prepared_data(config)
+    target = target_domain(config, prepared, "language_study")
+    budget = language_budget(config, prepared["train"])
+    validation = domain_rows(prepared["validation"], target)
+    cells = []
+    for seed in seeds(config):
+        for arm, rows in language_arms(prepared["train"], target, budget, language_params(config).share, seed).items():
+            domains = column(rows, "domain")
+            cells.append(Cell(arm=arm, seed=seed, train=rows, validation=validation, facts={
+                "target_rows": domains.count(target), "other_rows": len(domains) - domains.count(target)}))
+    return PlannedCells(cells, prepared["test"], names, headline=target)
+
+
 def plan(config: Config) -> StudyPlan:
     """Per seed: the target language alone, plus each other language, plus all of them (when several); the
-    languages are the prepared training rows' domains (01_data)."""
+    languages are the prepared training rows' domains (01_data). Where the run folder holds stored cells, how many
+    it reuses (`with_reuse`)."""
     prepared, _ = prepared_data(config)
     target = target_domain(config, prepared, "language plan")
     arms = list(language_recipes(target, sorted(set(column(prepared["train"], "domain")) - {target}), 0, 0))
-    return plan_cells("language", arms, config, {"fine-tuned": len(arms)})
+    return with_reuse(plan_cells("language", arms, config, {"fine-tuned": len(arms)}), config, planned_cells)
 
 
 register_study("language", LanguageParams, uses_split_seeds=False, plan=plan)  # each seed draws its rows

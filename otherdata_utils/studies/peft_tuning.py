@@ -7,11 +7,11 @@ Hands on the arms (each with its config and parameter counts), the learning-rate
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Literal, Optional, Sequence
 
 import pandas as pd
-from datasets import Dataset
+from datasets import Dataset, DatasetDict
 from pydantic import Field
 
 from .. import mix, plots, runs, stats
@@ -21,6 +21,7 @@ from ..study_registry import StudyParams, register_study, study_params
 from ..modeling import load_model_and_tokenizer
 from .engine import (Cell, StudyPlan, StudyResult, compare_arms, finish, plan_cells, prepared_data, run_cells, seeds,
                      study_design, summarize)
+from .reuse import PlannedCells, stored_rows, with_reuse
 from .sampling import column
 from .tables import arm_table, comparison_lines, number
 
@@ -66,48 +67,107 @@ def peft_arms(config: Config, label_names: Sequence[str]) -> list[tuple[str, Con
     return arms
 
 
+Arm = tuple[str, Config, dict[str, Any]]  # (arm, its config, its facts): `peft_arms`
+
+
 def choose_learning_rate(grid: Sequence[float], score: Callable[[float], float]) -> tuple[float, pd.DataFrame]:
     """Each learning rate of `grid` scored by `score` (a validation score, higher is better): the best one (the first
     listed on a tie) and a table of every rate tried with its score and whether it was chosen."""
-    if not grid or any(rate <= 0 for rate in grid):
-        raise ValueError(f"a learning-rate grid needs positive rates; got {list(grid)}")
+    _check_grid(grid)
     scores = [float(score(rate)) for rate in grid]
     best = max(range(len(grid)), key=lambda position: (scores[position], -position))
     return grid[best], pd.DataFrame({"learning_rate": list(grid), "validation_score": scores,
                                      "chosen": [position == best for position in range(len(grid))]})
 
 
-def select_learning_rates(config: Config, arms: list[tuple[str, Config, dict[str, Any]]], train_rows: Dataset,
-                          validation: Dataset, label_names: list[str], headline: Optional[str],
-                          seed: int) -> tuple[list[tuple[str, Config, dict[str, Any]]], pd.DataFrame]:
-    """Each arm's learning rate chosen on validation from `study.peft.learning_rate_grid[method]`: one model per rate,
-    trained on `train_rows` with `seed`, scored on the validation rows (the headline domain's, when set) by
-    `metric_for_best_model` (accuracy unless it is macro_f1). Arms whose method has no grid keep their set rate.
-    Returns the arms at their chosen rates and one row per (arm, rate) tried; test rows are never read."""
-    params = peft_params(config)
-    metric = "macro_f1" if config.metric_for_best_model == "macro_f1" else "accuracy"
-    chosen, tried = [], []
-    for arm, arm_config, facts in arms:
-        grid = params.learning_rate_grid.get(facts["peft_method"], [])
-        if not grid:
-            chosen.append((arm, arm_config, {**facts, "validation_score": math.nan}))
-            tried.append(pd.DataFrame({"arm": [arm], "learning_rate": [arm_config.learning_rate],
-                                       "validation_score": [math.nan], "chosen": [True], "how": ["set, not tuned"]}))
-            continue
+def _check_grid(grid: Sequence[float]) -> None:
+    if not grid or any(rate <= 0 for rate in grid):
+        raise ValueError(f"a learning-rate grid needs positive rates; got {list(grid)}")
 
-        def score(rate: float) -> float:
-            cell = Cell(arm=arm, seed=seed, train=train_rows, validation=validation)
-            scored = run_cells(arm_config.replace(learning_rate=rate), [cell], validation, label_names,
-                               headline=headline, desc=f"{arm} lr {rate:g}")
+
+def rate_cells(config: Config, arm: Arm, train_rows: Dataset, validation: Dataset, seed: int) -> list[Cell]:
+    """One cell per learning rate of the arm's method's grid (`study.peft.learning_rate_grid`; none without a grid):
+    the arm's config at that rate (the cell's own), trained on `train_rows` with `seed`, to be scored on
+    `validation`."""
+    name, arm_config, facts = arm
+    grid = peft_params(config).learning_rate_grid.get(facts["peft_method"], [])
+    if grid:
+        _check_grid(grid)
+    return [Cell(arm=name, seed=seed, train=train_rows, validation=validation,
+                 config=arm_config.replace(learning_rate=rate)) for rate in grid]
+
+
+def chosen_rate(arm: Arm, cells: list[Cell], score: Callable[[Cell], float], how: str) -> tuple[Arm, pd.DataFrame]:
+    """The arm at the learning rate of its best `rate_cells` cell by `score` (`choose_learning_rate`), or at its set
+    rate where it has none, and the rates tried (arm, learning_rate, validation_score, chosen, how)."""
+    name, arm_config, facts = arm
+    if not cells:
+        return (name, arm_config, {**facts, "validation_score": math.nan}), pd.DataFrame({
+            "arm": [name], "learning_rate": [arm_config.learning_rate], "validation_score": [math.nan],
+            "chosen": [True], "how": ["set, not tuned"]})
+    by_rate = {cell.config.learning_rate: cell for cell in cells}
+    rate, table = choose_learning_rate([cell.config.learning_rate for cell in cells],
+                                       lambda value: score(by_rate[value]))
+    best = float(table.loc[table["chosen"], "validation_score"].iloc[0])
+    return ((name, arm_config.replace(learning_rate=rate), {**facts, "learning_rate": rate, "validation_score": best}),
+            table.assign(arm=name, how=how))
+
+
+def selection_metric(config: Config) -> str:
+    """The validation score a learning rate is chosen by: `metric_for_best_model` where it is macro_f1, else accuracy."""
+    return "macro_f1" if config.metric_for_best_model == "macro_f1" else "accuracy"
+
+
+def select_learning_rates(config: Config, arms: list[Arm], train_rows: Dataset, validation: Dataset,
+                          label_names: list[str], headline: Optional[str], seed: int) -> tuple[list[Arm], pd.DataFrame]:
+    """Each arm's learning rate chosen on validation from `study.peft.learning_rate_grid[method]`: one model per rate
+    (`rate_cells`), trained on `train_rows` with `seed`, scored on the validation rows (the headline domain's, when
+    set) by `selection_metric`. Arms whose method has no grid keep their set rate.
+    Returns the arms at their chosen rates and one row per (arm, rate) tried; test rows are never read."""
+    metric = selection_metric(config)
+    chosen, tried = [], []
+    for arm in arms:
+        def score(cell: Cell) -> float:
+            scored = run_cells(cell.config, [cell], validation, label_names, headline=headline,
+                               desc=f"{cell.arm} lr {cell.config.learning_rate:g}")
             return float(scored[metric].iloc[0])
 
-        rate, table = choose_learning_rate(grid, score)
-        best = float(table.loc[table["chosen"], "validation_score"].iloc[0])
-        chosen.append((arm, arm_config.replace(learning_rate=rate),
-                       {**facts, "learning_rate": rate, "validation_score": best}))
-        tried.append(table.assign(arm=arm, how=f"validation {metric}, seed {seed}"))
+        picked, table = chosen_rate(arm, rate_cells(config, arm, train_rows, validation, seed), score,
+                                    f"validation {metric}, seed {seed}")
+        chosen.append(picked)
+        tried.append(table)
     selection = pd.concat(tried, ignore_index=True)[["arm", "learning_rate", "validation_score", "chosen", "how"]]
     return chosen, selection
+
+
+@dataclass(frozen=True)
+class PeftRows:
+    """What the study's cells are built from: the prepared splits and label names, the headline domain (None: every
+    test row), the arms (the reference first) before their learning rates are chosen, and each seed's training
+    rows (mixed as the config says)."""
+
+    prepared: DatasetDict
+    names: list[str]
+    headline: Optional[str]
+    arms: list[Arm]
+    reference: str
+    training_sets: dict[int, Dataset]
+
+
+def peft_rows(config: Config) -> PeftRows:
+    prepared, names = prepared_data(config)
+    headline = config.target_domain if config.target_domain in set(column(prepared["test"], "domain")) else None
+    arms = peft_arms(config, names)
+    reference = "full" if any(arm == "full" for arm, _, _ in arms) else arms[0][0]
+    arms.sort(key=lambda arm: arm[0] != reference)  # the reference first, in tables and figure
+    training_sets = {seed: mix.mix(prepared["train"], config, seed=seed)[0] for seed in seeds(config)}
+    return PeftRows(prepared, names, headline, arms, reference, training_sets)
+
+
+def arm_cells(config: Config, rows: PeftRows, arms: list[Arm]) -> list[Cell]:
+    """Per arm (at its chosen rate: the cell's own config) and seed, a cell on the seed's training rows."""
+    return [Cell(arm=arm, seed=seed, train=rows.training_sets[seed], validation=rows.prepared["validation"],
+                 facts=facts, config=arm_config) for arm, arm_config, facts in arms for seed in seeds(config)]
 
 
 def peft_study(config: Config) -> StudyResult:
@@ -115,20 +175,12 @@ def peft_study(config: Config) -> StudyResult:
     config says, per seed), over seeds: accuracy, trainable parameters and training time per model, measured on the
     target's test rows (all test rows without a target). Each arm's learning rate is first chosen on validation
     (`select_learning_rates`, the first seed's rows); the test comparison uses only the chosen rate."""
-    prepared, names = prepared_data(config)
-    headline = config.target_domain if config.target_domain in set(column(prepared["test"], "domain")) else None
-    arms = peft_arms(config, names)
-    reference = "full" if any(arm == "full" for arm, _, _ in arms) else arms[0][0]
-    arms.sort(key=lambda arm: arm[0] != reference)  # the reference first, in tables and figure
-    training_sets = {seed: mix.mix(prepared["train"], config, seed=seed)[0] for seed in seeds(config)}
-    arms, selection = select_learning_rates(config, arms, training_sets[seeds(config)[0]], prepared["validation"],
-                                            names, headline, seeds(config)[0])
-    frames = []
-    for arm, arm_config, facts in arms:
-        cells = [Cell(arm=arm, seed=seed, train=training_sets[seed], validation=prepared["validation"], facts=facts)
-                 for seed in seeds(config)]
-        frames.append(run_cells(arm_config, cells, prepared["test"], names, headline=headline, desc=arm))
-    results = pd.concat(frames, ignore_index=True)
+    rows = peft_rows(config)
+    names, headline, reference, first = rows.names, rows.headline, rows.reference, seeds(config)[0]
+    arms, selection = select_learning_rates(config, rows.arms, rows.training_sets[first], rows.prepared["validation"],
+                                            names, headline, first)
+    results = run_cells(config, arm_cells(config, rows, arms), rows.prepared["test"], names, headline=headline,
+                        desc="peft")
     results["trainable_share"] = results["trainable_params"] / results["total_params"]
     summary = summarize(results, ["arm"], also=["n_test", "train_seconds", "trainable_params", "total_params",
                                                 "trainable_share", "learning_rate", "validation_score"])
@@ -202,13 +254,37 @@ def _peft_reading(config: Config, summary: pd.DataFrame, comparisons: pd.DataFra
     return lines + comparison_lines(summary, comparisons, reference)
 
 
+def planned_cells(config: Config) -> list[PlannedCells]:
+    """The learning-rate cells (`rate_cells`, scored on validation), then the test cells of every arm whose rate is
+    known: an arm without a grid, or one whose learning-rate cells are all stored (its rate is chosen from them).
+    The test cells of an arm still to choose its rate cannot be keyed yet: the note says so."""
+    rows = peft_rows(config)
+    first, validation, metric = seeds(config)[0], rows.prepared["validation"], selection_metric(config)
+    tried, known, pending = [], [], []
+    for arm in rows.arms:
+        cells = rate_cells(config, arm, rows.training_sets[first], validation, first)
+        stored = stored_rows(config, cells, validation, rows.names, headline=rows.headline)
+        tried += cells
+        if any(row is None for row in stored):
+            pending.append(arm[0])
+            continue
+        scores = {cell.config.learning_rate: row[metric] for cell, row in zip(cells, stored)}
+        known.append(chosen_rate(arm, cells, lambda cell: scores[cell.config.learning_rate], "")[0])
+    note = (f"the test cells of {', '.join(pending)} ({len(pending) * len(seeds(config))}) are not counted: their "
+            "learning rate is chosen from cells still to train" if pending else None)
+    return [PlannedCells(tried, validation, rows.names, headline=rows.headline),
+            PlannedCells(arm_cells(config, rows, known), rows.prepared["test"], rows.names, headline=rows.headline,
+                         note=note)]
+
+
 def plan(config: Config) -> StudyPlan:
-    """Per seed: one model per method; before them, one model per learning rate of a method's grid (first seed)."""
+    """Per seed: one model per method; before them, one model per learning rate of a method's grid (first seed).
+    Where the run folder holds stored cells, how many it reuses (`with_reuse`, both kinds)."""
     params = peft_params(config)
     arms = [ARM_OF_METHOD[method] for method in params.methods]
     base = plan_cells("peft", arms, config, {"fine-tuned": len(arms)})
     grid = sum(len(params.learning_rate_grid.get(method, [])) for method in params.methods)
-    return replace(base, extra={"learning-rate selection": grid})
+    return with_reuse(replace(base, extra={"learning-rate selection": grid}), config, planned_cells)
 
 
 register_study("peft", PeftParams, uses_split_seeds=False, plan=plan)  # rows fixed; seeds vary initialisation

@@ -16,6 +16,7 @@ from ..study_registry import StudyParams, register_study
 from ..pretrain import continue_pretraining, pretrained_model_config, unlabelled_texts
 from .engine import (Cell, StudyPlan, StudyResult, compare_arms, finish, fine_tune_cell, plan_cells, prepared_data,
                      run_cells, seeds, study_design, summarize, target_domain)
+from .reuse import PlannedCells, with_reuse
 from .sampling import balanced_order, column, domain_rows, take
 from .tables import arm_table, comparison_lines
 
@@ -68,25 +69,12 @@ def continued_pretraining_study(config: Config) -> StudyResult:
     if config.pretrain_steps < 1:
         raise ValueError("continued_pretraining_study needs pretrain_steps ≥ 1 (MLM steps per pretraining arm); "
                          f"got {config.pretrain_steps}")
-    prepared, names = prepared_data(config)
-    target = target_domain(config, prepared, "continued_pretraining_study")
+    planned = planned_cells(config)
+    target, test = planned.headline, planned.test
     arms = pretraining_arms(config, target)
-    pool = domain_rows(prepared["train"], target)
-    validation, test = domain_rows(prepared["validation"], target), domain_rows(prepared["test"], target)
-    budget = min(config.max_train_samples or len(pool), len(pool))
-    cells = []
-    for seed in seeds(config):
-        # The same rows for every arm of a seed: arms differ only in the encoder they start from.
-        train_rows = take(pool, balanced_order(column(pool, "label"), seed)[:budget],
-                          f"pretraining study {budget} {seed}")
-        cells.append(Cell(arm="none", seed=seed, train=train_rows, validation=validation))
-        cells += [Cell(arm=arm, seed=seed, train=train_rows, validation=validation, fit=pretrain_and_fine_tune,
-                       arguments={"texts": Dataset.from_dict({"text": pretraining_texts(config, prepared, arm, target,
-                                                                                        seed)}),
-                                  "headline": target,
-                                  "domains": ", ".join([target] if arm == "tapt" else config.pretrain_domains)})
-                  for arm in arms if arm != "none"]
-    results = run_cells(config, cells, test, names, headline=target, desc="continued pretraining")
+    budget = len(planned.cells[0].train)  # every arm of every seed fine-tunes on as many target rows
+    results = run_cells(config, planned.cells, test, planned.label_names, headline=target,
+                        desc="continued pretraining")
     pretrained = [{"seed": seed, "arm": arm, **record} for seed, arm, record in
                   zip(results["seed"], results["arm"], results.pop("pretraining")) if isinstance(record, dict)]
     pretraining = pd.DataFrame(pretrained)
@@ -137,10 +125,38 @@ def _pretraining_reading(config: Config, summary: pd.DataFrame, comparisons: pd.
     return lines + comparison_lines(summary, comparisons, "none")
 
 
+def planned_cells(config: Config) -> PlannedCells:
+    """Per seed, the same target rows (`max_train_samples` of them, seeded) for every arm: "none" fine-tunes them
+    as they are, each pretraining arm runs its MLM step inside its cell (`pretrain_and_fine_tune`) first; the
+    target's validation rows; scored on the target's test rows."""
+    prepared, names = prepared_data(config)
+    target = target_domain(config, prepared, "continued_pretraining_study")
+    arms = pretraining_arms(config, target)
+    pool = domain_rows(prepared["train"], target)
+    validation, test = domain_rows(prepared["validation"], target), domain_rows(prepared["test"], target)
+    budget = min(config.max_train_samples or len(pool), len(pool))
+    cells = []
+    for seed in seeds(config):
+        # The same rows for every arm of a seed: arms differ only in the encoder they start from.
+        train_rows = take(pool, balanced_order(column(pool, "label"), seed)[:budget],
+                          f"pretraining study {budget} {seed}")
+        cells.append(Cell(arm="none", seed=seed, train=train_rows, validation=validation))
+        cells += [Cell(arm=arm, seed=seed, train=train_rows, validation=validation, fit=pretrain_and_fine_tune,
+                       arguments={"texts": Dataset.from_dict({"text": pretraining_texts(config, prepared, arm, target,
+                                                                                        seed)}),
+                                  "headline": target,
+                                  "domains": ", ".join([target] if arm == "tapt" else config.pretrain_domains)})
+                  for arm in arms if arm != "none"]
+    return PlannedCells(cells, test, names, headline=target,
+                        note="an arm's MLM pretraining runs inside its cell: a stored cell reuses it too")
+
+
 def plan(config: Config) -> StudyPlan:
-    """Per seed: one fine-tuned model per arm, each pretraining arm after its own MLM run."""
+    """Per seed: one fine-tuned model per arm, each pretraining arm after its own MLM run; where the run folder
+    holds stored cells, how many it reuses (`with_reuse`: the MLM runs count with their cells)."""
     arms = pretraining_arms(config, config.target_domain)
-    return plan_cells("pretraining", arms, config, {"fine-tuned": len(arms)}, {"MLM pretraining": len(arms) - 1})
+    return with_reuse(plan_cells("pretraining", arms, config, {"fine-tuned": len(arms)},
+                                 {"MLM pretraining": len(arms) - 1}), config, planned_cells)
 
 
 register_study("pretraining", PretrainingParams, uses_split_seeds=False, plan=plan)  # each seed draws its rows

@@ -18,6 +18,7 @@ from ..config import Config
 from ..study_registry import StudyParams, distinct_values, register_study, study_params
 from .engine import (Cell, StudyPlan, StudyResult, clean_data, compare_arms, finish, plan_cells, prepared_data,
                      reported_groups, run_cells, seeds, study_design, summarize, target_domain)
+from .reuse import PlannedCells, with_reuse
 from .sampling import column, domain_rows, equal_size_arms, proportional, ranked_strata, take
 from .tables import comparison_sentence, number, reference_line, results_markdown
 
@@ -99,17 +100,14 @@ def equal_agreement_arms(train: Dataset, levels: Sequence[float], *, seed: int,
     return equal_size_arms(pools, {arm: {arm: 1.0} for arm in pools}, seed=seed, limit=limit)
 
 
-def agreement_study(config: Config, source: str = "financial_phrasebank") -> StudyResult:
-    """Annotator agreement as data quality, size held fixed: equal-size arms of rows at agreement ≥ 100%, ≥ 75%,
-    ... (`equal_agreement_arms`, the same label make-up), measured on the unanimous (AllAgree) test rows, whose
-    labels are the most trustworthy yardstick. The other levels' test rows are reported beside them."""
+def planned_agreement(config: Config, source: str = "financial_phrasebank") -> PlannedCells:
+    """Per seed, a cell per agreement level (`equal_agreement_arms` of `source`'s rows, loaded and cleaned afresh),
+    validated on the top level's validation rows; scored on every test row, grouped by agreement level and measured
+    on the top level's."""
     params = quality_params(config)
     dataset = clean_data(config, sources=[source], target_domain=None, few_shot_k=None, mixing_strategy="concat",
                          mixing_ratios={})
-    names = list(dataset["train"].features["label"].names)
     levels = sorted(params.agreement_levels, reverse=True)
-    top = level_name(max(levels))
-    test_groups = [level_name(value) for value in column(dataset["test"], "agreement")]
     validation_agreement = column(dataset["validation"], "agreement")
     validation = take(dataset["validation"], [row for row, value in enumerate(validation_agreement)
                                               if value >= max(levels) - _LEVEL_SLACK], "validation at top level")
@@ -120,7 +118,21 @@ def agreement_study(config: Config, source: str = "financial_phrasebank") -> Stu
         cells += [Cell(arm=arm, seed=seed, train=rows, validation=validation, facts={
             "min_agreement": level, "mean_agreement": float(np.mean(column(rows, "agreement"))),
             "pool_rows": pool_sizes[arm]}) for (arm, rows), level in zip(arms.items(), levels)]
-    results = run_cells(config, cells, dataset["test"], names, headline=top, groups=test_groups, desc="agreement")
+    return PlannedCells(cells, dataset["test"], list(dataset["train"].features["label"].names),
+                        headline=level_name(max(levels)),
+                        groups=[level_name(value) for value in column(dataset["test"], "agreement")])
+
+
+def agreement_study(config: Config, source: str = "financial_phrasebank") -> StudyResult:
+    """Annotator agreement as data quality, size held fixed: equal-size arms of rows at agreement ≥ 100%, ≥ 75%,
+    ... (`equal_agreement_arms`, the same label make-up), measured on the unanimous (AllAgree) test rows, whose
+    labels are the most trustworthy yardstick. The other levels' test rows are reported beside them."""
+    params = quality_params(config)
+    planned = planned_agreement(config, source)
+    levels = sorted(params.agreement_levels, reverse=True)
+    top, validation = planned.headline, planned.cells[0].validation
+    results = run_cells(config, planned.cells, planned.test, planned.label_names, headline=top, groups=planned.groups,
+                        desc="agreement")
     groups = sorted(reported_groups(results, top), key=lambda name: -float(name.rstrip("%")))
     summary = summarize(results, ["arm", "min_agreement"],
                         also=["mean_agreement", "pool_rows", *(f"accuracy_{g}" for g in groups)])
@@ -191,9 +203,9 @@ HELPFULNESS_RECIPES = {"high": {"high": 1.0}, "high+low": {"high": 0.5, "low": 0
                         "unrated": {"unrated": 1.0}}
 
 
-def helpfulness_study(config: Config, *, min_votes: int = 3, high: float = 0.75, low: float = 0.5) -> StudyResult:
-    """Readers' helpfulness votes as data quality: equal-size training sets of highly rated, poorly rated, half of
-    each, and unrated reviews, with the same (domain, label) make-up; measured on every test row."""
+def planned_helpfulness(config: Config, *, min_votes: int = 3, high: float = 0.75, low: float = 0.5) -> PlannedCells:
+    """Per seed, a cell per `HELPFULNESS_RECIPES` arm (equal-size rows of the `helpfulness_pools`, drawn by the
+    seed); scored on every prepared test row."""
     prepared, names = prepared_data(config)
     pools = helpfulness_pools(prepared["train"], min_votes=min_votes, high=high, low=low)
     cells = []
@@ -201,7 +213,14 @@ def helpfulness_study(config: Config, *, min_votes: int = 3, high: float = 0.75,
         arms = equal_size_arms(pools, HELPFULNESS_RECIPES, seed=seed, limit=config.max_train_samples)
         cells += [Cell(arm=arm, seed=seed, train=rows, validation=prepared["validation"],
                        facts={"low_share": HELPFULNESS_RECIPES[arm].get("low", 0.0)}) for arm, rows in arms.items()]
-    results = run_cells(config, cells, prepared["test"], names, desc="helpfulness")
+    return PlannedCells(cells, prepared["test"], names)
+
+
+def helpfulness_study(config: Config, *, min_votes: int = 3, high: float = 0.75, low: float = 0.5) -> StudyResult:
+    """Readers' helpfulness votes as data quality: equal-size training sets of highly rated, poorly rated, half of
+    each, and unrated reviews, with the same (domain, label) make-up; measured on every test row."""
+    planned = planned_helpfulness(config, min_votes=min_votes, high=high, low=low)
+    results = run_cells(config, planned.cells, planned.test, planned.label_names, desc="helpfulness")
     groups = reported_groups(results, None)
     summary = summarize(results, ["arm", "low_share"], also=[f"accuracy_{g}" for g in groups])
     comparisons = compare_arms(results, "high")
@@ -277,17 +296,26 @@ def label_noise_cells(config: Config, train: Dataset, validation: Dataset, targe
     return cells
 
 
-def label_noise_study(config: Config) -> StudyResult:
-    """Label noise in the other data only: the target (few_shot_k rows per class, if set) stays clean, a share of
-    the other domains' labels is flipped, then the mix is built as the config says; against target-only."""
-    params = quality_params(config)
+def planned_label_noise(config: Config) -> PlannedCells:
+    """`label_noise_cells` on the prepared rows, the target's validation rows; scored on every test row, measured
+    on the target's."""
     prepared, names = prepared_data(config)
     target = target_domain(config, prepared, "label_noise_study")
     if config.mixing_strategy == "target_only":
         raise ValueError("label_noise_study mixes other data into the target: set mixing_strategy to concat, "
                          "proportional, temperature, uniform or fixed (target_only is its reference arm)")
     cells = label_noise_cells(config, prepared["train"], domain_rows(prepared["validation"], target), target)
-    results = run_cells(config, cells, prepared["test"], names, headline=target, desc="label noise")
+    return PlannedCells(cells, prepared["test"], names, headline=target)
+
+
+def label_noise_study(config: Config) -> StudyResult:
+    """Label noise in the other data only: the target (few_shot_k rows per class, if set) stays clean, a share of
+    the other domains' labels is flipped, then the mix is built as the config says; against target-only."""
+    params = quality_params(config)
+    planned = planned_label_noise(config)
+    target = planned.headline
+    results = run_cells(config, planned.cells, planned.test, planned.label_names, headline=target,
+                        desc="label noise")
     groups = reported_groups(results, target)
     summary = summarize(results, ["arm", "noise"], also=[f"accuracy_{g}" for g in groups])
     comparisons = compare_arms(results, "target_only")
@@ -317,13 +345,19 @@ def label_noise_study(config: Config) -> StudyResult:
                   figure)
 
 
+def planned_cells(config: Config) -> list[PlannedCells]:
+    """The three studies' cells, each as its `run_cells` call takes them."""
+    return [planned_agreement(config), planned_helpfulness(config), planned_label_noise(config)]
+
+
 def plan(config: Config) -> StudyPlan:
     """Per seed, the three studies of the notebook: one model per agreement level, per `HELPFULNESS_RECIPES` arm,
-    and per noise level plus target-only."""
+    and per noise level plus target-only; where the run folder holds stored cells, how many it reuses
+    (`with_reuse`)."""
     params = quality_params(config)
     arms = ([f"≥{level_name(level)}" for level in sorted(params.agreement_levels, reverse=True)]
             + list(HELPFULNESS_RECIPES) + [f"noise {level:.0%}" for level in params.noise_levels] + ["target_only"])
-    return plan_cells("quality", arms, config, {"fine-tuned": len(arms)})
+    return with_reuse(plan_cells("quality", arms, config, {"fine-tuned": len(arms)}), config, planned_cells)
 
 
 register_study("quality", QualityParams, uses_split_seeds=False, plan=plan)  # each seed draws its rows and flips

@@ -22,19 +22,16 @@ from datasets import Dataset
 
 from ..config import Config
 from ..io import atomic_write_json, read_json
+from ..step_records import TRAINING_PARAMS
 from .sampling import column
 
-# The config fields a cell's training reads (train, modeling, adapters): a cell is retrained when one changes.
+# The config fields a cell's result depends on: what fine-tuning reads (`step_records.TRAINING_PARAMS`, the 03 step's
+# list) and what a cell adds to it: its own seed and target domain (the 03 step records them with its data), and the
+# evaluation batch, checkpoint and logging settings its scoring runs under. A cell is retrained when one changes.
 # Which rows a cell trains on is not here: the rows themselves are keyed (`ordered_fingerprint`), so a study
 # parameter that picks rows (k, split seeds, mixing) moves only the cells whose rows it changes.
-FINE_TUNING_FIELDS = (
-    "model_name_or_path", "max_seq_length", "truncation", "head_tokens", "group_by_length", "peft_method", "lora_r",
-    "lora_alpha", "lora_dropout", "lora_target_modules", "per_device_train_batch_size", "per_device_eval_batch_size",
-    "learning_rate", "weight_decay", "num_train_epochs", "max_steps", "warmup_ratio", "gradient_accumulation_steps",
-    "max_grad_norm", "mixed_precision", "optim_implementation", "eval_strategy", "eval_steps", "save_strategy",
-    "metric_for_best_model", "greater_is_better", "load_best_model_at_end", "early_stopping_patience",
-    "logging_steps", "target_domain", "seed",
-)
+CELL_FIELDS = ("per_device_eval_batch_size", "save_strategy", "logging_steps", "target_domain", "seed")
+FINE_TUNING_FIELDS = TRAINING_PARAMS + CELL_FIELDS
 KEY_VERSION = 1  # raised when what a stored cell holds changes meaning: every older cell is then trained again
 
 

@@ -16,6 +16,7 @@ from ..config import Config
 from ..study_registry import StudyParams, register_study
 from .engine import (Cell, StudyPlan, StudyResult, clean_data, compare_arms, finish, plan_cells, reported_groups,
                      run_cells, seeds, study_design, summarize)
+from .reuse import PlannedCells, with_reuse
 from .sampling import column, equal_size_arms, proportional, ranked_strata, take
 from .tables import comparison_sentence, reference_line, results_markdown
 
@@ -127,16 +128,10 @@ def time_study(config: Config, split: Optional[TimeSplit] = None) -> StudyResult
     The date range of every arm and of the test rows goes into the table, so the gap is read, not assumed.
     """
     split = split or time_split_of(config)
-    names = list(split.test.features["label"].names)
     recent_from = split.cut
-    pools = {"older": split.older, "recent": split.recent}
-    cells = []
-    for seed in seeds(config):
-        arms = equal_size_arms(pools, TIME_RECIPES, seed=seed, limit=config.max_train_samples)
-        cells += [Cell(arm=arm, seed=seed, train=rows, validation=split.validation,
-                       facts={"older_share": TIME_RECIPES[arm].get("older", 0.0)}) for arm, rows in arms.items()]
-    dates = date_table(cells, split)
-    results = run_cells(config, cells, split.test, names, desc="time")
+    planned = planned_cells(config, split)
+    dates = date_table(planned.cells, split)
+    results = run_cells(config, planned.cells, planned.test, planned.label_names, desc="time")
     groups = reported_groups(results, None)
     summary = summarize(results, ["arm", "older_share"], also=[f"accuracy_{g}" for g in groups])
     comparisons = compare_arms(results, "contemporaneous")
@@ -186,9 +181,24 @@ def _dates_markdown(dates: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def planned_cells(config: Config, split: Optional[TimeSplit] = None) -> PlannedCells:
+    """Per seed, one cell per `TIME_RECIPES` arm: equal-size rows of the split's older and recent pools (drawn by the
+    seed), its recent validation rows; scored on its recent test rows. `split` defaults to `time_split_of(config)`."""
+    split = split or time_split_of(config)
+    pools = {"older": split.older, "recent": split.recent}
+    cells = []
+    for seed in seeds(config):
+        arms = equal_size_arms(pools, TIME_RECIPES, seed=seed, limit=config.max_train_samples)
+        cells += [Cell(arm=arm, seed=seed, train=rows, validation=split.validation,
+                       facts={"older_share": TIME_RECIPES[arm].get("older", 0.0)}) for arm, rows in arms.items()]
+    return PlannedCells(cells, split.test, list(split.test.features["label"].names))
+
+
 def plan(config: Config) -> StudyPlan:
-    """Per seed: one model per `TIME_RECIPES` arm."""
-    return plan_cells("time", list(TIME_RECIPES), config, {"fine-tuned": len(TIME_RECIPES)})
+    """Per seed: one model per `TIME_RECIPES` arm; where the run folder holds stored cells, how many it reuses
+    (`with_reuse`, on the default split by date)."""
+    return with_reuse(plan_cells("time", list(TIME_RECIPES), config, {"fine-tuned": len(TIME_RECIPES)}), config,
+                      planned_cells)
 
 
 register_study("time", TimeParams, uses_split_seeds=False, plan=plan)  # each seed draws its rows

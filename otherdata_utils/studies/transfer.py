@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Optional
 
 import pandas as pd
+from datasets import Dataset
 from pydantic import Field
 
 from .. import plots, runs, stats
@@ -15,6 +16,7 @@ from ..config import Config
 from ..study_registry import StudyParams, register_study, study_params
 from .engine import (Cell, StudyPlan, StudyResult, finish, plan_cells, prepared_data, replicates, run_cells,
                      study_design, summarize)
+from .reuse import PlannedCells, with_reuse
 from .sampling import column, domain_rows, seeded_cap, take
 
 
@@ -49,24 +51,10 @@ def transfer_matrix(config: Config, domains: Optional[list[str]] = None) -> Stud
     own domain's validation rows drive checkpoint choice (when `eval_strategy` evaluates). The budget is the
     smallest domain's training rows, capped by `max_train_samples`, so no domain looks better for having more rows.
     """
-    prepared, names = prepared_data(config)
-    available = sorted(set(column(prepared["train"], "domain")))
-    domains = domains or transfer_params(config).domains or available
-    missing = sorted(set(domains) - set(available))
-    if missing:
-        raise ValueError(f"transfer_matrix: domains {missing} are not in the training data (have {available})")
-    train_by_domain = {d: domain_rows(prepared["train"], d) for d in domains}
-    validation_by_domain = {d: domain_rows(prepared["validation"], d) for d in domains}
-    test = take(prepared["test"], [row for row, value in enumerate(column(prepared["test"], "domain"))
-                                   if value in domains], f"domains {domains}")
-    budget = min(len(rows) for rows in train_by_domain.values())
-    if config.max_train_samples:
-        budget = min(budget, config.max_train_samples)
-
-    cells = [Cell(arm=source, seed=seed, train=seeded_cap(train_by_domain[source], budget, split),
-                  validation=validation_by_domain[source], split_seed=split)
-             for split, seed in replicates(config) for source in domains]
-    per_model = run_cells(config, cells, test, names, desc="transfer")
+    planned = planned_cells(config, domains)
+    domains = list(dict.fromkeys(cell.arm for cell in planned.cells))  # each cell's arm is its training domain
+    budget = len(planned.cells[0].train)  # every domain's cells fill the same budget
+    per_model = run_cells(config, planned.cells, planned.test, planned.label_names, desc="transfer")
     # One row per (model, test domain): the headline accuracy columns give way to each domain's.
     long = per_model.drop(columns=["accuracy", "macro_f1"]).melt(
         id_vars=["split_seed", "seed", "arm", "n_train", "train_seconds"],
@@ -194,11 +182,43 @@ def _matrix_markdown(texts: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def transfer_domains(config: Config, train: Dataset, domains: Optional[list[str]] = None) -> list[str]:
+    """The domains trained and tested on: `domains`, else `study.transfer.domains`, else every training domain
+    (sorted); each checked to be a domain of the training rows."""
+    available = sorted(set(column(train, "domain")))
+    domains = domains or transfer_params(config).domains or available
+    missing = sorted(set(domains) - set(available))
+    if missing:
+        raise ValueError(f"transfer_matrix: domains {missing} are not in the training data (have {available})")
+    return domains
+
+
+def planned_cells(config: Config, domains: Optional[list[str]] = None) -> PlannedCells:
+    """Per replicate, a cell per domain (`transfer_domains`) trained on that domain's rows alone, cut to the budget
+    (the smallest domain's rows, capped by `max_train_samples`), its own validation rows; scored on the test rows of
+    every domain."""
+    prepared, names = prepared_data(config)
+    domains = transfer_domains(config, prepared["train"], domains)
+    train_by_domain = {d: domain_rows(prepared["train"], d) for d in domains}
+    validation_by_domain = {d: domain_rows(prepared["validation"], d) for d in domains}
+    test = take(prepared["test"], [row for row, value in enumerate(column(prepared["test"], "domain"))
+                                   if value in domains], f"domains {domains}")
+    budget = min(len(rows) for rows in train_by_domain.values())
+    if config.max_train_samples:
+        budget = min(budget, config.max_train_samples)
+    cells = [Cell(arm=source, seed=seed, train=seeded_cap(train_by_domain[source], budget, split),
+                  validation=validation_by_domain[source], split_seed=split)
+             for split, seed in replicates(config) for source in domains]
+    return PlannedCells(cells, test, names)
+
+
 def plan(config: Config) -> StudyPlan:
-    """Per replicate: one model per training domain (`study.transfer.domains`, else every prepared domain), each
-    scored on every domain's test rows (a cells-table row per test domain)."""
-    domains = transfer_params(config).domains or sorted(set(column(prepared_data(config)[0]["train"], "domain")))
-    return plan_cells("transfer", domains, config, {"fine-tuned": len(domains)}, rows_per_cell=len(domains))
+    """Per replicate: one model per training domain (`transfer_domains`), each scored on every domain's test rows
+    (a cells-table row per test domain); where the run folder holds stored cells, how many it reuses
+    (`with_reuse`)."""
+    domains = transfer_domains(config, prepared_data(config)[0]["train"])
+    return with_reuse(plan_cells("transfer", domains, config, {"fine-tuned": len(domains)},
+                                 rows_per_cell=len(domains)), config, planned_cells)
 
 
 register_study("transfer", TransferParams, uses_split_seeds=True, plan=plan)
