@@ -336,7 +336,12 @@ def _parameters_counted(run_dir: Path) -> None:
     assert len(pd.read_csv(run_dir / "studies" / "peft" / "learning_rates.csv")) == 9  # 3 rates × 3 methods
 
 
+# What each study records beyond the shared tables; each check asserts on its own run folder.
+STUDY_CHECKS = {"language_mixing": _language_scored_on_english_only, "continued_pretraining": _pretraining_recorded,
+                "peft": _parameters_counted}
+
+
 def test_study_run_records_what_its_study_is_about(study_run) -> None:
     study, run_dir = study_run
-    {"language_mixing": _language_scored_on_english_only, "continued_pretraining": _pretraining_recorded,
-     "peft": _parameters_counted}[study](run_dir)
+    assert set(STUDY_CHECKS) == set(RUNS), "every study run needs a check of what it records"
+    STUDY_CHECKS[study](run_dir)

@@ -77,9 +77,11 @@ def _texts(fig: Figure) -> list[str]:
 def test_plot_returns_figure_and_writes_a_complete_png_without_leftovers(tmp_path, name):
     path = tmp_path / "figures" / f"{name}.png"
     fig = CASES[name](path)
-    assert isinstance(fig, Figure)
     data = path.read_bytes()
     assert data.startswith(PNG_SIGNATURE) and len(data) > 1000
+    # the PNG is the returned figure, at 120 dpi: its IHDR chunk holds width and height
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert (width, height) == tuple(round(inches * 120) for inches in fig.get_size_inches())
     # The IEND chunk closes every complete PNG; a half-written file lacks it.
     assert data[-12:-4] == b"\x00\x00\x00\x00IEND"
     assert [p.name for p in path.parent.iterdir()] == [path.name]
@@ -87,7 +89,8 @@ def test_plot_returns_figure_and_writes_a_complete_png_without_leftovers(tmp_pat
 
 def test_plot_without_path_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert isinstance(plots.plot_per_domain(PER_DOMAIN), Figure)
+    fig = plots.plot_per_domain(PER_DOMAIN)
+    assert sorted(tick.get_text() for tick in fig.axes[0].get_yticklabels()) == ["a", "b", "c"]
     assert list(tmp_path.iterdir()) == []
 
 

@@ -112,7 +112,10 @@ def test_evaluation_records_calibration_confusion_shares_and_length_quartiles_pe
         calibration = scores["calibration"]
         assert calibration["n_bins"] == 15 and len(calibration["bins"]) == 15
         assert sum(b["n"] for b in calibration["bins"]) == scores["n"]
-        assert 0 <= calibration["ece"] <= 1
+        predictions = metrics.load_predictions(finished_run.split_predictions(split))
+        expected = metrics.calibration_bins(predictions["confidence"], predictions["correct"])
+        assert calibration["ece"] == pytest.approx(expected["ece"])
+        assert [b["n"] for b in calibration["bins"]] == [b["n"] for b in expected["bins"]]
         shares = np.asarray(scores["confusion_matrix_normalized"])
         assert shares.sum(axis=1) == pytest.approx([1.0] * len(scores["label_names"]))
         quartiles = scores["accuracy_by_length"]

@@ -112,7 +112,12 @@ def test_routing_run_trains_on_in_scope_classes_and_stores_the_validation_thresh
     assert list(model_config["id2label"].values()) == BANKING  # no head for oos: it is never trained on
     recorded = json.loads(paths.metrics.read_text())
     threshold = recorded["routing"]["threshold"]
-    assert 0 <= threshold <= 1 and recorded["routing"]["chosen_on"] == "validation"
+    assert recorded["routing"]["chosen_on"] == "validation"
+    # the threshold is the one the validation predictions choose (the in-scope classes' probabilities, oos last)
+    validation = pipeline.metrics.load_predictions(paths.split_predictions("validation"))
+    probabilities = validation[[f"prob_{name}" for name in BANKING]].to_numpy()
+    labels = validation["label"].map({name: i for i, name in enumerate(BANKING + ["oos"])}).to_numpy()
+    assert threshold == pytest.approx(routing.choose_threshold(probabilities, labels)[0], abs=1e-6)
     assert read_inference_settings(paths.model).handover_threshold == threshold
     test = recorded["test"]["routing"]
     assert test["in_scope_rows"] + test["out_of_scope_rows"] == recorded["test"]["n"] == 200

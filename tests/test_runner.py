@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 from jupyter_client.manager import AsyncKernelManager
+from sklearn.metrics import f1_score
 
 from otherdata_utils import run
 from otherdata_utils.config import SUITE_NOTEBOOKS, default_data_dir, load_config
 from otherdata_utils.env import PARAMS_OVERLAY_ENV
+from otherdata_utils.metrics import load_predictions
 from otherdata_utils.runs import BATCH_ENV
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,8 +56,15 @@ def test_metrics_json_holds_test_accuracy_macro_f1_and_per_domain(ci_run):
     run_dir, _ = ci_run
     metrics = json.loads((run_dir / "metrics.json").read_text())
     test = metrics["test"]
-    assert 0.0 <= test["accuracy"] <= 1.0 and 0.0 <= test["macro_f1"] <= 1.0
+    # the recorded scores are those of the predictions file, and the report shows the same figure
+    predictions = load_predictions(run_dir / "predictions" / "test.csv")
+    assert len(predictions) == test["n"]
+    assert test["accuracy"] == pytest.approx(predictions["correct"].mean())
+    assert test["macro_f1"] == pytest.approx(f1_score(predictions["label"], predictions["prediction"], average="macro"))
+    assert f"test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f}" in (run_dir / "report.md").read_text()
     assert set(test["per_domain"]) == {"amazon", "imdb", "yelp"}
+    for domain, rows in predictions.groupby("domain"):
+        assert test["per_domain"][domain]["accuracy"] == pytest.approx(rows["correct"].mean()), domain
     assert sum(row["n"] for row in test["per_domain"].values()) == test["n"] == 90
     assert test["label_names"] == ["neg", "pos"]
 
