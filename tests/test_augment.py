@@ -159,6 +159,8 @@ def test_back_translation_runs_end_to_end_with_tiny_random_marian_models(tiny_ma
     texts = ["Great phone, works well.", "Terrible service and cold food.", "ok", "A film that drags on and on."]
     out = back_translate(texts, *tiny_marian_pair, max_length=12, batch_size=3, quiet=True)
     assert len(out) == len(texts) and all(isinstance(t, str) for t in out)
+    # greedy decoding: the same models give the same paraphrases again
+    assert back_translate(texts, *tiny_marian_pair, max_length=12, batch_size=2, quiet=True) == out
 
 
 @pytest.mark.filterwarnings("ignore:Recommended. pip install sacremoses")

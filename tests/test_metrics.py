@@ -260,6 +260,22 @@ def test_ece_of_a_hand_made_example_weights_each_bins_gap_by_its_share():
     assert filled[0]["confidence"] == pytest.approx(0.575) and filled[0]["accuracy"] == pytest.approx(0.5)
 
 
+def test_calibration_table_of_fixed_probabilities_is_exact_bin_by_bin():
+    # two-class softmax outputs of six rows; the predicted class's probability is the confidence
+    probabilities = np.array([[0.1, 0.9], [0.35, 0.65], [0.8, 0.2], [0.45, 0.55], [0.02, 0.98], [0.7, 0.3]])
+    labels = np.array([1, 0, 0, 1, 1, 1])
+    confidence = probabilities.max(axis=1)  # 0.9, 0.65, 0.8, 0.55, 0.98, 0.7
+    calibration = metrics.calibration_bins(confidence, probabilities.argmax(axis=1) == labels, n_bins=5)
+    filled = [(b["low"], b["high"], b["n"], b["confidence"], b["accuracy"]) for b in calibration["bins"] if b["n"]]
+    assert filled == [
+        (pytest.approx(0.4), pytest.approx(0.6), 1, pytest.approx(0.55), 1.0),
+        (pytest.approx(0.6), pytest.approx(0.8), 3, pytest.approx((0.65 + 0.8 + 0.7) / 3), pytest.approx(1 / 3)),
+        (pytest.approx(0.8), 1.0, 2, pytest.approx(0.94), 1.0),
+    ]
+    # 1/6·|1 − 0.55| + 3/6·|1/3 − 0.7167| + 2/6·|1 − 0.94|
+    assert calibration["ece"] == pytest.approx(0.45 / 6 + (2.15 - 1) / 6 + 0.12 / 6)
+
+
 def test_ece_is_zero_when_accuracy_matches_confidence_in_every_bin():
     calibration = metrics.calibration_bins([0.75] * 4 + [1.0] * 2, [True, True, True, False, True, True])
     assert calibration["ece"] == pytest.approx(0.0)

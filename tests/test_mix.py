@@ -24,11 +24,15 @@ def blitzer_train(data_dir: Path) -> Dataset:
     return clean(data.load_source("blitzer_mds", data_dir), Config())[0]["train"]
 
 
-@pytest.mark.parametrize("strategy", ["concat", "proportional", "temperature", "uniform"])
-def test_mixing_weights_are_shares_that_sum_to_one(strategy):
+@pytest.mark.parametrize("strategy, raw", [
+    ("concat", {"books": 1900, "dvd": 600, "kitchen": 40}),
+    ("proportional", {"books": 1900, "dvd": 600, "kitchen": 40}),
+    ("temperature", {"books": 1900 ** (1 / 3), "dvd": 600 ** (1 / 3), "kitchen": 40 ** (1 / 3)}),
+    ("uniform", {"books": 1, "dvd": 1, "kitchen": 1}),
+])
+def test_mixing_weights_are_shares_that_sum_to_one(strategy, raw):
     weights = mixing_weights(SIZES, strategy, temperature=3.0)
-    assert sum(weights.values()) == pytest.approx(1.0)
-    assert all(0 < share < 1 for share in weights.values())
+    assert weights == pytest.approx({group: value / sum(raw.values()) for group, value in raw.items()})
 
 
 def test_temperature_mixing_flattens_source_sizes():

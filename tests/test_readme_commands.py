@@ -133,7 +133,11 @@ def parse_only(command: Command) -> argparse.Namespace:
 def test_every_cli_command_in_the_readme_is_a_subcommand_with_arguments_it_accepts():
     parsed = {str(c): parse_only(c) for c in readme_commands() if c.is_cli}
     assert len(parsed) >= 8
-    assert all(isinstance(namespace, argparse.Namespace) for namespace in parsed.values())
+    # each `run` command's parser read the params files the README names, in the README's order
+    for command in readme_commands():
+        if command.is_cli and command.subcommand == "run":
+            assert parsed[str(command)].params == [word for word in command.args if word.endswith(".yaml")
+                                                   and not word.startswith("-")], str(command)
 
 
 @pytest.mark.parametrize("words, message", [
