@@ -1,6 +1,6 @@
 """Publishing a finished run: what the results folder holds and leaves out, scrubbed notebooks, refusals, idempotency.
 
-The run is made by the pipeline steps themselves (tiny random model, a small uci_sentences subset); its executed
+The run is the session's small run folder (pipeline steps in-process, tiny random model, uci_sentences); its executed
 notebook is written with the volatile parts papermill and Jupyter leave (timings, progress bars, widgets, paths).
 """
 import base64
@@ -17,7 +17,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 from PIL import Image
 
 from otherdata_utils import __main__ as cli
-from otherdata_utils import metrics, pipeline, preflight, publish, report, run
+from otherdata_utils import metrics, preflight, publish, report
 from otherdata_utils.config import load_config
 from otherdata_utils.runs import RunFolder
 
@@ -30,23 +30,11 @@ NEVER_PUBLISHED = ("model", "training", "data", "predictions", "run_state.json")
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, tiny_model_dir, packaged_data_dir):
-    """A run folder as the runner leaves it after 01–04: data, model, metrics, figures, report, an executed notebook
-    and a study table, plus one oversized figure."""
-    root = tmp_path_factory.mktemp("runs") / "tiny"
-    config = load_config(None, {
-        "run_name": "tiny", "output_dir": str(root), "sources": ["uci_sentences"], "data_dir": str(packaged_data_dir),
-        "cache_dir": str(tmp_path_factory.mktemp("cache")), "model_name_or_path": str(tiny_model_dir),
-        "max_seq_length": 16, "per_device_train_batch_size": 16, "num_train_epochs": 1, "learning_rate": 1e-3,
-        "max_train_samples": 60, "max_eval_samples": 30, "max_test_samples": 60, "quiet": True,
-        "notebooks": ["04_evaluate"],
-    })
-    run.prepare_run(config)
-    pipeline.prepare_data(config)
-    pipeline.build_training_set(config)
-    pipeline.finetune(config)
-    pipeline.evaluate_splits(config)
-    paths = RunFolder(root)
+def finished_run(small_run_folder, copy_run, tmp_path_factory):
+    """A run folder as the runner leaves it after 01–04 (a copy of the session's small run): data, model, metrics,
+    figures, report, an executed notebook and a study table, plus one oversized figure."""
+    paths = copy_run(small_run_folder, tmp_path_factory.mktemp("runs") / "tiny")
+    root = paths.root
     # Noise does not compress: far over the 300 KB a published figure may take.
     noise = np.random.default_rng(0).integers(0, 256, size=(900, 1200, 3), dtype=np.uint8)
     Image.fromarray(noise).save(paths.figure("huge"), format="PNG")
@@ -213,7 +201,7 @@ def test_published_params_are_the_resolved_ones_without_local_folders(finished_r
 
 def test_readme_names_the_run_and_the_command_that_made_the_folder(published):
     readme = (published / "README.md").read_text()
-    assert readme.startswith("# Results of run `tiny`")
+    assert readme.startswith("# Results of run `small`")
     assert "python -m otherdata_utils publish tiny tiny" in readme
     assert "- notebooks/04_evaluate.ipynb" in readme and "- figures/huge.png" in readme
     assert "`classification_report.txt`: the test split's classification report" in readme

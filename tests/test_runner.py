@@ -61,7 +61,8 @@ def test_metrics_json_holds_test_accuracy_macro_f1_and_per_domain(ci_run):
     assert len(predictions) == test["n"]
     assert test["accuracy"] == pytest.approx(predictions["correct"].mean())
     assert test["macro_f1"] == pytest.approx(f1_score(predictions["label"], predictions["prediction"], average="macro"))
-    assert f"test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f}" in (run_dir / "report.md").read_text()
+    report = (run_dir / "report.md").read_text()
+    assert f"test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f}" in report
     assert set(test["per_domain"]) == {"amazon", "imdb", "yelp"}
     for domain, rows in predictions.groupby("domain"):
         assert test["per_domain"][domain]["accuracy"] == pytest.approx(rows["correct"].mean()), domain

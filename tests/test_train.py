@@ -75,7 +75,8 @@ def test_training_loss_falls_on_real_sentences(base_config, tokenized, tmp_path)
 def separable_rows(n: int, seed: int) -> dict[str, list]:
     """Sentences of positive words (label pos) or negative words (label neg), in random order and length: a linear
     probe on the tokens separates them perfectly."""
-    words = (["awful", "bad", "terrible", "poor", "boring", "worst"], ["great", "good", "lovely", "nice", "fine", "best"])
+    words = (["awful", "bad", "terrible", "poor", "boring", "worst"],
+             ["great", "good", "lovely", "nice", "fine", "best"])
     rng = np.random.default_rng(seed)
     labels = [i % 2 for i in range(n)]
     texts = [" ".join(rng.choice(words[label], size=rng.integers(3, 8))) for label in labels]
