@@ -18,7 +18,7 @@ from . import data, modeling
 from .config import Config
 from .io import atomic_write_json, read_json
 from .runs import RunFolder, run_folder
-from .train import check_trackers
+from .trackers import check_trackers
 
 # Parameters that change how a run is carried out or where things are, not what it computes: a run resumes across
 # them (a moved run folder, another copy of the same data: the data fingerprint is compared instead).

@@ -30,7 +30,7 @@ from .params_text import parse_override
 from .progress import PROGRESS_ENV
 from .report import write_report
 from .runs import BATCH_ENV, RunFolder, is_quiet, run_folder
-from .train import list_checkpoints
+from .checkpoints import list_checkpoints
 
 
 class CurveKernelManager(AsyncKernelManager):

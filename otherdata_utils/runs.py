@@ -95,7 +95,7 @@ class RunFolder:
 
     @property
     def steps(self) -> Path:
-        """What each step's output was made with (`pipeline.STEP_PARAMS`), one small JSON per step."""
+        """What each step's output was made with (`step_records.STEP_PARAMS`), one small JSON per step."""
         return self.root / "steps"
 
     def step_record(self, step: str) -> Path:

@@ -6,41 +6,36 @@ from __future__ import annotations
 
 import logging
 import math
-import netrc
-import os
-import re
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
-from urllib.parse import urlparse
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from accelerate.tracking import LOGGER_TYPE_TO_CLASS, GeneralTracker, get_available_trackers
+from accelerate.tracking import GeneralTracker
 from datasets import Dataset, DatasetDict
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
 from .adapters import after_optimizer_step, plain_model, restore_adapter, save_adapter
-from .config import TRACKER_PACKAGES, Config, ConfigError
+from .checkpoints import CHECKPOINTS, LoopState, find_checkpoint, resume, save_checkpoint
+from .config import Config
 from .io import atomic_write_json, read_json
 from .metrics import compute_classification_metrics
 from .modeling import make_dataloader, quiet_transformers, save_model
 from .progress import StepLines, to_runner
 from .runs import is_quiet
+from .trackers import TRACKER_PROJECT, announce_offline_wandb, build_trackers, check_trackers
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINTS = "checkpoints"
 BEST_MODEL = "best_model"
-LOOP_STATE = "loop_state.json"
 BEST_INFO = "best_model_info.json"
-TRACKER_PROJECT = "otherdata"  # the W&B project (unless WANDB_PROJECT), MLflow experiment, TensorBoard subfolder
 
 
 @dataclass
@@ -77,25 +72,6 @@ class Predictions:
     labels: Optional[np.ndarray]
     ids: Optional[list[str]] = None
     domains: Optional[list[str]] = None
-
-
-@dataclass
-class _LoopState:
-    """Where the loop is: enough to continue the same run from a checkpoint (written as loop_state.json)."""
-
-    global_step: int = 0
-    epoch: int = 0
-    batches_in_epoch: int = 0  # batches of `epoch` already consumed on each process
-    best_metric: Optional[float] = None
-    best_step: Optional[int] = None
-    patience_counter: int = 0
-    total_steps: int = 0
-    batches_per_epoch: int = 0
-    # The loss summed since the last logged step (mean over processes) and its batches, so that a resumed run
-    # logs the same mean losses as an uninterrupted one.
-    running_loss: float = 0.0
-    running_batches: int = 0
-    history: list[dict] = field(default_factory=list)
 
 
 def train(
@@ -177,17 +153,17 @@ def train(
         eval_loader = accelerator.prepare(eval_loader)
 
     # --- start, or continue the run a checkpoint left off
-    state = _LoopState(total_steps=total_steps, batches_per_epoch=batches_per_epoch)
+    state = LoopState(total_steps=total_steps, batches_per_epoch=batches_per_epoch)
     checkpoint = find_checkpoint(config.resume_from_checkpoint, output_dir)
     if checkpoint is not None:
-        state = _resume(accelerator, checkpoint, state)
+        state = resume(accelerator, checkpoint, state)
     elif accelerator.is_main_process:
         _clear_previous_run(output_dir)
     accelerator.wait_for_everyone()
     if trackers:  # every tracker gets the scalar hyperparameters, then the same losses and evaluations
         accelerator.init_trackers(TRACKER_PROJECT, config={k: v for k, v in config.to_params().items()
                                                            if isinstance(v, (int, float, str, bool))})
-        _announce_offline_wandb(accelerator)
+        announce_offline_wandb(accelerator)
 
     train_seconds = eval_seconds = 0.0
     eval_examples = eval_tokens = 0
@@ -443,127 +419,6 @@ def _check_metric_name(metric_key: str, label_names: list[str]) -> None:
         raise ValueError(f"metric_for_best_model={metric_key!r} is not a validation metric; choose one of {known}")
 
 
-# --- checkpoints ------------------------------------------------------------------------------------------------------
-
-def list_checkpoints(output_dir: Path) -> list[Path]:
-    """Complete checkpoints (they hold loop_state.json) under output_dir/checkpoints, oldest step first."""
-    root = Path(output_dir) / CHECKPOINTS
-    found = [p for p in root.glob("step-*") if re.fullmatch(r"step-\d+", p.name) and (p / LOOP_STATE).is_file()]
-    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
-
-
-def find_checkpoint(resume_from_checkpoint: Optional[str], output_dir: Path) -> Optional[Path]:
-    """None (start afresh), the latest checkpoint for "auto" (None if there is none yet), or the folder named."""
-    if resume_from_checkpoint is None:
-        return None
-    if resume_from_checkpoint == "auto":
-        checkpoints = list_checkpoints(output_dir)
-        return checkpoints[-1] if checkpoints else None
-    folder = Path(resume_from_checkpoint).expanduser()
-    if not (folder / LOOP_STATE).is_file():
-        raise ValueError(
-            f"resume_from_checkpoint={resume_from_checkpoint!r}: {folder} is not a complete checkpoint (no "
-            f"{LOOP_STATE}); use 'auto' or one of {[str(p) for p in list_checkpoints(output_dir)]}"
-        )
-    return folder
-
-
-def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: _LoopState, save_total_limit: int) -> Path:
-    """Accelerator state (model, optimizer, scheduler, RNG) plus loop_state.json in checkpoints/step-N.
-
-    Written under a temporary name and renamed when complete; then only the newest `save_total_limit`
-    checkpoints are kept, and the best one.
-    """
-    root = Path(output_dir) / CHECKPOINTS
-    final = root / f"step-{state.global_step}"
-    partial = root / f".step-{state.global_step}.partial"
-    if accelerator.is_main_process:
-        shutil.rmtree(partial, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(partial))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        atomic_write_json(partial / LOOP_STATE, asdict(state))
-        shutil.rmtree(final, ignore_errors=True)
-        os.rename(partial, final)
-        for old in list_checkpoints(output_dir)[:-save_total_limit]:
-            if old.name != f"step-{state.best_step}":
-                shutil.rmtree(old)
-    accelerator.wait_for_everyone()
-    return final
-
-
-def _resume(accelerator: Accelerator, checkpoint: Path, fresh: _LoopState) -> _LoopState:
-    saved = read_json(checkpoint / LOOP_STATE)
-    if (saved["total_steps"], saved["batches_per_epoch"]) != (fresh.total_steps, fresh.batches_per_epoch):
-        raise ValueError(
-            f"resume_from_checkpoint: {checkpoint} was saved by a run with {saved['total_steps']} steps of "
-            f"{saved['batches_per_epoch']} batches per epoch, this one has {fresh.total_steps} and "
-            f"{fresh.batches_per_epoch}; resume with the same data, batch sizes and epochs, or start afresh"
-        )
-    accelerator.load_state(str(checkpoint))
-    return _LoopState(**saved)
-
-
-def check_trackers(config: Config) -> None:
-    """A `ConfigError` naming the pip package of each tracker in `report_to` that is not installed (before any work)."""
-    available = {str(tracker) for tracker in get_available_trackers()}
-    missing = [name for name in config.trackers if name not in available]
-    if missing:
-        raise ConfigError("report_to: " + "; ".join(f"{name!r} is not installed: pip install {TRACKER_PACKAGES[name]}"
-                                                    for name in missing))
-
-
-def build_trackers(config: Config, output_dir: Path) -> list[GeneralTracker]:
-    """One tracker per `report_to` name, logging under output_dir/<name> and never asking for a login: W&B runs
-    offline unless it has credentials or WANDB_MODE says otherwise; MLflow keeps a SQLite store in the run folder
-    unless MLFLOW_TRACKING_URI points elsewhere."""
-    trackers = []
-    for name in config.trackers:
-        folder = output_dir / name
-        folder.mkdir(parents=True, exist_ok=True)
-        project, options = TRACKER_PROJECT, {}
-        if name == "wandb":
-            project = os.environ.get("WANDB_PROJECT", TRACKER_PROJECT)
-            options = {"dir": str(output_dir), "name": config.run_name}  # W&B adds the wandb/ folder itself
-            if "WANDB_MODE" not in os.environ and not _wandb_credentials():
-                options["mode"] = "offline"
-        elif name == "mlflow":
-            options = {"run_name": config.run_name}
-            if not os.environ.get("MLFLOW_TRACKING_URI"):
-                import mlflow  # only runs that log to MLflow pay for importing it
-
-                # SQLite, not ./mlruns files: MLflow 3 refuses its file store unless MLFLOW_ALLOW_FILE_STORE is set
-                mlflow.set_tracking_uri(f"sqlite:///{(folder / 'mlflow.db').resolve().as_posix()}")
-                options["logging_dir"] = str(folder.resolve() / "artifacts")
-        elif name == "dvclive":
-            options = {"dir": str(folder)}
-        tracker_class = LOGGER_TYPE_TO_CLASS[name]
-        trackers.append(tracker_class(project, folder, **options) if tracker_class.requires_logging_directory
-                        else tracker_class(project, **options))
-    return trackers
-
-
-def _wandb_credentials() -> bool:
-    """Whether W&B could log online without asking: a key or identity token in the environment, or the netrc entry
-    `wandb login` writes for its host."""
-    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
-        return True
-    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
-    path = Path(os.environ.get("NETRC") or Path.home() / ".netrc").expanduser()
-    try:
-        return netrc.netrc(path).authenticators(host) is not None
-    except (OSError, netrc.NetrcParseError):
-        return False
-
-
-def _announce_offline_wandb(accelerator: Accelerator) -> None:
-    for tracker in accelerator.trackers:
-        if tracker.name == "wandb" and tracker.run.offline:
-            folder = tracker.run.settings.sync_dir
-            accelerator.print(f"wandb: logging offline to {folder}; upload it later with `wandb sync {folder}`")
-
-
 def _clear_previous_run(output_dir: Path) -> None:
     """A fresh run replaces the checkpoints and best model an earlier run left, so 'auto' never resumes those."""
     for stale in (output_dir / CHECKPOINTS, output_dir / BEST_MODEL):
@@ -573,7 +428,7 @@ def _clear_previous_run(output_dir: Path) -> None:
 
 
 def _save_best_model(accelerator: Accelerator, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
-                     output_dir: Path, state: _LoopState, metric_key: str) -> None:
+                     output_dir: Path, state: LoopState, metric_key: str) -> None:
     unwrapped = accelerator.unwrap_model(model)
     # A PEFT model is saved merged (a plain transformers folder) and with its adapter, which restoring reads back.
     folder = save_model(plain_model(unwrapped), tokenizer, output_dir / BEST_MODEL)
@@ -584,7 +439,7 @@ def _save_best_model(accelerator: Accelerator, model: torch.nn.Module, tokenizer
 
 
 def _restore_best_model(accelerator: Accelerator, model: torch.nn.Module, output_dir: Path,
-                        state: _LoopState) -> Optional[Path]:
+                        state: LoopState) -> Optional[Path]:
     """Load output_dir/best_model into `model` if it is the best step's; None (final weights kept) otherwise."""
     folder = output_dir / BEST_MODEL
     info = read_json(folder / BEST_INFO) if (folder / BEST_INFO).is_file() else {}

@@ -14,11 +14,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "otherdata_utils"
 
 # Lowest first. A module may import its own layer or a lower one; a new module must be placed here.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("env", "params_text", "execution", "folder_lock", "progress", "study_registry", "config", "io", "runs", "files",
-     "constraints"),
+    ("env", "params_text", "execution", "folder_lock", "progress", "study_registry", "config", "io", "runs",
+     "step_records", "files", "constraints"),
     ("data", "clean", "augment", "mix"),
     ("inference", "modeling", "adapters", "model_card"),
-    ("train", "metrics", "routing", "stats", "plots", "pretrain", "anchors"),
+    ("checkpoints", "trackers", "train", "metrics", "routing", "stats", "plots", "pretrain", "anchors"),
     ("studies", "pipeline"),
     ("run", "preflight", "report", "publish", "predictor", "monitoring", "http_app", "serve", "bench", "colab",
      "__main__", "__init__"),

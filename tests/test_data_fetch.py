@@ -11,7 +11,8 @@ import pytest
 
 from otherdata_utils.data import NAMED_SOURCES, DataError, load_source
 from otherdata_utils.data.fetch import LAYOUTS, data_command, fetch, layout_files, write_source
-from otherdata_utils.data.named import EMBEDDED_DIR, FPB_HUB_CONFIG, FPB_SUBSETS, XLMT_LANGUAGES
+from otherdata_utils.data.copies import FPB_HUB_CONFIG, FPB_SUBSETS, XLMT_LANGUAGES
+from otherdata_utils.data.named import EMBEDDED_DIR
 
 # The phrasebank's lower-agreement files are ISO-8859-1: its texts stay inside Latin-1.
 LATIN_1_TEXTS = ["Operating profit rose to EUR 13.1 mn", "Net sales fell by 5 % ; the outlook is 'weak'", "Café sales"]

@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from wandb.proto import wandb_internal_pb2
 
-from otherdata_utils import modeling, preflight, train
+from otherdata_utils import modeling, preflight, trackers, train
 from otherdata_utils.config import TRACKER_PACKAGES, Config, ConfigError
 
 LABELS = ["neg", "pos"]
@@ -82,7 +82,7 @@ def logged_by_train(result: train.TrainResult) -> dict[str, list[tuple[int, floa
 
 def test_tensorboard_holds_the_losses_evaluations_and_hyperparameters(tracked):
     config, result, run, _ = tracked
-    folder = run / "tensorboard" / train.TRACKER_PROJECT
+    folder = run / "tensorboard" / trackers.TRACKER_PROJECT
     events = EventAccumulator(str(folder))
     events.Reload()
     expected = logged_by_train(result)
@@ -127,7 +127,7 @@ def test_wandb_runs_offline_in_the_run_folder_and_holds_the_same_values(tracked)
                 if not key.startswith("_"):
                     history.setdefault(key, []).append((row["_step"], value))
         elif kind == "run":
-            assert record.run.project == train.TRACKER_PROJECT and record.run.display_name == "tiny-tracked"
+            assert record.run.project == trackers.TRACKER_PROJECT and record.run.display_name == "tiny-tracked"
             hyperparameters.update({item.key: json.loads(item.value_json) for item in record.run.config.update})
         elif kind == "config":
             hyperparameters.update({item.key: json.loads(item.value_json) for item in record.config.update})
@@ -138,7 +138,7 @@ def test_wandb_runs_offline_in_the_run_folder_and_holds_the_same_values(tracked)
 def test_mlflow_keeps_a_sqlite_store_in_the_run_folder_with_the_same_values(tracked):
     config, result, run, _ = tracked
     client = MlflowClient(tracking_uri=f"sqlite:///{run / 'mlflow' / 'mlflow.db'}")
-    (logged_run,) = client.search_runs([client.get_experiment_by_name(train.TRACKER_PROJECT).experiment_id])
+    (logged_run,) = client.search_runs([client.get_experiment_by_name(trackers.TRACKER_PROJECT).experiment_id])
     assert logged_run.info.run_name == "tiny-tracked"
     expected = logged_by_train(result)
     assert set(logged_run.data.metrics) == set(expected)
@@ -190,7 +190,7 @@ def test_the_trackers_are_the_ones_accelerate_supports():
 
 def test_a_tracker_that_is_not_installed_stops_training_before_it_starts(base_config, tokenized, tmp_path,
                                                                          monkeypatch):
-    monkeypatch.setattr(train, "get_available_trackers", lambda: [LoggerType.TENSORBOARD])
+    monkeypatch.setattr(trackers, "get_available_trackers", lambda: [LoggerType.TENSORBOARD])
     with pytest.raises(ConfigError, match=r"'wandb' is not installed: pip install wandb"):
         fit(base_config.replace(report_to=["tensorboard", "wandb"]), tokenized, tmp_path)
     assert not list(tmp_path.iterdir())

@@ -8,7 +8,7 @@ import pytest
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
-from otherdata_utils import modeling, train
+from otherdata_utils import checkpoints, modeling, train
 from otherdata_utils.config import Config, ConfigError
 
 LABELS = ["neg", "pos"]
@@ -151,7 +151,7 @@ def test_early_stopping_stops_and_restores_the_best_model(early_stopped, tokeniz
 
 def test_checkpoint_rotation_keeps_save_total_limit_and_the_best(early_stopped):
     config, _, result, output_dir = early_stopped
-    kept = [p.name for p in train.list_checkpoints(output_dir)]
+    kept = [p.name for p in checkpoints.list_checkpoints(output_dir)]
     newest = [f"step-{result.global_step - 4}", f"step-{result.global_step}"]
     assert kept == [f"step-{result.best_step}", *newest]
     assert not list((output_dir / "checkpoints").glob(".*"))

@@ -17,9 +17,9 @@ from datasets import DatasetDict
 
 from ..config import DATA_DIR_ENV, SHARED_DATA, default_data_dir, project_root
 from ..io import atomic_dir
-from .named import (FPB_FILES, FPB_HUB_CONFIG, FPB_SUBSETS, NAMED_SOURCES, THREE_WAY_LABELS, XLMT_LANGUAGES,
-                    NamedSource, hub_dataset, hub_rows, parse_name)
-from .schema import BINARY_LABELS, DataError
+from .copies import FPB_FILES, FPB_HUB_CONFIG, FPB_SUBSETS, XLMT_LANGUAGES
+from .named import NAMED_SOURCES, NamedSource, hub_dataset, hub_rows, parse_name
+from .schema import BINARY_LABELS, THREE_WAY_LABELS, DataError
 from .sources import sources_table
 
 # The Hub rows of a source: config name (None: the default config) -> its DatasetDict.
