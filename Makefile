@@ -31,7 +31,7 @@ export TOKENIZERS_PARALLELISM ?= false
 PARAMS ?= params/default.yaml
 CI_RUN_DIR ?= runs/_ci
 
-.PHONY: run test install clean-venv
+.PHONY: run test test-fast install clean-venv
 
 # One stamp per set of extras: each installs once, and `make test` on a `make run` venv adds only what is missing.
 # $(1): the extras.
@@ -62,6 +62,10 @@ test: $(VENV)/.installed-test
 	OTHERDATA_CI_RUN_DIR=$(abspath $(CI_RUN_DIR)) $(BIN)/python -m pytest
 	$(BIN)/python -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg $(CI_RUN_DIR)/notebooks
+
+# The unit tier only (tests/unit): no data folder, no model, no subprocess; about a minute. `make test` runs all tiers.
+test-fast: $(VENV)/.installed-test
+	$(BIN)/python -m pytest tests/unit
 
 clean-venv:
 	rm -rf $(VENV)

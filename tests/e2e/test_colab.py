@@ -19,7 +19,7 @@ from otherdata_utils.constraints import CONSTRAINTS_ENV, read_pins
 from otherdata_utils.data.named import parse_name
 from otherdata_utils.env import PARAMS_OVERLAY_ENV, RUNS_DIR_ENV
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 

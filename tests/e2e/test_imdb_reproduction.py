@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CI_SIZE = ["model_name_or_path=tiny-random", "max_train_samples=200", "max_eval_samples=60", "max_test_samples=120",
            "max_seq_length=64", "head_tokens=16", "num_train_epochs=1", "eval_steps=5", "save_steps=5",
            "per_device_train_batch_size=16"]

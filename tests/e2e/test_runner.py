@@ -16,8 +16,9 @@ from otherdata_utils.config import SUITE_NOTEBOOKS, default_data_dir, load_confi
 from otherdata_utils.env import PARAMS_OVERLAY_ENV
 from otherdata_utils.metrics import load_predictions
 from otherdata_utils.runs import BATCH_ENV
+from study_checks import plan_matches_cells
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args, cwd=REPO, timeout=1200):
@@ -47,9 +48,8 @@ def test_ci_study_writes_every_artefact_of_a_run_folder(ci_run):
 
 
 def test_the_ci_transfer_study_trains_exactly_the_models_its_plan_names(ci_run):
-    from test_study_designs import _plan_matches_cells  # the same check as every study params file's CI run
     run_dir, _ = ci_run
-    _plan_matches_cells(load_config(run_dir / "params.yaml"), run_dir)
+    plan_matches_cells(load_config(run_dir / "params.yaml"), run_dir)
 
 
 def test_metrics_json_holds_test_accuracy_macro_f1_and_per_domain(ci_run):

@@ -16,7 +16,7 @@ from otherdata_utils import pipeline, studies
 from otherdata_utils.config import load_config
 from otherdata_utils.params_text import parse_override
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # The CI-size few-shot study: 2 arms × 2 split seeds × 2 seeds = 8 tiny models, no anchor.
 STUDY = ["model_name_or_path=tiny-random", "replicates.seeds=[1,2]", "max_train_samples=16", "max_eval_samples=8",
          "num_train_epochs=1", "max_seq_length=32", "head_tokens=8", "per_device_train_batch_size=8",

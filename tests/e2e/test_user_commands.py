@@ -14,7 +14,7 @@ import yaml
 from otherdata_utils import preflight
 from otherdata_utils.config import load_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 CSV_ROWS = 60
 

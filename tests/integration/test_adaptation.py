@@ -24,8 +24,9 @@ from transformers import pipeline as hf_pipeline
 
 from otherdata_utils import adapters, data, modeling, studies, train
 from otherdata_utils.config import Config, load_config
+from study_checks import plan_matches_cells
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LABELS = ["neg", "pos"]
 # The tiny random BERT (conftest): 2 layers of width 128.
 LAYERS, HIDDEN = 2, 128
@@ -298,9 +299,8 @@ def test_study_run_writes_its_tables_figure_metrics_and_report(study_run) -> Non
 
 
 def test_study_run_trains_exactly_the_models_and_replicates_its_plan_names(study_run) -> None:
-    from test_study_designs import _plan_matches_cells  # the same check as on the published runs
     _, run_dir = study_run
-    _plan_matches_cells(load_config(run_dir / "params.yaml"), run_dir)
+    plan_matches_cells(load_config(run_dir / "params.yaml"), run_dir)
 
 
 def _language_scored_on_english_only(run_dir: Path) -> None:

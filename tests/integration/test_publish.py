@@ -23,7 +23,7 @@ from otherdata_utils.runs import RunFolder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 WIDGET = "application/vnd.jupyter.widget-view+json"
 PROGRESS = "Tokenising test:  50%|█████     | 45/90 [00:00<00:00, 900.00 examples/s]"
 NEVER_PUBLISHED = ("model", "training", "data", "predictions", "run_state.json")

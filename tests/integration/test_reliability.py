@@ -40,7 +40,7 @@ from otherdata_utils import io as io_module
 from otherdata_utils import pipeline, preflight, report, run
 from otherdata_utils.config import load_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # metrics.json keys (and history rows) that measure this machine's speed, not what the run learned.
 TIMING_KEYS = frozenset({"train_runtime_s", "train_examples_per_second", "train_tokens_per_second",

@@ -228,7 +228,7 @@ def test_routing_study_pairs_every_arm_with_target_only_on_both_scores(routing_s
 
 def test_routing_params_file_runs_through_the_runner_and_its_report_shows_the_routing(tmp_path, data_dir):
     """params/routing_banking.yaml at CI size, as a user runs it: the model folder it leaves serves with a threshold."""
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OTHERDATA_DATA_DIR": str(data_dir),
            "OMP_NUM_THREADS": "1"}
     overrides = ["model_name_or_path=tiny-random", "num_train_epochs=1", "max_eval_samples=60",

@@ -16,8 +16,9 @@ from otherdata_utils import anchors, data, metrics, pipeline, runs, studies
 from otherdata_utils.studies import tables
 from otherdata_utils.clean import dedupe_key
 from otherdata_utils.config import ConfigError, load_config
+from study_checks import plan_matches_cells
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TARGET = "electronics"
 # Tens of rows, one epoch, two seeds: enough to exercise every path, not to learn anything.
 TINY = {"model_name_or_path": "tiny-random", "max_seq_length": 32, "per_device_train_batch_size": 8,
@@ -348,10 +349,9 @@ def study_runs(tmp_path_factory, data_dir):
 
 @pytest.mark.parametrize("params", sorted(STUDY_RUNS))
 def test_a_study_runs_exactly_the_models_and_replicates_its_plan_names(params, study_runs):
-    from test_study_designs import _plan_matches_cells  # the same check as on the published runs
     out, future = study_runs[params]
     assert future.result().returncode == 0
-    _plan_matches_cells(load_config(out / "params.yaml"), out)
+    plan_matches_cells(load_config(out / "params.yaml"), out)
 
 
 @pytest.mark.parametrize("params", sorted(STUDY_RUNS))

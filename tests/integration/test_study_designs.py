@@ -12,9 +12,10 @@ from datasets import Dataset
 from otherdata_utils import data, studies
 from otherdata_utils.config import Config, load_config
 from otherdata_utils.studies import peft_tuning, quality, temporal
+from study_checks import plan_matches_cells
 
 TARGET = "electronics"
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _col(rows: Dataset, name: str) -> list:
@@ -203,18 +204,6 @@ def test_design_paragraph_names_seed_only_replicates_without_a_cross_product():
 
 # --- plan(): exactly what a study trains --------------------------------------------------------------------------
 
-def _plan_matches_cells(config: Config, folder: Path) -> None:
-    """Every study kind of `config`: plan()'s table rows are the rows of the study's cells tables (a row per scored
-    model; transfer's a row per model and test domain) and its replicates the distinct (split seed, seed) pairs."""
-    from otherdata_utils.study_registry import study_kind
-    tables = [pd.read_csv(path) for path in sorted((folder / "studies").glob("*/cells.csv"))]
-    assert config.study and tables, f"{folder}: no study block or no cells table to hold a plan against"
-    for kind in config.study:
-        plan = study_kind(kind).plan(config)
-        assert sum(len(table) for table in tables) == plan.table_rows, kind
-        assert set().union(*(set(zip(t["split_seed"], t["seed"])) for t in tables)) == set(plan.replicates), kind
-
-
 # transfer and language read their domains from the run's prepared data, which a published folder does not hold
 PUBLISHED = sorted(path.parent.name for path in (REPO / "results").glob("*/studies")
                    if not {"transfer", "language"} & set(load_config(path.parent / "params.yaml").study))
@@ -222,7 +211,7 @@ PUBLISHED = sorted(path.parent.name for path in (REPO / "results").glob("*/studi
 
 @pytest.mark.parametrize("name", PUBLISHED)
 def test_a_published_studys_plan_counts_the_models_its_cells_table_holds(name):
-    _plan_matches_cells(load_config(REPO / "results" / name / "params.yaml"), REPO / "results" / name)
+    plan_matches_cells(load_config(REPO / "results" / name / "params.yaml"), REPO / "results" / name)
 
 
 def test_the_routing_and_financial_plans_count_what_their_notebooks_once_miscounted():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "otherdata_utils"
+PACKAGE = Path(__file__).resolve().parents[2] / "otherdata_utils"
 
 # Lowest first. A module may import its own layer or a lower one; a new module must be placed here.
 LAYERS: tuple[tuple[str, ...], ...] = (

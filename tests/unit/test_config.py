@@ -16,7 +16,7 @@ from otherdata_utils.config import (
 from otherdata_utils.env import PARAMS_OVERLAY_ENV
 from otherdata_utils.params_text import parse_override
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK_FILES = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 

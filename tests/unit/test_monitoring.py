@@ -12,7 +12,7 @@ import pytest
 from otherdata_utils.config import MonitorSpec
 from otherdata_utils.monitoring import MonitorError, control_limits, period_shares, read_stream
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_baseline_share_and_limits_follow_the_p_chart_and_flag_only_watched_periods():

@@ -21,7 +21,7 @@ import yaml
 from otherdata_utils.constraints import read_pins
 from otherdata_utils.modeling import build_tiny_random_model
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 
 

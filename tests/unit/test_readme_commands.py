@@ -22,7 +22,7 @@ import pytest
 from otherdata_utils.__main__ import main
 from otherdata_utils.config import load_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 CLI = ("-m", "otherdata_utils")
 PYTHONS = (".venv/bin/python", "python")
