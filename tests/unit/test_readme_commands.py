@@ -1,87 +1,23 @@
 """The README's shell commands, pasted in document order: each `python -m otherdata_utils` command is a real
-subcommand with arguments its parser accepts, every file it names is in the repo or made by an earlier command, and
-the cheap forms run from the repo root without OTHERDATA_DATA_DIR (the data default to ../shared/data) or the network.
+subcommand with arguments its parser accepts, and every file it names is in the repo or made by an earlier command.
 
-Long jobs never run here: a `run` command runs with --check (pre-flight only), any other subcommand as `--help`.
+Nothing runs here: arguments are parsed only. tests/e2e/test_readme_commands_run.py runs the cheap forms.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import io
-import os
 import re
-import shlex
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from otherdata_utils.__main__ import main
 from otherdata_utils.config import load_config
+from readme_blocks import CLI, REPO, Command, bash_commands, readme_commands
 
-REPO = Path(__file__).resolve().parents[2]
-README = REPO / "README.md"
-CLI = ("-m", "otherdata_utils")
-PYTHONS = (".venv/bin/python", "python")
 PATH_SUFFIXES = (".yaml", ".yml", ".csv", ".tsv", ".jsonl", ".json", ".parquet", ".gz", ".ipynb", ".txt")
-# Named in the README's prose (its closing pointer to CONTRIBUTING.md), not in a bash block: its help runs after the
-# blocks' commands.
-PROSE_SUBCOMMANDS = ("bench",)
-
-
-@dataclass(frozen=True)
-class Command:
-    line: int  # README line the command starts on
-    words: tuple[str, ...]
-
-    @property
-    def is_cli(self) -> bool:
-        return self.words[0] in PYTHONS and self.words[1:3] == CLI
-
-    @property
-    def subcommand(self) -> str:
-        return self.words[3]
-
-    @property
-    def args(self) -> list[str]:
-        return list(self.words[4:])
-
-    def __str__(self) -> str:
-        return f"README.md:{self.line}: {shlex.join(self.words)}"
-
-
-def bash_commands(text: str) -> list[Command]:
-    """Every command of every ```bash block, in document order: continuation lines joined, comments dropped, and
-    `a && b` split in two."""
-    commands: list[Command] = []
-    in_block, pending, start = False, "", 0
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.strip().startswith("```"):
-            in_block = line.strip() == "```bash"
-            continue
-        if not in_block:
-            continue
-        if not pending:
-            start = number
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        words, pending = shlex.split(pending + line, comments=True), ""
-        part: list[str] = []
-        for word in [*words, "&&"]:
-            if word != "&&":
-                part.append(word)
-            elif part:
-                commands.append(Command(start, tuple(part)))
-                part = []
-    return commands
-
-
-def readme_commands() -> list[Command]:
-    return bash_commands(README.read_text(encoding="utf-8"))
 
 
 def test_commands_are_split_at_and_and_joined_at_backslashes():
@@ -205,38 +141,4 @@ def test_the_makefile_has_the_targets_the_readme_names():
 
 # --- the cheap forms, executed in order ----------------------------------------------------------------------------
 
-def cheap_forms(commands: list[Command]) -> list[list[str]]:
-    """What runs for the README's CLI commands, in order: each `run` with --check, each other subcommand's --help
-    once, then the subcommands named only in prose."""
-    forms: list[list[str]] = []
-    for command in commands:
-        if command.subcommand == "run":
-            form = [command.subcommand, *command.args, *(["--check"] if "--check" not in command.args else [])]
-        else:
-            form = [command.subcommand, "--help"]
-        if form not in forms:
-            forms.append(form)
-    return forms + [[name, "--help"] for name in PROSE_SUBCOMMANDS if [name, "--help"] not in forms]
 
-
-@pytest.mark.slow  # 45-85 s: every command a fresh interpreter that imports torch
-def test_readme_cli_commands_pasted_in_order_pass_their_pre_flight_or_help(tmp_path):
-    shared_data = REPO.parent / "shared" / "data"
-    if not (shared_data / "README.md").is_file():
-        pytest.fail(f"{shared_data}, the README's default data directory, is missing: the commands read its copies")
-    # A user's shell: no OTHERDATA_* variable (the Makefile used to be the only place setting the data directory)
-    # and no network. Run folders resolve under tmp_path, so an earlier run in runs/ cannot refuse a pre-flight.
-    env = {key: value for key, value in os.environ.items() if not key.startswith("OTHERDATA_")}
-    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OTHERDATA_RUNS_DIR=str(tmp_path / "runs"))
-    runs_before = sorted(path.name for path in (REPO / "runs").glob("*"))
-    forms = cheap_forms([c for c in readme_commands() if c.is_cli])
-    assert [form[0] for form in forms].count("run") >= 4
-    for form in forms:
-        done = subprocess.run([sys.executable, *CLI, *form], cwd=REPO, env=env, capture_output=True, text=True,
-                              timeout=300)
-        assert done.returncode == 0, f"{shlex.join(form)} exited {done.returncode}:\n{done.stderr[-2000:]}"
-        expected = "--check: would " if form[0] == "run" else f"usage: python -m otherdata_utils {form[0]}"
-        assert expected in done.stdout, f"{shlex.join(form)}:\n{done.stdout[-2000:]}"
-    # --check wrote no run folder, in the runs folder or at an --out path
-    assert not (tmp_path / "runs").exists()
-    assert sorted(path.name for path in (REPO / "runs").glob("*")) == runs_before
