@@ -12,6 +12,7 @@ from pathlib import Path  # noqa: E402
 from typing import TYPE_CHECKING, Iterator  # noqa: E402
 
 import pytest  # noqa: E402
+from shared_data import MISSING_DATA, data_required, shared_data_root  # noqa: E402
 
 if TYPE_CHECKING:
     import datasets
@@ -19,22 +20,6 @@ if TYPE_CHECKING:
     from otherdata_utils.runs import RunFolder
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# Starts the skip reason of every test skipped for want of the shared data; the summary line counts them by it.
-MISSING_DATA = "shared data not found"
-
-
-def shared_data_root() -> Path:
-    """The shared real data: OTHERDATA_DATA_DIR when set and not empty, else ../shared/data beside the repo."""
-    return Path(os.environ.get("OTHERDATA_DATA_DIR") or REPO_ROOT.parent / "shared" / "data")
-
-
-def data_required() -> bool:
-    """Whether missing data fails the tests instead of skipping them: OTHERDATA_REQUIRE_DATA=1 (.ci/run sets it),
-    or CI=true unless OTHERDATA_REQUIRE_DATA=0."""
-    required = os.environ.get("OTHERDATA_REQUIRE_DATA", "").strip().lower()
-    if required:
-        return required not in {"0", "false", "no"}
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from otherdata_utils import pipeline
 from otherdata_utils.constraints import CONSTRAINTS_ENV, PROJECT_CONSTRAINTS, constraints_record, read_pins
 
 PINS = """# published versions
@@ -70,14 +69,6 @@ def test_a_line_that_is_no_pin_is_named_with_its_file_and_line(tmp_path):
     with pytest.raises(ValueError, match=r"constraints.txt, line 2: expected one `name==version` pin, "
                                          r"got 'transformers>=5'"):
         read_pins(path)
-
-
-def test_environment_json_carries_the_constraints_record(tmp_path, monkeypatch):
-    path = write_pins(tmp_path, "torch==0.0.1\n")
-    monkeypatch.setenv(CONSTRAINTS_ENV, str(path))
-    recorded = pipeline.environment_info()["constraints"]
-    assert recorded["path"] == str(path.resolve()) and recorded["matches"] is False
-    assert [m["package"] for m in recorded["mismatches"]] == ["torch"]
 
 
 @pytest.mark.skipif(os.environ.get(CONSTRAINTS_ENV) == "", reason="installed unpinned (make CONSTRAINTS=)")

@@ -13,6 +13,7 @@ from otherdata_utils.data import NAMED_SOURCES, DataError, load_source
 from otherdata_utils.data.fetch import LAYOUTS, data_command, fetch, layout_files, write_source
 from otherdata_utils.data.copies import FPB_HUB_CONFIG, FPB_SUBSETS, XLMT_LANGUAGES
 from otherdata_utils.data.named import EMBEDDED_DIR
+from shared_data import data_required
 
 # The phrasebank's lower-agreement files are ISO-8859-1: its texts stay inside Latin-1.
 LATIN_1_TEXTS = ["Operating profit rose to EUR 13.1 mn", "Net sales fell by 5 % ; the outlook is 'weak'", "Café sales"]
@@ -184,8 +185,6 @@ def test_the_packaged_uci_files_are_package_data_with_their_licence_and_citation
 
 
 def test_missing_shared_data_fails_the_tests_where_ci_or_the_environment_requires_it(monkeypatch):
-    from conftest import data_required  # the tests folder is on sys.path (pytest's default import mode)
-
     monkeypatch.delenv("CI", raising=False)
     monkeypatch.delenv("OTHERDATA_REQUIRE_DATA", raising=False)
     assert not data_required()  # a fresh clone: tests that need the shared data are skipped
