@@ -1,5 +1,4 @@
 """End to end: the papermill runner turns a params file into a complete, self-describing run folder."""
-import asyncio
 import json
 import os
 import subprocess
@@ -8,14 +7,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from jupyter_client.manager import AsyncKernelManager
 from sklearn.metrics import f1_score
 
-from otherdata_utils import run
 from otherdata_utils.config import SUITE_NOTEBOOKS, default_data_dir, load_config
-from otherdata_utils.env import PARAMS_OVERLAY_ENV
 from otherdata_utils.metrics import load_predictions
-from otherdata_utils.runs import BATCH_ENV
 from study_checks import plan_matches_cells
 
 REPO = Path(__file__).resolve().parents[2]
@@ -128,21 +123,3 @@ def test_a_failing_run_is_reported_with_its_notebook_and_the_next_run_goes_on(tm
     assert "1 of 2 runs succeeded" in result.stdout
 
 
-def test_a_run_folder_records_the_params_overlays_values_and_its_kernels_do_not_read_it_again(tmp_path, monkeypatch):
-    overlay = tmp_path / "hub.yaml"
-    overlay.write_text("sources: [customer_reviews, rt_polarity]\ntarget_domain: customer_reviews\n")
-    monkeypatch.setenv(PARAMS_OVERLAY_ENV, str(overlay))
-    config = load_config(REPO / "params" / "ci.yaml", {"output_dir": str(tmp_path / "run"), "seed": 5})
-    recorded = yaml.safe_load(run.prepare_run(config).read_text())
-    assert (recorded["sources"], recorded["target_domain"]) == (["customer_reviews", "rt_polarity"], "customer_reviews")
-    assert (recorded["run_name"], recorded["seed"]) == ("ci", 5)
-
-    # The notebooks read that params.yaml: the overlay read over it again would undo values such as a --set seed.
-    started = {}
-
-    async def record(manager, **kw):
-        started.update(kw["env"])
-
-    monkeypatch.setattr(AsyncKernelManager, "start_kernel", record)
-    asyncio.run(run.CurveKernelManager().start_kernel())
-    assert PARAMS_OVERLAY_ENV not in started and started[BATCH_ENV] == "1"

@@ -9,7 +9,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -57,36 +56,6 @@ def test_clinc150_unknown_subset_names_the_valid_ones(data_dir):
 
 
 # --- the threshold ----------------------------------------------------------------------------------------------------
-
-def test_route_hands_over_below_the_threshold_as_the_class_after_the_trained_ones():
-    probabilities = np.array([[0.7, 0.2, 0.1], [0.4, 0.35, 0.25], [0.1, 0.1, 0.8]])
-    assert routing.route(probabilities, 0.5).tolist() == [0, 3, 2]
-    assert routing.route(probabilities, 0.0).tolist() == [0, 0, 2]
-
-
-def test_threshold_maximises_in_scope_accuracy_plus_out_of_scope_recall_on_validation():
-    # three in-scope rows (two right, confident; one wrong at 0.5) and two out-of-scope rows at 0.45 and 0.6
-    probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5], [0.45, 0.55], [0.6, 0.4]])
-    labels = np.array([0, 1, 1, 2, 2])
-    threshold, scores = routing.choose_threshold(probabilities, labels)
-    # at 0.8 both right answers stay and both out-of-scope rows go: balanced 1.0 (at 0.6 one oos row would stay)
-    assert threshold == pytest.approx(0.8)
-    assert (scores.in_scope_accuracy, scores.out_of_scope_recall) == (pytest.approx(2 / 3), 1.0)
-    assert scores.handover_share == pytest.approx(3 / 5)
-    assert routing.routing_scores(labels, routing.route(probabilities, threshold), 2) == scores
-
-
-def test_threshold_needs_out_of_scope_and_in_scope_validation_rows():
-    with pytest.raises(ValueError, match="needs validation rows both in scope and out of scope; got 0 out-of-scope"):
-        routing.choose_threshold(np.array([[0.9, 0.1]]), np.array([0]))
-
-
-def test_out_of_scope_class_must_be_the_last_class():
-    assert routing.in_scope_classes(["a", "b", "oos"], "oos") == ["a", "b"]
-    with pytest.raises(ValueError, match="must be the data's last class"):
-        routing.in_scope_classes(["oos", "a", "b"], "oos")
-    with pytest.raises(ValueError, match="'none' is not a class of the data"):
-        routing.in_scope_classes(["a", "b"], "none")
 
 
 # --- a routing run through the pipeline, served -----------------------------------------------------------------------
@@ -226,18 +195,3 @@ def test_routing_study_pairs_every_arm_with_target_only_on_both_scores(routing_s
     assert (result.folder / "cells.csv").is_file()
 
 
-def test_routing_params_file_runs_through_the_runner_and_its_report_shows_the_routing(tmp_path, data_dir):
-    """params/routing_banking.yaml at CI size, as a user runs it: the model folder it leaves serves with a threshold."""
-    repo = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OTHERDATA_DATA_DIR": str(data_dir),
-           "OMP_NUM_THREADS": "1"}
-    overrides = ["model_name_or_path=tiny-random", "num_train_epochs=1", "max_eval_samples=60",
-                 "max_test_samples=90", "learning_rate=2e-3"]
-    done = subprocess.run([sys.executable, "-m", "otherdata_utils", "run", "params/routing_banking.yaml", "--out",
-                           str(tmp_path / "run"), *(item for o in overrides for item in ("--set", o))],
-                          cwd=repo, env=env, text=True, capture_output=True, timeout=900)
-    assert done.returncode == 0, f"runner failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    recorded = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert read_inference_settings(tmp_path / "run" / "model").handover_threshold == recorded["routing"]["threshold"]
-    assert "routing: **in-scope accuracy" in (tmp_path / "run" / "report.md").read_text()
-    assert Predictor.load(tmp_path / "run" / "model").metadata()["handover_threshold"] == recorded["routing"]["threshold"]

@@ -161,33 +161,6 @@ def test_report_to_none_logs_nowhere(base_config, tokenized, tmp_path):
     assert not [p.name for p in tmp_path.iterdir() if p.name in (*TRACKER_PACKAGES, "mlruns")]
 
 
-def test_report_to_takes_one_tracker_or_a_list():
-    assert Config(report_to="wandb").trackers == ["wandb"]
-    assert Config(report_to=["tensorboard", "mlflow"]).trackers == ["tensorboard", "mlflow"]
-    assert Config(report_to=[]).trackers == []
-
-
-@pytest.mark.parametrize(
-    ("report_to", "expected"),
-    [
-        ("neptune", "names unknown tracker(s) ['neptune']; use 'none', one of ['tensorboard', 'wandb', 'mlflow'"),
-        (["wandb", "tensorbord"], "unknown tracker(s) ['tensorbord']"),
-        ("all", "unknown tracker(s) ['all']"),
-        (["none", "wandb"], "combines 'none' with trackers"),
-        (["wandb", "wandb"], "repeats a tracker"),
-    ],
-)
-def test_an_unknown_tracker_is_a_config_error_naming_the_valid_ones(report_to, expected):
-    with pytest.raises(ConfigError) as error:
-        Config.from_params({"report_to": report_to}, origin="run.yaml")
-    assert str(error.value).startswith("run.yaml: parameter 'report_to'")
-    assert expected in str(error.value)
-
-
-def test_the_trackers_are_the_ones_accelerate_supports():
-    assert set(TRACKER_PACKAGES) == {str(tracker) for tracker in LoggerType} - {"all"}
-
-
 def test_a_tracker_that_is_not_installed_stops_training_before_it_starts(base_config, tokenized, tmp_path,
                                                                          monkeypatch):
     monkeypatch.setattr(trackers, "get_available_trackers", lambda: [LoggerType.TENSORBOARD])
