@@ -1,4 +1,4 @@
-"""A small train.train run that tests/test_distributed.py launches under torchrun (2 CPU processes, gloo) or alone.
+"""A small train.train run that tests/e2e/test_distributed.py launches under torchrun (2 CPU processes, gloo) or alone.
 
 Each process writes OUT/rank-<r>.json: the training rows it was handed per epoch, every model save it made, its final
 validation scores; the main process also saves the final model to OUT/model.

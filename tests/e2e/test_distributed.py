@@ -1,7 +1,7 @@
 """Training on two CPU processes (torchrun, gloo): each epoch's rows are split between the processes, each row once;
 only the main process saves; and the run ends where one process with the same global batch ends.
 
-tests/distributed_train.py runs train.train on 192 real UCI sentences for 6 epochs and records, per process, the
+tests/e2e/distributed_train.py runs train.train on 192 real UCI sentences for 6 epochs and records, per process, the
 rows it was handed and the models it saved. Two processes with 8 rows each (global batch 16) are compared with
 one process with batches of 8 and gradient accumulation 2: accelerate hands process 0 batches 0, 2, 4, … and
 process 1 batches 1, 3, 5, … of the same seeded sampler, which are the two batches one process accumulates per

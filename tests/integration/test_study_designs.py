@@ -1,5 +1,5 @@
 """Study designs a referee would accept: agreement arms of one size, label noise only in the other data, time arms a
-year apart, learning rates chosen on validation (additive language arms: tests/test_adaptation.py). Real data subsets;
+year apart, learning rates chosen on validation (additive language arms: tests/integration/test_adaptation.py). Real data subsets;
 no model trained."""
 from collections import Counter
 from datetime import date

@@ -81,7 +81,7 @@ def upward_imports(graph: dict[str, set[str]], layer_of: dict[str, int]) -> list
     for source, targets in sorted(graph.items()):
         source_layer = layer_of.get(source.split(".")[0])
         if source_layer is None:
-            problems.append(f"{source} is in no layer: add it to LAYERS in tests/test_architecture.py")
+            problems.append(f"{source} is in no layer: add it to LAYERS in tests/unit/test_architecture.py")
             continue
         for target in sorted(targets):
             target_layer = layer_of.get(target.split(".")[0])
