@@ -83,6 +83,12 @@ def test_report_holds_the_classification_report_per_domain_table_and_figures(ci_
     assert "\n         neg " in report and "\n         pos " in report
     assert "| domain | n | accuracy | macro-F1 |" in report
     assert "](figures/confusion_test.png)" in report
+    # params/ci.yaml's transfer study: the one run of 05_domain_transfer through the runner
+    transfer = metrics["studies"]["transfer_matrix"]
+    assert "## Study: transfer_matrix" in report
+    assert transfer["table_markdown"] in report and transfer["reading"] in report
+    assert (run_dir / "studies" / "transfer_matrix" / "cells.csv").is_file()
+    assert "](figures/transfer_matrix.png)" in report
 
 
 def test_progress_names_each_notebook(ci_run):

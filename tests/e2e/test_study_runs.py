@@ -24,29 +24,19 @@ CI_OVERRIDES = ["model_name_or_path=tiny-random", "replicates.seeds=[1,2]", "max
                 "per_device_train_batch_size=8"]
 
 
+# One params file per study notebook: the runner is what these runs test, and the notebooks' code path is the same
+# for every params file of a notebook. 05_domain_transfer runs in tests/e2e/test_runner.py (params/ci.yaml's transfer
+# study); of 07_few_shot_mixing's four params files, the kitchen one (probe and SetFit anchors, k = all) runs here.
+# Every params file, these and the others, goes through `run --check` in tests/integration/test_params_check.py.
 STUDY_RUNS = {
-    "study_transfer_blitzer": (["study.transfer.domains=[books,dvd]"], ["transfer_matrix"], "transfer_matrix.png"),
-    "study_transfer_uci": (["study.transfer.domains=[amazon,yelp]"], ["transfer_matrix"], "transfer_matrix.png"),
-    "study_few_shot": (["study.few_shot.k_values=[4]", "study.few_shot.strategies=[target_only,temperature]",
-                        "study.few_shot.temperatures=[2]", "replicates.split_seeds=[1,2]",
-                        "study.few_shot.anchors=[probe]", "max_test_samples=null", "study.few_shot.test_rows=24"],
-                       ["few_shot_mixing"], "few_shot_curves.png"),
     "study_few_shot_kitchen": (["study.few_shot.k_values=[4,null]", "replicates.split_seeds=[1,2]",
                                 "replicates.seeds=[1]", "study.few_shot.anchors=[probe,setfit]",
                                 "study.few_shot.setfit_max_k=2", "max_test_samples=null", "study.few_shot.test_rows=24",
                                 "max_eval_samples=16"], ["few_shot_mixing"], "few_shot_curves.png"),
-    "study_imdb_other_data": (["study.few_shot.k_values=[4]", "study.few_shot.strategies=[target_only,concat]",
-                               "replicates.split_seeds=[1,2]", "replicates.seeds=[1]", "study.few_shot.other_rows=16",
-                               "study.few_shot.test_rows=24", "max_eval_samples=16",
-                               "max_seq_length=64", "head_tokens=16"], ["few_shot_mixing"], "few_shot_curves.png"),
     "study_quality": (["study.quality.agreement_levels=[1.0,0.5]", "study.quality.noise_levels=[0.0,0.3]",
                        "few_shot_k=4"],
                       ["quality_agreement", "quality_helpfulness", "quality_label_noise"], "quality_label_noise.png"),
     "study_time": ([], ["time"], "time_staleness.png"),
-    "study_financial": (["study.few_shot.k_values=[4]", "replicates.split_seeds=[1,2]", "replicates.seeds=[1]",
-                         "study.few_shot.other_rows=16", "max_test_samples=null", "study.few_shot.test_rows=24",
-                         "study.few_shot.anchors=[probe]", "max_eval_samples=16"],
-                        ["few_shot_mixing"], "few_shot_curves.png"),
     "study_routing": (["study.routing.k_values=[2]", "study.routing.other_rows=32", "study.routing.anchors=[probe]",
                        "max_eval_samples=40",
                        "max_test_samples=60"], ["routing"], "routing_in_scope_accuracy.png"),
@@ -63,7 +53,8 @@ def _run_study(params: str, out: Path, data_dir: Path) -> subprocess.CompletedPr
 
 @pytest.fixture(scope="module")
 def study_runs(tmp_path_factory, data_dir):
-    """Every study params file started through the runner, two at a time (kernel start-up is mostly waiting)."""
+    """Each study notebook's params file started through the runner, two at a time (kernel start-up is mostly
+    waiting)."""
     root = tmp_path_factory.mktemp("study_runs")
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = {params: pool.submit(_run_study, params, root / params, data_dir) for params in sorted(STUDY_RUNS)}
@@ -89,9 +80,8 @@ def test_study_params_file_runs_end_to_end_and_reports_its_study(params, study_r
         assert (out / "studies" / name / "cells.csv").is_file()
         assert f"## Study: {name}" in report
         assert recorded[name]["table_markdown"] in report and recorded[name]["reading"] in report
-        if name != "transfer_matrix":  # a matrix of cells; its paired close-vs-far test is in the reading
-            # every arm table carries the paired comparison: Δ with interval, Holm-adjusted p, MDE, verdict
-            assert all(header in recorded[name]["table_markdown"] for header in tables.COMPARISON_HEADERS)
+        # every arm table carries the paired comparison: Δ with interval, Holm-adjusted p, MDE, verdict
+        assert all(header in recorded[name]["table_markdown"] for header in tables.COMPARISON_HEADERS)
     assert (out / "figures" / figure).is_file() and f"](figures/{figure})" in report
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from otherdata_utils import pipeline, routing
+from otherdata_utils import pipeline, report, routing
 from otherdata_utils.config import Config
 from otherdata_utils.data import DataError, load_source
 from otherdata_utils.model_card import INFERENCE_NAME, read_inference_settings
@@ -99,6 +99,16 @@ def test_routing_run_trains_on_in_scope_classes_and_stores_the_validation_thresh
     recall = (handed & (predictions["label"] == "oos")).sum() / (predictions["label"] == "oos").sum()
     assert recall == pytest.approx(test["out_of_scope_recall"])
     assert "oos" in recorded["test"]["classification_report"]
+
+
+def test_the_report_shows_the_routing_and_the_saved_model_serves_with_the_threshold(routing_run):
+    """What params/routing_banking.yaml leaves a user (its notebooks are the core ones params/ci.yaml runs through
+    the runner in tests/e2e): a report with the routing scores and a model folder that serves with the threshold."""
+    paths = run_folder(routing_run)
+    report.write_report(paths.root)
+    threshold = json.loads(paths.metrics.read_text())["routing"]["threshold"]
+    assert "routing: **in-scope accuracy" in paths.report.read_text()
+    assert Predictor.load(paths.model).metadata()["handover_threshold"] == threshold
 
 
 def test_deploy_compares_pipeline_on_the_texts_the_evaluation_answered(routing_run):
