@@ -39,7 +39,7 @@ REFERENCE_RUNS := runs/_reference
 # thread, AVX2 kernels on any x86-64 host), whatever the shell has set.
 REFERENCE_ENV := env -u OTHERDATA_PARAMS_OVERLAY $(shell cat $(REFERENCES)/pinned.env)
 
-.PHONY: run test refresh-references install clean-venv
+.PHONY: run test test-fast refresh-references install clean-venv
 
 # One stamp per set of extras: each installs once, and `make test` on a `make run` venv adds only what is missing.
 # $(1): the extras.
@@ -75,6 +75,10 @@ test: $(VENV)/.installed-test
 # When a change is meant to move the references: re-run them and commit the new outputs (the diff shows what moved).
 refresh-references: $(VENV)/.installed-test
 	$(REFERENCE_ENV) $(BIN)/python $(REFERENCES)/make_references.py
+
+# The unit tier only (tests/unit): no data folder, no model, no subprocess; about a minute. `make test` runs all tiers.
+test-fast: $(VENV)/.installed-test
+	$(BIN)/python -m pytest tests/unit
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,5 +1,6 @@
 """Shared fixtures. Hugging Face libraries must never wait on the network in tests: set offline first."""
 import os
+import shutil
 import warnings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -11,27 +12,14 @@ from pathlib import Path  # noqa: E402
 from typing import TYPE_CHECKING, Iterator  # noqa: E402
 
 import pytest  # noqa: E402
+from shared_data import MISSING_DATA, data_required, shared_data_root  # noqa: E402
 
 if TYPE_CHECKING:
     import datasets
 
+    from otherdata_utils.runs import RunFolder
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# Starts the skip reason of every test skipped for want of the shared data; the summary line counts them by it.
-MISSING_DATA = "shared data not found"
-
-
-def shared_data_root() -> Path:
-    """The shared real data: OTHERDATA_DATA_DIR when set and not empty, else ../shared/data beside the repo."""
-    return Path(os.environ.get("OTHERDATA_DATA_DIR") or REPO_ROOT.parent / "shared" / "data")
-
-
-def data_required() -> bool:
-    """Whether missing data fails the tests instead of skipping them: OTHERDATA_REQUIRE_DATA=1 (.ci/run sets it),
-    or CI=true unless OTHERDATA_REQUIRE_DATA=0."""
-    required = os.environ.get("OTHERDATA_REQUIRE_DATA", "").strip().lower()
-    if required:
-        return required not in {"0", "false", "no"}
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 
 @pytest.fixture(scope="session")
@@ -114,3 +102,56 @@ def finetuned_through_pipeline():
         return run
 
     return run_steps
+
+
+# params/ci.yaml cut to seconds: 60 training rows, one epoch, 16 tokens (so that the longest texts are truncated)
+SMALL_RUN = {"run_name": "small", "max_seq_length": 16, "num_train_epochs": 1, "max_train_samples": 60,
+             "max_eval_samples": 30, "max_test_samples": 60, "quiet": True, "notebooks": ["04_evaluate"]}
+
+
+@pytest.fixture(scope="session")
+def small_run_folder(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, packaged_data_dir: Path
+                     ) -> "RunFolder":
+    """A run folder as notebooks 01-04 leave it (data, mixed training set, fine-tuned tiny model, metrics, figures,
+    report) for params/ci.yaml at SMALL_RUN's size on the packaged UCI sentences, built once per session in-process.
+    Tests that change a run folder take `small_run_copy`, never this one."""
+    from otherdata_utils import pipeline, report, run
+    from otherdata_utils.config import load_config
+    from otherdata_utils.runs import RunFolder
+
+    root = tmp_path_factory.mktemp("small_run") / "small"
+    config = load_config(REPO_ROOT / "params" / "ci.yaml", {
+        **SMALL_RUN, "output_dir": str(root), "data_dir": str(packaged_data_dir),
+        "cache_dir": str(tmp_path_factory.mktemp("cache")), "model_name_or_path": str(tiny_model_dir)})
+    run.prepare_run(config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # UCI sentences repeat across splits: a leakage warning is expected
+        pipeline.prepare_data(config)
+    pipeline.build_training_set(config)
+    pipeline.finetune(config)
+    pipeline.evaluate_splits(config)
+    report.write_report(root)
+    return RunFolder(root)
+
+
+def copy_run_folder(source: "RunFolder", destination: Path) -> "RunFolder":
+    """A copy of a run folder whose params.yaml names the copy as its output_dir, so steps run on it write there."""
+    from otherdata_utils import run
+    from otherdata_utils.config import load_config
+    from otherdata_utils.runs import RunFolder
+
+    shutil.copytree(source.root, destination)
+    run.prepare_run(load_config(source.params, {"output_dir": str(destination)}))
+    return RunFolder(destination)
+
+
+@pytest.fixture(scope="session")
+def copy_run():
+    """`copy_run_folder`, for module fixtures that build on a copy of a session's run folder."""
+    return copy_run_folder
+
+
+@pytest.fixture
+def small_run_copy(small_run_folder: "RunFolder", tmp_path: Path) -> "RunFolder":
+    """A test's own copy of `small_run_folder`, free to change."""
+    return copy_run_folder(small_run_folder, tmp_path / "small")

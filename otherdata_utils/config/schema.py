@@ -25,8 +25,8 @@ Truncation = Literal["head", "tail", "head_tail"]
 SUITE_NOTEBOOKS = ("00_setup", "01_data", "02_mixing", "03_finetune", "04_evaluate", "05_domain_transfer", "06_deploy")
 
 # The experiment trackers Accelerate supports (its LoggerType, less "all": a run logs where its params say, not to
-# whatever happens to be installed) -> the pip package that provides each. tests/test_tracking.py holds this to
-# the installed accelerate.
+# whatever happens to be installed) -> the pip package that provides each. tests/unit/test_tracker_names.py holds this
+# to the installed accelerate.
 TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "comet_ml": "comet-ml",
                     "aim": "aim", "clearml": "clearml", "dvclive": "dvclive", "swanlab": "swanlab",
                     "trackio": "trackio"}

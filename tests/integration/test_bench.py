@@ -1,0 +1,127 @@
+"""The benchmark in its CI form: `bench --quick` completes and writes results.json and RESULTS.md with every section,
+its summaries computed from its own repeats; and the ratio arithmetic on fixed timings. No timing thresholds: how fast
+the CI machine is, is not the claim."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from datasets import ClassLabel, Dataset, Features, Value
+
+from otherdata_utils.__main__ import main
+from otherdata_utils.bench.inference import run_inference
+from otherdata_utils.bench.tables import ratios, stats
+from otherdata_utils.bench.workload import CONTENDERS, INFERENCE_CONTENDERS, QUICK, BenchSettings
+from otherdata_utils.config import Config
+from otherdata_utils.model_card import write_inference_settings
+from otherdata_utils.predictor import Predictor
+
+SECTIONS = ("## Headline", "## Training throughput", "## Matmul ceiling", "## Inference throughput",
+            "## Peak memory", "## End to end", "## Machine", "## Method")
+
+
+@pytest.fixture(scope="module")
+def quick_results(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    """One `bench --quick` run on the tiny random model (the packaged MiniLM is the full run's model).
+
+    One torch thread: on shared CI cores two OpenMP threads that wait on each other run ~10x slower.
+    """
+    out = tmp_path_factory.mktemp("bench")
+    before = torch.get_num_threads()
+    try:
+        assert main(["bench", "--quick", "--model", "tiny-random", "--threads", "1", "--out", str(out),
+                     "--data-dir", str(data_dir)]) == 0
+    finally:
+        torch.set_num_threads(before)
+    return out
+
+
+def test_quick_benchmark_reports_positive_training_throughput_for_every_contender(quick_results: Path) -> None:
+    results = json.loads((quick_results / "results.json").read_text())
+    training = results["training"]
+    assert set(training["contenders"]) == set(CONTENDERS)
+    # every contender trains on the same timed examples: 4 steps of 16
+    assert results["data"]["timed_rows"] == 64
+    for name in CONTENDERS:
+        row = training["contenders"][name]
+        runs = row["runs"]
+        assert row["examples_per_second"]["n"] == len(runs) == 3, name
+        # each repeat's rate is the timed rows over its own seconds, and the table's cells summarise those repeats
+        assert [run["examples_per_second"] for run in runs] == pytest.approx([64 / run["seconds"] for run in runs])
+        assert row["examples_per_second"] == stats([run["examples_per_second"] for run in runs]), name
+        assert row["gflops"] == stats([training["flops_per_epoch"] / run["seconds"] / 1e9 for run in runs]), name
+        assert row["peak_rss_mb"] == stats([run["peak_rss_mb"] for run in runs]), name
+    assert training["ratios"] == ratios(training["contenders"], "ours", ("seed_style", "trainer"))
+    matmul = results["matmul"]  # the ceiling over every measurement brackets each measurement's median
+    assert matmul["threads"] == 1
+    assert matmul["gflops"]["min"] <= min(matmul["per_measurement_median"]) <= max(
+        matmul["per_measurement_median"]) <= matmul["gflops"]["max"]
+
+
+def test_quick_benchmark_reports_inference_machine_and_skips_the_study(quick_results: Path) -> None:
+    results = json.loads((quick_results / "results.json").read_text())
+    inference = results["inference"]
+    assert inference["contenders"]["predictor"]["agreement_with_pipeline"] > 0.9  # the same model in fp32
+    # every row scored on the same labelled test texts
+    assert tuple(inference["contenders"]) == INFERENCE_CONTENDERS
+    assert inference["texts"] == QUICK.inference_texts
+    for name in INFERENCE_CONTENDERS:  # an accuracy over the scored texts: a whole number of them right
+        assert inference["contenders"][name]["accuracy"] * QUICK.inference_texts == \
+            pytest.approx(round(inference["contenders"][name]["accuracy"] * QUICK.inference_texts)), name
+    # the trained model was saved with the bench's training settings, and the saved-settings row served at them
+    saved = inference["contenders"]["predictor_saved"]["tokenization"]
+    assert (saved["max_length"], saved["truncation"]) == (results["settings"]["max_seq_length"], "head")
+    assert inference["contenders"]["pipeline"]["tokenization"]["max_length"] == 512
+    contenders = inference["contenders"]
+    assert inference["ratios"] == (ratios(contenders, "predictor", ("pipeline",))
+                                   | ratios(contenders, "predictor_int8", ("pipeline", "predictor"))
+                                   | ratios(contenders, "predictor_saved", ("pipeline", "predictor")))
+    assert results["machine"]["torch_threads"] == 1  # --threads 1
+    assert results["machine"]["cpu_model"]
+    assert results["e2e"] == {"skipped": True, "reason": "--quick"}
+    assert "ablations" not in results
+
+
+def test_quick_benchmark_writes_a_markdown_table_with_every_section(quick_results: Path) -> None:
+    markdown = (quick_results / "RESULTS.md").read_text()
+    missing = [section for section in SECTIONS if section not in markdown]
+    assert not missing
+    assert "| our loop (`train.train`" in markdown
+    assert "| accuracy |" in markdown and "Every row predicts the same texts" in markdown
+    assert "| our `Predictor` at the model's saved training settings (how predict and serve run it) | 128, head |" \
+        in markdown
+    assert "nan" not in markdown.lower()
+    assert not list(quick_results.glob(".*.tmp"))  # atomic writes leave no temporary files behind
+
+
+def test_inference_scores_every_contender_on_the_same_labelled_texts_and_serves_the_saved_settings(
+        tiny_model_dir: Path, tmp_path: Path) -> None:
+    model_dir = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    write_inference_settings(model_dir, Config(max_seq_length=64, truncation="head_tail", head_tokens=16))
+    texts = ["fine", "awful " * 300, "a long review that goes on " * 40, "great", "bad", "ok " * 100]
+    served = Predictor.load(model_dir)
+    answers = [row["label_id"] for row in served.predict(texts)]
+    # gold labels that agree with the saved-settings answers on the first four texts only: its accuracy is 4/6
+    gold = answers[:4] + [1 - label_id for label_id in answers[4:]]
+    labelled = Dataset.from_dict({"text": texts, "label": gold},
+                                 features=Features({"text": Value("string"), "label": ClassLabel(names=served.labels)}))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        inference = run_inference(model_dir, labelled, BenchSettings(inference_repeats=1))
+    finally:
+        torch.set_num_threads(before)
+    assert inference["texts"] == len(texts)
+    assert tuple(inference["contenders"]) == INFERENCE_CONTENDERS
+    assert inference["contenders"]["predictor_saved"]["accuracy"] == pytest.approx(4 / 6)
+    for name in INFERENCE_CONTENDERS:
+        row = inference["contenders"][name]
+        assert row["accuracy"] in {correct / len(texts) for correct in range(len(texts) + 1)}, name
+        assert row["examples_per_second"]["n"] == 1, name
+    cut = {name: row["tokenization"] for name, row in inference["contenders"].items()}
+    assert {key: cut["predictor_saved"][key] for key in ("max_length", "truncation", "head_tokens")} == \
+        {"max_length": 64, "truncation": "head_tail", "head_tokens": 16}
+    assert cut["predictor_saved"]["source"].startswith("as trained")
+    assert cut["pipeline"]["max_length"] == cut["predictor"]["max_length"] == cut["predictor_int8"]["max_length"] \
+        == 512

@@ -1,0 +1,318 @@
+"""Paired inference: paired t, exact McNemar, two-level bootstrap, Holm, minimum detectable effects, verdicts and the
+comparison table, each pinned against scipy or statsmodels on fixed vectors."""
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as scipy_stats
+from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestPower
+
+from otherdata_utils import stats
+
+# Five replicates (split seed x training seed) of a reference and an arm: the arm wins on every replicate by a
+# little, while the replicates themselves spread much more than the gap.
+REFERENCE = [0.80, 0.82, 0.79, 0.85, 0.81]
+ARM = [0.83, 0.84, 0.80, 0.88, 0.82]
+
+
+def _correctness(n_rows: int, accuracy: float, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).random(n_rows) < accuracy
+
+
+# --- paired t ------------------------------------------------------------------------------------------------------
+
+def test_paired_t_matches_scipy_ttest_rel_and_its_interval():
+    result = stats.paired_t(REFERENCE, ARM)
+    scipy_result = scipy_stats.ttest_rel(ARM, REFERENCE)
+    interval = scipy_result.confidence_interval(0.95)
+    assert result.n == 5 and result.df == 4
+    assert result.delta == pytest.approx(0.02)
+    assert result.sd_diff == pytest.approx(0.01)
+    assert result.t == pytest.approx(scipy_result.statistic)
+    assert result.p == pytest.approx(scipy_result.pvalue)
+    assert result.p == pytest.approx(0.01106, abs=1e-5)
+    assert (result.ci_low, result.ci_high) == pytest.approx((interval.low, interval.high))
+    assert result.note == ""
+
+
+def test_paired_t_sees_a_consistent_gain_that_welch_over_seeds_misses():
+    paired = stats.paired_t(REFERENCE, ARM).p
+    welch = scipy_stats.ttest_ind(ARM, REFERENCE, equal_var=False).pvalue
+    assert paired < 0.05 < welch
+    assert welch == pytest.approx(0.270, abs=0.001)
+    assert paired < welch / 20
+
+
+def test_paired_t_difference_is_arm_minus_reference():
+    assert stats.paired_t(ARM, REFERENCE).delta == pytest.approx(-0.02)
+    assert stats.paired_t(ARM, REFERENCE).ci_high < 0
+
+
+def test_paired_t_interval_is_not_clipped_at_zero():
+    result = stats.paired_t([0.90, 0.95, 0.92], [0.98, 0.90, 0.99], confidence=0.90)
+    assert result.ci_low < 0 < result.delta < result.ci_high
+    half = scipy_stats.t.ppf(0.95, 2) * result.sd_diff / math.sqrt(3)
+    assert result.ci_high - result.delta == pytest.approx(half)
+
+
+def test_paired_t_with_one_replicate_reports_the_difference_but_no_p():
+    result = stats.paired_t([0.8], [0.9])
+    assert result.n == 1 and result.delta == pytest.approx(0.1)
+    assert math.isnan(result.p) and math.isnan(result.ci_low)
+    assert "one replicate" in result.note
+
+
+def test_paired_t_of_identical_arms_gives_p_one_without_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = stats.paired_t(REFERENCE, list(REFERENCE))
+    assert result.p == 1.0 and result.delta == 0.0 and result.sd_diff == 0.0
+    assert (result.ci_low, result.ci_high) == (0.0, 0.0)
+    assert "identical" in result.note
+
+
+def test_paired_t_of_a_constant_shift_leaves_p_undefined_with_a_reason():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = stats.paired_t([0.80, 0.81, 0.82], [0.83, 0.84, 0.85])
+    assert math.isnan(result.p) and result.delta == pytest.approx(0.03)
+    assert "same difference" in result.note
+
+
+def test_paired_t_of_no_replicates_does_not_crash():
+    result = stats.paired_t([], [])
+    assert result.n == 0 and math.isnan(result.delta) and math.isnan(result.p)
+
+
+def test_paired_t_rejects_unmatched_lengths_and_failed_runs():
+    with pytest.raises(ValueError, match="shapes"):
+        stats.paired_t([0.8, 0.9], [0.8])
+    with pytest.raises(ValueError, match="non-finite"):
+        stats.paired_t([0.8, float("nan")], [0.8, 0.9])
+
+
+# --- McNemar -------------------------------------------------------------------------------------------------------
+
+def test_mcnemar_counts_discordant_rows_and_matches_binomtest_and_statsmodels():
+    reference = [1, 1, 1, 0, 0, 1, 0, 1, 0, 0, 1, 1]
+    arm = [1, 0, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1]
+    result = stats.mcnemar_exact(reference, arm)
+    assert (result.b, result.c, result.n_rows) == (1, 4, 12)
+    assert result.delta == pytest.approx(10 / 12 - 7 / 12)
+    assert result.p == pytest.approx(scipy_stats.binomtest(1, 5, 0.5).pvalue)
+    assert result.p == pytest.approx(sm_mcnemar([[6, 1], [4, 1]], exact=True).pvalue)
+    assert result.p == pytest.approx(0.375)
+
+
+def test_mcnemar_of_all_concordant_rows_gives_p_one():
+    rows = [True, False, True, True]
+    result = stats.mcnemar_exact(rows, rows)
+    assert (result.b, result.c, result.p, result.delta) == (0, 0, 1.0, 0.0)
+    assert "concordant" in result.note
+
+
+def test_mcnemar_rejects_rows_that_are_not_correctness():
+    with pytest.raises(ValueError, match="True/False"):
+        stats.mcnemar_exact([0, 1, 2], [0, 1, 1])
+    with pytest.raises(ValueError, match="same test rows"):
+        stats.mcnemar_exact([0, 1, 1], [0, 1])
+
+
+# --- bootstrap -----------------------------------------------------------------------------------------------------
+
+def test_bootstrap_is_reproducible_with_a_seed_and_changes_with_another():
+    reference, arm = _correctness(400, 0.80, 1), _correctness(400, 0.84, 2)
+    first = stats.paired_bootstrap(reference, arm, n_resamples=500, seed=7)
+    again = stats.paired_bootstrap(reference, arm, n_resamples=500, seed=7)
+    other = stats.paired_bootstrap(reference, arm, n_resamples=500, seed=8)
+    assert (first.ci_low, first.ci_high) == (again.ci_low, again.ci_high)
+    assert (first.ci_low, first.ci_high) != (other.ci_low, other.ci_high)
+
+
+def test_bootstrap_over_one_replicate_matches_the_normal_width_of_a_paired_difference():
+    reference, arm = _correctness(1000, 0.80, 1), _correctness(1000, 0.84, 2)
+    result = stats.paired_bootstrap(reference, arm, n_resamples=4000, seed=0)
+    row_difference = arm.astype(float) - reference
+    expected_half = 1.96 * row_difference.std() / math.sqrt(row_difference.size)
+    assert result.covers == "test rows" and result.n_replicates == 1 and result.n_rows == 1000
+    assert result.delta == pytest.approx(row_difference.mean())
+    assert (result.ci_high - result.ci_low) / 2 == pytest.approx(expected_half, rel=0.08)
+
+
+def test_bootstrap_over_replicates_and_rows_is_wider_than_either_level_alone():
+    # The arm's gain swings between replicates (+0.01 to +0.09): rows alone understate the uncertainty.
+    gains = [0.01, 0.09, 0.03, 0.07, 0.05]
+    reference = np.stack([_correctness(300, 0.80, seed) for seed in range(5)])
+    arm = np.stack([_correctness(300, 0.80 + gain, 10 + seed) for seed, gain in enumerate(gains)])
+    both = stats.paired_bootstrap(reference, arm, n_resamples=2000, seed=0)
+    replicates_only = stats.paired_bootstrap(reference, arm, n_resamples=2000, seed=0, resample_rows=False)
+    rows_only = stats.paired_bootstrap(reference.ravel(), arm.ravel(), n_resamples=2000, seed=0)
+    assert both.covers == "replicates + test rows" and both.n_replicates == 5
+    assert replicates_only.covers == "replicates" and rows_only.covers == "test rows"
+    assert both.ci_low < both.delta < both.ci_high
+    width = both.ci_high - both.ci_low
+    assert width > replicates_only.ci_high - replicates_only.ci_low
+    assert width > rows_only.ci_high - rows_only.ci_low
+
+
+def test_bootstrap_reads_replicates_from_a_list_or_from_groups_alike():
+    reference = [_correctness(200, 0.8, 1), _correctness(150, 0.8, 2), _correctness(250, 0.8, 3)]
+    arm = [_correctness(200, 0.85, 4), _correctness(150, 0.85, 5), _correctness(250, 0.85, 6)]
+    groups = np.repeat(["s0", "s1", "s2"], [200, 150, 250])
+    from_list = stats.paired_bootstrap(reference, arm, n_resamples=300, seed=3)
+    from_groups = stats.paired_bootstrap(np.concatenate(reference), np.concatenate(arm), groups,
+                                         n_resamples=300, seed=3)
+    assert from_list == from_groups
+    per_replicate = [y.mean() - x.mean() for x, y in zip(reference, arm)]
+    assert from_list.delta == pytest.approx(np.mean(per_replicate))
+    assert from_list.n_rows == 600 and from_list.covers == "replicates + test rows"
+
+
+# --- Holm ----------------------------------------------------------------------------------------------------------
+
+def test_holm_equals_statsmodels():
+    p = [0.01, 0.04, 0.03, 0.005, 0.20, 0.04, 0.7]
+    adjusted = stats.holm(p)
+    np.testing.assert_allclose(adjusted, multipletests(p, method="holm")[1])
+    assert adjusted[3] == pytest.approx(0.035)
+
+
+def test_holm_keeps_nan_in_place_and_does_not_count_it_as_a_test():
+    p = [0.02, float("nan"), 0.01, 0.9, float("nan")]
+    adjusted = stats.holm(p)
+    assert np.isnan(adjusted[[1, 4]]).all()
+    np.testing.assert_allclose(adjusted[[0, 2, 3]], multipletests([0.02, 0.01, 0.9], method="holm")[1])
+    assert adjusted[2] == pytest.approx(0.03)
+
+
+def test_holm_is_monotone_in_the_raw_order_and_capped_at_one():
+    p = np.array([0.55, 0.011, 0.012, 0.6, 0.02])
+    adjusted = stats.holm(p)
+    order = np.argsort(p)
+    assert (np.diff(adjusted[order]) >= 0).all()
+    assert adjusted[1] == adjusted[2] == pytest.approx(0.055)  # 0.012 x 4 < 0.011 x 5: stepped up to stay monotone
+    assert adjusted[0] == adjusted[3] == 1.0  # 0.55 x 2 capped
+    assert np.isnan(stats.holm([float("nan")])).all() and stats.holm([]).size == 0
+
+
+# --- minimum detectable effect -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n, alpha, power", [(2, 0.05, 0.8), (3, 0.05, 0.8), (4, 0.05, 0.8), (5, 0.05, 0.8),
+                                            (10, 0.01, 0.9), (30, 0.05, 0.5), (100, 0.05, 0.8)])
+def test_minimum_detectable_effect_matches_statsmodels_ttest_power(n, alpha, power):
+    sd_diff = 0.012
+    expected = TTestPower().solve_power(effect_size=None, nobs=n, alpha=alpha, power=power) * sd_diff
+    assert stats.minimum_detectable_effect(sd_diff, n, alpha, power) == pytest.approx(expected, rel=1e-3)
+
+
+def test_minimum_detectable_effect_needs_two_replicates_and_is_zero_without_spread():
+    assert math.isnan(stats.minimum_detectable_effect(0.01, 1))
+    assert math.isnan(stats.minimum_detectable_effect(float("nan"), 5))
+    assert stats.minimum_detectable_effect(0.0, 5) == 0.0
+    assert stats.minimum_detectable_effect(0.01, 20) < stats.minimum_detectable_effect(0.01, 5)
+
+
+def test_mde_two_proportions_gives_about_the_stated_power_under_exact_mcnemar():
+    n_rows, accuracy = 1000, 0.8
+    mde = stats.mde_two_proportions(accuracy, n_rows)
+    psi = 2 * accuracy * (1 - accuracy)
+    first_order = (scipy_stats.norm.isf(0.025) + scipy_stats.norm.ppf(0.8)) * math.sqrt(psi / n_rows)
+    assert mde == pytest.approx(first_order, rel=0.02)
+    assert mde == pytest.approx(0.05, abs=0.002)
+    # Simulate rows: discordant with probability psi, won by the arm with probability (psi + mde) / (2 psi).
+    rng = np.random.default_rng(0)
+    discordant = rng.binomial(n_rows, psi, size=2000)
+    arm_wins = rng.binomial(discordant, (psi + mde) / (2 * psi))
+    rejected = [scipy_stats.binomtest(int(c), int(d), 0.5).pvalue < 0.05 for c, d in zip(arm_wins, discordant)]
+    assert np.mean(rejected) == pytest.approx(0.8, abs=0.04)
+
+
+def test_mde_two_proportions_shrinks_when_models_disagree_on_fewer_rows():
+    independent = stats.mde_two_proportions(0.8, 500)
+    correlated = stats.mde_two_proportions(0.8, 500, discordant=0.1)
+    assert correlated < independent
+    assert stats.mde_two_proportions(0.8, 2000) < independent
+
+
+# --- verdict and the comparison table ------------------------------------------------------------------------------
+
+def test_verdict_reads_helps_hurts_and_cannot_tell():
+    assert stats.verdict(0.042, (0.02, 0.06), 0.003, 0.01) == "helps (+0.042, p_adj=0.003)"
+    assert stats.verdict(-0.031, (-0.05, -0.01), 0.0004, 0.01) == "hurts (-0.031, p_adj<0.001)"
+    assert stats.verdict(0.01, (-0.041, 0.061), 0.41, 0.05) == \
+        "cannot tell: differences up to 0.061 not excluded (p_adj=0.410)"
+
+
+def test_verdict_names_directions_of_a_metric_that_is_not_a_score():
+    """Seconds are not better when higher: a PEFT arm 10 s quicker per model reads "faster", not "hurts"."""
+    quicker = stats.verdict(-10.1, (-12.0, -8.2), 0.0004, 2.0, directions=("slower", "faster"))
+    assert quicker == "faster (-10.100, p_adj<0.001)"
+    assert stats.verdict(0.5, (-1.0, 2.0), 0.4, 2.0, directions=("slower", "faster")).startswith("cannot tell")
+
+
+def test_verdict_judges_on_the_adjusted_p_and_falls_back_to_the_mde():
+    # Raw p would be 0.01 and the interval excludes 0, but after Holm across the table p_adj = 0.08.
+    assert stats.verdict(0.02, (0.005, 0.035), 0.08, 0.03).startswith("cannot tell: differences up to 0.035")
+    nan = float("nan")
+    assert stats.verdict(0.02, (nan, nan), 0.3, 0.045) == \
+        "cannot tell: differences up to 0.045 not excluded (p_adj=0.300)"
+    assert stats.verdict(0.1, (nan, nan), nan, nan, reason="one replicate") == "cannot tell: one replicate"
+
+
+def _study_cells() -> pd.DataFrame:
+    """Three arms over 2 split seeds x 3 training seeds at two budgets; rows shuffled so pairing must use keys."""
+    rows = []
+    noise = np.random.default_rng(0).normal(0, 0.02, size=(2, 6))
+    for b, budget in enumerate((100, 400)):
+        for r, (split_seed, seed) in enumerate([(s, t) for s in (0, 1) for t in (0, 1, 2)]):
+            base = 0.80 + noise[b, r]
+            for arm, gain in (("target", 0.0), ("mixed", 0.03 + 0.002 * r), ("other", 0.001 * (-1) ** r)):
+                rows.append({"budget": budget, "split_seed": split_seed, "seed": seed, "arm": arm,
+                             "accuracy": base + gain})
+    return pd.DataFrame(rows).sample(frac=1.0, random_state=1).reset_index(drop=True)
+
+
+def test_compare_paired_pairs_by_replicate_and_applies_holm_across_the_table():
+    cells = _study_cells()
+    table = stats.compare_paired(cells, "target", "arm", "accuracy", ["split_seed", "seed"], within=["budget"])
+    assert len(table) == 4 and set(table["arm"]) == {"mixed", "other"}
+    assert list(table.columns) == ["budget", "arm", "reference", "n_replicates", "mean_reference", "mean_arm",
+                                   "delta", "ci_low", "ci_high", "interval_covers", "p", "p_holm", "mde", "verdict"]
+    row = table[(table["budget"] == 100) & (table["arm"] == "mixed")].iloc[0]
+    ordered = cells.sort_values(["split_seed", "seed"])
+    expected = stats.paired_t(ordered.query("budget == 100 and arm == 'target'")["accuracy"].to_numpy(),
+                              ordered.query("budget == 100 and arm == 'mixed'")["accuracy"].to_numpy())
+    assert row["n_replicates"] == 6 and row["delta"] == pytest.approx(0.035)
+    assert row["p"] == pytest.approx(expected.p)
+    assert row["mde"] == pytest.approx(stats.minimum_detectable_effect(expected.sd_diff, 6))
+    np.testing.assert_allclose(table["p_holm"], multipletests(table["p"], method="holm")[1])
+    assert (table["interval_covers"] == "replicates").all()
+    assert row["verdict"].startswith("helps (+0.035")
+    assert table.loc[table["arm"] == "other", "verdict"].str.startswith("cannot tell").all()
+
+
+def test_compare_paired_leaves_out_unmatched_replicates_and_says_when_none_match():
+    cells = _study_cells()
+    cells = cells[~((cells["arm"] == "mixed") & (cells["seed"] == 0))]
+    cells = cells[~((cells["arm"] == "target") & (cells["budget"] == 400))]
+    table = stats.compare_paired(cells, "target", "arm", "accuracy", ["split_seed", "seed"], within=["budget"])
+    mixed_100 = table[(table["budget"] == 100) & (table["arm"] == "mixed")].iloc[0]
+    assert mixed_100["n_replicates"] == 4
+    at_400 = table[table["budget"] == 400]
+    assert (at_400["n_replicates"] == 0).all()
+    assert (at_400["verdict"] == "cannot tell: no matched replicates").all()
+    assert np.isnan(at_400["p_holm"]).all()
+
+
+def test_compare_paired_rejects_ambiguous_pairs_and_an_unknown_reference():
+    cells = _study_cells()
+    with pytest.raises(ValueError, match="several rows for one arm and replicate"):
+        stats.compare_paired(cells, "target", "arm", "accuracy", ["split_seed"], within=["budget"])
+    with pytest.raises(ValueError, match="reference arm 'baseline'"):
+        stats.compare_paired(cells, "baseline", "arm", "accuracy", ["split_seed", "seed"])
+    with pytest.raises(KeyError, match="macro_f1"):
+        stats.compare_paired(cells, "target", "arm", "macro_f1", ["split_seed", "seed"])
