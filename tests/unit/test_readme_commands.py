@@ -29,7 +29,7 @@ def test_commands_are_split_at_and_and_joined_at_backslashes():
 def test_the_readme_shows_the_commands_of_each_step():
     commands = readme_commands()
     assert {c.subcommand for c in commands if c.is_cli} >= {"run", "publish", "predict", "serve"}
-    assert {c.words[1] for c in commands if c.words[0] == "make"} == {"run", "test"}
+    assert {c.words[1] for c in commands if c.words[0] == "make"} == {"run", "test", "test-fast"}
 
 
 # --- the CLI accepts every command ---------------------------------------------------------------------------------
