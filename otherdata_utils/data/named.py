@@ -17,7 +17,10 @@ import datasets
 from datasets import DatasetDict
 
 from ..config import DATA_DIR_ENV
-from . import copies
+from .copies import (BLITZER_DOMAINS, CLINC_DOMAINS, FPB_HUB_CONFIG, FPB_SUBSETS, FpbEntry, OUT_OF_SCOPE, UCI_FILES,
+                     XLMT_LANGUAGES, phrasebank_table, read_blitzer_mds, read_chnsenticorp, read_clinc150,
+                     read_customer_reviews, read_financial_phrasebank, read_imdb, read_rt_polarity, read_sst2,
+                     read_uci_sentences, read_xlmt_tweets, unescape)
 from .schema import BINARY_LABELS, THREE_WAY_LABELS, DataError, Table, Where, at, values
 
 _HUB_SPLITS = {"train": "train", "validation": "validation", "test": "test"}
@@ -203,20 +206,20 @@ def _read_hub_single_domain(named: NamedSource, subsets: list[str]) -> Table:
 
 
 def _read_hub_phrasebank(named: NamedSource, subsets: list[str]) -> Table:
-    entries: list[copies.FpbEntry] = []
+    entries: list[FpbEntry] = []
     # Every level, whatever the subset: a sentence's agreement is the highest level that lists it.
-    for subset, level in copies.FPB_SUBSETS.items():
-        config = copies.FPB_HUB_CONFIG.format(subset)
+    for subset, level in FPB_SUBSETS.items():
+        config = FPB_HUB_CONFIG.format(subset)
         for _, index, text, label, where in hub_rows(named, hub_dataset(named, config), config, "sentence"):
             entries.append((level, index + 1, text, label, where))
-    return copies.phrasebank_table(entries, subsets)
+    return phrasebank_table(entries, subsets)
 
 
 def _read_hub_xlmt(named: NamedSource, subsets: list[str]) -> Table:
     table = Table(named.name, named.label_names)
     for language in subsets:
         for split, index, text, label, where in hub_rows(named, hub_dataset(named, language), language, "text"):
-            table.add(where, id=f"xlmt_tweets:{language}:{split}:{index}", text=copies.unescape(text), label=label,
+            table.add(where, id=f"xlmt_tweets:{language}:{split}:{index}", text=unescape(text), label=label,
                       domain=language, split=split)
     return table
 
@@ -242,58 +245,58 @@ NAMED_SOURCES: dict[str, NamedSource] = {source.name: source for source in (
         "imdb", "Large Movie Review Dataset: 25k train / 25k test IMDB reviews, balanced; validation is "
         "carved from train", "Maas et al., Learning Word Vectors for Sentiment Analysis, ACL 2011",
         BINARY_LABELS, [], "https://ai.stanford.edu/~amaas/data/sentiment/",
-        "none stated; cite the paper", "stanfordnlp/imdb", copies.read_imdb, _read_hub_single_domain, domain="imdb"),
+        "none stated; cite the paper", "stanfordnlp/imdb", read_imdb, _read_hub_single_domain, domain="imdb"),
     NamedSource(
         "uci_sentences", "Sentiment Labelled Sentences: 1,000 sentences each from Amazon, IMDB and Yelp, no "
         "splits", "Kotzias et al., From Group to Individual Labels using Deep Features, KDD 2015",
-        BINARY_LABELS, list(copies.UCI_FILES), "https://archive.ics.uci.edu/dataset/331/sentiment+labelled+sentences",
-        "CC BY 4.0", None, copies.read_uci_sentences),
+        BINARY_LABELS, list(UCI_FILES), "https://archive.ics.uci.edu/dataset/331/sentiment+labelled+sentences",
+        "CC BY 4.0", None, read_uci_sentences),
     NamedSource(
         "blitzer_mds", "Multi-Domain Sentiment v2.0: 2,000 Amazon reviews in each of four product domains, "
         "with date, helpful votes and rating; no splits",
         "Blitzer, Dredze & Pereira, Biographies, Bollywood, Boom-boxes and Blenders, ACL 2007",
-        BINARY_LABELS, list(copies.BLITZER_DOMAINS), "https://www.cs.jhu.edu/~mdredze/datasets/sentiment/", "none stated",
-        None, copies.read_blitzer_mds,
+        BINARY_LABELS, list(BLITZER_DOMAINS), "https://www.cs.jhu.edu/~mdredze/datasets/sentiment/", "none stated",
+        None, read_blitzer_mds,
         aliases={"kitchen": "kitchen_&_housewares"}),
     NamedSource(
         "sst2", "Stanford Sentiment Treebank, binary (GLUE layout): phrase-level train, sentence-level "
         "validation and labelled test", "Socher et al., Recursive Deep Models for Semantic Compositionality "
         "Over a Sentiment Treebank, EMNLP 2013", BINARY_LABELS, [], "https://nlp.stanford.edu/sentiment/",
-        "none stated", "stanfordnlp/sst2", copies.read_sst2,
+        "none stated", "stanfordnlp/sst2", read_sst2,
         _read_hub_single_domain, domain="sst2", hub_text_column="sentence"),
     NamedSource(
         "rt_polarity", "Sentence polarity v1.0: 5,331 positive and 5,331 negative Rotten Tomatoes snippets, "
         "no splits", "Pang & Lee, Seeing Stars, ACL 2005", BINARY_LABELS, [],
         "https://www.cs.cornell.edu/people/pabo/movie-review-data/", "none stated (believed CC BY 4.0, unchecked)",
-        "cornell-movie-review-data/rotten_tomatoes", copies.read_rt_polarity, _read_hub_single_domain,
+        "cornell-movie-review-data/rotten_tomatoes", read_rt_polarity, _read_hub_single_domain,
         domain="rt_polarity"),
     NamedSource(
         "customer_reviews", "Customer reviews (CR) of electronics products: 3,775 sentences, no splits",
         "Hu & Liu, Mining and Summarizing Customer Reviews, KDD 2004", BINARY_LABELS, [],
         "https://www.cs.uic.edu/~liub/FBS/sentiment-analysis.html", "none stated", "SetFit/CR",
-        copies.read_customer_reviews, _read_hub_single_domain, domain="customer_reviews"),
+        read_customer_reviews, _read_hub_single_domain, domain="customer_reviews"),
     NamedSource(
         "financial_phrasebank", "Financial PhraseBank v1.0: 4,838 unique financial news sentences, 3 classes, "
         "each at the highest annotator agreement it reached (subsets keep that level or above); no splits",
-        "Malo et al., Good Debt or Bad Debt, JASIST 2014", THREE_WAY_LABELS, list(copies.FPB_SUBSETS),
+        "Malo et al., Good Debt or Bad Debt, JASIST 2014", THREE_WAY_LABELS, list(FPB_SUBSETS),
         "https://www.researchgate.net/publication/251231364_FinancialPhraseBank-v10",
-        "CC BY-NC-SA 3.0 (non-commercial use only)", "takala/financial_phrasebank", copies.read_financial_phrasebank, _read_hub_phrasebank, domain="finance",
+        "CC BY-NC-SA 3.0 (non-commercial use only)", "takala/financial_phrasebank", read_financial_phrasebank, _read_hub_phrasebank, domain="finance",
         hub_revision="refs/convert/parquet"),
     NamedSource(
         "xlmt_tweets", "XLM-T / UMSAB multilingual tweet sentiment: 8 languages, 1,839 / 324 / 870 tweets each, "
         "3 balanced classes", "Barbieri, Espinosa Anke & Camacho-Collados, XLM-T, LREC 2022", THREE_WAY_LABELS,
-        list(copies.XLMT_LANGUAGES), "https://github.com/cardiffnlp/xlm-t", "code Apache-2.0; Twitter's terms apply",
-        "cardiffnlp/tweet_sentiment_multilingual", copies.read_xlmt_tweets, _read_hub_xlmt,
+        list(XLMT_LANGUAGES), "https://github.com/cardiffnlp/xlm-t", "code Apache-2.0; Twitter's terms apply",
+        "cardiffnlp/tweet_sentiment_multilingual", read_xlmt_tweets, _read_hub_xlmt,
         hub_revision="refs/convert/parquet"),
     NamedSource(
         "clinc150", "CLINC150 intents: 150 intents in 10 domains (100 / 20 / 30 queries each) and out-of-scope "
         "queries (subset oos: 100 / 100 / 1,000); subsets are domains, a domain's classes its 15 intents",
         "Larson et al., An Evaluation Dataset for Intent Classification and Out-of-Scope Prediction, EMNLP 2019",
-        [], list(copies.CLINC_DOMAINS) + [copies.OUT_OF_SCOPE], "https://github.com/clinc/oos-eval", "CC BY 3.0", None,
-        copies.read_clinc150,
+        [], list(CLINC_DOMAINS) + [OUT_OF_SCOPE], "https://github.com/clinc/oos-eval", "CC BY 3.0", None,
+        read_clinc150,
         classes_text="the chosen domains' intents (15 each), then oos where the oos subset is read"),
     NamedSource(
         "chnsenticorp", "ChnSentiCorp hotel reviews (Chinese): 7,766 reviews, no splits",
         "Tan Songbo, ChnSentiCorp", BINARY_LABELS, [], "https://github.com/SophonPlus/ChineseNlpCorpus",
-        "none stated", None, copies.read_chnsenticorp, domain="chnsenticorp"),
+        "none stated", None, read_chnsenticorp, domain="chnsenticorp"),
 )}
