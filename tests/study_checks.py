@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from otherdata_utils import studies  # noqa: F401  (importing it registers every study kind `study_kind` looks up)
 from otherdata_utils.config import Config
 from otherdata_utils.study_registry import study_kind
 
