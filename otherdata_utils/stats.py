@@ -1,5 +1,5 @@
 """Paired inference for studies: paired t over matched replicates, exact McNemar and a two-level bootstrap over
-test rows, Holm adjustment, minimum detectable effects and verdicts in words.
+test rows, Holm adjustment, minimum detectable effects, equivalence by TOST and verdicts in words.
 
 Hands dataclass results and one comparison table (`compare_paired`, one row per arm) to the studies engine.
 Convention everywhere: `a` is the reference, `b` the arm, and every difference is arm minus reference (b - a).
@@ -194,6 +194,45 @@ def paired_bootstrap(correct_a: Any, correct_b: Any, groups: Optional[Sequence[A
     return Bootstrap(delta=float(per_replicate.mean()), ci_low=float(low), ci_high=float(high),
                      confidence=confidence, covers=covers, n_replicates=n_replicates, n_rows=int(rows.sum()),
                      n_resamples=n_resamples, seed=seed)
+
+
+@dataclass
+class Equivalence:
+    """Two one-sided tests (TOST) of |arm - reference| < margin, read from the (1 - 2 alpha) bootstrap interval.
+
+    Equivalence at level alpha holds when that interval lies inside (-margin, +margin): each one-sided test rejects
+    its bound at alpha. `verdict` says it in words; "not shown" is not "different".
+    """
+
+    delta: float
+    ci_low: float  # the (1 - 2 alpha) interval, e.g. 90% for alpha = 0.05
+    ci_high: float
+    margin: float
+    alpha: float
+    covers: str
+    equivalent: bool
+    verdict: str
+
+
+def equivalence_bootstrap(correct_a: Any, correct_b: Any, margin: float, groups: Optional[Sequence[Any]] = None, *,
+                          alpha: float = 0.05, n_resamples: int = 2000, seed: int = 0) -> Equivalence:
+    """TOST of the accuracy difference (b - a) within +-`margin`, on the two-level bootstrap of `paired_bootstrap`.
+
+    The (1 - 2 alpha) percentile interval covers replicates and test rows as that function does; equivalence is
+    claimed only when the whole interval lies strictly inside the margin.
+    """
+    if not margin > 0:
+        raise ValueError(f"the equivalence margin must be positive, got {margin}")
+    if not 0 < alpha < 0.5:
+        raise ValueError(f"alpha must be between 0 and 0.5 for a TOST, got {alpha}")
+    interval = paired_bootstrap(correct_a, correct_b, groups, n_resamples=n_resamples, seed=seed,
+                                confidence=1 - 2 * alpha)
+    equivalent = -margin < interval.ci_low and interval.ci_high < margin
+    span = f"{interval.confidence:.0%} CI [{interval.ci_low:+.3f}, {interval.ci_high:+.3f}]"
+    verdict_text = (f"equivalent within +-{margin:.3f} ({span})" if equivalent
+                    else f"equivalence not shown at +-{margin:.3f} ({span})")
+    return Equivalence(delta=interval.delta, ci_low=interval.ci_low, ci_high=interval.ci_high, margin=margin,
+                       alpha=alpha, covers=interval.covers, equivalent=bool(equivalent), verdict=verdict_text)
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:

@@ -316,3 +316,25 @@ def test_compare_paired_rejects_ambiguous_pairs_and_an_unknown_reference():
         stats.compare_paired(cells, "baseline", "arm", "accuracy", ["split_seed", "seed"])
     with pytest.raises(KeyError, match="macro_f1"):
         stats.compare_paired(cells, "target", "arm", "macro_f1", ["split_seed", "seed"])
+
+
+def test_equivalence_holds_only_when_the_whole_interval_sits_inside_the_margin():
+    rng = np.random.default_rng(3)
+    reference = rng.random((5, 400)) < 0.85
+    # The arm flips 2 of 400 rows per replicate: |delta| <= 0.005, well inside a 1-point margin.
+    arm = reference.copy()
+    arm[:, :2] = ~arm[:, :2]
+    close = stats.equivalence_bootstrap(reference, arm, margin=0.01)
+    assert close.equivalent and close.verdict.startswith("equivalent within +-0.010")
+    assert -0.01 < close.ci_low <= close.delta <= close.ci_high < 0.01
+    # The same data with a margin smaller than the observed spread cannot be called equivalent.
+    tight = stats.equivalence_bootstrap(reference, arm, margin=0.001)
+    assert not tight.equivalent and tight.verdict.startswith("equivalence not shown")
+    # A 90% interval (alpha 0.05) is narrower than the 95% one paired_bootstrap gives on the same resamples.
+    wide = stats.paired_bootstrap(reference, arm, confidence=0.95)
+    assert wide.ci_high - wide.ci_low > close.ci_high - close.ci_low
+
+
+def test_equivalence_refuses_a_margin_that_is_not_positive():
+    with pytest.raises(ValueError, match="margin must be positive"):
+        stats.equivalence_bootstrap(np.ones(10, bool), np.ones(10, bool), margin=0)
