@@ -133,7 +133,7 @@ class Config(BaseModel):
     warmup_ratio: float = 0.1
     gradient_accumulation_steps: int = 1
     max_grad_norm: float = 1.0
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "no"  # auto: bf16 where natively fast (precision.py)
     optim_implementation: Literal["auto", "fused", "foreach"] = "auto"  # AdamW kernel; auto = fused where available
     eval_strategy: Literal["no", "steps", "epoch"] = "epoch"
     eval_steps: int = 100
