@@ -91,3 +91,21 @@ def resolve_precision(requested: str, device: str = "cpu", *, flags: Optional[se
         return PrecisionChoice(requested, "no", device, "the GPU has no bf16 support, so fp32")
     native, why = native_cpu_bf16(flags, capability)
     return PrecisionChoice(requested, "bf16" if native else "no", device, why if native else f"fp32: {why}")
+
+
+def host_class(flags: Optional[set[str]] = None, cores: Optional[int] = None) -> str:
+    """The host class a timing belongs to, e.g. "AVX-512 + AMX, 2 cores": timings compare only within a class."""
+    flags = cpu_flags() if flags is None else flags
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if "amx_bf16" in flags:
+        isa = "AVX-512 + AMX"
+    elif "avx512_bf16" in flags:
+        isa = "AVX-512 + BF16"
+    elif "avx512f" in flags:
+        isa = "AVX-512"
+    elif "avx2" in flags:
+        isa = "AVX2"
+    else:
+        isa = "CPU of unknown ISA" if not flags else "pre-AVX2"
+    return f"{isa}, {cores} core{'s' if cores != 1 else ''}"

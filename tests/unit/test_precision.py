@@ -32,3 +32,11 @@ def test_explicit_modes_pass_through_and_fp16_on_a_cpu_is_refused_by_name():
         resolve_precision("fp16")
     with pytest.raises(ValueError, match="must be one of auto, no, bf16, fp16"):
         resolve_precision("fp32")
+
+
+def test_host_class_names_the_isa_and_cores_timings_compare_within():
+    from otherdata_utils.precision import host_class
+
+    assert host_class(AMX, cores=2) == "AVX-512 + AMX, 2 cores"
+    assert host_class(AVX2_ONLY, cores=1) == "AVX2, 1 core"
+    assert host_class({"avx512f", "avx2"}, cores=16) == "AVX-512, 16 cores"
