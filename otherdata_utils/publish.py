@@ -65,7 +65,8 @@ def publish(run_dir: Path, results_dir: Path) -> Path:
     with atomic_dir(results_dir) as tmp:
         out = RunFolder(tmp)
         for source, target in ((run.report, out.report), (run.metrics, out.metrics),
-                               (run.environment, out.environment), (run.data_fingerprint, out.data_fingerprint)):
+                               (run.environment, out.environment), (run.data_fingerprint, out.data_fingerprint),
+                               (run.clock, out.clock)):
             if source.is_file():
                 _write(target, scrub(source.read_text(encoding="utf-8")))
         _write(out.params, published_params(params))

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from .clock import clock_line
 from .io import atomic_write_text, read_json
 from .runs import RunFolder
 
@@ -58,6 +59,9 @@ def _header(paths: RunFolder, params: dict[str, Any], metrics: dict[str, Any]) -
         lines.append(f"- **test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f}** on "
                      f"{test['n']} examples; worst domain `{test['worst_domain']}` "
                      f"(gap best−worst {test['domain_gap']:.4f})")
+    clock = clock_line(paths.root)
+    if clock:
+        lines.append(f"- wall time: {clock}")
     params_link, notebooks_link = _relative(paths, paths.params), _relative(paths, paths.notebooks)
     lines.append(f"- resolved parameters: [{params_link}]({params_link}); executed notebooks: "
                  f"[{notebooks_link}/]({notebooks_link}/)")

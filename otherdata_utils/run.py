@@ -22,6 +22,7 @@ from papermill.exceptions import PapermillExecutionError
 from traitlets import default
 
 from . import preflight, studies  # studies: registers every study kind, whose block load_config validates
+from .clock import record_invocation
 from .config import Config, ConfigError, load_config, project_root
 from .env import PARAMS_OVERLAY_ENV
 from .folder_lock import LOCK_HOLDER_ENV, RunFolderBusy, hold_run_folder
@@ -188,6 +189,8 @@ def _execute_notebooks(config: Config, label: str, plan: preflight.RunPlan) -> R
         done.append(stem)
         preflight.write_run_state(run_dir, done)
         outcome.notebooks_done.append(name)
+    record_invocation(config, time.perf_counter() - started, outcome.notebooks_done[len(plan.done):],
+                      completed=outcome.ok)
     if outcome.ok:
         try:
             write_report(run_dir)

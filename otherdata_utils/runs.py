@@ -51,6 +51,11 @@ class RunFolder:
     def report(self) -> Path:
         return self.root / "report.md"
 
+    @property
+    def clock(self) -> Path:
+        """Each runner invocation's wall time, host class, precision and layout (`clock.record_invocation`)."""
+        return self.root / "clock.json"
+
     # --- written by the steps
     @property
     def environment(self) -> Path:

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "otherdata_utils"
 
 # Lowest first. A module may import its own layer or a lower one; a new module must be placed here.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("env", "precision", "params_text", "execution", "folder_lock", "progress", "study_registry", "config", "io", "runs",
+    ("env", "precision", "params_text", "execution", "clock", "folder_lock", "progress", "study_registry", "config", "io", "runs",
      "step_records", "files", "constraints"),
     ("data", "clean", "augment", "mix"),
     ("inference", "modeling", "adapters", "model_card"),
