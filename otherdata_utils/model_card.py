@@ -137,7 +137,8 @@ def read_inference_settings(model_dir: Path) -> Optional[InferenceSettings]:
                                                                                   "training_precision"}:
         got = sorted(stored) if isinstance(stored, dict) else type(stored).__name__
         raise ModelCardError(f"{path}: expected max_seq_length, truncation and head_tokens (and optionally "
-                             f"handover_threshold, training_precision), got {got}; {redo}")
+                             f"handover_threshold), and training_precision where training recorded it, got {got}; "
+                             f"{redo}")
     threshold = stored.get("handover_threshold")
     if threshold is not None and (type(threshold) not in (int, float) or not 0 <= threshold <= 1):
         raise ModelCardError(f"{path}: handover_threshold must be a probability in [0, 1], got {threshold!r}; "
