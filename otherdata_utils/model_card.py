@@ -1,6 +1,7 @@
 """The model card: README.md in a saved model folder (YAML front matter and prose), and otherdata_inference.json.
 
-Training hands its facts here (base model, data mix, params, test metrics, how it tokenised); serving reads them back.
+Training hands its facts here (base model, data mix, params, test metrics, how it tokenised, which precision it computed
+in); serving reads them back.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import yaml
 
 from .config import Config, Truncation
 from .io import atomic_write_json, atomic_write_text
+from .precision import PrecisionChoice
 
 CARD_NAME = "README.md"
 INFERENCE_NAME = "otherdata_inference.json"
@@ -92,24 +94,31 @@ class InferenceSettings:
     head_tokens: int  # head_tail: tokens kept from the start, the rest from the end
     # routing: a text whose best class is less probable than this is handed over (chosen on validation); None: never
     handover_threshold: Optional[float] = None
+    # the precision training computed in (`PrecisionChoice`: mode and reason); None: not recorded (older folders)
+    training_precision: Optional[PrecisionChoice] = None
 
     @classmethod
-    def from_config(cls, config: Config, handover_threshold: Optional[float] = None) -> InferenceSettings:
-        return cls(config.max_seq_length, config.truncation, config.head_tokens, handover_threshold)
+    def from_config(cls, config: Config, handover_threshold: Optional[float] = None,
+                    training_precision: Optional[PrecisionChoice] = None) -> InferenceSettings:
+        return cls(config.max_seq_length, config.truncation, config.head_tokens, handover_threshold,
+                   training_precision)
 
 
-def write_inference_settings(model_dir: Path, config: Config, *, handover_threshold: Optional[float] = None) -> Path:
-    """Write ``model_dir/otherdata_inference.json`` (max length and truncation training used, and a routing
-    model's handover threshold) atomically.
+def write_inference_settings(model_dir: Path, config: Config, *, handover_threshold: Optional[float] = None,
+                             training_precision: Optional[PrecisionChoice] = None) -> Path:
+    """Write ``model_dir/otherdata_inference.json`` (max length and truncation training used, the precision it
+    computed in, and a routing model's handover threshold) atomically.
 
     Call it after the model is saved: saving swaps in a whole new folder.
     """
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"{model_dir}: no saved model (config.json) to describe; save the model first")
-    settings = asdict(InferenceSettings.from_config(config, handover_threshold))
-    if handover_threshold is None:
-        del settings["handover_threshold"]  # a classifier that never hands over keeps the file it always had
+    settings = asdict(InferenceSettings.from_config(config, handover_threshold, training_precision))
+    # a classifier that never hands over, or written without its precision, keeps the file it always had
+    for optional in ("handover_threshold", "training_precision"):
+        if settings[optional] is None:
+            del settings[optional]
     return atomic_write_json(model_dir / INFERENCE_NAME, settings)
 
 
@@ -124,10 +133,12 @@ def read_inference_settings(model_dir: Path) -> Optional[InferenceSettings]:
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ModelCardError(f"{path}: not a JSON object ({error}); {redo}") from None
     required = {"max_seq_length", "truncation", "head_tokens"}
-    if not isinstance(stored, dict) or not required <= set(stored) <= required | {"handover_threshold"}:
+    if not isinstance(stored, dict) or not required <= set(stored) <= required | {"handover_threshold",
+                                                                                  "training_precision"}:
         got = sorted(stored) if isinstance(stored, dict) else type(stored).__name__
         raise ModelCardError(f"{path}: expected max_seq_length, truncation and head_tokens (and optionally "
-                             f"handover_threshold), got {got}; {redo}")
+                             f"handover_threshold), and training_precision where training recorded it, got {got}; "
+                             f"{redo}")
     threshold = stored.get("handover_threshold")
     if threshold is not None and (type(threshold) not in (int, float) or not 0 <= threshold <= 1):
         raise ModelCardError(f"{path}: handover_threshold must be a probability in [0, 1], got {threshold!r}; "
@@ -138,7 +149,18 @@ def read_inference_settings(model_dir: Path) -> Optional[InferenceSettings]:
     if stored["truncation"] not in get_args(Truncation):
         raise ModelCardError(f"{path}: truncation must be one of {', '.join(get_args(Truncation))}, got "
                              f"{stored['truncation']!r}; {redo}")
+    if "training_precision" in stored:
+        stored["training_precision"] = _training_precision(stored["training_precision"], path, redo)
     return InferenceSettings(**stored)
+
+
+def _training_precision(stored: Any, path: Path, redo: str) -> PrecisionChoice:
+    fields = ("requested", "mode", "device", "reason")
+    if not isinstance(stored, dict) or set(stored) != set(fields) or \
+            not all(isinstance(stored[name], str) for name in fields) or stored["mode"] not in ("no", "bf16", "fp16"):
+        raise ModelCardError(f"{path}: training_precision must hold {', '.join(fields)} as text, with mode no, bf16 "
+                             f"or fp16; got {stored!r}; {redo}")
+    return PrecisionChoice(**stored)
 
 
 def _front_matter(name: str, base_model: str, sources: list[str], mix: dict, params: dict,

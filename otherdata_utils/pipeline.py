@@ -28,7 +28,7 @@ from .constraints import constraints_record
 from .execution import threads_per_cell
 from .io import atomic_dir, atomic_write_json, read_json
 from .runs import run_folder
-from .step_records import STEP_PARAMS, forget_step, record_step, reusable, step_params
+from .step_records import STEP_PARAMS, forget_step, record_step, reusable, step_params, training_precision
 
 # --- run metadata -------------------------------------------------------------------------------------------------
 
@@ -50,7 +50,10 @@ def environment_info() -> dict[str, Any]:
 
 
 def record_environment(config: Config) -> dict[str, Any]:
-    info = {**environment_info(), "threads_per_cell": threads_per_cell(config.execution)}  # what study cells pin
+    """environment.json: `environment_info`, the threads study cells pin, and the precision training resolves to
+    on this host with its reason (`precision`: requested, mode, device, reason)."""
+    info = {**environment_info(), "threads_per_cell": threads_per_cell(config.execution),
+            "precision": training_precision(config).as_record()}
     atomic_write_json(run_folder(config).environment, info)
     return info
 
@@ -297,7 +300,7 @@ def finetune(config: Config, *, stop_after_steps: Optional[int] = None):
     # a PEFT-wrapped model is saved merged, as a plain transformers folder that pipeline() and serve load
     modeling.save_model(adapters.plain_model(model), tokenizer, paths.model)
     # predict and serve read these back to cut long texts as training did; after save_model, which swaps the folder in
-    model_card.write_inference_settings(paths.model, config)
+    model_card.write_inference_settings(paths.model, config, training_precision=training_precision(config))
     summary = {key: value for key, value in asdict(result).items() if key != "history"}
     atomic_write_json(paths.history, result.history)
     update_metrics(config, "train", {**summary, "started_from": start.model_name_or_path})
@@ -404,7 +407,10 @@ def choose_handover(config: Config, predictions: train.Predictions) -> float:
     """The routing threshold chosen on the validation rows' predictions (`routing.choose_threshold`), recorded in
     metrics.json "routing" and stored beside the model, where predict and serve read it."""
     threshold, scores = routing.choose_threshold(predictions.probabilities, predictions.labels)
-    model_card.write_inference_settings(run_folder(config).model, config, handover_threshold=threshold)
+    model = run_folder(config).model
+    trained = model_card.read_inference_settings(model)  # keeps the precision the model was trained in
+    model_card.write_inference_settings(model, config, handover_threshold=threshold,
+                                        training_precision=trained.training_precision if trained else None)
     update_metrics(config, "routing", {"threshold": threshold, "chosen_on": "validation",
                                        "objective": "mean of in-scope accuracy and out-of-scope recall",
                                        "out_of_scope_class": config.out_of_scope_class,

@@ -39,6 +39,12 @@ class PrecisionChoice:
         """"fp32" or "bf16 autocast" / "fp16 autocast": how tables and logs name it."""
         return "fp32" if self.mode == "no" else f"{self.mode} autocast"
 
+    @property
+    def summary(self) -> str:
+        """The label and its reason on one line, as the training log and report.md give it: "bf16 autocast (the CPU
+        has amx_bf16 and avx512_bf16 (native bf16 matmul))", "fp32 (set in the config)"."""
+        return f"{self.label} ({self.reason.removeprefix('fp32: ')})"  # auto's fp32 reason names fp32 already
+
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
     """The CPU feature flags of the first processor; empty where /proc/cpuinfo is missing (macOS, Windows)."""

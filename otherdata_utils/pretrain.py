@@ -12,7 +12,6 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
-from accelerate import Accelerator
 from accelerate.utils import set_seed
 from datasets import Dataset, DatasetDict
 from torch.utils.data import DataLoader
@@ -30,7 +29,8 @@ from transformers import (
 from .config import Config
 from .modeling import quiet_transformers, resolve_model_path, save_model
 from .runs import is_quiet
-from .train import build_optimizer
+from .step_records import training_precision
+from .train import build_optimizer, precision_accelerator
 
 EVAL_SPLITS = ("validation", "test")
 HELDOUT_BATCH_SIZE = 64
@@ -182,7 +182,7 @@ def continue_pretraining(
                                       collate_fn=heldout_collator))
 
     # --- optimizer and schedule (counted in optimizer steps, as in train.train), placed by accelerate
-    accelerator = Accelerator(mixed_precision=config.mixed_precision)
+    accelerator = precision_accelerator(training_precision(config))  # bf16 autocast where auto finds it native
     model.to(accelerator.device)
     optimizer = build_optimizer(model, config.replace(learning_rate=learning_rate))
     scheduler = get_linear_schedule_with_warmup(

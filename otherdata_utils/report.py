@@ -11,6 +11,7 @@ import yaml
 
 from .clock import clock_line
 from .io import atomic_write_text, read_json
+from .model_card import read_inference_settings
 from .runs import RunFolder
 
 
@@ -29,7 +30,7 @@ def write_report(run_dir: Path) -> Path:
     if "intermediate" in metrics:
         sections.append(_intermediate_section(metrics["intermediate"]))
     if "train" in metrics:
-        sections.append(_training_section(metrics["train"]))
+        sections.append(_training_section(metrics["train"], paths))
     sections.append(_data_section(paths))
     if "monitoring" in metrics:
         sections.append(_monitoring_section(metrics["monitoring"]))
@@ -150,7 +151,7 @@ def _intermediate_section(intermediate: dict[str, Any]) -> str:
     ])
 
 
-def _training_section(train: dict[str, Any]) -> str:
+def _training_section(train: dict[str, Any], paths: RunFolder) -> str:
     facts = []
     for key, label, fmt in (
         ("global_step", "optimizer steps", "{:d}"),
@@ -163,6 +164,9 @@ def _training_section(train: dict[str, Any]) -> str:
     ):
         if train.get(key) is not None:
             facts.append(f"- {label}: {fmt.format(train[key])}")
+    trained = read_inference_settings(paths.model)  # the model folder records the precision that trained it
+    if trained is not None and trained.training_precision is not None:
+        facts.append(f"- precision: {trained.training_precision.summary}")
     return "## Training\n\n" + "\n".join(facts)
 
 

@@ -2,7 +2,9 @@
 outputs once they are written, and whether an output there may be reused for this config.
 
 Hands the notebook steps (`pipeline`) `record_step`, `forget_step` and `reusable`, and the cell store the parameters
-training reads (`TRAINING_PARAMS`); it builds nothing itself.
+training reads (`TRAINING_PARAMS`) with `training_precision`, the precision `mixed_precision` resolves to on this host
+(records and keys hold it, never `auto`: bf16 on one host and fp32 on another are different outputs); it builds nothing
+itself.
 """
 from __future__ import annotations
 
@@ -10,8 +12,11 @@ import hashlib
 import json
 from typing import Any
 
+import torch
+
 from .config import Config
 from .io import atomic_write_json, read_json
+from .precision import PrecisionChoice, resolve_precision
 from .runs import run_folder
 
 # The parameters each step reads, with those of the steps it reads from: an output recorded with other values is
@@ -44,10 +49,18 @@ STEP_PARAMS["evaluate"] = STEP_PARAMS["finetune"]  # 04: predictions and scores 
 STEP_PARAMS["intermediate"] = tuple(dict.fromkeys(_DATA_PARAMS + _FINETUNE_PARAMS))
 
 
+def training_precision(config: Config) -> PrecisionChoice:
+    """`config.mixed_precision` resolved on the device training runs on: a visible GPU, as Accelerate picks it,
+    else the CPU (other accelerators resolve as the CPU does, to fp32 unless its flags show native bf16)."""
+    return resolve_precision(config.mixed_precision, "cuda" if torch.cuda.is_available() else "cpu")
+
+
 def step_params(config: Config, step: str) -> dict[str, Any]:
     """The values of `STEP_PARAMS[step]`, paths resolved as the runner records them (params.yaml), so a notebook
-    opened on its own and the runner agree on a local source or model."""
+    opened on its own and the runner agree on a local source or model; `mixed_precision` as it resolves here."""
     values = config.resolved().to_params()
+    if "mixed_precision" in STEP_PARAMS[step]:
+        values["mixed_precision"] = training_precision(config).mode
     return {key: values[key] for key in STEP_PARAMS[step]}
 
 

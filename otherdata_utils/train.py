@@ -1,6 +1,8 @@
 """The training loop on accelerate.Accelerator: AdamW, linear warmup and decay, evaluation, early stopping, checkpoints.
 
-Takes a model, tokenizer and tokenised splits from `modeling`; hands back a `TrainResult` and `Predictions`.
+Takes a model, tokenizer and tokenised splits from `modeling`; hands back a `TrainResult` and `Predictions`. Training
+and prediction compute in the precision `mixed_precision` resolves to here (`precision_accelerator`: Accelerate's
+autocast; weights and optimizer stay fp32).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.tracking import GeneralTracker
 from datasets import Dataset, DatasetDict
 from torch.utils.data import DataLoader
@@ -28,8 +31,10 @@ from .config import Config
 from .io import atomic_write_json, read_json
 from .metrics import compute_classification_metrics
 from .modeling import make_dataloader, quiet_transformers, save_model
-from .progress import StepLines, to_runner
+from .precision import PrecisionChoice
+from .progress import StepLines, say, to_runner
 from .runs import is_quiet
+from .step_records import training_precision
 from .trackers import TRACKER_PROJECT, announce_offline_wandb, build_trackers, check_trackers
 
 logger = logging.getLogger(__name__)
@@ -92,6 +97,8 @@ def train(
     `config.resume_from_checkpoint` ("auto" = latest, or a folder) continues the same run: same batches, RNG and
     schedule, so the result equals an uninterrupted run. `stop_after_steps` stops after that many optimizer steps
     (schedule unchanged) and saves a checkpoint there, to resume later. Runs unchanged under `accelerate launch`.
+    `config.mixed_precision` resolves on this host (`step_records.training_precision`); a caller's accelerator must
+    compute in that precision.
     """
     started = time.perf_counter()
     output_dir = Path(output_dir)
@@ -102,17 +109,20 @@ def train(
     metric_key = config.metric_for_best_model.removeprefix("eval_")
     if evaluating:
         _check_metric_name(metric_key, label_names)
+    precision = training_precision(config)
     trackers: list[GeneralTracker] = []
     if accelerator is None:  # a caller's accelerator logs to the trackers it was built with
         check_trackers(config)
         trackers = build_trackers(config, output_dir)
-        accelerator = Accelerator(
-            gradient_accumulation_steps=config.gradient_accumulation_steps,
-            mixed_precision=config.mixed_precision,
-            log_with=trackers or None,
-        )
+        accelerator = precision_accelerator(
+            precision, gradient_accumulation_steps=config.gradient_accumulation_steps, log_with=trackers or None)
+    elif accelerator.mixed_precision != precision.mode:
+        raise ValueError(f"mixed_precision={config.mixed_precision!r} resolves to {precision.mode!r} here, but the "
+                         f"accelerator passed to train() computes in {accelerator.mixed_precision!r}; build it with "
+                         "train.precision_accelerator(step_records.training_precision(config))")
     else:
         accelerator.gradient_accumulation_steps = config.gradient_accumulation_steps
+    logger.info("training in %s", precision.summary)
 
     # --- data: seeded, length-grouped training batches; evaluation batches sorted by length
     pad_multiple = 8 if accelerator.device.type == "cuda" else None  # tensor cores like multiples of 8
@@ -207,6 +217,8 @@ def train(
     # the runner's terminal sees no tqdm bar: a line every 30 s instead (a study's quiet cells stay silent)
     step_lines = StepLines(total_steps, state.global_step, enabled=config.quiet is None and to_runner()
                            and accelerator.is_local_main_process)
+    if step_lines.enabled:
+        say(f"training in {precision.summary}")
     model.train()
     for epoch in range(state.epoch, num_epochs):
         state.epoch = epoch
@@ -303,6 +315,19 @@ def train(
     )
 
 
+def precision_accelerator(precision: PrecisionChoice, **options: Any) -> Accelerator:
+    """An Accelerator (built with `options`) whose autocast computes in `precision.mode`; parameters, gradients and
+    the optimizer state stay fp32.
+
+    Accelerate keeps one precision per process and refuses to build an Accelerator in another one. A notebook or a
+    study that trains in fp32 and in bf16 in turn needs both, so a change of precision starts Accelerate's state
+    afresh; the process group (kept in its PartialState) stays.
+    """
+    if AcceleratorState._shared_state.get("_mixed_precision", precision.mode) != precision.mode:
+        AcceleratorState._reset_state()
+    return Accelerator(mixed_precision=precision.mode, **options)
+
+
 def build_optimizer(model: torch.nn.Module, config: Config) -> torch.optim.AdamW:
     """AdamW without weight decay on biases and normalisation weights.
 
@@ -351,8 +376,9 @@ def predict(
     *,
     accelerator: Optional[Accelerator] = None,
 ) -> Predictions:
-    """Logits, predicted ids and probabilities for a tokenised split, in its own row order (batched by length)."""
-    accelerator = accelerator or Accelerator()
+    """Logits, predicted ids and probabilities for a tokenised split, in its own row order (batched by length),
+    computed in the precision training used (`config.mixed_precision` as it resolves here)."""
+    accelerator = accelerator or precision_accelerator(training_precision(config))
     loader = make_dataloader(split, tokenizer, batch_size=config.per_device_eval_batch_size, shuffle=False,
                              group_by_length=True, seed=config.seed)
     order = np.asarray(loader.sampler)

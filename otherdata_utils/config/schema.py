@@ -133,7 +133,9 @@ class Config(BaseModel):
     warmup_ratio: float = 0.1
     gradient_accumulation_steps: int = 1
     max_grad_norm: float = 1.0
-    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "no"  # auto: bf16 where natively fast (precision.py)
+    # what training, evaluation and prediction compute in (Accelerate's autocast; weights stay fp32): no = fp32;
+    # auto = bf16 where the CPU (AMX/AVX512-BF16) or GPU does it natively, else fp32 (precision.py); fp16 GPU only
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "no"
     optim_implementation: Literal["auto", "fused", "foreach"] = "auto"  # AdamW kernel; auto = fused where available
     eval_strategy: Literal["no", "steps", "epoch"] = "epoch"
     eval_steps: int = 100

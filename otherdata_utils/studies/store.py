@@ -22,14 +22,16 @@ from datasets import Dataset
 
 from ..config import Config
 from ..io import atomic_write_json, read_json
-from ..step_records import TRAINING_PARAMS
+from ..step_records import TRAINING_PARAMS, training_precision
 from .sampling import column
 
 # The config fields a cell's result depends on: what fine-tuning reads (`step_records.TRAINING_PARAMS`, the 03 step's
 # list) and what a cell adds to it: its own seed and target domain (the 03 step records them with its data), and the
 # evaluation batch, checkpoint and logging settings its scoring runs under. A cell is retrained when one changes.
 # Which rows a cell trains on is not here: the rows themselves are keyed (`ordered_fingerprint`), so a study
-# parameter that picks rows (k, split seeds, mixing) moves only the cells whose rows it changes.
+# parameter that picks rows (k, split seeds, mixing) moves only the cells whose rows it changes. `mixed_precision` is
+# keyed as it resolves on this host (`auto` is bf16 on an AMX host, fp32 on an AVX2 one), so no host reuses a cell
+# computed in another precision.
 CELL_FIELDS = ("per_device_eval_batch_size", "save_strategy", "logging_steps", "target_domain", "seed")
 FINE_TUNING_FIELDS = TRAINING_PARAMS + CELL_FIELDS
 KEY_VERSION = 1  # raised when what a stored cell holds changes meaning: every older cell is then trained again
@@ -52,7 +54,7 @@ def ordered_fingerprint(rows: Dataset) -> str:
 
 
 def fine_tuning_parameters(config: Config) -> dict[str, Any]:
-    params = config.to_params()
+    params = {**config.to_params(), "mixed_precision": training_precision(config).mode}
     return {name: params[name] for name in FINE_TUNING_FIELDS if name in params}
 
 
