@@ -1,5 +1,7 @@
 """The precision study's design on in-memory rows (no data folder, no model): its arms differ only in
 `mixed_precision`, every arm of a replicate trains on the same rows, and its plan counts arms × replicates."""
+from pathlib import Path
+
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
@@ -9,6 +11,7 @@ from otherdata_utils.studies import precision
 from otherdata_utils.studies.engine import rows_fingerprint
 from otherdata_utils.studies.store import ordered_fingerprint
 
+REPO = Path(__file__).resolve().parents[2]
 CROSSED = {"replicates": {"split_seeds": [1, 2, 3], "seeds": [1, 2]}}
 
 
@@ -98,3 +101,12 @@ def test_bad_precision_parameters_are_refused_naming_the_parameter():
     if precision.cell_device() == "cpu":
         with pytest.raises(ConfigError, match="study.precision.arms: 'fp16' cannot run here: .*needs a GPU"):
             precision.precision_arms(load_config(None, {"study.precision.arms": ["fp16"]}))
+
+
+@pytest.mark.parametrize("name, models", [("study_precision_default", 12), ("study_precision_kitchen", 20)])
+def test_the_published_params_files_plan_fp32_and_bf16_on_every_replicate(name, models):
+    config = load_config(REPO / "params" / f"{name}.yaml")
+    plan = precision.plan(config)
+    assert plan.arms == ["fp32", "bf16"] and plan.models == models
+    assert precision.precision_params(config).margin == 0.01
+    assert "15_precision" in config.notebooks
