@@ -99,7 +99,7 @@ def replicate_cells(config: Config, prepared: DatasetDict) -> tuple[list[Cell], 
     if k is None:
         training = {split: mix.mix(prepared["train"], config, seed=split)[0] for split, _ in replicates(config)}
         cells = [Cell(arm=REFERENCE, seed=seed, train=training[split], validation=prepared["validation"],
-                      split_seed=split, facts={"k_label": "all"}) for split, seed in replicates(config)]
+                      split_seed=split) for split, seed in replicates(config)]
         return cells, prepared["test"], f"the config's training set ({config.mixing_strategy}), every test row"
     view = few_shot_view(config, k)
     target = target_domain(view, prepared, "study.precision.k")
@@ -251,8 +251,9 @@ def _precision_reading(summary: pd.DataFrame, comparisons: pd.DataFrame, margin:
             f"[{number_signed(row.boot_low)}, {number_signed(row.boot_high)}] (95% bootstrap over "
             f"{row.boot_covers}); "
             f"{row.equivalence} (TOST 90% CI [{number_signed(row.tost_low)}, {number_signed(row.tost_high)}], "
-            f"margin ±{margin:g}); {row.verdict}. Training took {row.time_ratio:.2f}× less wall time than fp32 "
-            "(median over replicate pairs; a timing on this host, not a property of the precision).")
+            f"margin ±{margin:g}); {row.verdict}. Training wall time fp32/{row.arm}: {row.time_ratio:.2f}× (above 1: "
+            f"{row.arm} trained faster; median over replicate pairs, a timing on this host, not a property of the "
+            "precision).")
     return "\n\n".join(lines)
 
 

@@ -2,6 +2,7 @@
 `mixed_precision`, every arm of a replicate trains on the same rows, and its plan counts arms × replicates."""
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
@@ -110,3 +111,34 @@ def test_the_published_params_files_plan_fp32_and_bf16_on_every_replicate(name, 
     assert plan.arms == ["fp32", "bf16"] and plan.models == models
     assert precision.precision_params(config).margin == 0.01
     assert "15_precision" in config.notebooks
+
+
+def _cells_frame(bf16_wrong: int) -> pd.DataFrame:
+    """Three replicates on 100 shared test rows: fp32 right on 80, bf16 on 80 less `bf16_wrong` (rows fp32 got);
+    bf16 trains in 2 s against fp32's 3, 4 and 5 s."""
+    rows = []
+    for split, fp32_seconds in zip((1, 2, 3), (3.0, 4.0, 5.0)):
+        fp32 = [True] * 80 + [False] * 20
+        bf16 = [False] * bf16_wrong + [True] * (80 - bf16_wrong) + [False] * 20
+        for arm, correct, seconds in (("fp32", fp32, fp32_seconds), ("bf16", bf16, 2.0)):
+            rows.append({"split_seed": split, "seed": 1, "arm": arm, "accuracy": sum(correct) / 100,
+                         "correct": "".join("1" if c else "0" for c in correct), "train_seconds": seconds,
+                         "test_rows": "same", "train_dtype": "bfloat16" if arm == "bf16" else "float32",
+                         "eval_dtype": "bfloat16" if arm == "bf16" else "float32"})
+    return pd.DataFrame(rows)
+
+
+def test_the_comparison_gives_the_bootstrap_delta_the_tost_at_the_margin_and_the_time_ratio():
+    identical = precision.parity_comparisons(_cells_frame(0), margin=0.01).iloc[0]
+    assert identical["delta"] == 0 and identical["equivalent"]
+    assert identical["equivalence"] == "equivalent within ±0.010"
+    assert identical["time_ratio"] == pytest.approx(2.0)  # median of 3/2, 4/2, 5/2
+    assert identical["train_dtype"] == "bfloat16" and identical["n_rows"] == 300
+
+    worse = precision.parity_comparisons(_cells_frame(3), margin=0.01).iloc[0]  # 3 points lost on every replicate
+    assert worse["delta"] == pytest.approx(-0.03) and worse["p_holm"] != worse["p_holm"]  # no spread: no t test
+    assert worse["boot_low"] < worse["tost_low"] < -0.01 and worse["tost_high"] < 0
+    assert not worse["equivalent"] and worse["equivalence"] == "equivalence not shown"
+    assert precision.parity_comparisons(_cells_frame(3), margin=0.1).iloc[0]["equivalent"]  # inside ±10 points
+    table = precision.parity_markdown(precision.parity_comparisons(_cells_frame(3), margin=0.01))
+    assert "| bf16 | -0.030 [" in table and "| equivalence not shown | bfloat16 / bfloat16 | 2.00× |" in table
