@@ -59,3 +59,19 @@ def test_fp32_and_bf16_cells_run_in_their_own_precision_and_are_compared_with_a_
     assert (done.reused, done.to_train) == (4, 0)  # a re-run trains nothing
     grown = precision.plan(config.replace(replicates={"split_seeds": [1, 2, 3]}))
     assert (grown.reused, grown.to_train) == (4, 2)  # only the new split seed's fp32 and bf16 cells
+
+
+def test_at_k_every_arm_trains_on_the_few_shot_draw_of_the_target_and_scores_on_its_test_rows(
+        tmp_path, packaged_data_dir):
+    config = load_config(None, {**TINY, "sources": ["uci_sentences"], "data_dir": str(packaged_data_dir),
+                                "output_dir": str(tmp_path / "run"), "target_domain": "yelp", "max_test_samples": None,
+                                "study": {"precision": {"arms": ["bf16"], "k": 4},
+                                          "few_shot": {"steps": "equal_target_visits", "test_rows": 30}}})
+    result = precision.precision_study(config)
+    cells = result.cells
+    assert list(cells["arm"]) == ["fp32", "bf16"] * 2 and list(cells["k_label"]) == ["4"] * 4
+    assert cells["n_train"].eq(8).all() and cells["n_test"].eq(30).all()  # 4 yelp rows per class; 30 yelp test rows
+    assert cells.groupby("split_seed")["target_ids"].nunique().eq(1).all()  # both arms of a split: the same rows
+    assert cells["target_ids"].nunique() == 2  # each split seed its own draw
+    assert list(cells["train_dtype"]) == ["float32", "bfloat16"] * 2
+    assert "4 yelp rows per class per split seed" in result.table_markdown
