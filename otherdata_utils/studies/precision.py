@@ -119,6 +119,7 @@ def precision_cells(config: Config, base: list[Cell]) -> list[Cell]:
 
 
 def planned_cells(config: Config) -> PlannedCells:
+    """Every cell of the study on the run folder's prepared data, as `run_cells` gets them (what a plan counts)."""
     prepared, names = prepared_data(config)
     base, test, _ = replicate_cells(config, prepared)
     return PlannedCells(precision_cells(config, base), test, names)
