@@ -17,7 +17,6 @@ from typing import Any, Iterator, Literal, Optional
 
 import pandas as pd
 import torch
-from accelerate.state import AcceleratorState
 from datasets import Dataset, DatasetDict
 from pydantic import Field, field_validator
 
@@ -125,20 +124,7 @@ def planned_cells(config: Config) -> PlannedCells:
     return PlannedCells(precision_cells(config, base), test, names)
 
 
-# --- one cell: its own Accelerate precision, the dtype it really computed in ------------------------------------------
-
-@contextmanager
-def own_accelerate_state() -> Iterator[None]:
-    """Accelerate fixes a process's mixed precision at its first `Accelerator` (a process-wide singleton that
-    refuses another precision), so one process could not train an fp32 cell and then a bf16 one. The cell starts
-    from a fresh state and leaves one behind, so later training in the same kernel picks its own precision again.
-    Accelerate offers no public reset; the device state (`PartialState`) is kept."""
-    AcceleratorState._reset_state()
-    try:
-        yield
-    finally:
-        AcceleratorState._reset_state()
-
+# --- one cell: the dtype it really computed in ------------------------------------------
 
 @contextmanager
 def linear_dtypes() -> Iterator[Counter]:
@@ -166,7 +152,8 @@ def precision_fit(config: Config, train_rows: Dataset, validation_rows: Dataset,
                   label_names: list[str], work_dir: Path) -> dict[str, Any]:
     """Fine-tune and score as every study cell does (`fine_tune_cell`) at the config's `mixed_precision`, with the
     dtype its linear layers computed in while training and while scoring: the precision the cell really ran in."""
-    with own_accelerate_state(), linear_dtypes() as seen:
+    # train.precision_accelerator starts Accelerate afresh when a cell's precision differs from the last one's.
+    with linear_dtypes() as seen:
         measured = fine_tune_cell(config, train_rows, validation_rows, test_rows, label_names, work_dir)
     return {**measured, "train_dtype": dominant_dtype(seen, True), "eval_dtype": dominant_dtype(seen, False)}
 
