@@ -135,6 +135,10 @@ class Config(BaseModel):
     max_grad_norm: float = 1.0
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "no"  # auto: bf16 where natively fast (precision.py)
     optim_implementation: Literal["auto", "fused", "foreach"] = "auto"  # AdamW kernel; auto = fused where available
+    # processes 03_finetune trains one model over (accelerate's notebook_launcher): one per GPU, else CPU processes on
+    # gloo; 1 = in the notebook's own process. The global batch is per_device_train_batch_size × num_processes ×
+    # gradient_accumulation_steps, so an epoch takes num_processes× fewer optimizer steps (max_steps stays as set)
+    num_processes: int = Field(1, ge=1)
     eval_strategy: Literal["no", "steps", "epoch"] = "epoch"
     eval_steps: int = 100
     save_strategy: Literal["no", "steps", "epoch"] = "epoch"
