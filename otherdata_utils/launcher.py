@@ -7,14 +7,18 @@ them), `start_process` (what each launched process does first) and `global_batch
 from __future__ import annotations
 
 import socket
+import sys
 from typing import Any, Callable
 
+import datasets
 import torch
+import transformers
 from accelerate import notebook_launcher
 from accelerate.state import AcceleratorState, GradientState, PartialState
 
 from .config import Config
 from .execution import available_cores
+from .progress import to_runner
 
 
 def global_batch(config: Config, processes: int) -> int:
@@ -80,12 +84,22 @@ def launch(function: Callable[..., Any], args: tuple, config: Config) -> None:
     notebook_launcher(function, args, num_processes=processes, use_port=str(free_port()))
 
 
-def start_process(config: Config) -> None:
+def start_process(config: Config) -> Config:
     """What a launched process does before anything else: join the process group (on CPU accelerate does so only
-    when asked for the CPU first) and take its share of the cores."""
+    when asked for the CPU first) and take its share of the cores. Returns the config it trains with.
+
+    Forked from a notebook kernel, a process cannot draw the notebook's progress widgets (the kernel drops their
+    messages, warning once per update): its bars are off there. Under the runner its step lines still reach the
+    terminal (`progress.StepLines`); in an interactive notebook the result shows when training ends.
+    """
     if not torch.cuda.device_count():
         PartialState(cpu=True)
         torch.set_num_threads(max(1, available_cores() // config.num_processes))
+    if "ipykernel" not in sys.modules:
+        return config
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    return config.replace(quiet=True) if config.quiet is None and not to_runner() else config
 
 
 def free_port() -> int:

@@ -335,8 +335,7 @@ def train_and_save(config: Config, start: Config, splits: DatasetDict, names: li
 def _train_and_save_in_launched_process(config: Config, start: Config, splits: DatasetDict, names: list[str],
                                         stop_after_steps: Optional[int]) -> None:
     """One launched process's work (`launcher.launch`; module level, as its processes need)."""
-    launcher.start_process(config)
-    train_and_save(config, start, splits, names, stop_after_steps)
+    train_and_save(launcher.start_process(config), start, splits, names, stop_after_steps)
 
 
 def recorded_training(config: Config) -> train.TrainResult:

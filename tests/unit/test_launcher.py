@@ -3,11 +3,14 @@ cannot launch it, and free to change in an existing run folder (the fine-tuning 
 process is started: tests/e2e/test_notebook_launcher.py launches two."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
+from papermill.translators import PythonTranslator
 
 from otherdata_utils import launcher, preflight, run
-from otherdata_utils.config import Config, ConfigError
+from otherdata_utils.config import Config, ConfigError, load_config, project_root
 
 
 def test_num_processes_is_one_unless_set_and_must_be_at_least_one():
@@ -48,7 +51,18 @@ def test_a_run_folder_lets_num_processes_change_and_runs_the_notebooks_after_the
     before = Config(output_dir=str(tmp_path / "run"), data_dir="")
     run.prepare_run(before)
     preflight.write_run_state(tmp_path / "run", ["00_setup", "01_data", "02_mixing", "03_finetune"])
-    plan = preflight.plan_run(before.replace(num_processes=2), None)
+    after = before.replace(num_processes=2)
+    plan = preflight.plan_run(after, None)
     assert plan.changed == {"num_processes": (1, 2)}
     assert plan.done == ["00_setup", "01_data"]
     assert plan.notebooks[:2] == ["02_mixing", "03_finetune"]
+    # the runner hands the notebooks the params file it writes: the count reaches 03_finetune through it
+    assert load_config(run.prepare_run(after)).num_processes == 2
+
+
+def test_03_finetune_takes_num_processes_as_a_parameter_papermill_documents():
+    notebook = json.loads((project_root() / "notebooks" / "03_finetune.ipynb").read_text())
+    cell = next(c for c in notebook["cells"] if "parameters" in c["metadata"].get("tags", []))
+    parameters = {p.name: p for p in PythonTranslator.inspect({"source": "".join(cell["source"])})}
+    assert parameters["num_processes"].default == "None"
+    assert parameters["num_processes"].help.startswith("int or None: processes to train over")
