@@ -37,17 +37,21 @@ def global_batch_line(config: Config) -> str:
         return f"{line}; max_steps={config.max_steps} optimizer steps, as on one process"
     # An epoch is the same rows whatever the placement, so keeping one process's step count would mean training
     # num_processes times the epochs: another run. The params file's epochs are kept, in fewer, larger steps.
-    return (f"{line}; an epoch is {processes}× fewer optimizer steps than on one process (global batch "
+    return (f"{line}; an epoch takes 1/{processes} of the optimizer steps one process takes (at global batch "
             f"{global_batch(config, 1)}); to repeat a one-process run, divide gradient_accumulation_steps or "
             f"per_device_train_batch_size by {processes}")
 
 
 def check_launchable(config: Config) -> None:
-    """Refuse, before anything is trained, a `num_processes` this machine cannot launch: more processes than GPUs,
-    or GPU stages that would run in this process first (continued pretraining, intermediate-task training) and so
-    start CUDA here, where the forked processes can then no longer use it."""
+    """Refuse, before anything is trained, a `num_processes` this machine cannot launch: more processes than GPUs;
+    GPU stages that would run in this process first (continued pretraining, intermediate-task training) and so
+    start CUDA here, where the forked processes can then no longer use it; or Colab without two GPUs, where
+    notebook_launcher runs the function once in this process (a global batch other than the one recorded)."""
     processes = config.num_processes
     gpus = torch.cuda.device_count()  # NVML: asking does not start CUDA here, which forking forbids
+    if "google.colab" in sys.modules and gpus < 2:
+        raise ValueError(f"num_processes={processes}: on Colab accelerate's notebook_launcher starts several "
+                         f"processes only on several GPUs, and this runtime has {gpus}; set num_processes: 1")
     if gpus and processes > gpus:
         raise ValueError(f"num_processes={processes}: this machine has {gpus} GPU(s), one process each; set "
                          f"num_processes to at most {gpus}")

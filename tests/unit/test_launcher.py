@@ -4,6 +4,8 @@ process is started: tests/e2e/test_notebook_launcher.py launches two."""
 from __future__ import annotations
 
 import json
+import sys
+import types
 
 import pytest
 import torch
@@ -25,7 +27,7 @@ def test_the_log_line_gives_the_global_batch_and_why_an_epoch_takes_fewer_steps(
     line = launcher.global_batch_line(config)
     assert line.startswith("training on 2 CPU processes (gloo): global batch 96 = 16 per process × 2 processes × "
                            "3 accumulation steps;")
-    assert "(global batch 48)" in line and "divide gradient_accumulation_steps" in line
+    assert "an epoch takes 1/2 of the optimizer steps one process takes (at global batch 48)" in line and "divide gradient_accumulation_steps" in line
     assert "max_steps=40 optimizer steps, as on one process" in launcher.global_batch_line(config.replace(max_steps=40))
 
 
@@ -34,6 +36,14 @@ def test_more_processes_than_gpus_are_refused_before_anything_trains(monkeypatch
     with pytest.raises(ValueError, match=r"num_processes=2: this machine has 1 GPU\(s\)"):
         launcher.check_launchable(Config(num_processes=2))
     launcher.check_launchable(Config(num_processes=1))
+
+
+def test_colab_without_two_gpus_is_refused_as_it_would_train_in_one_process(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    with pytest.raises(ValueError, match="on Colab accelerate's notebook_launcher starts several processes only on "
+                                         "several GPUs, and this runtime has 0"):
+        launcher.check_launchable(Config(num_processes=2))
 
 
 @pytest.mark.parametrize("gpus, refused", [(2, True), (0, False)])
