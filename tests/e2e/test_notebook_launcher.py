@@ -31,7 +31,8 @@ from otherdata_utils.runs import run_folder
 pytestmark = [
     pytest.mark.usefixtures("one_torch_thread"),
     # on a GPU host the launch takes a GPU per process, from a process that has not used CUDA: not this test's case
-    pytest.mark.skipif(torch.cuda.device_count() > 0, reason="forks two CPU processes (gloo): needs a host without GPUs"),
+    pytest.mark.skipif(torch.cuda.device_count() > 0,
+                       reason="forks two CPU processes (gloo): needs a host without GPUs"),
 ]
 
 STEPS = 12  # 3 epochs × 64 rows / global batch 16
