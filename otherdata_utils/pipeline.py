@@ -17,12 +17,14 @@ import numpy as np
 import pandas as pd
 import torch
 import transformers
+from accelerate import PartialState
 from datasets import Dataset, DatasetDict, load_from_disk
 from datasets.utils import logging as datasets_logging
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from transformers import pipeline as hf_pipeline
 
-from . import adapters, augment, clean, data, metrics, mix, model_card, modeling, plots, pretrain, routing, train
+from . import (adapters, augment, clean, data, launcher, metrics, mix, model_card, modeling, plots, pretrain, routing,
+               train)
 from .config import Config
 from .constraints import constraints_record
 from .execution import threads_per_cell
@@ -277,14 +279,17 @@ def intermediate_encoder(stage: Config, rows: DatasetDict, names: list[str], *, 
     return result
 
 
-def finetune(config: Config, *, stop_after_steps: Optional[int] = None):
+def finetune(config: Config, *, stop_after_steps: Optional[int] = None) -> train.TrainResult:
     """Tokenise, build the model (seeded), train with validation-driven choices, save the chosen model.
 
     With `pretrain_steps` > 0 the encoder is first adapted by continued MLM pretraining (`adapt_encoder`); with
     `intermediate` sources it is then fine-tuned on them (`train_intermediate`). Fine-tuning starts from the last
     of these encoders with a new classification head; metrics.json "train" records where it started.
+    With `num_processes` > 1 the fine-tuning runs in that many processes (`launcher`: one per GPU, else CPU
+    processes on gloo); the main one writes the model and the records, and the result is read back from those.
     """
-    paths = run_folder(config)
+    if config.num_processes > 1:
+        launcher.check_launchable(config)  # before anything is trained: a refusal costs nothing
     prepared = load_prepared(config)
     names = trained_classes(config, data.label_names(prepared))
     splits = in_scope_rows(DatasetDict(train=load_training_set(config), validation=prepared["validation"]), names)
@@ -293,22 +298,57 @@ def finetune(config: Config, *, stop_after_steps: Optional[int] = None):
     encoder = adapt_encoder(config, prepared)
     encoder = train_intermediate(config, str(encoder or config.model_name_or_path), prepared) or encoder
     start = config if encoder is None else config.replace(model_name_or_path=str(encoder))
+    if config.num_processes == 1:
+        result = train_and_save(config, start, splits, names, stop_after_steps)
+    else:
+        print(launcher.global_batch_line(config), flush=True)
+        remove_metrics(config, "train")  # what is read back below is then this run's, never an earlier one's
+        launcher.launch(_train_and_save_in_launched_process, (config, start, splits, names, stop_after_steps),
+                        config)
+        result = recorded_training(config)
+    # stopped by stop_after_steps before the end, the model is partly trained: unrecorded, no later step takes it
+    if stop_after_steps is None or result.global_step < stop_after_steps:
+        record_step(config, "finetune")
+    return result
+
+
+def train_and_save(config: Config, start: Config, splits: DatasetDict, names: list[str],
+                   stop_after_steps: Optional[int]) -> train.TrainResult:
+    """Build the classifier from `start`'s model (seeded), train it on `splits`; the main process saves the model,
+    its inference settings, the history, metrics.json "train" and the training curves. Every process returns the
+    result (under several processes each holds the same weights and history)."""
+    paths = run_folder(config)
     model, tokenizer = modeling.load_model_and_tokenizer(start, names)
     tokenized = modeling.tokenize_splits(splits, tokenizer, config)
     result = train.train(config, model, tokenizer, tokenized, output_dir=paths.training, label_names=names,
                          stop_after_steps=stop_after_steps)
     # a PEFT-wrapped model is saved merged, as a plain transformers folder that pipeline() and serve load
-    modeling.save_model(adapters.plain_model(model), tokenizer, paths.model)
-    # predict and serve read these back to cut long texts as training did; after save_model, which swaps the folder in
-    model_card.write_inference_settings(paths.model, config, training_precision=training_precision(config))
-    summary = {key: value for key, value in asdict(result).items() if key != "history"}
-    atomic_write_json(paths.history, result.history)
-    update_metrics(config, "train", {**summary, "started_from": start.model_name_or_path})
-    plots.plot_training_curves(result.history, path=paths.figure("training_curves"))
-    # stopped by stop_after_steps before the end, the model is partly trained: unrecorded, no later step takes it
-    if stop_after_steps is None or result.global_step < stop_after_steps:
-        record_step(config, "finetune")
+    modeling.save_model(adapters.plain_model(model), tokenizer, paths.model)  # the main process writes it
+    if PartialState().is_main_process:
+        # predict and serve read these back to cut long texts as training did; after save_model, which swaps the
+        # folder in
+        model_card.write_inference_settings(paths.model, config, training_precision=training_precision(config))
+        summary = {key: value for key, value in asdict(result).items() if key != "history"}
+        atomic_write_json(paths.history, result.history)
+        update_metrics(config, "train", {**summary, "started_from": start.model_name_or_path})
+        plots.plot_training_curves(result.history, path=paths.figure("training_curves"))
     return result
+
+
+def _train_and_save_in_launched_process(config: Config, start: Config, splits: DatasetDict, names: list[str],
+                                        stop_after_steps: Optional[int]) -> None:
+    """One launched process's work (`launcher.launch`; module level, as its processes need)."""
+    train_and_save(launcher.start_process(config), start, splits, names, stop_after_steps)
+
+
+def recorded_training(config: Config) -> train.TrainResult:
+    """The `train.TrainResult` the main process recorded in the run folder (metrics.json "train", the history)."""
+    paths = run_folder(config)
+    summary = dict(read_json(paths.metrics)["train"])
+    del summary["started_from"]
+    best_model_dir = summary.pop("best_model_dir")
+    return train.TrainResult(history=read_json(paths.history), **summary,
+                             best_model_dir=Path(best_model_dir) if best_model_dir else None)
 
 
 def trained_classes(config: Config, names: list[str]) -> list[str]:

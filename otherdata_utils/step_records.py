@@ -42,7 +42,12 @@ STEP_PARAMS: dict[str, tuple[str, ...]] = {
     "data": _DATA_PARAMS,  # 01: the cleaned splits
     "mix": _DATA_PARAMS + _MIX_PARAMS,  # 02: the mixed training set
     "pretraining": _PRETRAINING_PARAMS,  # 03: the adapted encoder (its record is metrics.json "pretraining")
-    "finetune": tuple(dict.fromkeys(_DATA_PARAMS + _MIX_PARAMS + _PRETRAINING_PARAMS + _FINETUNE_PARAMS)),  # 03: model
+    # 03: the model. num_processes is in its key: it sets the global batch (per device × processes × accumulation),
+    # and even at the same global batch gloo/NCCL all-reduce sums gradients in another order, so the model is close
+    # to but not bit-identical with one process's. Study cells train in one process each and never read it, so it
+    # stays out of TRAINING_PARAMS (and the cell key); the stages before fine-tuning run in one process too.
+    "finetune": tuple(dict.fromkeys(_DATA_PARAMS + _MIX_PARAMS + _PRETRAINING_PARAMS + _FINETUNE_PARAMS
+                                    + ("num_processes",))),
 }
 STEP_PARAMS["evaluate"] = STEP_PARAMS["finetune"]  # 04: predictions and scores of that model
 # 03: the intermediate task's encoder (its record is metrics.json "intermediate", with the encoder it started from)

@@ -137,6 +137,10 @@ class Config(BaseModel):
     # auto = bf16 where the CPU (AMX/AVX512-BF16) or GPU does it natively, else fp32 (precision.py); fp16 GPU only
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "no"
     optim_implementation: Literal["auto", "fused", "foreach"] = "auto"  # AdamW kernel; auto = fused where available
+    # processes 03_finetune trains one model over (accelerate's notebook_launcher): one per GPU, else CPU processes on
+    # gloo; 1 = in the notebook's own process. The global batch is per_device_train_batch_size × num_processes ×
+    # gradient_accumulation_steps, so an epoch takes num_processes× fewer optimizer steps (max_steps stays as set)
+    num_processes: int = Field(1, ge=1)
     eval_strategy: Literal["no", "steps", "epoch"] = "epoch"
     eval_steps: int = 100
     save_strategy: Literal["no", "steps", "epoch"] = "epoch"

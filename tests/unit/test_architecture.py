@@ -18,7 +18,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
      "step_records", "files", "constraints"),
     ("data", "clean", "augment", "mix"),
     ("inference", "modeling", "adapters", "model_card"),
-    ("checkpoints", "trackers", "train", "metrics", "routing", "stats", "plots", "pretrain", "anchors"),
+    ("checkpoints", "trackers", "train", "launcher", "metrics", "routing", "stats", "plots", "pretrain", "anchors"),
     ("studies", "pipeline"),
     ("run", "preflight", "report", "publish", "predictor", "monitoring", "http_app", "serve", "bench", "colab",
      "__main__", "__init__"),
