@@ -12,9 +12,10 @@ import torch
 
 from .workload import BenchSettings
 
-# The serving headline: Predictor rows over pipeline(batch_size=32) at equal accuracy, i.e. a paired TOST of the
-# accuracy difference within ±1 point; the goal is 3x. pipeline() at batch 1 stays a row, not the baseline.
-SERVING_BASELINE = "pipeline_bs32"
+# The serving headline: Predictor rows over the faster pipeline() row at equal accuracy, i.e. a paired TOST of the
+# accuracy difference within ±1 point; the goal is 3x. Batch 32 is the issue's fair baseline, but pipeline() pads a
+# batch to its longest text, so on mixed lengths batch 1 can be the faster: dividing by the slower would flatter us.
+PIPELINE_ROWS = ("pipeline_bs1", "pipeline_bs32")
 SERVING_REFERENCE = "predictor_fp32"  # what bf16 and int8 rows are compared with: the same Predictor in fp32
 EQUIVALENCE_MARGIN = 0.01
 SERVING_TARGET = 3.0
@@ -37,25 +38,33 @@ def ratios(contenders: dict[str, dict], ours: str, others: Sequence[str]) -> dic
     return found
 
 
+def serving_baseline(contenders: dict[str, dict]) -> str:
+    """The pipeline() row with the higher median throughput: the baseline the serving headline divides by."""
+    return max(PIPELINE_ROWS, key=lambda name: contenders[name]["examples_per_second"]["median"])
+
+
 def serving_headline(contenders: dict[str, dict], found: dict[str, dict]) -> dict[str, Any]:
-    """The best ratio over pipeline(batch_size=32) among the rows shown equally accurate (TOST vs that baseline).
+    """The best ratio over the faster pipeline() row among the rows shown equally accurate (TOST vs that row).
 
     Candidates are the rows with a TOST against the baseline (the Predictor rows). Where none passes, the fastest
     candidate is reported with `equivalent` False: its ratio is measured, but not at a shown equal accuracy.
-    `reaches_target` needs both equal accuracy and a median ratio of at least SERVING_TARGET.
+    `reaches_target` needs both equal accuracy and a median ratio of at least SERVING_TARGET. The same row's ratio
+    over pipeline(batch_size=32) is reported beside it.
     """
+    baseline = serving_baseline(contenders)
     candidates = [name for name, row in contenders.items() if "equivalence_vs_baseline" in row]
     if not candidates:
         raise ValueError("no contender has a TOST against the baseline; the serving headline needs Predictor rows")
     equivalent = [name for name in candidates if contenders[name]["equivalence_vs_baseline"]["equivalent"]]
-    best = max(equivalent or candidates, key=lambda name: found[f"{name}_vs_{SERVING_BASELINE}"]["median"])
-    ratio = found[f"{best}_vs_{SERVING_BASELINE}"]
+    best = max(equivalent or candidates, key=lambda name: found[f"{name}_vs_{baseline}"]["median"])
+    ratio = found[f"{best}_vs_{baseline}"]
     return {
-        "baseline": SERVING_BASELINE,
+        "baseline": baseline,
         "contender": best,
         "ratio": ratio,
+        "ratio_vs_pipeline_bs32": found[f"{best}_vs_pipeline_bs32"],
         "accuracy": contenders[best]["accuracy"],
-        "baseline_accuracy": contenders[SERVING_BASELINE]["accuracy"],
+        "baseline_accuracy": contenders[baseline]["accuracy"],
         "equivalent": bool(equivalent),
         "margin": EQUIVALENCE_MARGIN,
         "target": SERVING_TARGET,
@@ -115,7 +124,7 @@ TRAINING_LABELS = {
 }
 INFERENCE_LABELS = {
     "pipeline_bs1": "`pipeline()` at its default batch 1",
-    "pipeline_bs32": "`pipeline(batch_size=32)` (the baseline)",
+    "pipeline_bs32": "`pipeline(batch_size=32)`",
     "predictor_fp32": "our `Predictor`, fp32",
     "predictor_bf16": "our `Predictor`, bf16 autocast",
     "predictor_int8": "our `Predictor`, int8 dynamic quantisation",
@@ -132,21 +141,23 @@ def _cut(tokenization: dict[str, Any]) -> str:
 
 
 def _serving_headline_row(inference: dict[str, Any]) -> str:
-    """The headline table's serving row: the best ratio over pipeline(batch_size=32) at a shown equal accuracy, or
-    the fastest row's measured ratio and why it does not count."""
+    """The headline table's serving row: the best ratio over the faster pipeline() row at a shown equal accuracy,
+    or the fastest row's measured ratio and that equal accuracy was not shown."""
     head = inference["headline"]
     row = inference["contenders"][head["contender"]]
-    accuracy = (f"accuracy {head['accuracy']:.1%} vs {head['baseline_accuracy']:.1%}, {_cut(row['tokenization'])}, "
-                f"{row['precision']}")
-    goal = f"goal ≥ {head['target']:g}×: {'met' if head['reaches_target'] else 'not met'}"
+    baseline = f"`pipeline()` at batch {inference['contenders'][head['baseline']]['batch_size']}"
+    margin = f"±{head['margin'] * 100:g} point"
     if head["equivalent"]:
-        what = (f"inference: fastest `Predictor` at equal accuracy (TOST ±{head['margin'] * 100:g} point vs "
-                f"`pipeline(batch_size=32)`), {INFERENCE_LABELS[head['contender']]}, vs `pipeline(batch_size=32)`")
-        return f"| {what} | {_ratio_fmt(head['ratio'])} ({accuracy}; {goal}) |"
-    what = (f"inference: no `Predictor` row shown within ±{head['margin'] * 100:g} point of `pipeline(batch_size=32)`'s "
-            f"accuracy on {inference['texts']} texts; the fastest, {INFERENCE_LABELS[head['contender']]}, vs "
-            "`pipeline(batch_size=32)`")
-    return f"| {what} | {_ratio_fmt(head['ratio'])} ({accuracy}; {goal}) |"
+        what = (f"inference: fastest `Predictor` at equal accuracy (TOST {margin}), "
+                f"{INFERENCE_LABELS[head['contender']]}, vs {baseline}, the faster `pipeline()` here")
+    else:
+        what = (f"inference: no `Predictor` row shown within {margin} of `pipeline()`'s accuracy on "
+                f"{inference['texts']} texts; the fastest, {INFERENCE_LABELS[head['contender']]}, vs {baseline}, the "
+                "faster `pipeline()` here")
+    facts = (f"accuracy {head['accuracy']:.1%} vs {head['baseline_accuracy']:.1%}; {_cut(row['tokenization'])}; "
+             f"vs `pipeline(batch_size=32)` {head['ratio_vs_pipeline_bs32']['median']:.2f}×; goal ≥ "
+             f"{head['target']:g}×: {'met' if head['reaches_target'] else 'not met'}")
+    return f"| {what} | {_ratio_fmt(head['ratio'])} ({facts}) |"
 
 
 def _tost_cell(row: dict[str, Any], key: str) -> str:
@@ -172,21 +183,23 @@ def _inference_section(inference: dict[str, Any]) -> list[str]:
         "them at the model's positions (`truncation=True`); the `Predictor` rows serve at the max length and "
         "truncation saved with the model (`otherdata_inference.json`, as training cut its texts), in length-sorted "
         "batches, as `predict` and `serve` do. Δ accuracy is the row minus the reference on the same texts, with "
-        f"its 90% paired-bootstrap interval; \"equivalent\" is a TOST at {margin} (the whole interval inside).",
+        f"its 90% paired-bootstrap interval; \"equivalent\" is a TOST at {margin} (the whole interval inside). "
+        "The baseline is the faster `pipeline()` row: a batch of 32 pads to its longest text, so on mixed lengths "
+        "it need not beat batch 1.",
         "",
-        "| contender | tokens per text, truncation | batch | examples/s | × `pipeline(batch_size=32)` | accuracy | "
-        "labels agreeing with fp32 `Predictor` | Δ accuracy vs `pipeline(batch_size=32)` | Δ accuracy vs fp32 "
-        "`Predictor` | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| contender | tokens per text, truncation | batch | examples/s | × `pipeline()` batch 1 | "
+        "× `pipeline(batch_size=32)` | accuracy | labels agreeing with fp32 `Predictor` | Δ accuracy vs the faster "
+        "`pipeline()` | Δ accuracy vs fp32 `Predictor` | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, label in INFERENCE_LABELS.items():
         row = inference["contenders"].get(name)
         if row is None:
             continue
-        ratio = ("1.00×" if name == SERVING_BASELINE
-                 else _ratio_fmt(inference["ratios"][f"{name}_vs_{SERVING_BASELINE}"]))
+        over = [_ratio_fmt(inference["ratios"][f"{name}_vs_{other}"]) if name != other else "1.00×"
+                for other in PIPELINE_ROWS]
         lines.append(f"| {label} | {_cut(row['tokenization'])} | {row['batch_size']} | "
-                     f"{_fmt(row['examples_per_second'], 1)} | {ratio} | {row['accuracy']:.1%} | "
+                     f"{_fmt(row['examples_per_second'], 1)} | {' | '.join(over)} | {row['accuracy']:.1%} | "
                      f"{row['agreement_with_fp32']:.1%} | {_tost_cell(row, 'equivalence_vs_baseline')} | "
                      f"{_tost_cell(row, 'equivalence_vs_fp32')} | {_fmt(row['peak_rss_mb'], 0)} |")
     for name, reason in inference["skipped"].items():
@@ -216,8 +229,6 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"**{ours['share_of_ceiling']['median']:.0%}** ({ours['share_of_ceiling']['min']:.0%}–"
         f"{ours['share_of_ceiling']['max']:.0%}) |",
         _serving_headline_row(inference),
-        f"| inference: fp32 `Predictor` vs `pipeline()` at its default batch 1 | "
-        f"{_ratio_fmt(inference['ratios'][f'{SERVING_REFERENCE}_vs_pipeline_bs1'])} |",
         "",
         "## Training throughput (this machine)",
         "",
@@ -318,7 +329,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "- Inference runs are timed from texts to labels; every contender predicts the same texts once untimed first, "
         "and those answers give its accuracy, its agreement with the fp32 `Predictor` and the paired TOSTs "
         "(`stats.equivalence_bootstrap`, 2,000 resamples of the texts). The serving headline is the largest median "
-        "ratio over `pipeline(batch_size=32)` among the `Predictor` rows shown equivalent to it; bf16 runs only where "
+        "ratio over the faster `pipeline()` row among the `Predictor` rows shown equivalent to it; bf16 runs only where "
         "the CPU has native bf16 (AMX or AVX512-BF16).",
     ]
     return "\n".join(lines) + "\n"

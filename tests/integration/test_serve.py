@@ -638,6 +638,7 @@ def test_service_metadata_reports_model_limits_and_batching(service) -> None:
     assert facts["limits"] == {"max_texts": 16, "max_chars": 2000, "max_body_bytes": 64000}
     assert facts["batching"]["window_ms"] == 10 and facts["batching"]["max_batch"] == 64
     assert facts["model_card"]["pipeline_tag"] == "text-classification"
+    assert facts["precision"]["used"] == "fp32" and facts["int8"] is False  # the precision the app's Predictor runs
 
 
 def _detail(response: httpx.Response) -> str:
