@@ -1,6 +1,6 @@
 """Inference contenders: `transformers.pipeline()` at batch 1 and at batch 32 (the faster of the two is the baseline
-the serving headline divides by), and our `Predictor` in fp32, bf16 autocast (on CPUs with native bf16) and int8, each at the max length
-and truncation saved with the model, as `predict` and `serve` run it.
+the serving headline divides by), and our `Predictor` in fp32, bf16 autocast (on CPUs with native bf16) and int8,
+each at the max length and truncation saved with the model, as `predict` and `serve` run it.
 
 Hands on texts-to-labels throughput, peak memory, each row's length, truncation and precision, its accuracy on the
 same labelled test texts, its agreement with the fp32 `Predictor`, paired TOSTs of accuracy differences at ±1 point,
@@ -99,7 +99,8 @@ def run_inference(model_dir: Path, labelled: Dataset, settings: BenchSettings) -
         contenders[name]["equivalence_vs_baseline"] = _tost(correct[baseline], correct[name])
         if name != SERVING_REFERENCE:
             contenders[name]["equivalence_vs_fp32"] = _tost(correct[SERVING_REFERENCE], correct[name])
-    found = ratios(contenders, "pipeline_bs1", ("pipeline_bs32",)) | ratios(contenders, "pipeline_bs32", ("pipeline_bs1",))
+    batch_one, batch_32 = PIPELINE_ROWS
+    found = ratios(contenders, batch_one, (batch_32,)) | ratios(contenders, batch_32, (batch_one,))
     for name in predictors:
         found |= ratios(contenders, name, PIPELINE_ROWS)
         if name != SERVING_REFERENCE:

@@ -329,7 +329,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "- Inference runs are timed from texts to labels; every contender predicts the same texts once untimed first, "
         "and those answers give its accuracy, its agreement with the fp32 `Predictor` and the paired TOSTs "
         "(`stats.equivalence_bootstrap`, 2,000 resamples of the texts). The serving headline is the largest median "
-        "ratio over the faster `pipeline()` row among the `Predictor` rows shown equivalent to it; bf16 runs only where "
-        "the CPU has native bf16 (AMX or AVX512-BF16).",
+        "ratio over the faster `pipeline()` row among the `Predictor` rows shown equivalent to it; bf16 runs only "
+        "where the CPU has native bf16 (AMX or AVX512-BF16).",
     ]
     return "\n".join(lines) + "\n"

@@ -95,7 +95,8 @@ def test_quick_benchmark_writes_a_markdown_table_with_every_section(quick_result
     assert "| accuracy |" in markdown and "Every row predicts the same texts" in markdown
     assert "| our `Predictor`, fp32 | 128, head | 32 |" in markdown
     assert "| `pipeline(batch_size=32)` | 512, head | 32 |" in markdown
-    assert re.search(r"vs `pipeline\(\)` at batch (1|32), the faster `pipeline\(\)` here \| \*\*", markdown)  # the headline
+    # the serving headline, over the faster pipeline() row
+    assert re.search(r"vs `pipeline\(\)` at batch (1|32), the faster `pipeline\(\)` here \| \*\*", markdown)
     assert "nan" not in markdown.lower()
     assert not list(quick_results.glob(".*.tmp"))  # atomic writes leave no temporary files behind
 
