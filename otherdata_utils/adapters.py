@@ -10,12 +10,14 @@ import math
 import sys
 import warnings
 from pathlib import Path
+from typing import Optional
 
 import torch
 from safetensors.torch import load_file
 from transformers import PreTrainedModel
 
 from .config import Config
+from .pooling import PooledEncoderConfig, encoder_config
 
 ADAPTER_DIR = "adapter"  # inside a best_model folder: the PEFT adapter that training restores
 
@@ -31,7 +33,7 @@ def apply_peft(model: PreTrainedModel, config: Config) -> torch.nn.Module:
     # TaskType.SEQ_CLS makes peft keep the classification head ("classifier" / "score") fully trainable
     # (modules_to_save): a freshly initialised head cannot be learnt through adapters alone.
     shared = {"task_type": TaskType.SEQ_CLS, "lora_alpha": config.lora_alpha, "lora_dropout": config.lora_dropout,
-              "target_modules": config.lora_target_modules or None}
+              "target_modules": config.lora_target_modules or _default_targets(model, config.peft_method)}
     if config.peft_method == "lora":
         peft_config = LoraConfig(r=config.lora_r, **shared)
     else:
@@ -47,10 +49,24 @@ def apply_peft(model: PreTrainedModel, config: Config) -> torch.nn.Module:
             return get_peft_model(model, peft_config)
     except ValueError as error:
         raise ValueError(
-            f"peft_method={config.peft_method!r} on {config.model_name_or_path!r} ({model.config.model_type}): "
+            f"peft_method={config.peft_method!r} on {config.model_name_or_path!r} "
+            f"({encoder_config(model.config).model_type}): "
             f"{error}. Set lora_target_modules to the names of this model's attention projections "
             "(BERT, RoBERTa, XLM-R: [query, value]; DistilBERT: [q_lin, v_lin])"
         ) from None
+
+
+def _default_targets(model: PreTrainedModel, method: str) -> Optional[list[str]]:
+    """peft's default target modules for a pooled classifier's encoder type (peft knows them by model_type, and a
+    pooled classifier's own type is not the encoder's); None, peft's own lookup, for any other model."""
+    if not isinstance(model.config, PooledEncoderConfig):
+        return None
+    from peft.utils.constants import (TRANSFORMERS_MODELS_TO_ADALORA_TARGET_MODULES_MAPPING,
+                                      TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING)
+
+    defaults = (TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING if method == "lora"
+                else TRANSFORMERS_MODELS_TO_ADALORA_TARGET_MODULES_MAPPING)
+    return defaults.get(model.config.encoder.model_type)
 
 
 def is_peft_model(model: torch.nn.Module) -> bool:

@@ -21,6 +21,7 @@ from transformers import AutoModel, AutoTokenizer
 
 from .metrics import compute_classification_metrics
 from .modeling import quiet_transformers
+from .pooling import pool
 
 # Decades from strong to weak regularisation: on unit-length embeddings a small C keeps the logits near flat, a
 # large one fits a handful of rows exactly; which is better depends on k and the domain, so validation decides.
@@ -90,8 +91,7 @@ def mean_pooled_embeddings(model: torch.nn.Module, tokenizer: Any, texts: Sequen
         batch = tokenizer([texts[i] for i in rows], padding=True, truncation=True, max_length=max_length,
                           return_tensors="pt").to(device)
         hidden = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        pooled = pool(hidden, batch["attention_mask"])
         out[rows] = torch.nn.functional.normalize(pooled, dim=-1).float().cpu().numpy()
     return out
 

@@ -13,11 +13,15 @@ from typing import Any, Optional, get_args
 
 import yaml
 
-from .config import Config, Truncation
+from .config import Config, Pooling, Truncation
 from .io import atomic_write_json, atomic_write_text
 from .precision import PrecisionChoice
 
 CARD_NAME = "README.md"
+# a folder trained with `pooling: mean` holds a model type that transformers learns from otherdata_utils.pooling
+MEAN_POOLING_NOTE = ("This classifier pools the encoder's tokens as its sentence-transformers folder does "
+                     "(`pooling: mean`): its model type `otherdata_pooled_encoder` loads only where the `otherdata` "
+                     "package is installed and `otherdata_utils.pooling` is imported (no remote code is run).\n\n")
 INFERENCE_NAME = "otherdata_inference.json"
 
 
@@ -96,18 +100,20 @@ class InferenceSettings:
     handover_threshold: Optional[float] = None
     # the precision training computed in (`PrecisionChoice`: mode and reason); None: not recorded (older folders)
     training_precision: Optional[PrecisionChoice] = None
+    # the sentence vector the head reads (config `pooling`): cls or mean; None: not recorded (older folders, all cls)
+    pooling: Optional[str] = None
 
     @classmethod
     def from_config(cls, config: Config, handover_threshold: Optional[float] = None,
                     training_precision: Optional[PrecisionChoice] = None) -> InferenceSettings:
         return cls(config.max_seq_length, config.truncation, config.head_tokens, handover_threshold,
-                   training_precision)
+                   training_precision, config.pooling)
 
 
 def write_inference_settings(model_dir: Path, config: Config, *, handover_threshold: Optional[float] = None,
                              training_precision: Optional[PrecisionChoice] = None) -> Path:
     """Write ``model_dir/otherdata_inference.json`` (max length and truncation training used, the precision it
-    computed in, and a routing model's handover threshold) atomically.
+    computed in, the pooling its head reads, and a routing model's handover threshold) atomically.
 
     Call it after the model is saved: saving swaps in a whole new folder.
     """
@@ -133,12 +139,15 @@ def read_inference_settings(model_dir: Path) -> Optional[InferenceSettings]:
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ModelCardError(f"{path}: not a JSON object ({error}); {redo}") from None
     required = {"max_seq_length", "truncation", "head_tokens"}
-    if not isinstance(stored, dict) or not required <= set(stored) <= required | {"handover_threshold",
-                                                                                  "training_precision"}:
+    optional = {"handover_threshold", "training_precision", "pooling"}
+    if not isinstance(stored, dict) or not required <= set(stored) <= required | optional:
         got = sorted(stored) if isinstance(stored, dict) else type(stored).__name__
         raise ModelCardError(f"{path}: expected max_seq_length, truncation and head_tokens (and optionally "
-                             f"handover_threshold), and training_precision where training recorded it, got {got}; "
-                             f"{redo}")
+                             f"handover_threshold), and training_precision and pooling where training recorded them, "
+                             f"got {got}; {redo}")
+    if stored.get("pooling", "cls") not in get_args(Pooling):
+        raise ModelCardError(f"{path}: pooling must be one of {', '.join(get_args(Pooling))}, got "
+                             f"{stored['pooling']!r}; {redo}")
     threshold = stored.get("handover_threshold")
     if threshold is not None and (type(threshold) not in (int, float) or not 0 <= threshold <= 1):
         raise ModelCardError(f"{path}: handover_threshold must be a probability in [0, 1], got {threshold!r}; "
@@ -208,7 +217,11 @@ def _body(name: str, base_model: str, sources: list[str], mix: dict, params: dic
                                   "metrics above against your own texts before relying on the predictions."),
         "## Limitations\n\n" + ("\n".join(f"- {item}" for item in limitations) if limitations
                                 else "- Only measured on the test split above; other domains may differ."),
-        "## How to use\n\n```python\nfrom transformers import pipeline\n\n"
+        "## How to use\n\n"
+        + (MEAN_POOLING_NOTE if params.get("pooling") == "mean" else "")
+        + "```python\n" + ("import otherdata_utils.pooling  # registers the mean-pooled classifier with transformers\n"
+                           if params.get("pooling") == "mean" else "")
+        + "from transformers import pipeline\n\n"
         'classifier = pipeline("text-classification", model="path/to/this/folder")\n'
         'classifier(["a text to classify"])\n```\n\n'
         "or `python -m otherdata_utils predict MODEL_DIR input.csv predictions.csv`.",

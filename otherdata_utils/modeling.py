@@ -38,6 +38,7 @@ from .adapters import apply_peft
 from .config import Config
 from .inference import encode_batch, quiet_transformers, special_token_frame
 from .io import atomic_dir
+from .pooling import PooledEncoderConfig, pooled_classifier
 from .runs import is_quiet
 
 DEFAULT_MODEL = "default"
@@ -166,7 +167,9 @@ def load_model_and_tokenizer(
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Tokenizer and a sequence classifier with one output per label; seeds everything first (accelerate.set_seed).
 
-    Seeding here, before the model is built, makes the new classification head the same for the same seed.
+    `pooling: cls` reads the [CLS] pooler (AutoModelForSequenceClassification); `pooling: mean` pools the tokens as
+    the encoder's sentence-transformers folder does (`pooling.pooled_classifier`). Seeding here, before the model is
+    built, makes the new classification head the same for the same seed.
     """
     set_seed(config.seed)
     # One process per machine builds the tiny model; the others wait and load what it wrote.
@@ -177,17 +180,26 @@ def load_model_and_tokenizer(
     with quiet_transformers(is_quiet(config)):
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
         model_config = AutoConfig.from_pretrained(path, trust_remote_code=False)
-        # A checkpoint that already has a classification head for another number of labels needs a new head.
-        is_classifier = any(a.endswith("ForSequenceClassification") for a in model_config.architectures or [])
-        model = AutoModelForSequenceClassification.from_pretrained(
-            path,
-            num_labels=len(label_names),
-            id2label=id2label,
-            label2id={name: i for i, name in id2label.items()},
-            ignore_mismatched_sizes=is_classifier and model_config.num_labels != len(label_names),
-            trust_remote_code=False,
-            use_safetensors=_has_safetensors(path),
-        )
+        is_pooled = isinstance(model_config, PooledEncoderConfig)
+        if config.pooling == "cls" and is_pooled:
+            raise ValueError(f"model_name_or_path={config.model_name_or_path!r} is a classifier trained with "
+                             "pooling: mean; set pooling: mean to fine-tune it further")
+        if config.pooling == "mean" and not is_pooled:
+            # a new head on the encoder's pooled tokens: the encoder's weights, whatever head the folder had
+            model = pooled_classifier(path, num_labels=len(label_names), id2label=id2label,
+                                      use_safetensors=_has_safetensors(path))
+        else:
+            # A checkpoint that already has a classification head for another number of labels needs a new head.
+            is_classifier = any(a.endswith("ForSequenceClassification") for a in model_config.architectures or [])
+            model = AutoModelForSequenceClassification.from_pretrained(
+                path,
+                num_labels=len(label_names),
+                id2label=id2label,
+                label2id={name: i for i, name in id2label.items()},
+                ignore_mismatched_sizes=is_classifier and model_config.num_labels != len(label_names),
+                trust_remote_code=False,
+                use_safetensors=_has_safetensors(path),
+            )
     # "none" returns the model as it is; peft itself is imported only when adapters are asked for.
     return apply_peft(model, config), tokenizer
 

@@ -25,6 +25,8 @@ from . import files, routing
 from .inference import encode_texts, quiet_transformers, special_token_frame
 from .io import atomic_path
 from .model_card import INFERENCE_NAME, InferenceSettings, ModelCardError, read_inference_settings, read_model_card
+# imported for its registration too: a folder trained with `pooling: mean` loads through the Auto classes below
+from .pooling import classifier_pooling, encoder_config
 from .precision import native_cpu_bf16, resolve_precision
 
 PathLike = Union[str, Path]
@@ -116,7 +118,8 @@ class Predictor:
     @classmethod
     def load(cls, model_dir: PathLike, *, precision: str = "no", int8: bool = False,
              max_length: Optional[int] = None, batch_size: int = 32) -> "Predictor":
-        """Load tokenizer and model from a `save_pretrained` folder (local files only, never remote code).
+        """Load tokenizer and model from a `save_pretrained` folder (local files only, never remote code): a
+        [CLS]-pooled transformers classifier or one trained with `pooling: mean` (`pooling`).
 
         Texts are cut to the max length and with the truncation training used (otherdata_inference.json);
         `max_length` overrides the length only. A folder without that file is served at the model's positions,
@@ -153,11 +156,15 @@ class Predictor:
         num_parameters = sum(parameter.numel() for parameter in model.parameters())
         if chosen.used == "int8":
             model = _quantize_int8(model)
-        limit = _max_length(config, tokenizer)
+        limit = _max_length(encoder_config(config), tokenizer)
         try:
             trained = read_inference_settings(model_dir)
         except ModelCardError as error:
             raise ModelLoadError(str(error)) from None
+        if trained and trained.pooling and trained.pooling != classifier_pooling(config):
+            raise ModelLoadError(f"{model_dir}: {INFERENCE_NAME} says training used pooling: {trained.pooling}, but "
+                                 f"config.json holds a {classifier_pooling(config)}-pooled classifier "
+                                 f"({config.model_type}); the folder mixes two models, save it again")
         length = max_length or (trained.max_seq_length if trained else limit)
         if not 1 <= length <= limit:
             given = "max_length" if max_length else f"max_seq_length in {INFERENCE_NAME}"
@@ -229,6 +236,7 @@ class Predictor:
         return {
             "model_dir": str(self.model_dir),
             "model_type": config.model_type,
+            "pooling": classifier_pooling(config),
             "labels": list(self.labels),
             "label2id": {label: index for index, label in enumerate(self.labels)},
             "max_length": self.max_length,

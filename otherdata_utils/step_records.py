@@ -32,7 +32,7 @@ _PRETRAINING_PARAMS = ("model_name_or_path", "pretrain_steps", "pretrain_domains
                        "max_seq_length", "seed", "weight_decay", "warmup_ratio", "max_grad_norm", "mixed_precision")
 # What fine-tuning a model reads (train, modeling, adapters); a study cell's key starts from these too (studies/store).
 TRAINING_PARAMS = ("model_name_or_path", "max_seq_length", "truncation", "head_tokens", "group_by_length",
-                   "peft_method", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
+                   "pooling", "peft_method", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
                    "per_device_train_batch_size", "learning_rate", "weight_decay", "num_train_epochs", "max_steps",
                    "warmup_ratio", "gradient_accumulation_steps", "max_grad_norm", "mixed_precision",
                    "optim_implementation", "eval_strategy", "eval_steps", "metric_for_best_model",

@@ -19,6 +19,7 @@ from .sources import MonitorSpec, SourceSpec
 
 MixingStrategy = Literal["target_only", "concat", "proportional", "fixed", "temperature", "uniform"]
 Truncation = Literal["head", "tail", "head_tail"]
+Pooling = Literal["cls", "mean"]
 
 
 # The fine-tuning suite; study params files list their own notebooks (setup, data, then the study's).
@@ -117,6 +118,11 @@ class Config(BaseModel):
     truncation: Truncation = "head"  # head, tail, or head_tail (first head_tokens + the rest from the end)
     head_tokens: int = 128  # head_tail: tokens kept from the start
     group_by_length: bool = True  # length-grouped batches (shuffle, then sort within chunks)
+    # the sentence vector the classification head reads: cls = the [CLS] pooler (AutoModelForSequenceClassification);
+    # mean = the encoder's own sentence-transformers pooling (its 1_Pooling/config.json; the mask-weighted token mean
+    # where its folder declares none), as all-MiniLM-L6-v2 was trained and the frozen probe reads it. cls stays the
+    # default until the validation-only head study (issue 27) chooses one; a mean folder loads with otherdata_utils
+    pooling: Pooling = "cls"
     peft_method: Literal["none", "lora", "adalora"] = "none"  # parameter-efficient tuning (peft); none = full
     lora_r: int = Field(8, ge=1)  # LoRA rank; AdaLoRA's average target rank (it starts at 1.5 × this)
     lora_alpha: int = Field(16, ge=1)  # LoRA scaling: updates are scaled by lora_alpha / lora_r

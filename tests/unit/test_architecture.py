@@ -17,7 +17,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("env", "precision", "params_text", "execution", "clock", "folder_lock", "progress", "study_registry", "config", "io", "runs",
      "step_records", "files", "constraints"),
     ("data", "clean", "augment", "mix"),
-    ("inference", "modeling", "adapters", "model_card"),
+    ("inference", "pooling", "modeling", "adapters", "model_card"),
     ("checkpoints", "trackers", "train", "launcher", "metrics", "routing", "stats", "plots", "pretrain", "anchors"),
     ("studies", "pipeline"),
     ("run", "preflight", "report", "publish", "predictor", "monitoring", "http_app", "serve", "bench", "colab",
