@@ -288,8 +288,8 @@ def _assert_same_as_evaluated(answers: list[dict], evaluated: train.Predictions)
 
 def test_inference_settings_are_written_beside_the_model_and_read_back(head_tail_dir: Path) -> None:
     assert json.loads((head_tail_dir / INFERENCE_NAME).read_text(encoding="utf-8")) == {
-        "max_seq_length": 32, "truncation": "head_tail", "head_tokens": 8}
-    assert read_inference_settings(head_tail_dir) == InferenceSettings(32, "head_tail", 8)
+        "max_seq_length": 32, "truncation": "head_tail", "head_tokens": 8, "pooling": "cls"}
+    assert read_inference_settings(head_tail_dir) == InferenceSettings(32, "head_tail", 8, pooling="cls")
 
 
 def test_predictor_cuts_long_texts_head_and_tail_exactly_as_evaluation_does(

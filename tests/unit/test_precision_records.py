@@ -72,7 +72,7 @@ def test_the_model_folder_keeps_the_training_precision_and_older_settings_files_
     choice = resolve_precision("auto", flags=AVX2_ONLY, capability="")
     write_inference_settings(model, config, training_precision=choice)
     assert json.loads((model / INFERENCE_NAME).read_text())["training_precision"]["mode"] == "no"
-    assert read_inference_settings(model) == InferenceSettings(32, "head_tail", 8, None, choice)
+    assert read_inference_settings(model) == InferenceSettings(32, "head_tail", 8, None, choice, "cls")
 
     write_inference_settings(model, config)  # as a model folder written before precision was recorded
     assert "training_precision" not in json.loads((model / INFERENCE_NAME).read_text())
