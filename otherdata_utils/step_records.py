@@ -37,6 +37,9 @@ TRAINING_PARAMS = ("model_name_or_path", "max_seq_length", "truncation", "head_t
                    "warmup_ratio", "gradient_accumulation_steps", "max_grad_norm", "mixed_precision",
                    "optim_implementation", "eval_strategy", "eval_steps", "metric_for_best_model",
                    "greater_is_better", "load_best_model_at_end", "early_stopping_patience")
+# Parameters added after run folders were recorded, with the value every earlier output was made with: a record
+# without one holds that value (a model trained before `pooling` existed read the [CLS] pooler).
+PARAMS_ADDED_LATER: dict[str, Any] = {"pooling": "cls"}
 _FINETUNE_PARAMS = TRAINING_PARAMS + ("out_of_scope_class",)  # 03 also chooses a routing run's handover threshold
 STEP_PARAMS: dict[str, tuple[str, ...]] = {
     "data": _DATA_PARAMS,  # 01: the cleaned splits
@@ -95,7 +98,7 @@ def reusable(config: Config, step: str, *, made: bool) -> bool:
         print(f"{step} step: its output in the run folder has no record of the parameters it was made with; "
               "rebuilding it", flush=True)
         return False
-    recorded = read_json(path)["params"]
+    recorded = {**PARAMS_ADDED_LATER, **read_json(path)["params"]}
     differing = {key: value for key, value in step_params(config, step).items()
                  if key not in recorded or recorded[key] != value}
     if differing:

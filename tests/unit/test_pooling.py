@@ -111,3 +111,18 @@ def test_config_pooling_defaults_to_cls_and_refuses_other_values():
     assert Config().pooling == "cls"
     with pytest.raises(ConfigError, match="pooling"):
         Config.from_params({"pooling": "max"})
+
+
+def test_pooling_is_a_training_parameter_and_a_record_made_before_it_existed_reads_as_cls(tmp_path, capsys):
+    from otherdata_utils import step_records
+
+    assert "pooling" in step_records.TRAINING_PARAMS
+    config = Config(output_dir=str(tmp_path / "run"), quiet=True)
+    step_records.record_step(config, "finetune")
+    path = step_records.run_folder(config).step_record("finetune")
+    record = json.loads(path.read_text())
+    del record["params"]["pooling"]  # as 03_finetune recorded it before the parameter existed
+    path.write_text(json.dumps(record))
+    assert step_records.reusable(config, "finetune", made=True)
+    assert not step_records.reusable(config.replace(pooling="mean"), "finetune", made=True)
+    assert "pooling='cls' (now 'mean')" in capsys.readouterr().out
