@@ -104,7 +104,7 @@ def mean_trained(mean_config: Config, tmp_path_factory: pytest.TempPathFactory):
     folder = modeling.save_model(adapters.plain_model(model), tokenizer, tmp_path_factory.mktemp("mean") / "model")
     write_inference_settings(folder, mean_config)
     write_model_card(folder, base_model="tiny-random-bert", sources=["toy"], params=mean_config.to_params())
-    return model.eval(), tokenizer, folder, last_accuracy(result)
+    return model.cpu().eval(), tokenizer, folder, last_accuracy(result)  # the loop may have moved it to a GPU
 
 
 @pytest.fixture(scope="module")
@@ -171,4 +171,4 @@ def test_lora_with_mean_pooling_adapts_query_and_value_and_learns(mean_config, t
     assert type(reloaded) is PooledEncoderForSequenceClassification
     batch = tokenizer(list(toy_rows(8, 4)["text"]), padding=True, return_tensors="pt")
     with torch.inference_mode():
-        torch.testing.assert_close(reloaded(**batch).logits, model.eval()(**batch).logits, atol=1e-5, rtol=0)
+        torch.testing.assert_close(reloaded(**batch).logits, model.cpu().eval()(**batch).logits, atol=1e-5, rtol=0)
