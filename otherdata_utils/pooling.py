@@ -67,7 +67,7 @@ def encoder_pooling(path: str) -> EncoderPooling:
     if not modules_file.is_file():
         return EncoderPooling(MASK_MEAN, f"mean over non-padding tokens (no sentence-transformers modules.json in "
                                          f"{path})")
-    modules = json.loads(modules_file.read_text(encoding="utf-8"))
+    modules = _read_json(modules_file)
     pooling = [module for module in modules if module.get("type") == _ST_POOLING]
     if not pooling:
         return EncoderPooling(MASK_MEAN, f"mean over non-padding tokens ({modules_file} lists no Pooling module)")
@@ -75,7 +75,7 @@ def encoder_pooling(path: str) -> EncoderPooling:
     if not config_file.is_file():
         raise ValueError(f"{modules_file} names the Pooling module's folder {pooling[0]['path']!r}, which holds no "
                          f"config.json; restore {config_file} or point model_name_or_path at a complete folder")
-    declared = json.loads(config_file.read_text(encoding="utf-8"))
+    declared = _read_json(config_file)
     on = [key.removeprefix("pooling_mode_") for key, value in declared.items()
           if key.startswith("pooling_mode_") and value is True]
     unsupported = [mode for mode in on if mode not in POOLING_MODES]
@@ -83,6 +83,14 @@ def encoder_pooling(path: str) -> EncoderPooling:
         raise ValueError(f"{config_file}: pooling modes {on} — pooling: mean computes "
                          f"{', '.join(POOLING_MODES)} (and combinations of them); use pooling: cls for this encoder")
     return EncoderPooling(tuple(mode for mode in POOLING_MODES if mode in on), str(config_file))
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON ({error}); restore the encoder folder's sentence-transformers "
+                         "files") from None
 
 
 class PooledEncoderConfig(PreTrainedConfig):

@@ -126,3 +126,9 @@ def test_pooling_is_a_training_parameter_and_a_record_made_before_it_existed_rea
     assert step_records.reusable(config, "finetune", made=True)
     assert not step_records.reusable(config.replace(pooling="mean"), "finetune", made=True)
     assert "pooling='cls' (now 'mean')" in capsys.readouterr().out
+
+
+def test_a_broken_modules_file_is_named(tmp_path):
+    (tmp_path / "modules.json").write_text("[{")
+    with pytest.raises(ValueError, match=r"modules.json: not valid JSON"):
+        encoder_pooling(str(tmp_path))
