@@ -22,7 +22,7 @@ from datasets import Dataset
 
 from ..config import Config
 from ..io import atomic_write_json, read_json
-from ..step_records import TRAINING_PARAMS, training_precision
+from ..step_records import PARAMS_ADDED_LATER, TRAINING_PARAMS, training_precision
 from .sampling import column
 
 # The config fields a cell's result depends on: what fine-tuning reads (`step_records.TRAINING_PARAMS`, the 03 step's
@@ -55,7 +55,10 @@ def ordered_fingerprint(rows: Dataset) -> str:
 
 def fine_tuning_parameters(config: Config) -> dict[str, Any]:
     params = {**config.to_params(), "mixed_precision": training_precision(config).mode}
-    return {name: params[name] for name in FINE_TUNING_FIELDS if name in params}
+    # A parameter added later is left out at its old behaviour's value, so cells stored before it existed keep
+    # their keys (a pooling: cls cell is the same model it always was); other values key cells of their own.
+    return {name: params[name] for name in FINE_TUNING_FIELDS
+            if name in params and PARAMS_ADDED_LATER.get(name, object()) != params[name]}
 
 
 def plain(value: Any) -> Any:

@@ -155,3 +155,11 @@ def test_a_held_run_folder_refuses_another_holder_but_lets_its_own_kernels_throu
         with hold_run_folder(tmp_path):  # a kernel its runner started
             pass
     assert (tmp_path / ".lock").read_text() == ""  # released cleanly: nothing for the next holder to take over
+
+
+def test_a_parameter_added_later_keeps_old_cells_keys_at_its_old_value_and_keys_new_values_apart():
+    from otherdata_utils.studies.store import fine_tuning_parameters
+
+    old = fine_tuning_parameters(Config(pooling="cls"))
+    assert "pooling" not in old
+    assert fine_tuning_parameters(Config(pooling="mean"))["pooling"] == "mean"
