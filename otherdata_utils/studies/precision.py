@@ -2,7 +2,7 @@
 in `mixed_precision`; every arm of a replicate trains on the same rows and is scored on the same test rows.
 
 Takes the config's data as the default study uses it (the mixed training set) or, with `study.precision.k`, the
-few-shot study's k-shot target rows (`few_shot.few_shot_cells`, called, not copied). Hands on its params, its plan,
+few-shot study's k-shot target rows (`setting_arms.k_shot_cells`, the rows every one-setting study shares). Hands on its params, its plan,
 the cells (each with the dtype its linear layers actually computed in) and a `StudyResult` whose comparisons give,
 per arm against fp32, Δ accuracy with the two-level bootstrap interval, paired-t p (Holm), MDE, the TOST at
 `study.precision.margin` and the train-time ratio on this host.
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections import Counter
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator, Literal, Optional
 
@@ -20,15 +19,14 @@ import torch
 from datasets import Dataset, DatasetDict
 from pydantic import Field, field_validator
 
-from .. import mix, plots, runs, stats
+from .. import plots, runs, stats
 from ..config import Config, ConfigError
 from ..precision import resolve_precision
 from ..study_registry import StudyParams, distinct_values, register_study, study_params
-from . import few_shot
 from .engine import (Cell, StudyPlan, StudyResult, compare_arms, correct_rows, fine_tune_cell, finish, plan_cells,
-                     prepared_data, replicate_columns, replicates, run_cells, study_design, summarize, target_domain)
+                     prepared_data, replicate_columns, run_cells, study_design, summarize)
 from .reuse import PlannedCells, with_reuse
-from .sampling import domain_rows
+from .setting_arms import arm_cells, k_shot_cells, setting_arms, target_test_rows, training_set_cells
 from .tables import arm_table, number, number_signed
 
 REFERENCE = "fp32"  # the arm that trains with mixed_precision "no"
@@ -63,58 +61,41 @@ def cell_device() -> str:
 def precision_arms(config: Config) -> list[tuple[str, Config, dict[str, Any]]]:
     """(arm, the cell config, facts) for fp32 then each `study.precision.arms` entry resolved on this host
     (`precision.resolve_precision`: auto becomes bf16 or fp32 with its reason). The configs differ only in
-    `mixed_precision`."""
-    device, arms = cell_device(), [(REFERENCE, "no")]
-    arms += [(arm, arm) for arm in precision_params(config).arms]
-    built = []
-    for arm, requested in arms:
+    `mixed_precision` (`setting_arms`)."""
+    device, requested = cell_device(), [(REFERENCE, "no")]
+    requested += [(arm, arm) for arm in precision_params(config).arms]
+    choices = []
+    for arm, mode in requested:
         try:
-            choice = resolve_precision(requested, device)
+            choices.append(resolve_precision(mode, device))
         except ValueError as error:
             raise ConfigError(f"study.precision.arms: {arm!r} cannot run here: {error}") from None
-        built.append((arm, config.replace(mixed_precision=choice.mode),
-                      {"mixed_precision": choice.mode, "precision_reason": choice.reason}))
-    return built
+    return setting_arms(config, "mixed_precision", [(arm, choice.mode) for (arm, _), choice in zip(requested, choices)],
+                        [{"precision_reason": choice.reason} for choice in choices])
 
 
 # --- the rows every arm shares ----------------------------------------------------------------------------------------
-
-def few_shot_view(config: Config, k: int) -> Config:
-    """The config as the few-shot study would read it for a target-only arm at k: its k-shot draws per split seed,
-    its test rows and steps policy, without the other arms or anchors."""
-    return config.replace(study={"few_shot": {"k_values": [k], "strategies": ["target_only"], "other_groups": [],
-                                              "anchors": []}})
-
 
 def replicate_cells(config: Config, prepared: DatasetDict) -> tuple[list[Cell], Dataset, str]:
     """One cell per (split seed, seed) holding the rows every precision arm of that replicate trains on, the test
     rows every cell is scored on, and what those rows are, in words.
 
-    Without `study.precision.k`: the config's training set (`mix.mix`, drawn with the split seed), the prepared
-    validation and test splits. With it: the few-shot study's target-only cells at that k (`few_shot_cells`), the
-    target's validation rows, and the target's test rows as the few-shot study samples them (`study_test_rows`).
+    Without `study.precision.k`: the config's training set (`setting_arms.training_set_cells`), the prepared
+    validation and test splits. With it: the few-shot study's target-only cells at that k (`k_shot_cells`), the
+    target's validation rows, and the target's test rows as the few-shot study samples them (`target_test_rows`).
     """
     k = precision_params(config).k
     if k is None:
-        training = {split: mix.mix(prepared["train"], config, seed=split)[0] for split, _ in replicates(config)}
-        cells = [Cell(arm=REFERENCE, seed=seed, train=training[split], validation=prepared["validation"],
-                      split_seed=split) for split, seed in replicates(config)]
-        return cells, prepared["test"], f"the config's training set ({config.mixing_strategy}), every test row"
-    view = few_shot_view(config, k)
-    target = target_domain(view, prepared, "study.precision.k")
-    validation = domain_rows(prepared["validation"], target, config.mix_by)
-    cells = few_shot.few_shot_cells(view, prepared["train"], validation)
-    test = few_shot.study_test_rows(view, domain_rows(prepared["test"], target, config.mix_by), target)
-    steps = few_shot.few_shot_params(view).steps
-    return cells, test, f"{k} {target} rows per class per split seed (steps policy {steps}), {target} test rows"
+        return (training_set_cells(config, prepared, REFERENCE), prepared["test"],
+                f"the config's training set ({config.mixing_strategy}), every test row")
+    cells, _, rows_text = k_shot_cells(config, prepared, k, REFERENCE, "study.precision.k")
+    test = target_test_rows(config, prepared, k, "study.precision.k")
+    return cells, test, f"{rows_text}, {config.target_domain} test rows"
 
 
 def precision_cells(config: Config, base: list[Cell]) -> list[Cell]:
-    """Every replicate's cell once per arm: the same rows, the arm's config, `precision_fit`; arms of a replicate
-    side by side, so timing drift on the host falls on pairs alike."""
-    arms = precision_arms(config)
-    return [replace(cell, arm=arm, config=arm_config, facts={**cell.facts, **facts}, fit=precision_fit,
-                    arguments={}) for cell in base for arm, arm_config, facts in arms]
+    """Every replicate's cell once per arm (`arm_cells`): the same rows, the arm's config, `precision_fit`."""
+    return arm_cells(base, precision_arms(config), precision_fit)
 
 
 def planned_cells(config: Config) -> PlannedCells:

@@ -8,7 +8,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
 from otherdata_utils.config import ConfigError, load_config
 from otherdata_utils.precision import resolve_precision
-from otherdata_utils.studies import precision
+from otherdata_utils.studies import few_shot, precision, setting_arms
 from otherdata_utils.studies.engine import rows_fingerprint
 from otherdata_utils.studies.store import ordered_fingerprint
 
@@ -86,7 +86,7 @@ def test_at_k_the_cells_train_on_the_few_shot_studys_k_shot_target_rows_and_scor
         assert set(cell.train["domain"]) == {"kitchen"} and len(cell.train) == 8  # 4 per class, no other rows
         assert sorted(cell.train["label"]) == [0] * 4 + [1] * 4
         assert set(cell.validation["domain"]) == {"kitchen"}
-    few_shot_draw = precision.few_shot.few_shot_splits(precision.few_shot_view(config, 4), PREPARED["train"])
+    few_shot_draw = few_shot.few_shot_splits(setting_arms.few_shot_view(config, 4), PREPARED["train"])
     assert {(split.split_seed, rows_fingerprint(split.target)) for split in few_shot_draw} == {
         (cell.split_seed, rows_fingerprint(cell.train)) for cell in cells}  # the same rows (mixing shuffles them)
     assert len({rows_fingerprint(split.target) for split in few_shot_draw}) == 3
