@@ -114,6 +114,8 @@ def head_comparisons(cells: pd.DataFrame) -> pd.DataFrame:
     boot = compare_rows(cells, REFERENCE, within=["k_label"])[["k_label", "arm", "ci_low", "ci_high",
                                                                 "interval_covers", "n_rows"]]
     boot = boot.rename(columns={"ci_low": "boot_low", "ci_high": "boot_high", "interval_covers": "boot_covers"})
+    # the engine names the rows it scored "test rows"; here they are the target's validation rows
+    boot["boot_covers"] = boot["boot_covers"].str.replace("test rows", "validation rows")
     return paired.merge(boot, on=["k_label", "arm"], how="left")
 
 
