@@ -308,7 +308,6 @@ def routing_study(config: Config) -> StudyResult:
     recall = summarize(cells, ["k_label", "k", "arm"], metric="out_of_scope_recall")
     reference = "target_only"
     comparisons = routing_comparisons(cells, reference)
-    balanced = summarize(cells, ["k_label", "k", "arm"], metric="balanced")
     folder = runs.run_folder(config)
     figure = plots.plot_few_shot_curves(summary.rename(columns={"arm": "strategy"}),
                                         path=folder.figure("routing_in_scope_accuracy"),
@@ -343,12 +342,7 @@ def routing_study(config: Config) -> StudyResult:
             recall.merge(summary[["k_label", "arm", "target_unique", "other_rows"]], on=["k_label", "arm"]),
             comparisons[comparisons["metric"] == "out-of-scope recall"], labels, ["k_label"], [],
             data.target, test_rows=out_of_scope_test, measure="out-of-scope recall"),
-        "**Balanced score** ((in-scope accuracy + out-of-scope recall) / 2, the score the threshold maximises on "
-        "validation)\n\n" + results_markdown(
-            balanced.merge(summary[["k_label", "arm", "target_unique", "other_rows"]], on=["k_label", "arm"]),
-            comparisons[comparisons["metric"] == "balanced score"], labels, ["k_label"], [],
-            data.target, test_rows=in_scope_test + out_of_scope_test, measure="balanced score"),
-        AUROC_NOTE])
+        routing_balanced_section(cells, comparisons, data.target)])
     return finish(config, "routing", cells, summary, comparisons, design, table,
                   _reading(summary, recall, comparisons, cells, data, reference), figure)
 
@@ -365,6 +359,18 @@ def routing_comparisons(cells: pd.DataFrame, reference: str) -> pd.DataFrame:
     threshold maximises included; the `metric` column names the outcome."""
     return pd.concat([compare_arms(cells, reference, within=["k_label"], metric=column).assign(metric=name)
                       for column, name in ROUTING_OUTCOMES.items()], ignore_index=True)
+
+
+def routing_balanced_section(cells: pd.DataFrame, comparisons: pd.DataFrame, target: str) -> str:
+    """The balanced score's table (mean over replicates per k and arm, the paired comparison to the reference) and
+    why out-of-scope AUROC is not beside it."""
+    summary = summarize(cells, ["k_label", "k", "arm"], metric="balanced", also=["target_unique", "other_rows"])
+    labels = {"k_label": "k", "arm": "arm", "target_unique": "unique desk queries", "other_rows": "other rows"}
+    test_rows = int(cells["in_scope_rows"].iloc[0] + cells["out_of_scope_rows"].iloc[0])
+    return ("**Balanced score** ((in-scope accuracy + out-of-scope recall) / 2, the score the threshold maximises "
+            "on validation)\n\n" + results_markdown(
+                summary, comparisons[comparisons["metric"] == ROUTING_OUTCOMES["balanced"]], labels, ["k_label"],
+                [], target, test_rows=test_rows, measure="balanced score") + "\n\n" + AUROC_NOTE)
 
 
 def _reading(summary: pd.DataFrame, recall: pd.DataFrame, comparisons: pd.DataFrame, cells: pd.DataFrame,
