@@ -76,7 +76,7 @@ def restat(results_dir: Path) -> Restated:
     atomic_write_json(folder.metrics, metrics)
     atomic_write_text(folder.report, report)
     readme = Path(results_dir) / "README.md"
-    if readme.is_file():
+    if readme.is_file() and (done.covers or done.notes):  # a folder with nothing to restat keeps its README
         atomic_write_text(readme, restated_readme(readme.read_text(encoding="utf-8"), done))
     return done
 
