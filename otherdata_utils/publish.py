@@ -21,7 +21,7 @@ from PIL import Image
 from . import plots
 from .config import project_root
 from .io import atomic_dir, atomic_path, read_json
-from .republish import RestatError, restat
+from .republish import RestatError, mark, restat
 from .runs import RunFolder
 
 # A figure above this many bytes is re-encoded, then scaled down, until it fits: the folder goes into git.
@@ -342,7 +342,17 @@ def publish_command(argv: list[str]) -> int:
     parser.add_argument("--restat", nargs="+", metavar="RESULTS_DIR", help="re-render published folders' "
                         "comparisons from their cells with today's statistics, no retraining (`republish.restat`), "
                         "then redraw their book's forest plot, e.g. --restat results/study_*")
+    parser.add_argument("--mark", nargs=2, metavar=("RESULTS_DIR", "LINE"), help="put LINE (\"Superseded by …\" "
+                        "or \"Reading note: …\") at the top of a published folder's README.md and report.md")
     args = parser.parse_args(argv)
+    if args.mark is not None:
+        try:
+            mark(Path(args.mark[0]), args.mark[1])
+        except RestatError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"marked {args.mark[0]}", flush=True)
+        return 0
     if args.restat is not None:
         if args.run_dir is not None or args.forest is not None:
             parser.error("--restat rewrites published folders in place and takes no RUN_DIR or --forest")

@@ -4,7 +4,8 @@
 Takes a folder `publish` wrote; recomputes every study's comparisons from studies/<study>/cells.csv and correct.csv
 with `studies.compare_arms` (today's statistics), and rewrites comparisons.csv, the study's metrics.json entry, its
 report.md section and the README's statistics line in place. A folder without studies (one routed run) gets its
-routing lines with the balanced score. Running it again changes nothing.
+routing lines with the balanced score. Running it again changes nothing. `mark` puts a "Superseded by …" line or a
+"Reading note: …" at the top of a folder's README.md and report.md.
 """
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ from .studies.tables import (comparison_cells, comparison_sentence, difference_v
 FIRST_HEADERS = ["Δ vs reference [95% CI]", "p_adj (Holm)", "MDE", "verdict"]
 RESTAT_LINE = "Re-rendered without retraining by `python -m otherdata_utils publish --restat`"
 _STATISTICS_START = " Δ: paired over (split seed, seed) against"
+
+
+MARKS = ("Superseded by", "Reading note:")  # the lines `mark` writes, each replaced when marked again
 
 
 class RestatError(ValueError):
@@ -226,6 +230,25 @@ def restated_readme(readme: str, done: Restated) -> str:
         at = next(i for i, text in enumerate(lines) if text.startswith(RESTAT_LINE))
         del lines[at:at + 2]  # the line and the blank line after it
     start = 1 if lines and lines[0].startswith("# ") else 0
-    while start < len(lines) and (lines[start].startswith("Superseded by") or not lines[start].strip()):
+    while start < len(lines) and (lines[start].startswith(MARKS) or not lines[start].strip()):
         start += 1
     return "\n".join([*lines[:start], f"{RESTAT_LINE}: {what}.", "", *lines[start:]])
+
+
+def mark(results_dir: Path, line: str) -> None:
+    """Put `line` (starting with one of MARKS) under the title of the folder's README.md and report.md, in place of
+    an earlier line that starts the same way; a line of another kind stays."""
+    kind = next((prefix for prefix in MARKS if line.startswith(prefix)), None)
+    if kind is None:
+        raise RestatError(f"a mark starts with one of {list(MARKS)}; got {line[:40]!r}")
+    for name in ("README.md", "report.md"):
+        path = Path(results_dir) / name
+        if not path.is_file():
+            raise RestatError(f"{path}: no such file; give a folder `publish` wrote")
+        lines = path.read_text(encoding="utf-8").split("\n")
+        kept = [text for i, text in enumerate(lines)
+                if not text.startswith(kind) and not (i and lines[i - 1].startswith(kind) and not text.strip())]
+        start = 1 if kept and kept[0].startswith("# ") else 0
+        while start < len(kept) and not kept[start].strip():
+            start += 1
+        atomic_write_text(path, "\n".join([*kept[:start], line, "", *kept[start:]]))

@@ -128,3 +128,20 @@ def test_compare_arms_bootstraps_rows_only_where_the_correctness_is_the_measured
     headline = cells.assign(accuracy=cells["accuracy"] - 0.05)
     assert set(compare_arms(headline, "target_only")["interval_covers"]) == {"replicates"}
     assert set(compare_arms(cells.drop(columns="correct"), "target_only")["interval_covers"]) == {"replicates"}
+
+
+def test_mark_puts_one_superseded_line_under_the_title_and_replaces_it_when_marked_again(tmp_path):
+    folder = tmp_path / "study_toy"
+    _first_published(folder, _cells())
+    republish.mark(folder, "Superseded by ../a/: first reason.")
+    republish.mark(folder, "Reading note: a note.")
+    republish.mark(folder, "Superseded by ../b/: second reason.")
+    for name in ("README.md", "report.md"):
+        lines = (folder / name).read_text().split("\n")
+        assert lines[2] == "Superseded by ../b/: second reason." and lines[4] == "Reading note: a note."
+        assert not any("first reason" in line for line in lines)
+    republish.restat(folder)  # restat's own line goes below the marks
+    readme = (folder / "README.md").read_text().split("\n")
+    assert readme[2].startswith("Superseded by") and readme[6].startswith(republish.RESTAT_LINE)
+    with pytest.raises(republish.RestatError, match="a mark starts with one of"):
+        republish.mark(folder, "Note: something")
