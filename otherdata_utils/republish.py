@@ -138,7 +138,7 @@ def _matched(old: pd.DataFrame, new: pd.DataFrame) -> list[tuple[pd.Series, pd.S
 
 def restated_table(entry: dict[str, Any], old: pd.DataFrame, new: pd.DataFrame, study: Path) -> str:
     """The study's design paragraph with today's statistics sentences, and its tables with each comparison's cells
-    replaced (the first tables' cells where they are still there; a table already restated is left as it is)."""
+    replaced (as first published or as an earlier restat wrote them)."""
     text = entry["table_markdown"]
     design, _, tables = text.partition("\n\n")
     if _STATISTICS_START in design:
@@ -146,9 +146,11 @@ def restated_table(entry: dict[str, Any], old: pd.DataFrame, new: pd.DataFrame, 
     tables = tables.replace(" | ".join(FIRST_HEADERS), " | ".join(
         ["Δ vs reference [95% CI]", "p_adj (Holm, per family)", "MDE (α/m)", "verdict; TOST"]))
     for before, after in _matched(old, new):
-        first = " | ".join(first_cells(before)) + " |"  # the whole verdict cell, not the start of a restated one
-        if first in tables:
-            tables = tables.replace(first, " | ".join(comparison_cells(after)) + " |", 1)
+        # as first published, or as an earlier restat wrote it; the whole verdict cell, not a restated one's start
+        for shown in (first_cells(before), comparison_cells(before)):
+            if " | ".join(shown) + " |" in tables:
+                tables = tables.replace(" | ".join(shown) + " |", " | ".join(comparison_cells(after)) + " |", 1)
+                break
     if "metric" in new.columns and "balanced score" not in tables:
         desk = str(entry["fixed"].get("desk", "")).split(" (")[0]
         tables += "\n\n" + routing_balanced_section(study_cells(study), new, desk)

@@ -127,9 +127,11 @@ def design_markdown(design: dict[str, Any], reference: Optional[str] = None,
 
 
 COVERS_TEXT = {
-    "replicates + test rows": "the two-level paired bootstrap over replicates and test rows (per-row correctness, "
-                              "2,000 resamples)",
-    "test rows": "the paired bootstrap over test rows (one replicate)",
+    "replicates + test rows": "a t interval (df = replicates − 1) on the variance sum: the spread of Δ over "
+                              "replicates plus each replicate's test-row variance of Δ from per-row correctness "
+                              "(conservative where replicates share their test rows); never narrower than the "
+                              "interval over replicates alone",
+    "test rows": "a normal interval of Δ's test-row variance (one replicate)",
     "replicates": "the paired t interval over replicates only (no per-row correctness on the rows the metric is "
                   "measured on), conditional on this one test sample",
 }

@@ -10,7 +10,7 @@ import pytest
 from otherdata_utils import republish, stats
 from otherdata_utils.publish import publish_command
 from otherdata_utils.studies.engine import compare_arms, correct_text
-from otherdata_utils.studies.tables import comparison_sentence, interval_text
+from otherdata_utils.studies.tables import comparison_cells, comparison_sentence, interval_text
 
 DESIGN = {"scientific": {"arm": ["target_only", "concat", "probe"]}, "fixed": {"learning_rate": 0.0001},
           "nuisance": "not tuned per arm", "seeds": [1, 2, 3, 4, 5], "split_seeds": [1, 2, 3, 4, 5], "replicates": 5}
@@ -145,3 +145,16 @@ def test_mark_puts_one_superseded_line_under_the_title_and_replaces_it_when_mark
     assert readme[2].startswith("Superseded by") and readme[6].startswith(republish.RESTAT_LINE)
     with pytest.raises(republish.RestatError, match="a mark starts with one of"):
         republish.mark(folder, "Note: something")
+
+
+def test_restat_replaces_the_cells_an_earlier_restat_wrote(tmp_path):
+    cells = _cells()
+    earlier = stats.compare_paired(cells, "target_only", "arm", "accuracy", ["split_seed", "seed"])  # replicates
+    later = compare_arms(cells, "target_only")  # replicates and test rows
+    rows = "\n".join("| " + " | ".join(comparison_cells(row)) + " |" for _, row in earlier.iterrows())
+    entry = {"table_markdown": "*Scientific:* toy." + FIRST_STATISTICS + "\n\n" + rows}
+    table = republish.restated_table(entry, earlier, later, tmp_path)
+    for (_, before), (_, after) in zip(earlier.iterrows(), later.iterrows()):
+        assert " | ".join(comparison_cells(before)) not in table
+        assert " | ".join(comparison_cells(after)) + " |" in table
+    assert "intervals cover replicates + test rows" in table

@@ -406,6 +406,46 @@ def _row_cells(anchor_gain: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def test_variance_sum_interval_adds_the_test_row_variance_to_the_replicate_spread():
+    rng = np.random.default_rng(8)
+    reference = rng.random((4, 250)) < 0.8
+    arm = reference ^ (rng.random((4, 250)) < 0.06)
+    result = stats.paired_variance_sum(reference, arm)
+    differences = arm.astype(float) - reference.astype(float)
+    per_replicate = differences.mean(axis=1)
+    row_variance = np.mean(differences.var(axis=1, ddof=1) / 250)
+    half = scipy_stats.t.ppf(0.975, 3) * math.sqrt(per_replicate.var(ddof=1) / 4 + row_variance)
+    assert result.delta == pytest.approx(per_replicate.mean())
+    assert (result.ci_low, result.ci_high) == pytest.approx((result.delta - half, result.delta + half))
+    assert result.covers == "replicates + test rows" and result.n_rows == 1000
+    # never narrower than the paired t interval over the replicates alone
+    over_replicates = stats.paired_t(reference.mean(axis=1), arm.mean(axis=1))
+    assert result.ci_low < over_replicates.ci_low and result.ci_high > over_replicates.ci_high
+
+
+def test_variance_sum_of_one_replicate_is_the_normal_interval_of_the_row_differences():
+    rng = np.random.default_rng(9)
+    reference = rng.random(400) < 0.7
+    arm = reference ^ (rng.random(400) < 0.1)
+    result = stats.paired_variance_sum(reference, arm)
+    d = arm.astype(float) - reference.astype(float)
+    half = scipy_stats.norm.ppf(0.975) * d.std(ddof=1) / math.sqrt(400)
+    assert result.covers == "test rows"
+    assert (result.ci_low, result.ci_high) == pytest.approx((d.mean() - half, d.mean() + half))
+
+
+def test_variance_sum_tost_is_its_90_percent_interval_inside_the_margin():
+    rng = np.random.default_rng(3)
+    reference = rng.random((5, 2000)) < 0.85
+    arm = reference.copy()
+    arm[:, :4] = ~arm[:, :4]
+    close = stats.equivalence_variance_sum(reference, arm, margin=0.02)
+    interval = stats.paired_variance_sum(reference, arm, confidence=0.90)
+    assert (close.ci_low, close.ci_high) == pytest.approx((interval.ci_low, interval.ci_high))
+    assert close.equivalent and -0.02 < close.ci_low and close.ci_high < 0.02
+    assert not stats.equivalence_variance_sum(reference, arm, margin=0.002).equivalent
+
+
 def test_compare_paired_with_correctness_covers_test_rows_and_is_wider_than_over_replicates():
     cells = _row_cells(0.05)
     by_rows = stats.compare_paired(cells, "target_only", "arm", "accuracy", ["split_seed", "seed"],
@@ -417,7 +457,8 @@ def test_compare_paired_with_correctness_covers_test_rows_and_is_wider_than_over
     # every replicate gains exactly 9 rows: no spread over replicates, but the rows still vary
     assert concat["delta"] == pytest.approx(0.03)
     assert concat["ci_high"] - concat["ci_low"] > 0.01
-    # the TOST comes from the 90% bootstrap interval: narrower than the 95% one
+    assert by_replicates.set_index("arm").loc["concat", "ci_high"] == pytest.approx(0.03)  # no spread at all
+    # the TOST comes from the 90% interval of the same kind: narrower than the 95% one
     assert concat["ci_low"] < concat["tost_low"] <= concat["tost_high"] < concat["ci_high"]
     assert concat["equivalence"] == "equivalence not shown" and concat["margin"] == 0.02
 
