@@ -208,21 +208,21 @@ class VarianceSum:
     n_replicates: int
     n_rows: int  # test rows over all replicates
     se_replicates: float  # sd of the per-replicate differences / sqrt(replicates); 0 with one replicate
-    se_rows: float  # the test-row standard error of a replicate's difference, the replicates' mean variance
+    se_rows: float  # the test-row standard error of the mean difference (0 where each replicate drew its rows)
 
 
 def paired_variance_sum(correct_a: Any, correct_b: Any, groups: Optional[Sequence[Any]] = None, *,
-                        confidence: float = 0.95) -> VarianceSum:
+                        shared_rows: bool = True, confidence: float = 0.95) -> VarianceSum:
     """Interval of the accuracy difference (b - a) over replicates and test rows, from per-row correctness.
 
-    delta ± t(replicates - 1) · sqrt(s² / n + mean_i v_i): s² the variance of the n per-replicate differences, v_i
-    replicate i's test-row variance of its difference (the variance of b - a over its rows, over its row count).
-    Replicates come as in `paired_bootstrap`. The row term counts each replicate's test-row noise in full, as if it
-    were the same in every replicate: exact where replicates share one test sample and their errors agree, and
-    conservative otherwise (replicates with their own test rows already carry that noise in s²). The interval is
-    never narrower than the paired t interval over replicates alone, which the percentile bootstrap over 3 to 10
-    replicates can be (it reads replicate spread with divisor n and normal tails). One replicate: a normal interval
-    of the test-row noise alone.
+    delta ± t(n - 1) · sqrt(s² / n + v): s² the variance of the n per-replicate differences, v the test-row variance
+    of their mean. With `shared_rows` (every replicate scored on the same test rows, in the same order) the replicates
+    cannot average the test sample's noise away: v = var over rows of each row's mean difference across replicates,
+    over the row count (rows all replicates find hard count once, not n times). Without, each replicate drew its own
+    test rows, so s² already holds their noise and v = 0. The interval is never narrower than the paired t interval
+    over replicates alone, which the percentile bootstrap over 3 to 10 replicates can be (it reads the replicate
+    spread with divisor n and normal tails). One replicate: a normal interval of the test-row noise alone.
+    Replicates come as in `paired_bootstrap`.
     """
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
@@ -230,7 +230,14 @@ def paired_variance_sum(correct_a: Any, correct_b: Any, groups: Optional[Sequenc
     n = len(pairs)
     differences = [y.astype(float) - x.astype(float) for x, y in pairs]
     per_replicate = np.array([d.mean() for d in differences])
-    row_variance = float(np.mean([d.var(ddof=1) / d.size if d.size > 1 else 0.0 for d in differences]))
+    if shared_rows and len({d.size for d in differences}) > 1:
+        raise ValueError("shared_rows: the replicates hold different numbers of test rows "
+                         f"({sorted({d.size for d in differences})}); pass shared_rows=False")
+    if shared_rows or n == 1:
+        row_means = np.mean(differences, axis=0)
+        row_variance = float(row_means.var(ddof=1) / row_means.size) if row_means.size > 1 else 0.0
+    else:
+        row_variance = 0.0
     between = float(per_replicate.var(ddof=1)) / n if n > 1 else 0.0
     quantile = stats.t.ppf((1 + confidence) / 2, n - 1) if n > 1 else stats.norm.ppf((1 + confidence) / 2)
     half_width = float(quantile) * math.sqrt(between + row_variance)
@@ -314,14 +321,15 @@ def equivalence_paired_t(a: Sequence[float], b: Sequence[float], margin: float =
 
 
 def equivalence_variance_sum(correct_a: Any, correct_b: Any, margin: float = 0.02,
-                             groups: Optional[Sequence[Any]] = None, *, alpha: float = 0.05) -> Equivalence:
+                             groups: Optional[Sequence[Any]] = None, *, shared_rows: bool = True,
+                             alpha: float = 0.05) -> Equivalence:
     """TOST of the accuracy difference (b - a) within +-`margin` on the (1 - 2 alpha) interval of
     `paired_variance_sum`, over replicates and test rows: equivalent only when that interval lies inside."""
     if not margin > 0:
         raise ValueError(f"the equivalence margin must be positive, got {margin}")
     if not 0 < alpha < 0.5:
         raise ValueError(f"alpha must be between 0 and 0.5 for a TOST, got {alpha}")
-    interval = paired_variance_sum(correct_a, correct_b, groups, confidence=1 - 2 * alpha)
+    interval = paired_variance_sum(correct_a, correct_b, groups, shared_rows=shared_rows, confidence=1 - 2 * alpha)
     equivalent = -margin < interval.ci_low and interval.ci_high < margin
     span = f"{interval.confidence:.0%} CI [{interval.ci_low:+.3f}, {interval.ci_high:+.3f}]"
     verdict_text = (f"equivalent within +-{margin:.3f} ({span})" if equivalent
@@ -465,6 +473,7 @@ _COMPARE_COLUMNS = ["reference", "family", "n_replicates", "mean_reference", "me
 
 def compare_paired(frame: pd.DataFrame, reference: str, arm_column: str, metric: str,
                    replicate_columns: Sequence[str], within: Sequence[str] = (), *, correct: Optional[str] = None,
+                   shared_rows: bool = True,
                    anchors: Sequence[str] = ANCHOR_ARMS, margin: Optional[float] = EQUIVALENCE_MARGIN,
                    confidence: float = 0.95, alpha: float = 0.05, power: float = 0.8) -> pd.DataFrame:
     """Every arm against `reference`, paired on `replicate_columns` (e.g. split seed and training seed).
@@ -472,8 +481,8 @@ def compare_paired(frame: pd.DataFrame, reference: str, arm_column: str, metric:
     One row per (value of `within`, arm other than the reference):
     - `delta` (arm minus reference, the mean over matched replicates) and its 95% interval: with `correct` (a
       column holding each cell's per-row correctness, a sequence of bools on the rows `metric` is measured on) the
-      t interval on the variance sum over replicates and test rows (`paired_variance_sum`), else the paired t
-      interval over replicates; `interval_covers` says which;
+      t interval on the variance sum over replicates and test rows (`paired_variance_sum`; `shared_rows`: every
+      cell scored on the same test rows), else the paired t interval over replicates; `interval_covers` says which;
     - `p`: the paired t test over replicates; `p_holm`: Holm within the row's `family`, "anchors" for the arms in
       `anchors` (reference points such as a frozen probe or SetFit), "other data" for the others, each adjusted
       over the whole table apart from the other;
@@ -518,10 +527,11 @@ def compare_paired(frame: pd.DataFrame, reference: str, arm_column: str, metric:
                    "sd_diff": test.sd_diff, "margin": margin, "note": test.note}
             if correct and test.n > 0:
                 a, b = list(pairs[f"{correct}_reference"]), list(pairs[f"{correct}_arm"])
-                interval = paired_variance_sum(a, b, confidence=confidence)
+                interval = paired_variance_sum(a, b, shared_rows=shared_rows, confidence=confidence)
                 row.update(delta=interval.delta, ci_low=interval.ci_low, ci_high=interval.ci_high,
                            interval_covers=interval.covers)
-                tost = None if margin is None else equivalence_variance_sum(a, b, margin, alpha=alpha)
+                tost = (None if margin is None else
+                        equivalence_variance_sum(a, b, margin, shared_rows=shared_rows, alpha=alpha))
             else:
                 tost = (None if margin is None else
                         equivalence_paired_t(pairs[f"{metric}_reference"], pairs[f"{metric}_arm"], margin,

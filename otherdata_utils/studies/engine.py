@@ -279,7 +279,7 @@ def compare_arms(cells: pd.DataFrame, reference: str, *, within: Sequence[str] =
         correct_rows=pd.Series(correctness, index=cells.index, dtype=object))
     return stats.compare_paired(frame, reference, arm_column, metric, replicate_columns(cells), within,
                                 correct=None if correctness is None else "correct_rows", anchors=anchors,
-                                margin=margin)
+                                margin=margin, shared_rows="test_rows" in cells and cells["test_rows"].nunique() == 1)
 
 
 def row_correctness(cells: pd.DataFrame) -> Optional[list[list[bool]]]:

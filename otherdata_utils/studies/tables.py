@@ -128,9 +128,9 @@ def design_markdown(design: dict[str, Any], reference: Optional[str] = None,
 
 COVERS_TEXT = {
     "replicates + test rows": "a t interval (df = replicates − 1) on the variance sum: the spread of Δ over "
-                              "replicates plus each replicate's test-row variance of Δ from per-row correctness "
-                              "(conservative where replicates share their test rows); never narrower than the "
-                              "interval over replicates alone",
+                              "replicates plus, where every replicate is scored on the same test rows, the test "
+                              "sample's variance of Δ from per-row correctness (each row's mean Δ over replicates); "
+                              "never narrower than the interval over replicates alone",
     "test rows": "a normal interval of Δ's test-row variance (one replicate)",
     "replicates": "the paired t interval over replicates only (no per-row correctness on the rows the metric is "
                   "measured on), conditional on this one test sample",

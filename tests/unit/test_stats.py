@@ -413,7 +413,7 @@ def test_variance_sum_interval_adds_the_test_row_variance_to_the_replicate_sprea
     result = stats.paired_variance_sum(reference, arm)
     differences = arm.astype(float) - reference.astype(float)
     per_replicate = differences.mean(axis=1)
-    row_variance = np.mean(differences.var(axis=1, ddof=1) / 250)
+    row_variance = differences.mean(axis=0).var(ddof=1) / 250  # the same 250 test rows in every replicate
     half = scipy_stats.t.ppf(0.975, 3) * math.sqrt(per_replicate.var(ddof=1) / 4 + row_variance)
     assert result.delta == pytest.approx(per_replicate.mean())
     assert (result.ci_low, result.ci_high) == pytest.approx((result.delta - half, result.delta + half))
@@ -421,6 +421,11 @@ def test_variance_sum_interval_adds_the_test_row_variance_to_the_replicate_sprea
     # never narrower than the paired t interval over the replicates alone
     over_replicates = stats.paired_t(reference.mean(axis=1), arm.mean(axis=1))
     assert result.ci_low < over_replicates.ci_low and result.ci_high > over_replicates.ci_high
+    # replicates with test rows of their own already carry the rows' noise in their spread: the t interval
+    own_rows = stats.paired_variance_sum(reference, arm, shared_rows=False)
+    assert (own_rows.ci_low, own_rows.ci_high) == pytest.approx((over_replicates.ci_low, over_replicates.ci_high))
+    with pytest.raises(ValueError, match="different numbers of test rows"):
+        stats.paired_variance_sum([reference[0], reference[1, :200]], [arm[0], arm[1, :200]])
 
 
 def test_variance_sum_of_one_replicate_is_the_normal_interval_of_the_row_differences():
