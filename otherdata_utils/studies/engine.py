@@ -283,13 +283,15 @@ def compare_arms(cells: pd.DataFrame, reference: str, *, within: Sequence[str] =
 
 
 def row_correctness(cells: pd.DataFrame) -> Optional[list[list[bool]]]:
-    """Each cell's per-row correctness where every cell's covers the rows its `accuracy` is measured on (its mean is
-    the cell's accuracy); None where the cells hold none, or hold it over all test rows while `accuracy` is a
+    """Each cell's per-row correctness where every cell's covers the rows its `accuracy` is measured on (as many rows
+    as `n_test`, its mean the cell's accuracy); None where the cells hold none, or hold it over all test rows while `accuracy` is a
     headline group's (the group's rows are not recorded, so the bootstrap cannot take them)."""
     if "correct" not in cells.columns or cells["correct"].isna().any():
         return None
     rows = [correct_rows(str(text)) for text in cells["correct"]]
-    if any(not row or abs(sum(row) / len(row) - accuracy) > 1e-6 for row, accuracy in zip(rows, cells["accuracy"])):
+    counts = cells["n_test"] if "n_test" in cells.columns else [len(row) for row in rows]
+    if any(not row or len(row) != int(count) or abs(sum(row) / len(row) - accuracy) > 1e-6
+           for row, count, accuracy in zip(rows, counts, cells["accuracy"])):
         return None
     return rows
 

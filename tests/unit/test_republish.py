@@ -128,6 +128,8 @@ def test_compare_arms_bootstraps_rows_only_where_the_correctness_is_the_measured
     headline = cells.assign(accuracy=cells["accuracy"] - 0.05)
     assert set(compare_arms(headline, "target_only")["interval_covers"]) == {"replicates"}
     assert set(compare_arms(cells.drop(columns="correct"), "target_only")["interval_covers"]) == {"replicates"}
+    # a third of the rows measured, with the same accuracy by chance: still not the measured rows
+    assert set(compare_arms(cells.assign(n_test=100), "target_only")["interval_covers"]) == {"replicates"}
 
 
 def test_mark_puts_one_superseded_line_under_the_title_and_replaces_it_when_marked_again(tmp_path):
