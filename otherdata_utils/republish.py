@@ -120,7 +120,8 @@ def restated_comparisons(study: Path, old: pd.DataFrame) -> pd.DataFrame:
         raise RestatError(f"{study / 'comparisons.csv'}: Δ of {moved[keys].to_dict('records')[:3]} recomputed from "
                           "the cells differs from the published one")
     order = {tuple(row): i for i, row in enumerate(old[keys].astype(str).itertuples(index=False))}
-    rank = [order.get(tuple(row), len(order) + i) for i, row in enumerate(new[keys].astype(str).itertuples(index=False))]
+    shown = new[keys].astype(str).itertuples(index=False)
+    rank = [order.get(tuple(row), len(order) + i) for i, row in enumerate(shown)]  # new rows (balanced score) last
     return new.assign(_rank=rank).sort_values("_rank", kind="stable").drop(columns="_rank").reset_index(drop=True)
 
 

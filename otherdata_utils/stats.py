@@ -1,5 +1,6 @@
 """Paired inference for studies: paired t over matched replicates, exact McNemar, a two-level bootstrap and a
-variance-sum interval over replicates and test rows, Holm adjustment, minimum detectable effects, equivalence by TOST and verdicts in words.
+variance-sum interval over replicates and test rows, Holm adjustment, minimum detectable effects, equivalence by
+TOST and verdicts in words.
 
 Hands dataclass results and one comparison table (`compare_paired`, one row per arm) to the studies engine.
 Convention everywhere: `a` is the reference, `b` the arm, and every difference is arm minus reference (b - a).
@@ -488,8 +489,9 @@ def compare_paired(frame: pd.DataFrame, reference: str, arm_column: str, metric:
       over the whole table apart from the other;
     - `mde`: the smallest true Δ the paired t test finds with `power` at `mde_alpha` = alpha / m, m the tests of
       the family (`holm_mde_alpha`), from the observed sd of the differences;
-    - the TOST at +-`margin`: its (1 - 2 alpha) interval (`tost_low`, `tost_high`; of the same kind as the 95% one) and `equivalence`, "equivalent within ±margin" or "equivalence not shown"
-      (margin None: no TOST, for a metric no common margin fits, such as seconds);
+    - the TOST at +-`margin`: its (1 - 2 alpha) interval (`tost_low`, `tost_high`; of the same kind as the 95%
+      one) and `equivalence`, "equivalent within ±margin" or "equivalence not shown" (margin None: no TOST, for
+      a metric no common margin fits, such as seconds);
     - the `verdict` in words (`verdict`).
     Replicates missing from either arm, or with a nan metric, are left out of that pair.
     """

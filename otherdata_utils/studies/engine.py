@@ -264,13 +264,13 @@ def replicate_columns(cells: pd.DataFrame) -> list[str]:
 
 def compare_arms(cells: pd.DataFrame, reference: str, *, within: Sequence[str] = (), metric: str = "accuracy",
                  arm_column: str = "arm", anchors: Sequence[str] = stats.ANCHOR_ARMS,
-                 margin: float = stats.EQUIVALENCE_MARGIN) -> pd.DataFrame:
+                 margin: Optional[float] = stats.EQUIVALENCE_MARGIN) -> pd.DataFrame:
     """Each arm against `reference` (within each value of `within`), paired on (split_seed, seed), by
     `stats.compare_paired`: Δ (arm minus reference) with its 95% interval, p (paired t over replicates), Holm within
     the other-data and the anchor families apart, the MDE at the α Holm's first step applies, the TOST at ±`margin`
     and the verdict.
 
-    The interval covers replicates and test rows (the two-level paired bootstrap) where `metric` is accuracy and the
+    The interval covers replicates and test rows (`stats.paired_variance_sum`) where `metric` is accuracy and the
     cells' per-row correctness covers exactly the rows it is measured on (`row_correctness`); else it covers
     replicates, and the table's `interval_covers` says so.
     """
@@ -284,8 +284,8 @@ def compare_arms(cells: pd.DataFrame, reference: str, *, within: Sequence[str] =
 
 def row_correctness(cells: pd.DataFrame) -> Optional[list[list[bool]]]:
     """Each cell's per-row correctness where every cell's covers the rows its `accuracy` is measured on (as many rows
-    as `n_test`, its mean the cell's accuracy); None where the cells hold none, or hold it over all test rows while `accuracy` is a
-    headline group's (the group's rows are not recorded, so the bootstrap cannot take them)."""
+    as `n_test`, its mean the cell's accuracy); None where the cells hold none, or hold it over all test rows while
+    `accuracy` is a headline group's (the group's rows are not recorded, so no interval can take them)."""
     if "correct" not in cells.columns or cells["correct"].isna().any():
         return None
     rows = [correct_rows(str(text)) for text in cells["correct"]]
