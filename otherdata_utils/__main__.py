@@ -15,6 +15,7 @@ commands:
   serve MODEL_DIR [--host H] [--port N]             HTTP prediction service
   bench [--quick]                                   training/inference throughput benchmarks
   publish RUN_DIR RESULTS_DIR                       a finished run's small, reader-facing results folder
+  publish --restat RESULTS_DIR...                   re-render published comparisons from their cells (no training)
   data list [--data-dir DIR]                        each named source: original, licence, Hub copy, copy read
   data fetch NAME... [--data-dir DIR] [--force]     write sources' Hub copies into the data dir, laid out to read
 """

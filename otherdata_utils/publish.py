@@ -21,6 +21,7 @@ from PIL import Image
 from . import plots
 from .config import project_root
 from .io import atomic_dir, atomic_path, read_json
+from .republish import RestatError, mark, restat
 from .runs import RunFolder
 
 # A figure above this many bytes is re-encoded, then scaled down, until it fits: the folder goes into git.
@@ -331,14 +332,31 @@ def _write_bytes(path: Path, data: bytes) -> None:
 
 
 def publish_command(argv: list[str]) -> int:
-    """``python -m otherdata_utils publish RUN_DIR RESULTS_DIR`` or ``publish --forest BOOK``: exit code 0, or 2
-    with one line naming the path."""
+    """``python -m otherdata_utils publish RUN_DIR RESULTS_DIR``, ``publish --forest BOOK`` or ``publish --restat
+    RESULTS_DIR...``: exit code 0, or 2 with one line naming the path."""
     parser = argparse.ArgumentParser(prog="python -m otherdata_utils publish", description=publish.__doc__)
     parser.add_argument("run_dir", nargs="?", help="a finished run folder, e.g. runs/imdb")
     parser.add_argument("results_dir", nargs="?", help="the folder to write (replaced whole), e.g. results/imdb")
     parser.add_argument("--forest", metavar="BOOK", help="only redraw BOOK/forest.png from the comparisons "
                         "published in BOOK's folders, e.g. --forest results")
+    parser.add_argument("--restat", nargs="+", metavar="RESULTS_DIR", help="re-render published folders' "
+                        "comparisons from their cells with today's statistics, no retraining (`republish.restat`), "
+                        "then redraw their book's forest plot, e.g. --restat results/study_*")
+    parser.add_argument("--mark", nargs=2, metavar=("RESULTS_DIR", "LINE"), help="put LINE (\"Superseded by …\" "
+                        "or \"Reading note: …\") at the top of a published folder's README.md and report.md")
     args = parser.parse_args(argv)
+    if args.mark is not None:
+        try:
+            mark(Path(args.mark[0]), args.mark[1])
+        except RestatError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"marked {args.mark[0]}", flush=True)
+        return 0
+    if args.restat is not None:
+        if args.run_dir is not None or args.forest is not None:
+            parser.error("--restat rewrites published folders in place and takes no RUN_DIR or --forest")
+        return restat_command([Path(folder) for folder in args.restat])
     if args.forest is not None:
         if args.run_dir is not None:
             parser.error("--forest redraws a book's forest plot and takes no RUN_DIR or RESULTS_DIR")
@@ -361,4 +379,20 @@ def publish_command(argv: list[str]) -> int:
     forest = Path(args.results_dir).parent / FOREST
     redrawn = f"; redrew {forest}" if (target.parent / BOOK_INDEX).is_file() and forest.is_file() else ""
     print(f"published {args.run_dir} as {args.results_dir}: {count} files{redrawn}", flush=True)
+    return 0
+
+
+def restat_command(folders: list[Path]) -> int:
+    """Restat each folder (`republish.restat`), then redraw the forest plot of each book they lie in."""
+    try:
+        for folder in folders:
+            done = restat(folder)
+            covers = "; ".join(f"{name}: {', '.join(kinds)}" for name, kinds in done.covers.items())
+            print(f"restated {folder}: {covers or 'no comparisons'}", flush=True)
+        for book in sorted({folder.resolve().parent for folder in folders}):
+            if (book / BOOK_INDEX).is_file():
+                draw_forest(book)
+    except (PublishError, RestatError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0

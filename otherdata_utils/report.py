@@ -74,11 +74,7 @@ def _split_section(title: str, scores: dict[str, Any], report: bool = True) -> s
              f"weighted-F1 {scores['weighted_f1']:.4f} · n = {scores['n']}"]
     routed = scores.get("routing")
     if routed:
-        lines += ["", f"routing: **in-scope accuracy {routed['in_scope_accuracy']:.4f}** ({routed['in_scope_rows']} "
-                      f"in-scope rows), **out-of-scope recall {routed['out_of_scope_recall']:.4f}** "
-                      f"({routed['out_of_scope_rows']} out-of-scope rows), out-of-scope precision "
-                      f"{routed['out_of_scope_precision']:.4f}; handed over {routed['handover_share']:.1%} of the rows "
-                      f"below confidence {routed['threshold']:.4f} (chosen on validation)"]
+        lines += ["", routing_line(routed)]
     if report and scores.get("classification_report"):
         lines += ["", "```", scores["classification_report"].rstrip(), "```"]
     per_domain = scores.get("per_domain") or {}
@@ -88,6 +84,18 @@ def _split_section(title: str, scores: dict[str, Any], report: bool = True) -> s
             marker = " (worst)" if domain == scores.get("worst_domain") else ""
             lines.append(f"| {domain}{marker} | {row['n']} | {row['accuracy']:.4f} | {row['macro_f1']:.4f} |")
     return "\n".join(lines)
+
+
+def routing_line(routed: dict[str, Any]) -> str:
+    """A routed split's line: in-scope accuracy, out-of-scope recall and their mean, the balanced score the
+    threshold was chosen to maximise on validation, then precision and the handover share."""
+    balanced = (routed["in_scope_accuracy"] + routed["out_of_scope_recall"]) / 2
+    return (f"routing: **in-scope accuracy {routed['in_scope_accuracy']:.4f}** ({routed['in_scope_rows']} in-scope "
+            f"rows), **out-of-scope recall {routed['out_of_scope_recall']:.4f}** ({routed['out_of_scope_rows']} "
+            f"out-of-scope rows), **balanced score {balanced:.4f}** (their mean, which the threshold maximises on "
+            f"validation), out-of-scope precision {routed['out_of_scope_precision']:.4f}; handed over "
+            f"{routed['handover_share']:.1%} of the rows below confidence {routed['threshold']:.4f} (chosen on "
+            "validation). One model on one test sample: no interval; out-of-scope AUROC is not computed")
 
 
 def _evaluation_views(paths: RunFolder, split: str, scores: dict[str, Any]) -> str:

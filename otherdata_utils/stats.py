@@ -1,5 +1,6 @@
-"""Paired inference for studies: paired t over matched replicates, exact McNemar and a two-level bootstrap over
-test rows, Holm adjustment, minimum detectable effects, equivalence by TOST and verdicts in words.
+"""Paired inference for studies: paired t over matched replicates, exact McNemar, a two-level bootstrap and a
+variance-sum interval over replicates and test rows, Holm adjustment, minimum detectable effects, equivalence by
+TOST and verdicts in words.
 
 Hands dataclass results and one comparison table (`compare_paired`, one row per arm) to the studies engine.
 Convention everywhere: `a` is the reference, `b` the arm, and every difference is arm minus reference (b - a).
@@ -197,6 +198,58 @@ def paired_bootstrap(correct_a: Any, correct_b: Any, groups: Optional[Sequence[A
 
 
 @dataclass
+class VarianceSum:
+    """t interval of the accuracy difference (arm minus reference) over replicates and test rows."""
+
+    delta: float  # mean over replicates of each replicate's accuracy difference
+    ci_low: float
+    ci_high: float
+    confidence: float
+    covers: str  # "replicates + test rows", or "test rows" with one replicate
+    n_replicates: int
+    n_rows: int  # test rows over all replicates
+    se_replicates: float  # sd of the per-replicate differences / sqrt(replicates); 0 with one replicate
+    se_rows: float  # the test-row standard error of the mean difference (0 where each replicate drew its rows)
+
+
+def paired_variance_sum(correct_a: Any, correct_b: Any, groups: Optional[Sequence[Any]] = None, *,
+                        shared_rows: bool = True, confidence: float = 0.95) -> VarianceSum:
+    """Interval of the accuracy difference (b - a) over replicates and test rows, from per-row correctness.
+
+    delta ± t(n - 1) · sqrt(s² / n + v): s² the variance of the n per-replicate differences, v the test-row variance
+    of their mean. With `shared_rows` (every replicate scored on the same test rows, in the same order) the replicates
+    cannot average the test sample's noise away: v = var over rows of each row's mean difference across replicates,
+    over the row count (rows all replicates find hard count once, not n times). Without, each replicate drew its own
+    test rows, so s² already holds their noise and v = 0. The interval is never narrower than the paired t interval
+    over replicates alone, which the percentile bootstrap over 3 to 10 replicates can be (it reads the replicate
+    spread with divisor n and normal tails). One replicate: a normal interval of the test-row noise alone.
+    Replicates come as in `paired_bootstrap`.
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
+    pairs = _replicates(correct_a, correct_b, groups)
+    n = len(pairs)
+    differences = [y.astype(float) - x.astype(float) for x, y in pairs]
+    per_replicate = np.array([d.mean() for d in differences])
+    if shared_rows and len({d.size for d in differences}) > 1:
+        raise ValueError("shared_rows: the replicates hold different numbers of test rows "
+                         f"({sorted({d.size for d in differences})}); pass shared_rows=False")
+    if shared_rows or n == 1:
+        row_means = np.mean(differences, axis=0)
+        row_variance = float(row_means.var(ddof=1) / row_means.size) if row_means.size > 1 else 0.0
+    else:
+        row_variance = 0.0
+    between = float(per_replicate.var(ddof=1)) / n if n > 1 else 0.0
+    quantile = stats.t.ppf((1 + confidence) / 2, n - 1) if n > 1 else stats.norm.ppf((1 + confidence) / 2)
+    half_width = float(quantile) * math.sqrt(between + row_variance)
+    delta = float(per_replicate.mean())
+    return VarianceSum(delta=delta, ci_low=delta - half_width, ci_high=delta + half_width, confidence=confidence,
+                       covers="replicates + test rows" if n > 1 else "test rows", n_replicates=n,
+                       n_rows=int(sum(d.size for d in differences)), se_replicates=math.sqrt(between),
+                       se_rows=math.sqrt(row_variance))
+
+
+@dataclass
 class Equivalence:
     """Two one-sided tests (TOST) of |arm - reference| < margin, read from the (1 - 2 alpha) bootstrap interval.
 
@@ -212,6 +265,7 @@ class Equivalence:
     covers: str
     equivalent: bool
     verdict: str
+    p: float = math.nan  # the larger one-sided p of the paired-t TOST; nan for the interval-only TOSTs
 
 
 def equivalence_bootstrap(correct_a: Any, correct_b: Any, margin: float, groups: Optional[Sequence[Any]] = None, *,
@@ -227,6 +281,56 @@ def equivalence_bootstrap(correct_a: Any, correct_b: Any, margin: float, groups:
         raise ValueError(f"alpha must be between 0 and 0.5 for a TOST, got {alpha}")
     interval = paired_bootstrap(correct_a, correct_b, groups, n_resamples=n_resamples, seed=seed,
                                 confidence=1 - 2 * alpha)
+    equivalent = -margin < interval.ci_low and interval.ci_high < margin
+    span = f"{interval.confidence:.0%} CI [{interval.ci_low:+.3f}, {interval.ci_high:+.3f}]"
+    verdict_text = (f"equivalent within +-{margin:.3f} ({span})" if equivalent
+                    else f"equivalence not shown at +-{margin:.3f} ({span})")
+    return Equivalence(delta=interval.delta, ci_low=interval.ci_low, ci_high=interval.ci_high, margin=margin,
+                       alpha=alpha, covers=interval.covers, equivalent=bool(equivalent), verdict=verdict_text)
+
+
+def equivalence_paired_t(a: Sequence[float], b: Sequence[float], margin: float = 0.02, *,
+                         alpha: float = 0.05) -> Equivalence:
+    """TOST of the mean paired difference (b - a) within +-`margin`, on the replicates alone (paired t).
+
+    For metrics without per-row correctness (macro-F1, a balanced score, seconds). Equivalent at level `alpha` when
+    both one-sided t tests reject, which is when the (1 - 2 alpha) t interval lies inside (-margin, +margin);
+    `p` is the larger one-sided p, as statsmodels' `ttost_paired` reports it.
+    """
+    if not margin > 0:
+        raise ValueError(f"the equivalence margin must be positive, got {margin}")
+    if not 0 < alpha < 0.5:
+        raise ValueError(f"alpha must be between 0 and 0.5 for a TOST, got {alpha}")
+    test = paired_t(a, b, confidence=1 - 2 * alpha)
+    if test.n < 2 or not math.isfinite(test.sd_diff):
+        return Equivalence(delta=test.delta, ci_low=math.nan, ci_high=math.nan, margin=margin, alpha=alpha,
+                           covers="replicates", equivalent=False,
+                           verdict=f"equivalence not shown at +-{margin:.3f} ({test.note or 'no test'})")
+    if test.sd_diff == 0:
+        p = 0.0 if abs(test.delta) < margin else 1.0
+    else:
+        standard_error = test.sd_diff / math.sqrt(test.n)
+        p_lower = float(stats.t.sf((test.delta + margin) / standard_error, test.df))
+        p_upper = float(stats.t.cdf((test.delta - margin) / standard_error, test.df))
+        p = max(p_lower, p_upper)
+    equivalent = p < alpha
+    span = f"{1 - 2 * alpha:.0%} CI [{test.ci_low:+.3f}, {test.ci_high:+.3f}]"
+    verdict_text = (f"equivalent within +-{margin:.3f} ({span})" if equivalent
+                    else f"equivalence not shown at +-{margin:.3f} ({span})")
+    return Equivalence(delta=test.delta, ci_low=test.ci_low, ci_high=test.ci_high, margin=margin, alpha=alpha,
+                       covers="replicates", equivalent=bool(equivalent), verdict=verdict_text, p=p)
+
+
+def equivalence_variance_sum(correct_a: Any, correct_b: Any, margin: float = 0.02,
+                             groups: Optional[Sequence[Any]] = None, *, shared_rows: bool = True,
+                             alpha: float = 0.05) -> Equivalence:
+    """TOST of the accuracy difference (b - a) within +-`margin` on the (1 - 2 alpha) interval of
+    `paired_variance_sum`, over replicates and test rows: equivalent only when that interval lies inside."""
+    if not margin > 0:
+        raise ValueError(f"the equivalence margin must be positive, got {margin}")
+    if not 0 < alpha < 0.5:
+        raise ValueError(f"alpha must be between 0 and 0.5 for a TOST, got {alpha}")
+    interval = paired_variance_sum(correct_a, correct_b, groups, shared_rows=shared_rows, confidence=1 - 2 * alpha)
     equivalent = -margin < interval.ci_low and interval.ci_high < margin
     span = f"{interval.confidence:.0%} CI [{interval.ci_low:+.3f}, {interval.ci_high:+.3f}]"
     verdict_text = (f"equivalent within +-{margin:.3f} ({span})" if equivalent
@@ -312,46 +416,88 @@ def mde_two_proportions(p: float, n_rows: int, alpha: float = 0.05, power: float
     return float(optimize.brentq(gap, 0.0, root, xtol=1e-12))
 
 
+def holm_mde_alpha(alpha: float, tests: int) -> float:
+    """The level the MDE of a Holm-adjusted comparison is computed at: alpha / m, m the tests in its family.
+
+    That is the level Holm's first (strictest) step applies; later steps apply alpha / (m - 1), ..., alpha, so the
+    MDE at alpha / m is conservative for every comparison but the one with the smallest p. One rule for every row
+    keeps the MDE independent of the other comparisons' p-values.
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+    return alpha / max(int(tests), 1)
+
+
 def _p_text(p: float) -> str:
     return "p_adj<0.001" if p < 0.001 else f"p_adj={p:.3f}"
 
 
 def verdict(delta: float, ci: tuple[float, float], p_adjusted: float, mde: float, alpha: float = 0.05,
             reason: str = "", directions: tuple[str, str] = ("helps", "hurts")) -> str:
-    """The comparison in words for a table, judged on the adjusted p (never the raw one).
+    """The comparison in words for a table, judged on the adjusted p (never the raw one) and the interval `ci`.
 
-    "helps (+0.042, p_adj=0.003)", "hurts (-0.031, p_adj=0.012)", or "cannot tell: differences up to 0.061 not
-    excluded (p_adj=0.41)", the bound being the largest |difference| inside the interval (the MDE when there is
-    no interval). Without a test, "cannot tell: <reason>". `directions` names a positive and a negative difference
-    where the metric is not a score (seconds: "slower", "faster").
+    "helps (+0.042, p_adj=0.003)" or "hurts (-0.031, p_adj=0.012)" where the adjusted p passes and the interval
+    agrees; "likely helps, but this size cannot confirm it (p_adj=0.073)" where the unadjusted interval excludes 0
+    and the adjusted p does not pass; else "cannot tell: differences up to 0.061 not excluded (p_adj=0.41)", the
+    bound being the largest |difference| inside the interval (the MDE when there is no interval). Where the adjusted
+    p passes but the interval (one that also covers test rows) holds 0, it cannot tell either, and says why.
+    Without a test, "cannot tell: <reason>". `directions` names a positive and a negative difference where the
+    metric is not a score (seconds: "slower", "faster").
     """
     if p_adjusted is None or not math.isfinite(p_adjusted) or not math.isfinite(delta):
         return f"cannot tell: {reason or 'no test'}"
-    if p_adjusted < alpha and delta != 0:
-        return f"{directions[0] if delta > 0 else directions[1]} ({delta:+.3f}, {_p_text(p_adjusted)})"
     low, high = ci
-    bound = max(abs(low), abs(high)) if math.isfinite(low) and math.isfinite(high) else mde
+    has_interval = math.isfinite(low) and math.isfinite(high)
+    excludes_zero = has_interval and (low > 0 or high < 0)
+    direction = directions[0] if delta > 0 else directions[1]
+    if p_adjusted < alpha and delta != 0:
+        if not has_interval or excludes_zero:
+            return f"{direction} ({delta:+.3f}, {_p_text(p_adjusted)})"
+        return (f"cannot tell: {_p_text(p_adjusted)} over replicates, but the interval [{low:+.3f}, {high:+.3f}], "
+                "which also covers test rows, holds 0")
+    if excludes_zero and delta != 0:
+        return f"likely {direction}, but this size cannot confirm it ({_p_text(p_adjusted)})"
+    bound = max(abs(low), abs(high)) if has_interval else mde
     if not math.isfinite(bound):
         return f"cannot tell ({_p_text(p_adjusted)})"
     return f"cannot tell: differences up to {bound:.3f} not excluded ({_p_text(p_adjusted)})"
 
 
-_COMPARE_COLUMNS = ["reference", "n_replicates", "mean_reference", "mean_arm", "delta", "ci_low", "ci_high",
-                    "interval_covers", "p", "p_holm", "mde", "verdict"]
+EQUIVALENCE_MARGIN = 0.02  # TOST margin of every comparisons table: +-2 points of accuracy (or of the metric)
+ANCHOR_ARMS = ("probe", "setfit")  # arms that are reference points, not other data: a Holm family of their own
+FAMILIES = ("other data", "anchors")
+
+_COMPARE_COLUMNS = ["reference", "family", "n_replicates", "mean_reference", "mean_arm", "delta", "ci_low",
+                    "ci_high", "interval_covers", "p", "p_holm", "mde", "mde_alpha", "margin", "tost_low",
+                    "tost_high", "equivalence", "verdict"]
 
 
 def compare_paired(frame: pd.DataFrame, reference: str, arm_column: str, metric: str,
-                   replicate_columns: Sequence[str], within: Sequence[str] = (), *, confidence: float = 0.95,
-                   alpha: float = 0.05, power: float = 0.8) -> pd.DataFrame:
+                   replicate_columns: Sequence[str], within: Sequence[str] = (), *, correct: Optional[str] = None,
+                   shared_rows: bool = True,
+                   anchors: Sequence[str] = ANCHOR_ARMS, margin: Optional[float] = EQUIVALENCE_MARGIN,
+                   confidence: float = 0.95, alpha: float = 0.05, power: float = 0.8) -> pd.DataFrame:
     """Every arm against `reference`, paired on `replicate_columns` (e.g. split seed and training seed).
 
-    One row per (value of `within`, arm other than the reference): matched replicates, both means over them, the
-    paired-t delta (arm minus reference) and its interval, p, p_holm (Holm over the whole table), the MDE at
-    `alpha`/`power` from the observed sd of differences, and the verdict. Replicates missing from either arm, or
-    with a nan metric, are left out of that pair.
+    One row per (value of `within`, arm other than the reference):
+    - `delta` (arm minus reference, the mean over matched replicates) and its 95% interval: with `correct` (a
+      column holding each cell's per-row correctness, a sequence of bools on the rows `metric` is measured on) the
+      t interval on the variance sum over replicates and test rows (`paired_variance_sum`; `shared_rows`: every
+      cell scored on the same test rows), else the paired t interval over replicates; `interval_covers` says which;
+    - `p`: the paired t test over replicates; `p_holm`: Holm within the row's `family`, "anchors" for the arms in
+      `anchors` (reference points such as a frozen probe or SetFit), "other data" for the others, each adjusted
+      over the whole table apart from the other;
+    - `mde`: the smallest true Δ the paired t test finds with `power` at `mde_alpha` = alpha / m, m the tests of
+      the family (`holm_mde_alpha`), from the observed sd of the differences;
+    - the TOST at +-`margin`: its (1 - 2 alpha) interval (`tost_low`, `tost_high`; of the same kind as the 95%
+      one) and `equivalence`, "equivalent within ±margin" or "equivalence not shown" (margin None: no TOST, for
+      a metric no common margin fits, such as seconds);
+    - the `verdict` in words (`verdict`).
+    Replicates missing from either arm, or with a nan metric, are left out of that pair.
     """
     within, keys = list(within), list(replicate_columns)
-    missing = [c for c in [arm_column, metric, *keys, *within] if c not in frame.columns]
+    missing = [c for c in [arm_column, metric, *keys, *within, *([correct] if correct else [])]
+               if c not in frame.columns]
     if missing:
         raise KeyError(f"compare_paired: columns {missing} not in the frame (it has {list(frame.columns)})")
     if not keys:
@@ -364,23 +510,49 @@ def compare_paired(frame: pd.DataFrame, reference: str, arm_column: str, metric:
         example = frame.loc[duplicated, [*within, arm_column, *keys]].iloc[0].to_dict()
         raise ValueError(f"compare_paired: several rows for one arm and replicate, e.g. {example}; "
                          f"add the column that tells them apart to replicate_columns or within")
+    measured = [metric, *([correct] if correct else [])]
     rows = []
     groups = frame.groupby(within, sort=False, dropna=False) if within else [((), frame)]
     for key, group in groups:
         key = key if isinstance(key, tuple) else (key,)
-        baseline = group.loc[group[arm_column] == reference, [*keys, metric]]
+        baseline = group.loc[group[arm_column] == reference, [*keys, *measured]]
         for arm, scores in group.groupby(arm_column, sort=False):
             if arm == reference:
                 continue
-            pairs = baseline.merge(scores[[*keys, metric]], on=keys, suffixes=("_reference", "_arm")).dropna()
+            pairs = baseline.merge(scores[[*keys, *measured]], on=keys, suffixes=("_reference", "_arm"))
+            pairs = pairs.dropna(subset=[f"{metric}_reference", f"{metric}_arm"])
             test = paired_t(pairs[f"{metric}_reference"], pairs[f"{metric}_arm"], confidence)
-            rows.append({**dict(zip(within, key)), arm_column: arm, "reference": reference,
-                         "n_replicates": test.n, "mean_reference": test.mean_a, "mean_arm": test.mean_b,
-                         "delta": test.delta, "ci_low": test.ci_low, "ci_high": test.ci_high,
-                         "interval_covers": "replicates", "p": test.p,
-                         "mde": minimum_detectable_effect(test.sd_diff, test.n, alpha, power), "note": test.note})
-    table = pd.DataFrame(rows, columns=[*within, arm_column, *_COMPARE_COLUMNS, "note"])
-    table["p_holm"] = holm(table["p"].to_numpy(dtype=float))
+            row = {**dict(zip(within, key)), arm_column: arm, "reference": reference,
+                   "family": FAMILIES[1] if arm in anchors else FAMILIES[0], "n_replicates": test.n,
+                   "mean_reference": test.mean_a, "mean_arm": test.mean_b, "delta": test.delta,
+                   "ci_low": test.ci_low, "ci_high": test.ci_high, "interval_covers": "replicates", "p": test.p,
+                   "sd_diff": test.sd_diff, "margin": margin, "note": test.note}
+            if correct and test.n > 0:
+                a, b = list(pairs[f"{correct}_reference"]), list(pairs[f"{correct}_arm"])
+                interval = paired_variance_sum(a, b, shared_rows=shared_rows, confidence=confidence)
+                row.update(delta=interval.delta, ci_low=interval.ci_low, ci_high=interval.ci_high,
+                           interval_covers=interval.covers)
+                tost = (None if margin is None else
+                        equivalence_variance_sum(a, b, margin, shared_rows=shared_rows, alpha=alpha))
+            else:
+                tost = (None if margin is None else
+                        equivalence_paired_t(pairs[f"{metric}_reference"], pairs[f"{metric}_arm"], margin,
+                                             alpha=alpha))
+            if tost is not None:
+                row.update(tost_low=tost.ci_low, tost_high=tost.ci_high,
+                           equivalence=(f"equivalent within ±{margin:g}" if tost.equivalent
+                                        else "equivalence not shown"))
+            rows.append(row)
+    table = pd.DataFrame(rows, columns=[*within, arm_column, *_COMPARE_COLUMNS, "sd_diff", "note"])
+    table["p_holm"] = np.nan
+    table["mde_alpha"] = np.nan
+    for family in FAMILIES:
+        members = table["family"] == family
+        p = table.loc[members, "p"].to_numpy(dtype=float)
+        table.loc[members, "p_holm"] = holm(p)
+        table.loc[members, "mde_alpha"] = holm_mde_alpha(alpha, int(np.isfinite(p).sum()))
+    table["mde"] = [minimum_detectable_effect(r.sd_diff, r.n_replicates, r.mde_alpha, power)
+                    for r in table.itertuples()]
     table["verdict"] = [verdict(r.delta, (r.ci_low, r.ci_high), r.p_holm, r.mde, alpha, r.note)
                         for r in table.itertuples()]
-    return table.drop(columns="note")
+    return table.drop(columns=["sd_diff", "note"])

@@ -263,11 +263,37 @@ def replicate_columns(cells: pd.DataFrame) -> list[str]:
 
 
 def compare_arms(cells: pd.DataFrame, reference: str, *, within: Sequence[str] = (), metric: str = "accuracy",
-                 arm_column: str = "arm") -> pd.DataFrame:
-    """Each arm against `reference` (within each value of `within`), paired on (split_seed, seed): the paired-t
-    delta (arm minus reference), its interval over replicates, p, Holm-adjusted p over the whole table, the MDE and
-    the verdict (`stats.compare_paired`)."""
-    return stats.compare_paired(cells, reference, arm_column, metric, replicate_columns(cells), within)
+                 arm_column: str = "arm", anchors: Sequence[str] = stats.ANCHOR_ARMS,
+                 margin: Optional[float] = stats.EQUIVALENCE_MARGIN) -> pd.DataFrame:
+    """Each arm against `reference` (within each value of `within`), paired on (split_seed, seed), by
+    `stats.compare_paired`: Δ (arm minus reference) with its 95% interval, p (paired t over replicates), Holm within
+    the other-data and the anchor families apart, the MDE at the α Holm's first step applies, the TOST at ±`margin`
+    and the verdict.
+
+    The interval covers replicates and test rows (`stats.paired_variance_sum`) where `metric` is accuracy and the
+    cells' per-row correctness covers exactly the rows it is measured on (`row_correctness`); else it covers
+    replicates, and the table's `interval_covers` says so.
+    """
+    correctness = row_correctness(cells) if metric == "accuracy" else None
+    frame = cells if correctness is None else cells.assign(
+        correct_rows=pd.Series(correctness, index=cells.index, dtype=object))
+    return stats.compare_paired(frame, reference, arm_column, metric, replicate_columns(cells), within,
+                                correct=None if correctness is None else "correct_rows", anchors=anchors,
+                                margin=margin, shared_rows="test_rows" in cells and cells["test_rows"].nunique() == 1)
+
+
+def row_correctness(cells: pd.DataFrame) -> Optional[list[list[bool]]]:
+    """Each cell's per-row correctness where every cell's covers the rows its `accuracy` is measured on (as many rows
+    as `n_test`, its mean the cell's accuracy); None where the cells hold none, or hold it over all test rows while
+    `accuracy` is a headline group's (the group's rows are not recorded, so no interval can take them)."""
+    if "correct" not in cells.columns or cells["correct"].isna().any():
+        return None
+    rows = [correct_rows(str(text)) for text in cells["correct"]]
+    counts = cells["n_test"] if "n_test" in cells.columns else [len(row) for row in rows]
+    if any(not row or len(row) != int(count) or abs(sum(row) / len(row) - accuracy) > 1e-6
+           for row, count, accuracy in zip(rows, counts, cells["accuracy"])):
+        return None
+    return rows
 
 
 def compare_rows(cells: pd.DataFrame, reference: str, *, within: Sequence[str] = (), arm_column: str = "arm",
@@ -425,7 +451,7 @@ def finish(config: Config, name: str, cells: pd.DataFrame, summary: pd.DataFrame
     if clash:
         raise ValueError(f"{name}: extra tables {clash} would overwrite the tables every study writes; rename them")
     reference = comparisons["reference"].iloc[0] if len(comparisons) else None
-    table_markdown = design_markdown(design, reference) + "\n\n" + table
+    table_markdown = design_markdown(design, reference, comparisons) + "\n\n" + table
     frames = {"cells": cells.drop(columns=["correct"], errors="ignore"), "summary": summary,
               "comparisons": comparisons, **extra}
     if "correct" in cells.columns:

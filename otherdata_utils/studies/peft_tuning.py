@@ -185,7 +185,7 @@ def peft_study(config: Config) -> StudyResult:
     summary = summarize(results, ["arm"], also=["n_test", "train_seconds", "trainable_params", "total_params",
                                                 "trainable_share", "learning_rate", "validation_score"])
     comparisons = compare_arms(results, reference)
-    timing = compare_arms(results, reference, metric="train_seconds")
+    timing = compare_arms(results, reference, metric="train_seconds", margin=None)  # no margin fits seconds
     scope = headline or "test"
     figure = plots.plot_arms(summary, title="Parameter-efficient tuning against full fine-tuning",
                              xlabel=f"{scope} test accuracy (mean, 95% CI)",

@@ -307,9 +307,7 @@ def routing_study(config: Config) -> StudyResult:
     summary = summarize(cells, ["k_label", "k", "arm"], also=also)
     recall = summarize(cells, ["k_label", "k", "arm"], metric="out_of_scope_recall")
     reference = "target_only"
-    comparisons = pd.concat([compare_arms(cells, reference, within=["k_label"]).assign(metric="in-scope accuracy"),
-                             compare_arms(cells, reference, within=["k_label"], metric="out_of_scope_recall"
-                                          ).assign(metric="out-of-scope recall")], ignore_index=True)
+    comparisons = routing_comparisons(cells, reference)
     folder = runs.run_folder(config)
     figure = plots.plot_few_shot_curves(summary.rename(columns={"arm": "strategy"}),
                                         path=folder.figure("routing_in_scope_accuracy"),
@@ -343,9 +341,36 @@ def routing_study(config: Config) -> StudyResult:
         "**Out-of-scope recall** (out-of-scope queries handed over)\n\n" + results_markdown(
             recall.merge(summary[["k_label", "arm", "target_unique", "other_rows"]], on=["k_label", "arm"]),
             comparisons[comparisons["metric"] == "out-of-scope recall"], labels, ["k_label"], [],
-            data.target, test_rows=out_of_scope_test, measure="out-of-scope recall")])
+            data.target, test_rows=out_of_scope_test, measure="out-of-scope recall"),
+        routing_balanced_section(cells, comparisons, data.target)])
     return finish(config, "routing", cells, summary, comparisons, design, table,
                   _reading(summary, recall, comparisons, cells, data, reference), figure)
+
+
+# The outcomes a routing model is compared on: cells column -> name in the comparisons table
+ROUTING_OUTCOMES = {"accuracy": "in-scope accuracy", "out_of_scope_recall": "out-of-scope recall",
+                    "balanced": "balanced score"}
+AUROC_NOTE = ("Out-of-scope AUROC is not compared: the cells keep each query's routing, not its confidence, so it "
+              "cannot be recomputed without scoring the models again (they are not kept).")
+
+
+def routing_comparisons(cells: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """Every arm against `reference` per k on each routing outcome (`ROUTING_OUTCOMES`), the balanced score the
+    threshold maximises included; the `metric` column names the outcome."""
+    return pd.concat([compare_arms(cells, reference, within=["k_label"], metric=column).assign(metric=name)
+                      for column, name in ROUTING_OUTCOMES.items()], ignore_index=True)
+
+
+def routing_balanced_section(cells: pd.DataFrame, comparisons: pd.DataFrame, target: str) -> str:
+    """The balanced score's table (mean over replicates per k and arm, the paired comparison to the reference) and
+    why out-of-scope AUROC is not beside it."""
+    summary = summarize(cells, ["k_label", "k", "arm"], metric="balanced", also=["target_unique", "other_rows"])
+    labels = {"k_label": "k", "arm": "arm", "target_unique": "unique desk queries", "other_rows": "other rows"}
+    test_rows = int(cells["in_scope_rows"].iloc[0] + cells["out_of_scope_rows"].iloc[0])
+    return ("**Balanced score** ((in-scope accuracy + out-of-scope recall) / 2, the score the threshold maximises "
+            "on validation)\n\n" + results_markdown(
+                summary, comparisons[comparisons["metric"] == ROUTING_OUTCOMES["balanced"]], labels, ["k_label"],
+                [], target, test_rows=test_rows, measure="balanced score") + "\n\n" + AUROC_NOTE)
 
 
 def _reading(summary: pd.DataFrame, recall: pd.DataFrame, comparisons: pd.DataFrame, cells: pd.DataFrame,
@@ -360,9 +385,9 @@ def _reading(summary: pd.DataFrame, recall: pd.DataFrame, comparisons: pd.DataFr
         base = recall[(recall["k_label"] == k_label) & (recall["arm"] == reference)]
         lead += (f", out-of-scope recall {base['mean'].iloc[0]:.3f}" if len(base) else "")
         chosen = comparisons[comparisons["k_label"] == k_label]
-        lines.append(f"k = {k_label}: {lead}. In-scope accuracy — " + comparison_sentence(
-            chosen[chosen["metric"] == "in-scope accuracy"]) + " Out-of-scope recall — " + comparison_sentence(
-            chosen[chosen["metric"] == "out-of-scope recall"]))
+        lines.append(f"k = {k_label}: {lead}. " + " ".join(
+            f"{name[0].upper()}{name[1:]} — " + comparison_sentence(chosen[chosen["metric"] == name])
+            for name in ROUTING_OUTCOMES.values()))
     return "\n\n".join(lines)
 
 

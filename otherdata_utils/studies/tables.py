@@ -45,11 +45,19 @@ def difference_verdict(comparison: pd.Series) -> str:
 
 
 def outcome(comparison: pd.Series, alpha: float = 0.05) -> str:
-    """"helps", "hurts" or "cannot tell": the Holm-adjusted p against `alpha`, the sign of the delta."""
+    """"helps", "hurts" or "cannot tell": the Holm-adjusted p against `alpha`, the sign of the delta; "cannot tell"
+    also where the verdict does (the adjusted p passes but an interval over test rows too holds 0)."""
     p_holm = comparison["p_holm"]
-    if pd.isna(p_holm) or p_holm >= alpha or comparison["delta"] == 0:
+    if pd.isna(p_holm) or p_holm >= alpha or comparison["delta"] == 0 or \
+            str(comparison.get("verdict", "")).startswith("cannot tell"):
         return "cannot tell"
     return "helps" if comparison["delta"] > 0 else "hurts"
+
+
+def sentence_group(comparison: pd.Series) -> str:
+    """`outcome`, with the comparisons it cannot tell whose unadjusted interval excludes 0 set apart as "likely"."""
+    found = outcome(comparison)
+    return "likely" if found == "cannot tell" and str(comparison["verdict"]).startswith("likely") else found
 
 
 def tally_comparisons(comparisons: pd.DataFrame) -> tuple[int, int, int]:
@@ -68,11 +76,13 @@ def reference_line(summary: pd.DataFrame, mask: pd.Series, name: str) -> str:
 
 
 def comparison_sentence(comparisons: pd.DataFrame, arm_column: str = "arm") -> str:
-    """What the comparisons against one reference say: which arms help, hurt, or cannot be told apart (and how
-    large a difference the interval still allows), each with its paired delta and interval over replicates."""
+    """What the comparisons against one reference say: which arms help, hurt, likely differ without this size
+    confirming it, or cannot be told apart (and how large a difference the interval still allows), each with its
+    paired delta and interval."""
     parts = []
-    for label, wanted in (("Helps", "helps"), ("Hurts", "hurts"), ("Cannot tell", "cannot tell")):
-        chosen = [row for _, row in comparisons.iterrows() if outcome(row) == wanted]
+    for label, wanted in (("Helps", "helps"), ("Hurts", "hurts"), ("Likely, not confirmed", "likely"),
+                          ("Cannot tell", "cannot tell")):
+        chosen = [row for _, row in comparisons.iterrows() if sentence_group(row) == wanted]
         if chosen:
             parts.append(f"{label}: " + "; ".join(f"{row[arm_column]} {difference_verdict(row)}" for row in chosen)
                          + ".")
@@ -94,8 +104,10 @@ def comparison_lines(summary: pd.DataFrame, comparisons: pd.DataFrame, reference
 
 # --- tables -----------------------------------------------------------------------------------------------------------
 
-def design_markdown(design: dict[str, Any], reference: Optional[str] = None) -> str:
-    """A study's scientific, fixed and replicate parameters (`engine.study_design`) as one paragraph."""
+def design_markdown(design: dict[str, Any], reference: Optional[str] = None,
+                    comparisons: Optional[pd.DataFrame] = None) -> str:
+    """A study's scientific, fixed and replicate parameters (`engine.study_design`) as one paragraph, and with a
+    `reference` what its comparisons' statistics are (`statistics_text`)."""
     def values(items: dict[str, Any]) -> str:
         return "; ".join(f"{name} = {value}" for name, value in items.items())
 
@@ -110,21 +122,63 @@ def design_markdown(design: dict[str, Any], reference: Optional[str] = None) -> 
             f"*Replicates:* {replicates} ({design['nuisance']}). "
             "Means: 95% Student-t interval over replicates (not clipped to [0, 1]).")
     if reference is not None:
-        text += (f" Δ: paired over (split seed, seed) against `{reference}` (arm minus reference), 95% t interval "
-                 "over replicates; p_adj: Holm over every comparison of the table; MDE: the smallest true Δ the "
-                 "paired t test finds with 80% power at α = 0.05, from the observed spread of Δ.")
+        text += " " + statistics_text(reference, comparisons)
+    return text
+
+
+COVERS_TEXT = {
+    "replicates + test rows": "a t interval (df = replicates − 1) on the variance sum: the spread of Δ over "
+                              "replicates plus, where every replicate is scored on the same test rows, the test "
+                              "sample's variance of Δ from per-row correctness (each row's mean Δ over replicates); "
+                              "never narrower than the interval over replicates alone",
+    "test rows": "a normal interval of Δ's test-row variance (one replicate)",
+    "replicates": "the paired t interval over replicates only (no per-row correctness on the rows the metric is "
+                  "measured on), conditional on this one test sample",
+}
+
+
+def statistics_text(reference: str, comparisons: Optional[pd.DataFrame]) -> str:
+    """What a comparisons table's Δ, interval, p_adj, MDE and TOST are (`stats.compare_paired`), in sentences."""
+    covers = [] if comparisons is None or "interval_covers" not in comparisons else list(
+        dict.fromkeys(comparisons["interval_covers"].dropna()))
+    interval = "; ".join(f"{COVERS_TEXT.get(kind, kind)} (intervals cover {kind})" for kind in covers) or \
+        "the paired t interval over replicates (intervals cover replicates)"
+    margin = (comparisons["margin"].dropna().iloc[0] if comparisons is not None and "margin" in comparisons
+              and comparisons["margin"].notna().any() else None)
+    text = (f"Δ: paired over (split seed, seed) against `{reference}` (arm minus reference); its 95% interval is "
+            f"{interval}. p: paired t over replicates; p_adj: Holm within each family apart (other-data arms; "
+            "anchors: probe, SetFit). MDE: the smallest true Δ the paired t test finds with 80% power at α/m, m "
+            "the tests of its family (the α of Holm's first step, conservative for the others), from the observed "
+            "spread of Δ; it is not an equivalence bound.")
+    if margin is not None:
+        text += (f" Equivalence: TOST at ±{margin:g} on the 90% interval of the same kind (\"equivalent within "
+                 f"±{margin:g}\" or \"equivalence not shown\").")
     return text
 
 
 def comparison_cells(compared: Optional[pd.Series]) -> list[str]:
-    """A comparison's table cells: Δ [95% CI], p_adj, MDE, verdict (the reference row says so)."""
+    """A comparison's table cells: Δ [95% CI], p_adj (its family named where it is the anchors'), MDE, verdict
+    with the TOST's result (the reference row says so)."""
     if compared is None:
         return ["reference", "", "", ""]
-    return [interval_text(compared), "—" if pd.isna(compared["p_holm"]) else f"{compared['p_holm']:.3f}",
-            number(compared["mde"]), str(compared["verdict"])]
+    family = compared.get("family")
+    p_text = "—" if pd.isna(compared["p_holm"]) else f"{compared['p_holm']:.3f}"
+    if family == "anchors":
+        p_text += " (anchors)"
+    return [interval_text(compared), p_text, number(compared["mde"]),
+            str(compared["verdict"]) + tost_text(compared)]
 
 
-COMPARISON_HEADERS = ["Δ vs reference [95% CI]", "p_adj (Holm)", "MDE", "verdict"]
+def tost_text(compared: pd.Series) -> str:
+    """"; TOST: equivalence not shown (90% [-0.031, +0.012])" for a comparison with a TOST, else ""."""
+    if pd.isna(compared.get("equivalence", float("nan"))):
+        return ""
+    span = (f" (90% [{number_signed(compared['tost_low'])}, {number_signed(compared['tost_high'])}])"
+            if pd.notna(compared.get("tost_low")) else "")
+    return f"; TOST: {compared['equivalence']}{span}"
+
+
+COMPARISON_HEADERS = ["Δ vs reference [95% CI]", "p_adj (Holm, per family)", "MDE (α/m)", "verdict; TOST"]
 
 
 def results_markdown(summary: pd.DataFrame, comparisons: pd.DataFrame, labels: dict[str, str],

@@ -181,7 +181,7 @@ def routing_study_result(tiny_model_dir: Path, data_dir: Path, tmp_path_factory:
     return run, studies.routing_study(run)
 
 
-def test_routing_study_pairs_every_arm_with_target_only_on_both_scores(routing_study_result):
+def test_routing_study_pairs_every_arm_with_target_only_on_each_score(routing_study_result):
     run, result = routing_study_result
     cells = result.cells
     assert sorted(cells["arm"].unique()) == ["intermediate", "joint", "probe", "target_only"]
@@ -197,8 +197,9 @@ def test_routing_study_pairs_every_arm_with_target_only_on_both_scores(routing_s
     # arms with the same k-shot queries in a replicate are paired: same target rows fingerprint
     assert k5.groupby("split_seed")["target_ids"].nunique().eq(1).all()
     metrics = set(result.comparisons["metric"])
-    assert metrics == {"in-scope accuracy", "out-of-scope recall"}
-    assert len(result.comparisons) == 2 * 2 * 3  # metric × k × (arms and anchor but the reference)
+    assert metrics == {"in-scope accuracy", "out-of-scope recall", "balanced score"}
+    assert len(result.comparisons) == 3 * 2 * 3  # metric × k × (arms and anchor but the reference)
+    assert "**Balanced score**" in result.table_markdown and "Balanced score —" in result.reading
     assert {"delta", "ci_low", "ci_high", "p_holm", "mde", "verdict"} <= set(result.comparisons.columns)
     assert "**Out-of-scope recall**" in result.table_markdown
     assert (run_folder(run).root / "figures" / "routing_out_of_scope_recall.png").is_file()

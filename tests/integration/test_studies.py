@@ -199,7 +199,9 @@ def test_arm_tables_and_results_tables_word_the_same_verdicts_the_same_way():
     comparisons = studies.compare_arms(cells, "ref")
     arm_rows = tables.arm_table(summary, comparisons, "test", {}).splitlines()
     result_rows = tables.results_markdown(summary, comparisons, {"arm": "arm"}, [], [], "test").splitlines()
-    clear = "| +0.103 [+0.089, +0.118] | 0.002 | 0.019 | helps (+0.103, p_adj=0.002) |"
+    # the MDE at alpha / 2 (two tests in the family); the TOST beside the verdict
+    clear = ("| +0.103 [+0.089, +0.118] | 0.002 | 0.027 | helps (+0.103, p_adj=0.002); TOST: equivalence not shown "
+             "(90% [+0.094, +0.113]) |")
     assert arm_rows[3].endswith(clear) and result_rows[3].endswith(clear)
     assert "| reference |" in arm_rows[2] and "| reference |" in result_rows[2]
     lines = tables.comparison_lines(summary, comparisons, "ref")
@@ -379,7 +381,10 @@ def test_few_shot_study_pairs_arms_and_the_probe_on_the_same_rows_with_paired_co
         assert column in result.comparisons.columns
     assert sorted(result.comparisons["arm"]) == ["concat", "probe", "uniform"]
     assert set(result.comparisons["n_replicates"]) == {2}
-    assert "p_adj (Holm)" in result.table_markdown and "MDE" in result.table_markdown
+    assert "p_adj (Holm, per family)" in result.table_markdown and "MDE (α/m)" in result.table_markdown
+    # the cells' correctness covers all 30 test rows, the accuracy the target's 10: the interval over replicates
+    assert set(result.comparisons["interval_covers"]) == {"replicates"}
+    assert result.comparisons.set_index("arm").loc["probe", "family"] == "anchors"
     assert "replicates" in result.reading
     rows = studies.compare_rows(cells, "target_only", within=["k_label"])
     assert set(rows["interval_covers"]) == {"replicates + test rows"} and set(rows["n_rows"]) == {2 * 30}

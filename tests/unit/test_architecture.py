@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("inference", "pooling", "modeling", "adapters", "model_card"),
     ("checkpoints", "trackers", "train", "launcher", "metrics", "routing", "stats", "plots", "pretrain", "anchors"),
     ("studies", "pipeline"),
-    ("run", "preflight", "report", "publish", "predictor", "monitoring", "http_app", "serve", "bench", "colab",
+    ("run", "preflight", "report", "republish", "publish", "predictor", "monitoring", "http_app", "serve", "bench", "colab",
      "__main__", "__init__"),
 )
 LAYER_OF = {name: level for level, names in enumerate(LAYERS) for name in names}

@@ -255,8 +255,13 @@ def test_verdict_names_directions_of_a_metric_that_is_not_a_score():
 
 
 def test_verdict_judges_on_the_adjusted_p_and_falls_back_to_the_mde():
-    # Raw p would be 0.01 and the interval excludes 0, but after Holm across the table p_adj = 0.08.
-    assert stats.verdict(0.02, (0.005, 0.035), 0.08, 0.03).startswith("cannot tell: differences up to 0.035")
+    # Raw p would be 0.01 and the interval excludes 0, but after Holm across the table p_adj = 0.08: likely, not
+    # confirmed, rather than "cannot tell".
+    assert stats.verdict(0.02, (0.005, 0.035), 0.08, 0.03) == \
+        "likely helps, but this size cannot confirm it (p_adj=0.080)"
+    assert stats.verdict(-0.02, (-0.035, -0.005), 0.08, 0.03) == \
+        "likely hurts, but this size cannot confirm it (p_adj=0.080)"
+    assert stats.verdict(0.02, (-0.005, 0.035), 0.08, 0.03).startswith("cannot tell: differences up to 0.035")
     nan = float("nan")
     assert stats.verdict(0.02, (nan, nan), 0.3, 0.045) == \
         "cannot tell: differences up to 0.045 not excluded (p_adj=0.300)"
@@ -280,15 +285,18 @@ def test_compare_paired_pairs_by_replicate_and_applies_holm_across_the_table():
     cells = _study_cells()
     table = stats.compare_paired(cells, "target", "arm", "accuracy", ["split_seed", "seed"], within=["budget"])
     assert len(table) == 4 and set(table["arm"]) == {"mixed", "other"}
-    assert list(table.columns) == ["budget", "arm", "reference", "n_replicates", "mean_reference", "mean_arm",
-                                   "delta", "ci_low", "ci_high", "interval_covers", "p", "p_holm", "mde", "verdict"]
+    assert list(table.columns) == ["budget", "arm", "reference", "family", "n_replicates", "mean_reference",
+                                   "mean_arm", "delta", "ci_low", "ci_high", "interval_covers", "p", "p_holm", "mde",
+                                   "mde_alpha", "margin", "tost_low", "tost_high", "equivalence", "verdict"]
     row = table[(table["budget"] == 100) & (table["arm"] == "mixed")].iloc[0]
     ordered = cells.sort_values(["split_seed", "seed"])
     expected = stats.paired_t(ordered.query("budget == 100 and arm == 'target'")["accuracy"].to_numpy(),
                               ordered.query("budget == 100 and arm == 'mixed'")["accuracy"].to_numpy())
     assert row["n_replicates"] == 6 and row["delta"] == pytest.approx(0.035)
     assert row["p"] == pytest.approx(expected.p)
-    assert row["mde"] == pytest.approx(stats.minimum_detectable_effect(expected.sd_diff, 6))
+    # four tests in the one family: the MDE at Holm's first-step level 0.05 / 4
+    assert row["mde_alpha"] == pytest.approx(0.0125)
+    assert row["mde"] == pytest.approx(stats.minimum_detectable_effect(expected.sd_diff, 6, alpha=0.0125))
     np.testing.assert_allclose(table["p_holm"], multipletests(table["p"], method="holm")[1])
     assert (table["interval_covers"] == "replicates").all()
     assert row["verdict"].startswith("helps (+0.035")
@@ -338,3 +346,147 @@ def test_equivalence_holds_only_when_the_whole_interval_sits_inside_the_margin()
 def test_equivalence_refuses_a_margin_that_is_not_positive():
     with pytest.raises(ValueError, match="margin must be positive"):
         stats.equivalence_bootstrap(np.ones(10, bool), np.ones(10, bool), margin=0)
+
+
+# --- statistics by default: Holm-step MDE, TOST, families, intervals over test rows ------------------------------
+
+@pytest.mark.parametrize("n, tests", [(5, 4), (5, 8), (10, 8), (10, 10), (10, 1)])
+def test_holm_step_mde_matches_statsmodels_ttest_power_at_alpha_over_m(n, tests):
+    sd = 0.021
+    alpha = stats.holm_mde_alpha(0.05, tests)
+    assert alpha == pytest.approx(0.05 / tests)
+    expected = TTestPower().solve_power(effect_size=None, nobs=n, alpha=0.05 / tests, power=0.8) * sd
+    assert stats.minimum_detectable_effect(sd, n, alpha=alpha) == pytest.approx(expected, rel=1e-5)
+
+
+def test_holm_step_mde_is_1_44_to_1_88_times_the_unadjusted_one():
+    """The issue's ratios: n = 10 with 8 tests, n = 5 with 10 tests. (At n = 5, alpha = 0.005 statsmodels'
+    solve_power stops short, at power 0.78, so the power is checked on scipy's noncentral t directly.)"""
+    assert stats.minimum_detectable_effect(1, 10, stats.holm_mde_alpha(0.05, 8)) / \
+        stats.minimum_detectable_effect(1, 10) == pytest.approx(1.44, abs=0.005)
+    effect = stats.minimum_detectable_effect(1, 5, stats.holm_mde_alpha(0.05, 10))
+    assert effect / stats.minimum_detectable_effect(1, 5) == pytest.approx(1.88, abs=0.01)
+    crit = scipy_stats.t.isf(0.005 / 2, 4)
+    assert scipy_stats.nct.sf(crit, 4, effect * math.sqrt(5)) == pytest.approx(0.8, abs=1e-4)
+
+
+def test_paired_t_tost_matches_statsmodels_ttost_paired():
+    from statsmodels.stats.weightstats import ttost_paired
+    rng = np.random.default_rng(5)
+    for shift, spread, margin in [(0.002, 0.004, 0.02), (0.015, 0.01, 0.02), (0.03, 0.01, 0.02), (-0.01, 0.02, 0.02),
+                                  (0.0, 0.05, 0.01)]:
+        reference = rng.normal(0.8, 0.03, size=8)
+        arm = reference + shift + rng.normal(0, spread, size=8)
+        ours = stats.equivalence_paired_t(reference, arm, margin)
+        p_statsmodels = ttost_paired(arm, reference, -margin, margin)[0]
+        assert ours.p == pytest.approx(p_statsmodels, rel=1e-9)
+        assert ours.equivalent == (p_statsmodels < 0.05)
+        # the decision equals the 90% t interval lying inside the margin
+        assert ours.equivalent == (-margin < ours.ci_low and ours.ci_high < margin)
+        assert ours.verdict.startswith("equivalent within" if ours.equivalent else "equivalence not shown")
+
+
+def test_paired_t_tost_cannot_show_equivalence_from_one_replicate():
+    result = stats.equivalence_paired_t([0.8], [0.8], 0.02)
+    assert not result.equivalent and result.verdict.startswith("equivalence not shown")
+
+
+def _row_cells(anchor_gain: float) -> pd.DataFrame:
+    """5 replicates of 300 shared test rows: target, an other-data arm that gains 3 points, a probe anchor."""
+    rng = np.random.default_rng(11)
+    rows = []
+    for seed in range(5):
+        truth = rng.random(300) < 0.75
+        for arm, flip in (("target_only", 0.0), ("concat", 0.03), ("probe", anchor_gain)):
+            correct = truth.copy()
+            wrong = np.flatnonzero(~correct)
+            correct[wrong[: int(round(flip * 300))]] = True
+            rows.append({"split_seed": seed, "seed": seed, "arm": arm, "accuracy": correct.mean(),
+                         "correct": list(correct)})
+    return pd.DataFrame(rows)
+
+
+def test_variance_sum_interval_adds_the_test_row_variance_to_the_replicate_spread():
+    rng = np.random.default_rng(8)
+    reference = rng.random((4, 250)) < 0.8
+    arm = reference ^ (rng.random((4, 250)) < 0.06)
+    result = stats.paired_variance_sum(reference, arm)
+    differences = arm.astype(float) - reference.astype(float)
+    per_replicate = differences.mean(axis=1)
+    row_variance = differences.mean(axis=0).var(ddof=1) / 250  # the same 250 test rows in every replicate
+    half = scipy_stats.t.ppf(0.975, 3) * math.sqrt(per_replicate.var(ddof=1) / 4 + row_variance)
+    assert result.delta == pytest.approx(per_replicate.mean())
+    assert (result.ci_low, result.ci_high) == pytest.approx((result.delta - half, result.delta + half))
+    assert result.covers == "replicates + test rows" and result.n_rows == 1000
+    # never narrower than the paired t interval over the replicates alone
+    over_replicates = stats.paired_t(reference.mean(axis=1), arm.mean(axis=1))
+    assert result.ci_low < over_replicates.ci_low and result.ci_high > over_replicates.ci_high
+    # replicates with test rows of their own already carry the rows' noise in their spread: the t interval
+    own_rows = stats.paired_variance_sum(reference, arm, shared_rows=False)
+    assert (own_rows.ci_low, own_rows.ci_high) == pytest.approx((over_replicates.ci_low, over_replicates.ci_high))
+    with pytest.raises(ValueError, match="different numbers of test rows"):
+        stats.paired_variance_sum([reference[0], reference[1, :200]], [arm[0], arm[1, :200]])
+
+
+def test_variance_sum_of_one_replicate_is_the_normal_interval_of_the_row_differences():
+    rng = np.random.default_rng(9)
+    reference = rng.random(400) < 0.7
+    arm = reference ^ (rng.random(400) < 0.1)
+    result = stats.paired_variance_sum(reference, arm)
+    d = arm.astype(float) - reference.astype(float)
+    half = scipy_stats.norm.ppf(0.975) * d.std(ddof=1) / math.sqrt(400)
+    assert result.covers == "test rows"
+    assert (result.ci_low, result.ci_high) == pytest.approx((d.mean() - half, d.mean() + half))
+
+
+def test_variance_sum_tost_is_its_90_percent_interval_inside_the_margin():
+    rng = np.random.default_rng(3)
+    reference = rng.random((5, 2000)) < 0.85
+    arm = reference.copy()
+    arm[:, :4] = ~arm[:, :4]
+    close = stats.equivalence_variance_sum(reference, arm, margin=0.02)
+    interval = stats.paired_variance_sum(reference, arm, confidence=0.90)
+    assert (close.ci_low, close.ci_high) == pytest.approx((interval.ci_low, interval.ci_high))
+    assert close.equivalent and -0.02 < close.ci_low and close.ci_high < 0.02
+    assert not stats.equivalence_variance_sum(reference, arm, margin=0.002).equivalent
+
+
+def test_compare_paired_with_correctness_covers_test_rows_and_is_wider_than_over_replicates():
+    cells = _row_cells(0.05)
+    by_rows = stats.compare_paired(cells, "target_only", "arm", "accuracy", ["split_seed", "seed"],
+                                   correct="correct")
+    by_replicates = stats.compare_paired(cells, "target_only", "arm", "accuracy", ["split_seed", "seed"])
+    concat = by_rows.set_index("arm").loc["concat"]
+    assert concat["interval_covers"] == "replicates + test rows"
+    assert (by_replicates["interval_covers"] == "replicates").all()
+    # every replicate gains exactly 9 rows: no spread over replicates, but the rows still vary
+    assert concat["delta"] == pytest.approx(0.03)
+    assert concat["ci_high"] - concat["ci_low"] > 0.01
+    assert by_replicates.set_index("arm").loc["concat", "ci_high"] == pytest.approx(0.03)  # no spread at all
+    # the TOST comes from the 90% interval of the same kind: narrower than the 95% one
+    assert concat["ci_low"] < concat["tost_low"] <= concat["tost_high"] < concat["ci_high"]
+    assert concat["equivalence"] == "equivalence not shown" and concat["margin"] == 0.02
+
+
+def test_anchor_comparisons_form_their_own_holm_family():
+    cells = _study_cells().query("budget == 100").assign(arm=lambda f: f["arm"].replace({"other": "probe"}))
+    table = stats.compare_paired(cells, "target", "arm", "accuracy", ["split_seed", "seed"])
+    by_arm = table.set_index("arm")
+    assert by_arm.loc["mixed", "family"] == "other data" and by_arm.loc["probe", "family"] == "anchors"
+    # each alone in its family: no adjustment, and the MDE at the full alpha
+    assert by_arm.loc["mixed", "p_holm"] == pytest.approx(by_arm.loc["mixed", "p"])
+    assert by_arm.loc["probe", "p_holm"] == pytest.approx(by_arm.loc["probe", "p"])
+    assert (table["mde_alpha"] == 0.05).all()
+    mixed_together = stats.compare_paired(cells, "target", "arm", "accuracy", ["split_seed", "seed"], anchors=())
+    assert mixed_together.set_index("arm").loc["mixed", "p_holm"] > by_arm.loc["mixed", "p_holm"]
+
+
+def test_compare_paired_without_a_margin_leaves_the_tost_out():
+    table = stats.compare_paired(_study_cells(), "target", "arm", "accuracy", ["split_seed", "seed"],
+                                 within=["budget"], margin=None)
+    assert table["equivalence"].isna().all() and table["tost_low"].isna().all()
+
+
+def test_verdict_does_not_call_a_difference_whose_row_level_interval_holds_zero():
+    text = stats.verdict(0.02, (-0.004, 0.044), 0.01, 0.01)
+    assert text.startswith("cannot tell: p_adj=0.010 over replicates, but the interval [-0.004, +0.044]")
