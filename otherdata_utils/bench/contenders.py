@@ -1,6 +1,8 @@
-"""Training contenders: our loop, the seed-style loop, transformers' Trainer, and our loop with one thing changed.
+"""Training contenders: our loop (fp32 and bf16 autocast), the seed-style loop, transformers' Trainer, and our loop
+with one thing changed.
 
-Hands on one timed run's seconds, per-step times and peak memory (`train_contender`) and the ablation summary.
+Hands on one timed run's seconds, per-step times, peak memory and held-out accuracy (`train_contender`) and the
+ablation summary.
 """
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from datasets import Dataset
 from torch.optim.optimizer import register_optimizer_step_post_hook
 from torch.utils.data import DataLoader
@@ -26,16 +30,19 @@ from .workload import LABEL_NAMES, BenchSettings, log, rotated
 
 
 def train_contender(name: str, config: Config, tokenizer: PreTrainedTokenizerBase, warm: Dataset, measure: Dataset,
-                    workdir: Path, *, threads: Optional[int] = None, attention: Optional[str] = None,
-                    save_to: Optional[Path] = None) -> dict[str, Any]:
+                    workdir: Path, *, heldout: Optional[Dataset] = None, threads: Optional[int] = None,
+                    attention: Optional[str] = None, save_to: Optional[Path] = None) -> dict[str, Any]:
     """Fresh model, untimed warm-up steps on `warm`, then one timed epoch over `measure`; time and peak memory.
 
     Model loading and tokenisation are outside the timing; the clock runs from the first forward pass of the
-    timed run to the end of its last optimizer step. `threads` runs it on that many torch threads, `attention` with
-    that attention implementation ("eager", "sdpa"); `save_to` keeps the trained model with its inference settings
-    (for the inference runs), as `pipeline.finetune` saves it.
+    timed run to the end of its last optimizer step. `heldout` (tokenised, labelled) is scored after the timing, in
+    the contender's precision, so every row's speed comes with its accuracy on the same texts. `threads` runs it on
+    that many torch threads, `attention` with that attention implementation ("eager", "sdpa"); `save_to` keeps the
+    trained model with its inference settings (for the inference runs), as `pipeline.finetune` saves it.
     """
-    runner = {"ours": _run_ours, "seed_style": _run_seed_style, "trainer": _run_trainer}[name]
+    runner, precision = CONTENDER_RUNS[name]
+    config = config.replace(mixed_precision=precision)
+    fresh_accelerator_state()
     release_memory()
     rss_before = rss_mb()
     with PeakRSS() as whole, (_torch_threads(threads) if threads else contextlib.nullcontext()):
@@ -47,6 +54,7 @@ def train_contender(name: str, config: Config, tokenizer: PreTrainedTokenizerBas
                workdir / "warmup")
         with PeakRSS() as steps, StepClock(model) as clock:
             runner(model, tokenizer, measure, config, workdir / "timed")
+        accuracy = heldout_accuracy(model, tokenizer, heldout, config) if heldout is not None else None
     if save_to is not None:
         with modeling.quiet_transformers():
             modeling.save_model(model, tokenizer, save_to)
@@ -61,10 +69,31 @@ def train_contender(name: str, config: Config, tokenizer: PreTrainedTokenizerBas
         "step_seconds": clock.step_seconds(),
         "cpu_seconds": clock.cpu_end - clock.cpu_start,
         "threads": used_threads,
+        "precision": precision,
+        "accuracy": accuracy,
         "rss_before_mb": rss_before,
         "peak_rss_mb": steps.peak_mb,
         "peak_rss_whole_mb": whole.peak_mb,
     }
+
+
+def fresh_accelerator_state() -> None:
+    """Forget Accelerate's process-wide state before a contender builds its Accelerator (or Trainer does).
+
+    Accelerate keeps one `AcceleratorState` per process and refuses an Accelerator with another mixed_precision than
+    the first one's, while a plain `Accelerator()` silently inherits it; the bench alternates fp32 and bf16 runs in
+    one process, so each run starts from no state, as it would in a process of its own.
+    """
+    AcceleratorState._reset_state()
+
+
+def heldout_accuracy(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, heldout: Dataset,
+                     config: Config) -> float:
+    """Accuracy of the trained `model` on the labelled `heldout` rows, predicted in `config.mixed_precision`."""
+    fresh_accelerator_state()
+    scores, _ = train.evaluate(model, heldout, tokenizer, config, LABEL_NAMES,
+                               accelerator=Accelerator(mixed_precision=config.mixed_precision))
+    return float(scores["accuracy"])
 
 
 @contextlib.contextmanager
@@ -136,6 +165,12 @@ def _run_trainer(model, tokenizer, split, config: Config, output_dir: Path) -> N
                           processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer))
         trainer.remove_callback(PrinterCallback)  # it prints the final metrics dict to stdout
         trainer.train()
+
+
+# contender -> (how it trains, Accelerate's mixed_precision for our loop and Trainer; the seed-style loop has no
+# Accelerator and always runs fp32)
+CONTENDER_RUNS = {"ours": (_run_ours, "no"), "ours_bf16": (_run_ours, "bf16"), "seed_style": (_run_seed_style, "no"),
+                  "trainer": (_run_trainer, "no")}
 
 
 class StepClock:
