@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from .. import clean, data, metrics, modeling, pipeline, progress, runs, stats, train
 from ..config import Config
-from ..execution import threads_per_cell
+from ..execution import chosen_executor, threads_per_cell
 from ..folder_lock import hold_run_folder
 from ..io import atomic_write_text
 from .executor import CellJob, execute
@@ -170,7 +170,7 @@ def run_cells(config: Config, cells: Sequence[Cell], test: Dataset, label_names:
         todo = [job for key, job in jobs.items() if rows[key] is None]
         reused = len(jobs) - len(todo)
         progress.say(f"{desc}: {reused} of {len(jobs)} cells reused from {folder.cells}, {len(todo)} to train "
-                     f"({config.execution.executor}, {threads} thread(s) per cell)")
+                     f"({' — '.join(chosen_executor(config.execution))}; {threads} thread(s) per cell)")
         clear_work(folder.work)
         lines = progress.to_runner() or "ipykernel" not in sys.modules  # Jupyter keeps its bar instead
         bar = tqdm(total=len(todo), desc=desc, disable=runs.is_quiet(config))
@@ -405,7 +405,7 @@ def study_design(config: Config, scientific: dict[str, Any], seed_varies: str, f
 def execution_record(config: Config) -> dict[str, Any]:
     """How the cells were carried out: the executor and the threads each cell was pinned to (part of every cell's
     key, so a stored cell was trained at this thread count)."""
-    return {"executor": config.execution.executor, "threads_per_cell": threads_per_cell(config.execution)}
+    return {"executor": chosen_executor(config.execution)[0], "threads_per_cell": threads_per_cell(config.execution)}
 
 
 def finish(config: Config, name: str, cells: pd.DataFrame, summary: pd.DataFrame, comparisons: pd.DataFrame,

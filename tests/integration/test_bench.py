@@ -11,11 +11,14 @@ from datasets import ClassLabel, Dataset, Features, Value
 
 from otherdata_utils.__main__ import main
 from otherdata_utils.bench.inference import run_inference
-from otherdata_utils.bench.tables import ratios, stats
-from otherdata_utils.bench.workload import CONTENDERS, INFERENCE_CONTENDERS, QUICK, BenchSettings
+from otherdata_utils.bench.tables import paired_ratio, ratios, stats
+from otherdata_utils.bench.workload import BF16_CONTENDERS, CONTENDERS, INFERENCE_CONTENDERS, QUICK, BenchSettings
 from otherdata_utils.config import Config
 from otherdata_utils.model_card import write_inference_settings
+from otherdata_utils.precision import resolve_precision
 from otherdata_utils.predictor import Predictor
+
+NATIVE_BF16 = resolve_precision("auto").mode == "bf16"
 
 SECTIONS = ("## Headline", "## Training throughput", "## Matmul ceiling", "## Inference throughput",
             "## Peak memory", "## End to end", "## Machine", "## Method")
@@ -40,10 +43,10 @@ def quick_results(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> P
 def test_quick_benchmark_reports_positive_training_throughput_for_every_contender(quick_results: Path) -> None:
     results = json.loads((quick_results / "results.json").read_text())
     training = results["training"]
-    assert set(training["contenders"]) == set(CONTENDERS)
+    assert set(training["contenders"]) == set(CONTENDERS + (BF16_CONTENDERS if NATIVE_BF16 else ()))
     # every contender trains on the same timed examples: 4 steps of 16
     assert results["data"]["timed_rows"] == 64
-    for name in CONTENDERS:
+    for name in training["contenders"]:
         row = training["contenders"][name]
         runs = row["runs"]
         assert row["examples_per_second"]["n"] == len(runs) == 3, name
@@ -53,10 +56,36 @@ def test_quick_benchmark_reports_positive_training_throughput_for_every_contende
         assert row["gflops"] == stats([training["flops_per_epoch"] / run["seconds"] / 1e9 for run in runs]), name
         assert row["peak_rss_mb"] == stats([run["peak_rss_mb"] for run in runs]), name
     assert training["ratios"] == ratios(training["contenders"], "ours", ("seed_style", "trainer"))
-    matmul = results["matmul"]  # the ceiling over every measurement brackets each measurement's median
-    assert matmul["threads"] == 1
-    assert matmul["gflops"]["min"] <= min(matmul["per_measurement_median"]) <= max(
-        matmul["per_measurement_median"]) <= matmul["gflops"]["max"]
+    assert set(results["matmul"]) == ({"fp32", "bf16"} if NATIVE_BF16 else {"fp32"})
+    for matmul in results["matmul"].values():  # each ceiling over every measurement brackets each measurement's median
+        assert matmul["threads"] == 1
+        assert len(matmul["per_measurement_median"]) == 1 + QUICK.repeats  # before, then beside every repetition
+        assert matmul["gflops"]["min"] <= min(matmul["per_measurement_median"]) <= max(
+            matmul["per_measurement_median"]) <= matmul["gflops"]["max"]
+
+
+@pytest.mark.skipif(not NATIVE_BF16, reason="mixed_precision auto picks fp32 on this host: no bf16 rows")
+def test_quick_benchmark_reports_our_loop_in_bf16_with_its_accuracy_on_the_same_texts(quick_results: Path) -> None:
+    results = json.loads((quick_results / "results.json").read_text())
+    training = results["training"]
+    fp32, bf16 = training["contenders"]["ours"], training["contenders"]["ours_bf16"]
+    assert (fp32["precision"], bf16["precision"]) == ("no", "bf16")
+    # the ratio pairs the two rows' runs repetition by repetition
+    assert training["ratios"]["ours_bf16_vs_ours"] == paired_ratio(
+        [run["examples_per_second"] for run in bf16["runs"]], [run["examples_per_second"] for run in fp32["runs"]])
+    # each row's share is of its own precision's ceiling
+    for row, ceiling in ((fp32, "fp32"), (bf16, "bf16")):
+        assert row["share_of_ceiling"]["median"] == pytest.approx(
+            row["gflops"]["median"] / results["matmul"][ceiling]["gflops"]["median"])
+    # every run scored on the same held-out texts (the inference texts): a whole number of them right
+    for row in (fp32, bf16):
+        for run in row["runs"]:
+            right = run["accuracy"] * QUICK.inference_texts
+            assert right == pytest.approx(round(right))
+    markdown = (quick_results / "RESULTS.md").read_text()
+    assert "| training: our loop in bf16 autocast vs fp32 (paired runs; accuracy" in markdown
+    assert "| our loop, `mixed_precision: bf16`" in markdown
+    assert "Ceiling: bf16 `torch.mm` of two 2048² matrices on 1 threads" in markdown
 
 
 def test_quick_benchmark_reports_inference_machine_and_skips_the_study(quick_results: Path) -> None:
