@@ -275,8 +275,9 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
         "## Matmul ceiling and achieved FLOP/s (this machine)",
         "",
-        *[f"Ceiling: {ceiling['precision']} `torch.mm` of two {ceiling['size']}² matrices on {ceiling['threads']} "
+        *[f"- Ceiling: {ceiling['precision']} `torch.mm` of two {ceiling['size']}² matrices on {ceiling['threads']} "
           f"threads: **{_fmt(ceiling['gflops'], 1)} GFLOP/s**." for ceiling in matmul.values()],
+        "",
         "Each ceiling is measured before the training runs and again after each repetition (the share uses the "
         "median of all).",
         "",

@@ -55,7 +55,8 @@ def test_quick_benchmark_reports_positive_training_throughput_for_every_contende
         assert row["examples_per_second"] == stats([run["examples_per_second"] for run in runs]), name
         assert row["gflops"] == stats([training["flops_per_epoch"] / run["seconds"] / 1e9 for run in runs]), name
         assert row["peak_rss_mb"] == stats([run["peak_rss_mb"] for run in runs]), name
-    assert training["ratios"] == ratios(training["contenders"], "ours", ("seed_style", "trainer"))
+    fp32_ratios = {name: ratio for name, ratio in training["ratios"].items() if name != "ours_bf16_vs_ours"}
+    assert fp32_ratios == ratios(training["contenders"], "ours", ("seed_style", "trainer"))
     assert set(results["matmul"]) == ({"fp32", "bf16"} if NATIVE_BF16 else {"fp32"})
     for matmul in results["matmul"].values():  # each ceiling over every measurement brackets each measurement's median
         assert matmul["threads"] == 1
@@ -85,7 +86,7 @@ def test_quick_benchmark_reports_our_loop_in_bf16_with_its_accuracy_on_the_same_
     markdown = (quick_results / "RESULTS.md").read_text()
     assert "| training: our loop in bf16 autocast vs fp32 (paired runs; accuracy" in markdown
     assert "| our loop, `mixed_precision: bf16`" in markdown
-    assert "Ceiling: bf16 `torch.mm` of two 2048² matrices on 1 threads" in markdown
+    assert "- Ceiling: bf16 `torch.mm` of two 2048² matrices on 1 threads" in markdown
 
 
 def test_quick_benchmark_reports_inference_machine_and_skips_the_study(quick_results: Path) -> None:
