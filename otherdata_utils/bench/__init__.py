@@ -86,11 +86,19 @@ def bench_command(argv: list[str]) -> int:
     return 0
 
 
+# RESULTS.md from this heading on is written by hand (findings, profiles) and kept when the bench rewrites the file
+NOTES_HEADING = "## Notes (written by hand; the bench keeps this section)"
+
+
 def write_results(results: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
-    """results.json and RESULTS.md in `out_dir`, each written atomically."""
+    """results.json and RESULTS.md in `out_dir`, each written atomically; RESULTS.md keeps its hand-written notes."""
     out_dir = Path(out_dir)
+    markdown = render_markdown(results)
+    previous = out_dir / "RESULTS.md"
+    if previous.is_file() and NOTES_HEADING in (text := previous.read_text()):
+        markdown += "\n" + text[text.index(NOTES_HEADING):]
     return (atomic_write_json(out_dir / "results.json", results),
-            atomic_write_text(out_dir / "RESULTS.md", render_markdown(results)))
+            atomic_write_text(out_dir / "RESULTS.md", markdown))
 
 
 def run_benchmarks(settings: BenchSettings, *, data_dir: Path, quick: bool = False) -> dict[str, Any]:

@@ -118,3 +118,15 @@ def test_peak_rss_of_an_outer_block_includes_a_spike_inside_an_inner_block() -> 
             del spike
     assert inner.peak_mb > 64
     assert outer.peak_mb >= inner.peak_mb
+
+
+def test_rewriting_results_keeps_the_hand_written_notes(tmp_path, monkeypatch) -> None:
+    from otherdata_utils import bench
+
+    renders = iter(["# run 1\n", "# run 2\n"])
+    monkeypatch.setattr(bench, "render_markdown", lambda results: next(renders))
+    bench.write_results({"run": 1}, tmp_path)
+    notes = f"{bench.NOTES_HEADING}\n\nbf16 profile: casts 25%.\n"
+    (tmp_path / "RESULTS.md").write_text((tmp_path / "RESULTS.md").read_text() + "\n" + notes)
+    bench.write_results({"run": 2}, tmp_path)
+    assert (tmp_path / "RESULTS.md").read_text() == "# run 2\n\n" + notes
