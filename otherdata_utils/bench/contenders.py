@@ -214,25 +214,31 @@ class StepClock:
 # --- ablations: what each part of our loop is worth -----------------------------------------------------------------
 
 def run_ablations(settings: BenchSettings, config: Config, tokenizer: PreTrainedTokenizerBase, warm: Dataset,
-                  measure: Dataset, workdir: Path, *, baseline: list[dict]) -> dict[str, Any]:
-    """Our loop with one thing changed at a time; each variant against the baseline runs of the main table."""
-    # name -> (label, our loop's config, train_contender options): each a real option of the loop or the model.
-    variants: dict[str, tuple[str, Config, dict[str, Any]]] = {
-        "random_batches": ("random batches, dynamic padding (no length grouping)",
+                  measure: Dataset, workdir: Path, *, baselines: dict[str, list[dict]]) -> dict[str, Any]:
+    """Our loop with one thing changed at a time; each variant against its contender's runs in the main table
+    (`baselines`: contender -> runs); bf16 variants only where the main table has our loop in bf16."""
+    # name -> (label, contender, its config, train_contender options): each a real option of the loop or the model.
+    variants: dict[str, tuple[str, str, Config, dict[str, Any]]] = {
+        "random_batches": ("random batches, dynamic padding (no length grouping)", "ours",
                            config.replace(group_by_length=False), {}),
-        "foreach_adamw": ("foreach AdamW instead of fused", config.replace(optim_implementation="foreach"), {}),
-        "eager_attention": ("eager attention instead of SDPA", config, {"attention": "eager"}),
-        "one_thread": ("1 torch thread instead of all cores", config, {"threads": 1}),
+        "foreach_adamw": ("foreach AdamW instead of fused", "ours", config.replace(optim_implementation="foreach"),
+                          {}),
+        "eager_attention": ("eager attention instead of SDPA", "ours", config, {"attention": "eager"}),
+        "one_thread": ("1 torch thread instead of all cores", "ours", config, {"threads": 1}),
+        # how bf16's gain changes with threads: the part of a step that does not shrink with bf16 matmuls
+        "bf16_one_thread": ("bf16 autocast on 1 torch thread instead of all cores", "ours_bf16", config,
+                            {"threads": 1}),
     }
+    variants = {name: variant for name, variant in variants.items() if variant[1] in baselines}
     rates: dict[str, list[float]] = {name: [] for name in variants}
     for repeat in range(settings.repeats):
         for name in rotated(list(variants), repeat):
-            _, variant_config, options = variants[name]
-            run = train_contender("ours", variant_config, tokenizer, warm, measure,
+            _, contender, variant_config, options = variants[name]
+            run = train_contender(contender, variant_config, tokenizer, warm, measure,
                                   workdir / f"ablation-{name}-{repeat}", **options)
             rates[name].append(run["examples_per_second"])
             log(f"ablation {repeat + 1}/{settings.repeats} {name}: {run['examples_per_second']:.2f} ex/s")
-    base = [run["examples_per_second"] for run in baseline]
-    return {name: {"label": label, "examples_per_second": stats(rates[name]),
-                   "vs_ours": statistics.median(rates[name]) / statistics.median(base)}
-            for name, (label, _, _) in variants.items()}
+    return {name: {"label": label, "baseline": contender, "examples_per_second": stats(rates[name]),
+                   "vs_baseline": statistics.median(rates[name]) / statistics.median(
+                       [run["examples_per_second"] for run in baselines[contender]])}
+            for name, (label, contender, _, _) in variants.items()}

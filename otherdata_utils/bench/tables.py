@@ -327,11 +327,14 @@ def render_markdown(results: dict[str, Any]) -> str:
                   *_study_layout_lines(results["study_layout"])]
     if results.get("ablations"):
         lines += ["", "## What each part of our loop is worth (this machine)", "",
-                  "Our loop with one thing changed, same examples, steps and repetitions; the ratio is against our "
-                  "loop's median in the training table (below 1.00× means the change makes it slower).", "",
-                  "| variant | examples/s | vs our loop |", "|---|---|---|"]
+                  "Our loop with one thing changed, same examples, steps and repetitions; the ratio is against the "
+                  "median of the same loop in the training table, fp32 or bf16 (below 1.00× means the change makes "
+                  "it slower).", "",
+                  "| variant | examples/s | against | ratio |", "|---|---|---|---|"]
         for row in results["ablations"].values():
-            lines.append(f"| {row['label']} | {_fmt(row['examples_per_second'], 2)} | {row['vs_ours']:.2f}× |")
+            against = "our loop, bf16" if row["baseline"] == "ours_bf16" else "our loop, fp32"
+            lines.append(f"| {row['label']} | {_fmt(row['examples_per_second'], 2)} | {against} | "
+                         f"{row['vs_baseline']:.2f}× |")
     load = machine.get("load_average_at_start"), machine.get("load_average_at_end")
     lines += [
         "", "## Machine", "",
