@@ -38,22 +38,23 @@ def ray_installed() -> bool:
 
 
 def chosen_executor(execution: Execution) -> tuple[str, str]:
-    """The executor that runs the cells ("serial" or "ray") and why, in words for the progress line.
+    """The executor that runs the cells ("serial" or "ray"), and a note for the progress line on why `auto` chose
+    it where that is worth saying (several cores: Ray, or serial because Ray is not installed); "" otherwise.
 
     `auto` picks Ray on a host with several cores where Ray is installed: one-thread cells side by side use the
     cores better than one cell at a time on all of them (the kitchen few-shot slice measured 1.16× faster with
     2 workers × 1 thread than serially at 2 threads, params/study_few_shot_kitchen.yaml). Elsewhere it runs serially.
     """
     if execution.executor != "auto":
-        return execution.executor, "set in the config"
+        return execution.executor, ""
     if execution.ray_address is not None:
         return "ray", f"auto: ray_address {execution.ray_address} names a Ray cluster"
     cores = available_cores()
     if cores < 2:
-        return "serial", f"auto: {cores} core available, so one cell at a time"
+        return "serial", ""  # one core: one cell at a time whatever runs it
     if not ray_installed():
-        return "serial", (f"auto: {cores} cores, but Ray is not installed (pip install -e '.[ray]' runs a worker "
-                          "per core)")
+        return "serial", (f"auto: {cores} cores, but Ray is not installed; pip install -e '.[ray]' runs a "
+                          "one-thread worker per core")
     return "ray", f"auto: {cores} cores and Ray installed, so a one-thread worker per core"
 
 

@@ -169,8 +169,9 @@ def run_cells(config: Config, cells: Sequence[Cell], test: Dataset, label_names:
         rows = {key: store.read(key) for key in jobs}
         todo = [job for key, job in jobs.items() if rows[key] is None]
         reused = len(jobs) - len(todo)
+        executor, why = chosen_executor(config.execution)
         progress.say(f"{desc}: {reused} of {len(jobs)} cells reused from {folder.cells}, {len(todo)} to train "
-                     f"({' — '.join(chosen_executor(config.execution))}; {threads} thread(s) per cell)")
+                     f"({executor}, {threads} thread(s) per cell{f'; {why}' if why else ''})")
         clear_work(folder.work)
         lines = progress.to_runner() or "ipykernel" not in sys.modules  # Jupyter keeps its bar instead
         bar = tqdm(total=len(todo), desc=desc, disable=runs.is_quiet(config))

@@ -8,8 +8,8 @@ from otherdata_utils.execution import Execution, chosen_executor, threads_per_ce
 
 @pytest.mark.parametrize("cores, installed, expected, reason", [
     ("2", True, ("ray", 1), "auto: 2 cores and Ray installed, so a one-thread worker per core"),
-    ("4", False, ("serial", 4), "auto: 4 cores, but Ray is not installed"),
-    ("1", True, ("serial", 1), "auto: 1 core available, so one cell at a time"),
+    ("4", False, ("serial", 4), "auto: 4 cores, but Ray is not installed; pip install -e '.[ray]'"),
+    ("1", True, ("serial", 1), ""),  # one core: nothing to choose, nothing to say
 ])
 def test_auto_runs_cells_on_ray_only_with_several_cores_and_ray_installed(monkeypatch, cores, installed, expected,
                                                                           reason):
@@ -25,7 +25,7 @@ def test_auto_runs_cells_on_ray_only_with_several_cores_and_ray_installed(monkey
 def test_a_named_executor_or_a_ray_cluster_overrides_auto(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     monkeypatch.setattr(execution, "ray_installed", lambda: True)
-    assert chosen_executor(Execution(executor="serial")) == ("serial", "set in the config")
+    assert chosen_executor(Execution(executor="serial")) == ("serial", "")
     assert threads_per_cell(Execution(executor="serial")) == 2
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert chosen_executor(Execution(ray_address="auto"))[0] == "ray"
