@@ -174,8 +174,12 @@ def run_benchmarks(settings: BenchSettings, *, data_dir: Path, quick: bool = Fal
                                                                                   workdir / "study-layout"))
 
     if settings.e2e:
-        # fp32 alone, or (--default-study) fp32 and then what auto picks on this host: one run of each (~3 min)
-        precisions = ("no", "auto") if settings.default_study else ("no",)
+        # fp32 alone, or (--default-study) fp32 and then what auto picks on this host: one run of each (~3 min);
+        # where auto picks fp32 a second fp32 run would only time the machine's noise
+        auto_differs = results["precision"]["mode"] != "no"
+        if settings.default_study and not auto_differs:
+            log(f"default study: mixed_precision auto is fp32 here, so one run ({results['precision']['reason']})")
+        precisions = ("no", "auto") if settings.default_study and auto_differs else ("no",)
         results["e2e"] = summarise_default_study(
             {precision: time_default_study(data_dir=data_dir, mixed_precision=precision) for precision in precisions})
     else:

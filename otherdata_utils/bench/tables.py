@@ -106,11 +106,10 @@ def summarise_study_layout(serial: dict[str, Any], ray: dict[str, Any]) -> dict[
 
 
 def summarise_default_study(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The default study end to end with mixed_precision "no" and "auto": both runs and fp32 / auto wall time
-    (above 1: auto is faster)."""
-    both_ok = all(run["ok"] for run in runs.values())
-    return {"runs": runs,
-            "fp32_over_auto": runs["no"]["seconds"] / runs["auto"]["seconds"] if both_ok else None}
+    """The default study end to end with mixed_precision "no" and, where it ran, "auto": the runs and fp32 / auto
+    wall time (above 1: auto is faster; None unless both ran and succeeded)."""
+    both = "auto" in runs and all(run["ok"] for run in runs.values())
+    return {"runs": runs, "fp32_over_auto": runs["no"]["seconds"] / runs["auto"]["seconds"] if both else None}
 
 
 # --- the markdown table -----------------------------------------------------------------------------------------------

@@ -89,6 +89,10 @@ def test_default_study_fp32_over_auto_on_fixed_timings() -> None:
     assert any("mixed_precision auto (picks bf16: why): **2.0 min**" in line for line in lines)
     assert summarise_default_study({"no": run(180.0, "no", "no"),
                                     "auto": run(9.0, "auto", "bf16", ok=False)})["fp32_over_auto"] is None
+    fp32_only = summarise_default_study({"no": run(180.0, "no", "no")})  # where auto picks fp32: one run
+    assert fp32_only["fp32_over_auto"] is None
+    assert _e2e_lines(fp32_only)[0].startswith("- `python -m otherdata_utils run params/default.yaml` at "
+                                                "mixed_precision no: **3.0 min**")
 
 
 def test_rotation_puts_each_contender_in_each_place_once() -> None:
