@@ -161,7 +161,7 @@ def run_benchmarks(settings: BenchSettings, *, data_dir: Path, quick: bool = Fal
 
         if settings.ablations:
             results["ablations"] = run_ablations(settings, config, tokenizer, warm, measure, workdir,
-                                                 baselines=runs)
+                                                 baselines=runs, heldout=tokenized["inference"])
 
         results["inference"] = run_inference(model_dir, texts["inference"], settings)
 

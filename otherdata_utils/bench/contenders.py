@@ -54,7 +54,8 @@ def train_contender(name: str, config: Config, tokenizer: PreTrainedTokenizerBas
                workdir / "warmup")
         with PeakRSS() as steps, StepClock(model) as clock:
             runner(model, tokenizer, measure, config, workdir / "timed")
-        accuracy = heldout_accuracy(model, tokenizer, heldout, config) if heldout is not None else None
+    # after the memory block, which covers loading and training only
+    accuracy = heldout_accuracy(model, tokenizer, heldout, config) if heldout is not None else None
     if save_to is not None:
         with modeling.quiet_transformers():
             modeling.save_model(model, tokenizer, save_to)
@@ -214,9 +215,11 @@ class StepClock:
 # --- ablations: what each part of our loop is worth -----------------------------------------------------------------
 
 def run_ablations(settings: BenchSettings, config: Config, tokenizer: PreTrainedTokenizerBase, warm: Dataset,
-                  measure: Dataset, workdir: Path, *, baselines: dict[str, list[dict]]) -> dict[str, Any]:
+                  measure: Dataset, workdir: Path, *, baselines: dict[str, list[dict]],
+                  heldout: Optional[Dataset] = None) -> dict[str, Any]:
     """Our loop with one thing changed at a time; each variant against its contender's runs in the main table
-    (`baselines`: contender -> runs); bf16 variants only where the main table has our loop in bf16."""
+    (`baselines`: contender -> runs), with its accuracy on `heldout`; bf16 variants only where the main table has
+    our loop in bf16."""
     # name -> (label, contender, its config, train_contender options): each a real option of the loop or the model.
     variants: dict[str, tuple[str, str, Config, dict[str, Any]]] = {
         "random_batches": ("random batches, dynamic padding (no length grouping)", "ours",
@@ -231,14 +234,18 @@ def run_ablations(settings: BenchSettings, config: Config, tokenizer: PreTrained
     }
     variants = {name: variant for name, variant in variants.items() if variant[1] in baselines}
     rates: dict[str, list[float]] = {name: [] for name in variants}
+    accuracies: dict[str, list[float]] = {name: [] for name in variants}
     for repeat in range(settings.repeats):
         for name in rotated(list(variants), repeat):
             _, contender, variant_config, options = variants[name]
             run = train_contender(contender, variant_config, tokenizer, warm, measure,
-                                  workdir / f"ablation-{name}-{repeat}", **options)
+                                  workdir / f"ablation-{name}-{repeat}", heldout=heldout, **options)
             rates[name].append(run["examples_per_second"])
+            if run["accuracy"] is not None:
+                accuracies[name].append(run["accuracy"])
             log(f"ablation {repeat + 1}/{settings.repeats} {name}: {run['examples_per_second']:.2f} ex/s")
     return {name: {"label": label, "baseline": contender, "examples_per_second": stats(rates[name]),
+                   "accuracy": stats(accuracies[name]) if accuracies[name] else None,
                    "vs_baseline": statistics.median(rates[name]) / statistics.median(
                        [run["examples_per_second"] for run in baselines[contender]])}
             for name, (label, contender, _, _) in variants.items()}

@@ -329,11 +329,11 @@ def render_markdown(results: dict[str, Any]) -> str:
                   "Our loop with one thing changed, same examples, steps and repetitions; the ratio is against the "
                   "median of the same loop in the training table, fp32 or bf16 (below 1.00× means the change makes "
                   "it slower).", "",
-                  "| variant | examples/s | against | ratio |", "|---|---|---|---|"]
+                  "| variant | examples/s | against | ratio | held-out accuracy |", "|---|---|---|---|---|"]
         for row in results["ablations"].values():
             against = "our loop, bf16" if row["baseline"] == "ours_bf16" else "our loop, fp32"
             lines.append(f"| {row['label']} | {_fmt(row['examples_per_second'], 2)} | {against} | "
-                         f"{row['vs_baseline']:.2f}× |")
+                         f"{row['vs_baseline']:.2f}× | {_accuracy(row)} |")
     load = machine.get("load_average_at_start"), machine.get("load_average_at_end")
     lines += [
         "", "## Machine", "",
