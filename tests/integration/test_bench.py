@@ -155,3 +155,33 @@ def test_inference_scores_every_contender_on_the_same_labelled_texts_and_serves_
     assert cut["predictor_saved"]["source"].startswith("as trained")
     assert cut["pipeline"]["max_length"] == cut["predictor"]["max_length"] == cut["predictor_int8"]["max_length"] \
         == 512
+
+
+def test_study_layout_runs_the_same_cells_serially_and_on_ray_workers(data_dir: Path, tmp_path: Path) -> None:
+    """`bench --study-layout` at `--quick` size: two tiny cells through the serial executor at every core, then on
+    Ray at a one-thread worker per core; each layout scores both cells on the same test rows."""
+    pytest.importorskip("ray")
+    from dataclasses import replace
+
+    from otherdata_utils.bench.study_layout import compare_layouts
+    from otherdata_utils.bench.tables import summarise_study_layout
+    from otherdata_utils.execution import available_cores
+
+    if available_cores() < 2:
+        pytest.skip("one core: there is no layout to choose")
+    before = torch.get_num_threads()
+    serial, ray = compare_layouts(replace(QUICK, model="tiny-random"), data_dir, tmp_path)
+    assert torch.get_num_threads() == before  # the serial layout pins threads only while its cells run
+    assert (serial["executor"], serial["threads_per_cell"]) == ("serial", available_cores())
+    assert (ray["executor"], ray["threads_per_cell"], ray["workers"]) == ("ray", 1, available_cores())
+    for layout in (serial, ray):
+        assert sorted(layout["cells"]) == ["seed-1", "seed-2"]
+        for cell in layout["cells"].values():
+            assert cell["n_test"] == QUICK.study_test_rows and cell["n_train"] == QUICK.study_train_rows
+            assert len(cell["correct"]) == QUICK.study_test_rows  # one mark per test row
+        assert layout["seconds"] >= max(layout["cell_seconds"].values())
+    # every cell on the same test rows, in both layouts
+    assert len({cell["test_rows"] for layout in (serial, ray) for cell in layout["cells"].values()}) == 1
+    summary = summarise_study_layout(serial, ray)
+    assert summary["serial_over_ray"] == serial["seconds"] / ray["seconds"]
+    assert summary["cells_identical"] == (serial["cells"] == ray["cells"])
