@@ -155,3 +155,13 @@ def copy_run():
 def small_run_copy(small_run_folder: "RunFolder", tmp_path: Path) -> "RunFolder":
     """A test's own copy of `small_run_folder`, free to change."""
     return copy_run_folder(small_run_folder, tmp_path / "small")
+
+
+@pytest.fixture(autouse=True)
+def cells_in_the_test_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Studies run in a test train their cells in the test's process: `execution.executor: auto` would start a local
+    Ray on a multi-core host where Ray is installed. Tests of Ray name `executor: ray`; tests of `auto` patch
+    `ray_installed` themselves."""
+    from otherdata_utils import execution
+
+    monkeypatch.setattr(execution, "ray_installed", lambda: False)

@@ -1,4 +1,5 @@
-"""Benchmarks, one command: training and inference throughput against baselines, matmul ceiling, memory, e2e time.
+"""Benchmarks, one command: training (fp32 and bf16) and inference throughput against baselines, the fp32 and bf16
+matmul ceilings, memory, the default study's wall time (fp32 vs auto) and the study cell layout (serial vs Ray).
 
 Hands on benchmarks/results.json and benchmarks/RESULTS.md: ratios first, absolute numbers labelled as this machine's.
 """
@@ -20,22 +21,31 @@ import torch
 
 from .. import modeling
 from ..config import DATA_DIR_ENV, Config, project_root
+from ..execution import available_cores
 from ..io import atomic_write_json, atomic_write_text
+from ..precision import resolve_precision
 from .contenders import run_ablations, train_contender
 from .inference import run_inference
 from .machine import PeakRSS, load_average, machine_info, matmul_gflops
-from .tables import render_markdown, summarise_ceiling, summarise_training
-from .workload import (CONTENDERS, FULL, LABEL_NAMES, QUICK, BenchSettings, describe_data, describe_model,
-                       load_bench_texts, log, rotated, train_config)
+from .study_layout import compare_layouts
+from .tables import (CEILING_DTYPES, render_markdown, summarise_ceiling, summarise_default_study,
+                     summarise_study_layout, summarise_training)
+from .workload import (BF16_CONTENDERS, CONTENDERS, FULL, LABEL_NAMES, QUICK, BenchSettings, describe_data,
+                       describe_model, load_bench_texts, log, rotated, train_config)
 
 
 def bench_command(argv: list[str]) -> int:
-    """``python -m otherdata_utils bench [--quick] [--skip-e2e] [--out DIR] [--data-dir DIR] [--model NAME]``."""
+    """``python -m otherdata_utils bench [--quick] [--skip-e2e] [--default-study] [--study-layout] [--out DIR]
+    [--data-dir DIR] [--model NAME]``."""
     parser = argparse.ArgumentParser(prog="python -m otherdata_utils bench", description=bench_command.__doc__)
     parser.add_argument("--quick", action="store_true",
                         help="few steps and texts, no ablations, no end-to-end study (CI smoke run)")
     parser.add_argument("--skip-e2e", action="store_true", help="do not time the default study end to end")
     parser.add_argument("--skip-ablations", action="store_true", help="do not measure variants of our loop")
+    parser.add_argument("--default-study", action="store_true",
+                        help="time the default study end to end twice, mixed_precision no and auto (~2 × 3 min)")
+    parser.add_argument("--study-layout", action="store_true",
+                        help="run a small study slice serially (all cores per cell) and on Ray (a worker per core)")
     parser.add_argument("--out", help="folder for results.json and RESULTS.md (default: benchmarks/)")
     parser.add_argument("--data-dir", help="local data root laid out like shared/data (default: OTHERDATA_DATA_DIR)")
     parser.add_argument("--model", help="model_name_or_path (default: the packaged MiniLM; 'tiny-random' for tests)")
@@ -59,6 +69,10 @@ def bench_command(argv: list[str]) -> int:
         changes["e2e"] = False
     if args.skip_ablations:
         changes["ablations"] = False
+    if args.default_study:
+        changes["e2e"] = changes["default_study"] = True
+    if args.study_layout:
+        changes["study_layout"] = True
     settings = replace(settings, **changes)
     out_dir = Path(args.out) if args.out else project_root() / "benchmarks"
     data_dir = Config(data_dir=args.data_dir).resolved_data_dir()
@@ -72,11 +86,19 @@ def bench_command(argv: list[str]) -> int:
     return 0
 
 
+# RESULTS.md from this heading on is written by hand (findings, profiles) and kept when the bench rewrites the file
+NOTES_HEADING = "## Notes (written by hand; the bench keeps this section)"
+
+
 def write_results(results: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
-    """results.json and RESULTS.md in `out_dir`, each written atomically."""
+    """results.json and RESULTS.md in `out_dir`, each written atomically; RESULTS.md keeps its hand-written notes."""
     out_dir = Path(out_dir)
+    markdown = render_markdown(results)
+    previous = out_dir / "RESULTS.md"
+    if previous.is_file() and NOTES_HEADING in (text := previous.read_text()):
+        markdown += "\n" + text[text.index(NOTES_HEADING):]
     return (atomic_write_json(out_dir / "results.json", results),
-            atomic_write_text(out_dir / "RESULTS.md", render_markdown(results)))
+            atomic_write_text(out_dir / "RESULTS.md", markdown))
 
 
 def run_benchmarks(settings: BenchSettings, *, data_dir: Path, quick: bool = False) -> dict[str, Any]:
@@ -88,7 +110,13 @@ def run_benchmarks(settings: BenchSettings, *, data_dir: Path, quick: bool = Fal
         "settings": asdict(settings),
         "machine": machine_info(),
         "memory_method": PeakRSS.method(),
+        # what mixed_precision auto picks here: the bf16 rows run only where it picks bf16
+        "precision": resolve_precision("auto").as_record(),
     }
+    contenders = CONTENDERS + (BF16_CONTENDERS if results["precision"]["mode"] == "bf16" else ())
+    ceilings = {"fp32": [], **({"bf16": []} if results["precision"]["mode"] == "bf16" else {})}
+    if "bf16" not in ceilings:
+        log(f"no bf16 rows: mixed_precision auto picks {results['precision']['reason']}")
     log(f"machine: {results['machine']['cpu_model']}, {results['machine']['torch_threads']} torch threads, "
         f"load {results['machine']['load_average_at_start']}")
     with tempfile.TemporaryDirectory(prefix="otherdata-bench-") as tmp:
@@ -109,31 +137,51 @@ def run_benchmarks(settings: BenchSettings, *, data_dir: Path, quick: bool = Fal
         results["model"] = describe_model(model, config)
         del model
 
-        log(f"matmul ceiling: {settings.matmul_size}² fp32 torch.mm")
-        ceiling_runs = [matmul_gflops(settings.matmul_size, settings.matmul_repeats)]
-        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in CONTENDERS}
+        def measure_ceilings() -> None:
+            for precision, measured in ceilings.items():
+                measured.append(matmul_gflops(settings.matmul_size, settings.matmul_repeats, CEILING_DTYPES[precision]))
+
+        log(f"matmul ceilings: {settings.matmul_size}² torch.mm in {' and '.join(ceilings)}")
+        measure_ceilings()
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in contenders}
         # our loop's trained model with its training length and truncation: the one the inference runs serve
         model_dir = workdir / "model"
         for repeat in range(settings.repeats):
-            for name in rotated(CONTENDERS, repeat):
+            for name in rotated(contenders, repeat):
                 run = train_contender(name, config, tokenizer, warm, measure, workdir / f"{name}-{repeat}",
-                                      save_to=model_dir if name == "ours" else None)
+                                      heldout=tokenized["inference"], save_to=model_dir if name == "ours" else None)
                 runs[name].append(run)
                 log(f"training {repeat + 1}/{settings.repeats} {name}: {run['examples_per_second']:.2f} ex/s, "
-                    f"peak RSS {run['peak_rss_mb']:.0f} MB")
-            # The ceiling again beside every repetition, so load from other processes hits both alike.
-            ceiling_runs.append(matmul_gflops(settings.matmul_size, settings.matmul_repeats))
-        results["matmul"] = summarise_ceiling(ceiling_runs, settings)
+                    f"held-out accuracy {run['accuracy']:.1%}, peak RSS {run['peak_rss_mb']:.0f} MB")
+            # The ceilings again beside every repetition, so load from other processes hits them alike.
+            measure_ceilings()
+        results["matmul"] = {precision: summarise_ceiling(measured, settings, precision)
+                             for precision, measured in ceilings.items()}
         results["training"] = summarise_training(runs, results["data"], results["model"], results["matmul"])
 
         if settings.ablations:
             results["ablations"] = run_ablations(settings, config, tokenizer, warm, measure, workdir,
-                                                 baseline=runs["ours"])
+                                                 baselines=runs, heldout=tokenized["inference"])
 
         results["inference"] = run_inference(model_dir, texts["inference"], settings)
 
+        if settings.study_layout:
+            if available_cores() < 2:
+                results["study_layout"] = {"skipped": True, "reason": f"{available_cores()} core available: "
+                                           "one cell at a time either way"}
+            else:
+                results["study_layout"] = summarise_study_layout(*compare_layouts(settings, data_dir,
+                                                                                  workdir / "study-layout"))
+
     if settings.e2e:
-        results["e2e"] = time_default_study(data_dir=data_dir)
+        # fp32 alone, or (--default-study) fp32 and then what auto picks on this host: one run of each (~3 min);
+        # where auto picks fp32 a second fp32 run would only time the machine's noise
+        auto_differs = results["precision"]["mode"] != "no"
+        if settings.default_study and not auto_differs:
+            log(f"default study: mixed_precision auto is fp32 here, so one run ({results['precision']['reason']})")
+        precisions = ("no", "auto") if settings.default_study and auto_differs else ("no",)
+        results["e2e"] = summarise_default_study(
+            {precision: time_default_study(data_dir=data_dir, mixed_precision=precision) for precision in precisions})
     else:
         results["e2e"] = {"skipped": True, "reason": "--quick" if quick else "--skip-e2e"}
     results["machine"]["load_average_at_end"] = load_average()
@@ -141,19 +189,25 @@ def run_benchmarks(settings: BenchSettings, *, data_dir: Path, quick: bool = Fal
     return results
 
 
-def time_default_study(params: str = "params/default.yaml", *, data_dir: Optional[Path] = None) -> dict[str, Any]:
-    """Wall time of ``python -m otherdata_utils run params/default.yaml`` in a throwaway run folder."""
+def time_default_study(params: str = "params/default.yaml", *, data_dir: Optional[Path] = None,
+                       mixed_precision: str = "no") -> dict[str, Any]:
+    """Wall time of ``python -m otherdata_utils run params/default.yaml`` in a throwaway run folder, at
+    `mixed_precision` ("auto" is resolved here, and the run is given the mode it picks, with the reason)."""
     root = project_root()
-    log(f"end to end: python -m otherdata_utils run {params} (several minutes)")
+    choice = resolve_precision(mixed_precision)
+    log(f"end to end: python -m otherdata_utils run {params} at mixed_precision {choice.mode} "
+        f"({choice.label}; several minutes)")
     with tempfile.TemporaryDirectory(prefix="otherdata-bench-e2e-") as tmp:
         tick = time.perf_counter()
         env = {**os.environ, **({DATA_DIR_ENV: str(data_dir)} if data_dir else {})}
-        completed = subprocess.run([sys.executable, "-m", "otherdata_utils", "run", params, "--out", tmp],
+        completed = subprocess.run([sys.executable, "-m", "otherdata_utils", "run", params, "--out", tmp,
+                                    "--set", f"mixed_precision={choice.mode}"],
                                    cwd=root, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - tick
-    # ru_maxrss of waited-for descendants: the largest single process (the notebook kernel), not their sum.
+    # ru_maxrss of waited-for descendants: the largest single process (the notebook kernel), not their sum, and
+    # over every run this process waited for so far.
     children_peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    outcome = {"params": params, "seconds": seconds, "ok": completed.returncode == 0,
+    outcome = {"params": params, "precision": choice.as_record(), "seconds": seconds, "ok": completed.returncode == 0,
                "largest_process_peak_rss_mb": children_peak_mb, "method": "timed here (subprocess wall clock)"}
     if completed.returncode != 0:
         outcome["error"] = (completed.stderr or completed.stdout)[-2000:]

@@ -1,6 +1,8 @@
-"""Training contenders: our loop, the seed-style loop, transformers' Trainer, and our loop with one thing changed.
+"""Training contenders: our loop (fp32 and bf16 autocast), the seed-style loop, transformers' Trainer, and our loop
+with one thing changed.
 
-Hands on one timed run's seconds, per-step times and peak memory (`train_contender`) and the ablation summary.
+Hands on one timed run's seconds, per-step times, peak memory and held-out accuracy (`train_contender`) and the
+ablation summary.
 """
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from datasets import Dataset
 from torch.optim.optimizer import register_optimizer_step_post_hook
 from torch.utils.data import DataLoader
@@ -26,16 +30,19 @@ from .workload import LABEL_NAMES, BenchSettings, log, rotated
 
 
 def train_contender(name: str, config: Config, tokenizer: PreTrainedTokenizerBase, warm: Dataset, measure: Dataset,
-                    workdir: Path, *, threads: Optional[int] = None, attention: Optional[str] = None,
-                    save_to: Optional[Path] = None) -> dict[str, Any]:
+                    workdir: Path, *, heldout: Optional[Dataset] = None, threads: Optional[int] = None,
+                    attention: Optional[str] = None, save_to: Optional[Path] = None) -> dict[str, Any]:
     """Fresh model, untimed warm-up steps on `warm`, then one timed epoch over `measure`; time and peak memory.
 
     Model loading and tokenisation are outside the timing; the clock runs from the first forward pass of the
-    timed run to the end of its last optimizer step. `threads` runs it on that many torch threads, `attention` with
-    that attention implementation ("eager", "sdpa"); `save_to` keeps the trained model with its inference settings
-    (for the inference runs), as `pipeline.finetune` saves it.
+    timed run to the end of its last optimizer step. `heldout` (tokenised, labelled) is scored after the timing, in
+    the contender's precision, so every row's speed comes with its accuracy on the same texts. `threads` runs it on
+    that many torch threads, `attention` with that attention implementation ("eager", "sdpa"); `save_to` keeps the
+    trained model with its inference settings (for the inference runs), as `pipeline.finetune` saves it.
     """
-    runner = {"ours": _run_ours, "seed_style": _run_seed_style, "trainer": _run_trainer}[name]
+    runner, precision = CONTENDER_RUNS[name]
+    config = config.replace(mixed_precision=precision)
+    fresh_accelerator_state()
     release_memory()
     rss_before = rss_mb()
     with PeakRSS() as whole, (_torch_threads(threads) if threads else contextlib.nullcontext()):
@@ -47,6 +54,8 @@ def train_contender(name: str, config: Config, tokenizer: PreTrainedTokenizerBas
                workdir / "warmup")
         with PeakRSS() as steps, StepClock(model) as clock:
             runner(model, tokenizer, measure, config, workdir / "timed")
+    # after the memory block, which covers loading and training only
+    accuracy = heldout_accuracy(model, tokenizer, heldout, config) if heldout is not None else None
     if save_to is not None:
         with modeling.quiet_transformers():
             modeling.save_model(model, tokenizer, save_to)
@@ -61,10 +70,31 @@ def train_contender(name: str, config: Config, tokenizer: PreTrainedTokenizerBas
         "step_seconds": clock.step_seconds(),
         "cpu_seconds": clock.cpu_end - clock.cpu_start,
         "threads": used_threads,
+        "precision": precision,
+        "accuracy": accuracy,
         "rss_before_mb": rss_before,
         "peak_rss_mb": steps.peak_mb,
         "peak_rss_whole_mb": whole.peak_mb,
     }
+
+
+def fresh_accelerator_state() -> None:
+    """Forget Accelerate's process-wide state before a contender builds its Accelerator (or Trainer does).
+
+    Accelerate keeps one `AcceleratorState` per process and refuses an Accelerator with another mixed_precision than
+    the first one's, while a plain `Accelerator()` silently inherits it; the bench alternates fp32 and bf16 runs in
+    one process, so each run starts from no state, as it would in a process of its own.
+    """
+    AcceleratorState._reset_state()
+
+
+def heldout_accuracy(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, heldout: Dataset,
+                     config: Config) -> float:
+    """Accuracy of the trained `model` on the labelled `heldout` rows, predicted in `config.mixed_precision`."""
+    fresh_accelerator_state()
+    scores, _ = train.evaluate(model, heldout, tokenizer, config, LABEL_NAMES,
+                               accelerator=Accelerator(mixed_precision=config.mixed_precision))
+    return float(scores["accuracy"])
 
 
 @contextlib.contextmanager
@@ -138,6 +168,12 @@ def _run_trainer(model, tokenizer, split, config: Config, output_dir: Path) -> N
         trainer.train()
 
 
+# contender -> (how it trains, Accelerate's mixed_precision for our loop and Trainer; the seed-style loop has no
+# Accelerator and always runs fp32)
+CONTENDER_RUNS = {"ours": (_run_ours, "no"), "ours_bf16": (_run_ours, "bf16"), "seed_style": (_run_seed_style, "no"),
+                  "trainer": (_run_trainer, "no")}
+
+
 class StepClock:
     """Times the training of one model: from its first forward call to the end of each optimizer step after it.
 
@@ -179,25 +215,37 @@ class StepClock:
 # --- ablations: what each part of our loop is worth -----------------------------------------------------------------
 
 def run_ablations(settings: BenchSettings, config: Config, tokenizer: PreTrainedTokenizerBase, warm: Dataset,
-                  measure: Dataset, workdir: Path, *, baseline: list[dict]) -> dict[str, Any]:
-    """Our loop with one thing changed at a time; each variant against the baseline runs of the main table."""
-    # name -> (label, our loop's config, train_contender options): each a real option of the loop or the model.
-    variants: dict[str, tuple[str, Config, dict[str, Any]]] = {
-        "random_batches": ("random batches, dynamic padding (no length grouping)",
+                  measure: Dataset, workdir: Path, *, baselines: dict[str, list[dict]],
+                  heldout: Optional[Dataset] = None) -> dict[str, Any]:
+    """Our loop with one thing changed at a time; each variant against its contender's runs in the main table
+    (`baselines`: contender -> runs), with its accuracy on `heldout`; bf16 variants only where the main table has
+    our loop in bf16."""
+    # name -> (label, contender, its config, train_contender options): each a real option of the loop or the model.
+    variants: dict[str, tuple[str, str, Config, dict[str, Any]]] = {
+        "random_batches": ("random batches, dynamic padding (no length grouping)", "ours",
                            config.replace(group_by_length=False), {}),
-        "foreach_adamw": ("foreach AdamW instead of fused", config.replace(optim_implementation="foreach"), {}),
-        "eager_attention": ("eager attention instead of SDPA", config, {"attention": "eager"}),
-        "one_thread": ("1 torch thread instead of all cores", config, {"threads": 1}),
+        "foreach_adamw": ("foreach AdamW instead of fused", "ours", config.replace(optim_implementation="foreach"),
+                          {}),
+        "eager_attention": ("eager attention instead of SDPA", "ours", config, {"attention": "eager"}),
+        "one_thread": ("1 torch thread instead of all cores", "ours", config, {"threads": 1}),
+        # how bf16's gain changes with threads: the part of a step that does not shrink with bf16 matmuls
+        "bf16_one_thread": ("bf16 autocast on 1 torch thread instead of all cores", "ours_bf16", config,
+                            {"threads": 1}),
     }
+    variants = {name: variant for name, variant in variants.items() if variant[1] in baselines}
     rates: dict[str, list[float]] = {name: [] for name in variants}
+    accuracies: dict[str, list[float]] = {name: [] for name in variants}
     for repeat in range(settings.repeats):
         for name in rotated(list(variants), repeat):
-            _, variant_config, options = variants[name]
-            run = train_contender("ours", variant_config, tokenizer, warm, measure,
-                                  workdir / f"ablation-{name}-{repeat}", **options)
+            _, contender, variant_config, options = variants[name]
+            run = train_contender(contender, variant_config, tokenizer, warm, measure,
+                                  workdir / f"ablation-{name}-{repeat}", heldout=heldout, **options)
             rates[name].append(run["examples_per_second"])
+            if run["accuracy"] is not None:
+                accuracies[name].append(run["accuracy"])
             log(f"ablation {repeat + 1}/{settings.repeats} {name}: {run['examples_per_second']:.2f} ex/s")
-    base = [run["examples_per_second"] for run in baseline]
-    return {name: {"label": label, "examples_per_second": stats(rates[name]),
-                   "vs_ours": statistics.median(rates[name]) / statistics.median(base)}
-            for name, (label, _, _) in variants.items()}
+    return {name: {"label": label, "baseline": contender, "examples_per_second": stats(rates[name]),
+                   "accuracy": stats(accuracies[name]) if accuracies[name] else None,
+                   "vs_baseline": statistics.median(rates[name]) / statistics.median(
+                       [run["examples_per_second"] for run in baselines[contender]])}
+            for name, (label, contender, _, _) in variants.items()}

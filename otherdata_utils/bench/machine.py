@@ -1,4 +1,4 @@
-"""The machine under the benchmark: CPU, threads, BLAS and versions, the fp32 matmul ceiling, peak memory.
+"""The machine under the benchmark: CPU, threads, BLAS and versions, the fp32 and bf16 matmul ceilings, peak memory.
 
 Hands on `machine_info`, `matmul_gflops` and the `PeakRSS` block that every timed phase runs inside.
 """
@@ -65,13 +65,14 @@ def load_average() -> Optional[list[float]]:
         return None
 
 
-def matmul_gflops(size: int = 2048, repeats: int = 10) -> list[float]:
-    """GFLOP/s of fp32 `torch.mm` on two size² matrices (2·size³ FLOPs each), on all torch threads; one per repeat."""
+def matmul_gflops(size: int = 2048, repeats: int = 10, dtype: torch.dtype = torch.float32) -> list[float]:
+    """GFLOP/s of `torch.mm` on two size² matrices of `dtype` (2·size³ FLOPs each), on all torch threads; one rate
+    per repeat. bf16 is the ceiling of bf16 autocast, whose matmuls run on bf16 operands."""
     generator = torch.Generator().manual_seed(0)
-    a = torch.randn(size, size, generator=generator)
-    b = torch.randn(size, size, generator=generator)
-    out = torch.empty(size, size)
-    for _ in range(2):  # warm-up: thread pool start, page faults on `out`
+    a = torch.randn(size, size, generator=generator).to(dtype)
+    b = torch.randn(size, size, generator=generator).to(dtype)
+    out = torch.empty(size, size, dtype=dtype)
+    for _ in range(2):  # warm-up: thread pool start, page faults on `out`, oneDNN's kernel choice for bf16
         torch.mm(a, b, out=out)
     rates = []
     for _ in range(repeats):

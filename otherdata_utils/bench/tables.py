@@ -72,10 +72,28 @@ def serving_headline(contenders: dict[str, dict], found: dict[str, dict]) -> dic
     }
 
 
-def summarise_ceiling(runs: list[list[float]], settings: BenchSettings) -> dict[str, Any]:
-    """The matmul ceiling over every measurement, and each measurement's median (to see drift between them)."""
+# Accelerate's mixed_precision -> the matmul ceiling a run in it is measured against
+CEILING_OF = {"no": "fp32", "bf16": "bf16"}
+CEILING_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def paired_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> dict[str, float]:
+    """numerator[i] / denominator[i] for each repetition (runs that alternated, so both saw the same load), as
+    median, min and max over the repetitions."""
+    if len(numerator) != len(denominator) or not numerator:
+        raise ValueError(f"paired runs need as many of each, at least one; got {len(numerator)} and "
+                         f"{len(denominator)}")
+    each = [a / b for a, b in zip(numerator, denominator)]
+    return {"median": float(statistics.median(each)), "min": float(min(each)), "max": float(max(each)),
+            "n": len(each)}
+
+
+def summarise_ceiling(runs: list[list[float]], settings: BenchSettings, precision: str) -> dict[str, Any]:
+    """One matmul ceiling (`precision`: "fp32" or "bf16") over every measurement, and each measurement's median (to
+    see drift between them)."""
     every = [rate for run in runs for rate in run]
     return {
+        "precision": precision,
         "size": settings.matmul_size,
         "threads": torch.get_num_threads(),
         "gflops": stats(every),
@@ -84,19 +102,28 @@ def summarise_ceiling(runs: list[list[float]], settings: BenchSettings) -> dict[
 
 
 def summarise_training(runs: dict[str, list[dict]], data_info: dict, model_info: dict,
-                       matmul: dict) -> dict[str, Any]:
-    """Per contender: throughput, useful-work GFLOP/s and its share of the ceiling, memory; ours against the rest."""
-    ceiling = matmul["gflops"]["median"]
+                       ceilings: dict[str, dict]) -> dict[str, Any]:
+    """Per contender: throughput, useful-work GFLOP/s and its share of the ceiling of its own precision, held-out
+    accuracy, memory; ours against the rest, and our loop in bf16 against fp32 paired run by run."""
     flops = 6 * model_info["non_embedding_parameters"] * data_info["real_tokens"]
     summary: dict[str, Any] = {"contenders": {}, "flops_per_epoch": flops}
     for name, contender_runs in runs.items():
+        precisions = {run["precision"] for run in contender_runs}
+        if len(precisions) != 1:
+            raise ValueError(f"{name}: runs in several precisions {sorted(precisions)}")
+        precision = precisions.pop()
+        ceiling = ceilings[CEILING_OF[precision]]["gflops"]["median"]
         rates = [run["examples_per_second"] for run in contender_runs]
         gflops = [flops / run["seconds"] / 1e9 for run in contender_runs]
+        accuracies = [run["accuracy"] for run in contender_runs if run.get("accuracy") is not None]
         summary["contenders"][name] = {
+            "precision": precision,
+            "ceiling": CEILING_OF[precision],
             "examples_per_second": stats(rates),
             "tokens_per_second": stats([data_info["real_tokens"] / run["seconds"] for run in contender_runs]),
             "gflops": stats(gflops),
             "share_of_ceiling": stats([rate / ceiling for rate in gflops]),
+            "accuracy": stats(accuracies) if accuracies else None,
             "peak_rss_mb": stats([run["peak_rss_mb"] for run in contender_runs]),
             "peak_rss_whole_mb": stats([run["peak_rss_whole_mb"] for run in contender_runs]),
             "rss_before_mb": stats([run["rss_before_mb"] for run in contender_runs]),
@@ -104,7 +131,28 @@ def summarise_training(runs: dict[str, list[dict]], data_info: dict, model_info:
             "runs": contender_runs,
         }
     summary["ratios"] = ratios(summary["contenders"], "ours", ("seed_style", "trainer"))
+    if "ours_bf16" in runs:
+        summary["ratios"]["ours_bf16_vs_ours"] = paired_ratio(
+            [run["examples_per_second"] for run in runs["ours_bf16"]],
+            [run["examples_per_second"] for run in runs["ours"]])
     return summary
+
+
+def summarise_study_layout(serial: dict[str, Any], ray: dict[str, Any]) -> dict[str, Any]:
+    """A study slice run serially and on Ray workers: wall times, serial / Ray (above 1: Ray is faster), and
+    whether the cells' scores came out the same (cell by cell, on every test row)."""
+    differing = sorted(key for key in serial["cells"] if serial["cells"][key] != ray["cells"].get(key))
+    return {"serial": serial, "ray": ray, "serial_over_ray": serial["seconds"] / ray["seconds"],
+            "faster": "ray" if ray["seconds"] < serial["seconds"] else "serial",
+            "cells_identical": not differing and set(serial["cells"]) == set(ray["cells"]),
+            "differing_cells": differing}
+
+
+def summarise_default_study(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The default study end to end with mixed_precision "no" and, where it ran, "auto": the runs and fp32 / auto
+    wall time (above 1: auto is faster; None unless both ran and succeeded)."""
+    both = "auto" in runs and all(run["ok"] for run in runs.values())
+    return {"runs": runs, "fp32_over_auto": runs["no"]["seconds"] / runs["auto"]["seconds"] if both else None}
 
 
 # --- the markdown table -----------------------------------------------------------------------------------------------
@@ -117,8 +165,24 @@ def _ratio_fmt(ratio: dict[str, float]) -> str:
     return f"**{ratio['median']:.2f}×** ({ratio['min']:.2f}–{ratio['max']:.2f})"
 
 
+def _share_fmt(row: dict[str, Any]) -> str:
+    share = row["share_of_ceiling"]
+    return f"**{share['median']:.0%}** ({share['min']:.0%}–{share['max']:.0%})"
+
+
+def _accuracy(row: dict[str, Any]) -> str:
+    """A training row's held-out accuracy: the median over its runs, with the range where the runs differ."""
+    accuracy = row.get("accuracy")
+    if accuracy is None:
+        return "not scored"
+    if accuracy["min"] == accuracy["max"]:
+        return f"{accuracy['median']:.1%}"
+    return f"{accuracy['median']:.1%} ({accuracy['min']:.1%}–{accuracy['max']:.1%})"
+
+
 TRAINING_LABELS = {
     "ours": "our loop (`train.train`: length-grouped, dynamic padding, fused AdamW)",
+    "ours_bf16": "our loop, `mixed_precision: bf16` (Accelerate's bf16 autocast; fp32 weights and optimizer)",
     "seed_style": "seed-style loop (pad to 128, random batches, for-loop AdamW, no schedule)",
     "trainer": "transformers `Trainer` (`train_sampling_strategy=\"group_by_length\"`)",
 }
@@ -129,6 +193,7 @@ INFERENCE_LABELS = {
     "predictor_bf16": "our `Predictor`, bf16 autocast",
     "predictor_int8": "our `Predictor`, int8 dynamic quantisation",
 }
+PRECISION_WORDS = {"predictor_bf16": "in bf16 autocast", "predictor_int8": "int8-quantised"}
 
 
 def _cut(tokenization: dict[str, Any]) -> str:
@@ -207,11 +272,53 @@ def _inference_section(inference: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _e2e_lines(e2e: dict[str, Any]) -> list[str]:
+    """The default study's wall time per precision, and fp32 / auto where both ran."""
+    if e2e.get("skipped"):
+        return [f"Not measured in this run ({e2e['reason']})."]
+    lines = []
+    for requested, run in e2e["runs"].items():
+        precision = run["precision"]
+        how = f"mixed_precision {requested}" + (f" (picks {precision['mode']}: {precision['reason']})"
+                                                 if requested == "auto" else "")
+        if run["ok"]:
+            lines.append(f"- `python -m otherdata_utils run {run['params']}` at {how}: **{run['seconds'] / 60:.1f} "
+                         f"min** wall time ({run['method']}).")
+        else:
+            lines.append(f"- `python -m otherdata_utils run {run['params']}` at {how} failed after "
+                         f"{run['seconds']:.0f} s; the error is in results.json.")
+    peak = max(run["largest_process_peak_rss_mb"] for run in e2e["runs"].values())
+    lines.append(f"- Largest single process peak RSS {peak:.0f} MB.")
+    if e2e["fp32_over_auto"] is not None:
+        lines.append(f"- fp32 / auto wall time: **{e2e['fp32_over_auto']:.2f}×** (one run of each, fp32 first).")
+    return lines
+
+
+def _study_layout_lines(layout: dict[str, Any]) -> list[str]:
+    """The same cells serially and on Ray: wall times, the ratio, whether the cells' scores agree."""
+    if layout.get("skipped"):
+        return [f"Not measured: {layout['reason']}."]
+    serial, ray = layout["serial"], layout["ray"]
+    same = ("every cell's scores identical (accuracy, macro-F1 and each test row's correctness)"
+            if layout["cells_identical"] else
+            f"cells whose scores differ between the layouts: {', '.join(layout['differing_cells'])} (a cell's "
+            "result depends on its thread count)")
+    return [f"{len(serial['cells'])} cells (UCI sentence models, one per seed) through the study executor, wall time "
+            "from the first cell handed over to the last result (Ray's start-up included).", "",
+            "| layout | wall time s | median cell s |", "|---|---|---|",
+            f"| serial, {serial['threads_per_cell']} threads per cell | {serial['seconds']:.1f} | "
+            f"{statistics.median(serial['cell_seconds'].values()):.1f} |",
+            f"| Ray, {ray['workers']} workers × {ray['threads_per_cell']} thread | {ray['seconds']:.1f} | "
+            f"{statistics.median(ray['cell_seconds'].values()):.1f} |", "",
+            f"Serial / Ray wall time: **{layout['serial_over_ray']:.2f}×** ({layout['faster']} is faster); {same}."]
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     """RESULTS.md: headline ratios, then each section's medians with min–max, then the machine and the method."""
     machine, settings, data = results["machine"], results["settings"], results["data"]
     training, matmul, inference = results["training"], results["matmul"], results["inference"]
     ours = training["contenders"]["ours"]
+    bf16 = training["contenders"].get("ours_bf16")
     lines = [
         "# otherdata benchmarks",
         "",
@@ -225,9 +332,17 @@ def render_markdown(results: dict[str, Any]) -> str:
         "|---|---|",
         f"| training: our loop vs seed-style loop | {_ratio_fmt(training['ratios']['ours_vs_seed_style'])} |",
         f"| training: our loop vs `Trainer` | {_ratio_fmt(training['ratios']['ours_vs_trainer'])} |",
-        f"| training: our loop's FLOP/s as a share of the fp32 matmul ceiling | "
-        f"**{ours['share_of_ceiling']['median']:.0%}** ({ours['share_of_ceiling']['min']:.0%}–"
-        f"{ours['share_of_ceiling']['max']:.0%}) |",
+        f"| training: our loop's FLOP/s as a share of the fp32 matmul ceiling | {_share_fmt(ours)} |",
+        *([f"| training: our loop in bf16 autocast vs fp32 (paired runs; accuracy {_accuracy(bf16)} vs "
+           f"{_accuracy(ours)}) | {_ratio_fmt(training['ratios']['ours_bf16_vs_ours'])} |",
+           f"| training: our loop in bf16 autocast, FLOP/s as a share of the bf16 matmul ceiling | "
+           f"{_share_fmt(bf16)} |"] if bf16 else
+          [f"| training: bf16 autocast | not measured: {results['precision']['reason']} |"]),
+        *[f"| inference: `Predictor` {PRECISION_WORDS[name]} vs fp32, both at the saved settings "
+          f"(accuracy {inference['contenders'][name]['accuracy']:.1%} vs "
+          f"{inference['contenders'][SERVING_REFERENCE]['accuracy']:.1%}) | "
+          f"{_ratio_fmt(inference['ratios'][f'{name}_vs_{SERVING_REFERENCE}'])} |"
+          for name in ("predictor_bf16", "predictor_int8") if name in inference["contenders"]],
         _serving_headline_row(inference),
         "",
         "## Training throughput (this machine)",
@@ -238,14 +353,25 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"model `{results['model']['name']}` ({results['model']['type']}, {results['model']['layers']} layers, "
         f"hidden {results['model']['hidden_size']}).",
         "",
-        "| contender | examples/s | real tokens/s | GFLOP/s | share of ceiling | peak RSS MB (steps) | threads |",
-        "|---|---|---|---|---|---|---|",
+        "Every contender is then scored on the same held-out labelled texts (the inference texts below), in its own "
+        "precision, so each speed comes with its accuracy; each row's share is of the matmul ceiling of its own "
+        "precision.",
+        "",
+        "| contender | precision | examples/s | real tokens/s | GFLOP/s | share of ceiling | held-out accuracy | "
+        "peak RSS MB (steps) | threads |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, label in TRAINING_LABELS.items():
+        if name not in training["contenders"]:
+            continue
         row = training["contenders"][name]
-        lines.append(f"| {label} | {_fmt(row['examples_per_second'], 2)} | {_fmt(row['tokens_per_second'], 0)} | "
-                     f"{_fmt(row['gflops'], 1)} | {_fmt(row['share_of_ceiling'], 2)} | "
-                     f"{_fmt(row['peak_rss_mb'], 0)} | {', '.join(map(str, row['threads']))} |")
+        lines.append(f"| {label} | {row['ceiling']} | {_fmt(row['examples_per_second'], 2)} | "
+                     f"{_fmt(row['tokens_per_second'], 0)} | {_fmt(row['gflops'], 1)} | "
+                     f"{_fmt(row['share_of_ceiling'], 2)} | {_accuracy(row)} | {_fmt(row['peak_rss_mb'], 0)} | "
+                     f"{', '.join(map(str, row['threads']))} |")
+    if not bf16:
+        lines += ["", f"No bf16 row: `mixed_precision: auto` picks fp32 on this host "
+                  f"({results['precision']['reason']})."]
     tokens = data["tokens_per_example"]
     lines += [
         "",
@@ -257,9 +383,11 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
         "## Matmul ceiling and achieved FLOP/s (this machine)",
         "",
-        f"Ceiling: fp32 `torch.mm` of two {matmul['size']}² matrices on {matmul['threads']} threads: "
-        f"**{_fmt(matmul['gflops'], 1)} GFLOP/s**, measured before the training runs and again after each "
-        "repetition (the share uses the median of all).",
+        *[f"- Ceiling: {ceiling['precision']} `torch.mm` of two {ceiling['size']}² matrices on {ceiling['threads']} "
+          f"threads: **{_fmt(ceiling['gflops'], 1)} GFLOP/s**." for ceiling in matmul.values()],
+        "",
+        "Each ceiling is measured before the training runs and again after each repetition (the share uses the "
+        "median of all).",
         "",
         "Training FLOPs are counted as 6 × non-embedding parameters × real tokens "
         f"(6 × {results['model']['non_embedding_parameters']:,} × {data['real_tokens']:,} = "
@@ -277,29 +405,26 @@ def render_markdown(results: dict[str, Any]) -> str:
               "process also holds the data, the tokenizer and the libraries, so compare differences, not totals.",
               "",
               "| phase | peak RSS MB | RSS before the phase MB |", "|---|---|---|"]
-    for name, label in TRAINING_LABELS.items():
+    for name in training["contenders"]:
         row = training["contenders"][name]
         lines.append(f"| training: {name} (model load, warm-up and timed steps) | {_fmt(row['peak_rss_whole_mb'], 0)} "
                      f"| {_fmt(row['rss_before_mb'], 0)} |")
     for name, value in inference["load_peak_rss_mb"].items():
         lines.append(f"| inference: {name.replace('_', ' ')} | {value:.0f} | |")
-    e2e = results["e2e"]
-    lines += ["", "## End to end: the default study", ""]
-    if e2e.get("skipped"):
-        lines.append(f"Not measured in this run ({e2e['reason']}).")
-    elif e2e["ok"]:
-        lines.append(f"`python -m otherdata_utils run {e2e['params']}`: **{e2e['seconds'] / 60:.1f} min** wall time "
-                     f"({e2e['method']}); largest single process peak RSS {e2e['largest_process_peak_rss_mb']:.0f} MB.")
-    else:
-        lines.append(f"`python -m otherdata_utils run {e2e['params']}` failed after {e2e['seconds']:.0f} s; the error "
-                     "is in results.json.")
+    lines += ["", "## End to end: the default study", "", *_e2e_lines(results["e2e"])]
+    if results.get("study_layout"):
+        lines += ["", "## Study cell layout: serial vs Ray workers (this machine)", "",
+                  *_study_layout_lines(results["study_layout"])]
     if results.get("ablations"):
         lines += ["", "## What each part of our loop is worth (this machine)", "",
-                  "Our loop with one thing changed, same examples, steps and repetitions; the ratio is against our "
-                  "loop's median in the training table (below 1.00× means the change makes it slower).", "",
-                  "| variant | examples/s | vs our loop |", "|---|---|---|"]
+                  "Our loop with one thing changed, same examples, steps and repetitions; the ratio is against the "
+                  "median of the same loop in the training table, fp32 or bf16 (below 1.00× means the change makes "
+                  "it slower).", "",
+                  "| variant | examples/s | against | ratio | held-out accuracy |", "|---|---|---|---|---|"]
         for row in results["ablations"].values():
-            lines.append(f"| {row['label']} | {_fmt(row['examples_per_second'], 2)} | {row['vs_ours']:.2f}× |")
+            against = "our loop, bf16" if row["baseline"] == "ours_bf16" else "our loop, fp32"
+            lines.append(f"| {row['label']} | {_fmt(row['examples_per_second'], 2)} | {against} | "
+                         f"{row['vs_baseline']:.2f}× | {_accuracy(row)} |")
     load = machine.get("load_average_at_start"), machine.get("load_average_at_end")
     lines += [
         "", "## Machine", "",

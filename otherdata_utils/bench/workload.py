@@ -19,6 +19,8 @@ from ..config import Config
 SOURCES = ("uci_sentences", "blitzer_mds:electronics")  # short sentences and longer reviews: mixed lengths
 LABEL_NAMES = ["neg", "pos"]
 CONTENDERS = ("ours", "seed_style", "trainer")
+# our loop in bf16 autocast, beside the fp32 contenders on hosts where `mixed_precision: auto` picks bf16
+BF16_CONTENDERS = ("ours_bf16",)
 # pipeline() at batch 1 and 32; the Predictor at the saved training settings in fp32, bf16 autocast and int8
 INFERENCE_CONTENDERS = ("pipeline_bs1", "pipeline_bs32", "predictor_fp32", "predictor_bf16", "predictor_int8")
 
@@ -36,16 +38,22 @@ class BenchSettings:
     repeats: int = 3  # runs per contender, contenders alternating in a rotated order
     matmul_size: int = 2048
     matmul_repeats: int = 10
-    inference_texts: int = 512
+    inference_texts: int = 800  # every test row of both sources (600 + 400 allow 400 each): TOSTs need rows
     inference_repeats: int = 3
     ablations: bool = True  # variants of our loop: what each optimisation is worth
     e2e: bool = True  # time `python -m otherdata_utils run params/default.yaml`
+    default_study: bool = False  # time that study with mixed_precision "no" and "auto" (`--default-study`)
+    study_layout: bool = False  # a study slice serially vs on Ray workers (`--study-layout`)
+    study_cells: int = 4  # cells in that slice: UCI sentence models, one per seed
+    study_train_rows: int = 240  # training rows per cell (2 epochs of batch 16: 30 optimizer steps)
+    study_test_rows: int = 300  # test rows every cell is scored on
     seed: int = 42
 
 
 FULL = BenchSettings()
 QUICK = BenchSettings(warmup_steps=3, steps=4, repeats=3, matmul_repeats=3, inference_texts=64,
-                      inference_repeats=3, ablations=False, e2e=False)
+                      inference_repeats=3, ablations=False, e2e=False, study_cells=2, study_train_rows=32,
+                      study_test_rows=32)
 
 
 def train_config(settings: BenchSettings, workdir: Path) -> Config:

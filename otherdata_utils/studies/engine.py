@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from .. import clean, data, metrics, modeling, pipeline, progress, runs, stats, train
 from ..config import Config
-from ..execution import threads_per_cell
+from ..execution import chosen_executor, threads_per_cell
 from ..folder_lock import hold_run_folder
 from ..io import atomic_write_text
 from .executor import CellJob, execute
@@ -169,8 +169,9 @@ def run_cells(config: Config, cells: Sequence[Cell], test: Dataset, label_names:
         rows = {key: store.read(key) for key in jobs}
         todo = [job for key, job in jobs.items() if rows[key] is None]
         reused = len(jobs) - len(todo)
+        executor, why = chosen_executor(config.execution)
         progress.say(f"{desc}: {reused} of {len(jobs)} cells reused from {folder.cells}, {len(todo)} to train "
-                     f"({config.execution.executor}, {threads} thread(s) per cell)")
+                     f"({executor}, {threads} thread(s) per cell{f'; {why}' if why else ''})")
         clear_work(folder.work)
         lines = progress.to_runner() or "ipykernel" not in sys.modules  # Jupyter keeps its bar instead
         bar = tqdm(total=len(todo), desc=desc, disable=runs.is_quiet(config))
@@ -431,7 +432,7 @@ def study_design(config: Config, scientific: dict[str, Any], seed_varies: str, f
 def execution_record(config: Config) -> dict[str, Any]:
     """How the cells were carried out: the executor and the threads each cell was pinned to (part of every cell's
     key, so a stored cell was trained at this thread count)."""
-    return {"executor": config.execution.executor, "threads_per_cell": threads_per_cell(config.execution)}
+    return {"executor": chosen_executor(config.execution)[0], "threads_per_cell": threads_per_cell(config.execution)}
 
 
 def finish(config: Config, name: str, cells: pd.DataFrame, summary: pd.DataFrame, comparisons: pd.DataFrame,

@@ -15,7 +15,7 @@ import torch
 from datasets import Dataset
 
 from ..config import Config
-from ..execution import Execution, available_cores
+from ..execution import Execution, available_cores, chosen_executor
 from .store import in_work_folder
 
 
@@ -77,7 +77,7 @@ def portable(rows: Any) -> Any:
 def execute(jobs: Sequence[CellJob], execution: Execution, threads: int, test: Dataset, label_names: list[str],
             work_root: Path) -> Iterator[tuple[CellJob, dict[str, Any], float]]:
     """Each job's (job, measured columns, seconds), in the order they finish."""
-    if execution.executor == "ray":
+    if chosen_executor(execution)[0] == "ray":
         yield from _execute_on_ray(jobs, execution, threads, test, label_names, work_root)
         return
     for job in jobs:

@@ -12,12 +12,14 @@ from datasets import ClassLabel, Dataset, Features, Value
 
 from otherdata_utils.__main__ import main
 from otherdata_utils.bench.inference import run_inference
-from otherdata_utils.bench.tables import PIPELINE_ROWS, ratios, serving_baseline, serving_headline, stats
-from otherdata_utils.bench.workload import CONTENDERS, INFERENCE_CONTENDERS, QUICK, BenchSettings
+from otherdata_utils.bench.tables import PIPELINE_ROWS, paired_ratio, ratios, serving_baseline, serving_headline, stats
+from otherdata_utils.bench.workload import BF16_CONTENDERS, CONTENDERS, INFERENCE_CONTENDERS, QUICK, BenchSettings
 from otherdata_utils.config import Config
 from otherdata_utils.model_card import write_inference_settings
-from otherdata_utils.precision import native_cpu_bf16
+from otherdata_utils.precision import native_cpu_bf16, resolve_precision
 from otherdata_utils.predictor import Predictor
+
+NATIVE_BF16 = resolve_precision("auto").mode == "bf16"
 
 SECTIONS = ("## Headline", "## Training throughput", "## Matmul ceiling", "## Inference throughput",
             "## Peak memory", "## End to end", "## Machine", "## Method")
@@ -42,10 +44,10 @@ def quick_results(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> P
 def test_quick_benchmark_reports_positive_training_throughput_for_every_contender(quick_results: Path) -> None:
     results = json.loads((quick_results / "results.json").read_text())
     training = results["training"]
-    assert set(training["contenders"]) == set(CONTENDERS)
+    assert set(training["contenders"]) == set(CONTENDERS + (BF16_CONTENDERS if NATIVE_BF16 else ()))
     # every contender trains on the same timed examples: 4 steps of 16
     assert results["data"]["timed_rows"] == 64
-    for name in CONTENDERS:
+    for name in training["contenders"]:
         row = training["contenders"][name]
         runs = row["runs"]
         assert row["examples_per_second"]["n"] == len(runs) == 3, name
@@ -54,11 +56,38 @@ def test_quick_benchmark_reports_positive_training_throughput_for_every_contende
         assert row["examples_per_second"] == stats([run["examples_per_second"] for run in runs]), name
         assert row["gflops"] == stats([training["flops_per_epoch"] / run["seconds"] / 1e9 for run in runs]), name
         assert row["peak_rss_mb"] == stats([run["peak_rss_mb"] for run in runs]), name
-    assert training["ratios"] == ratios(training["contenders"], "ours", ("seed_style", "trainer"))
-    matmul = results["matmul"]  # the ceiling over every measurement brackets each measurement's median
-    assert matmul["threads"] == 1
-    assert matmul["gflops"]["min"] <= min(matmul["per_measurement_median"]) <= max(
-        matmul["per_measurement_median"]) <= matmul["gflops"]["max"]
+    fp32_ratios = {name: ratio for name, ratio in training["ratios"].items() if name != "ours_bf16_vs_ours"}
+    assert fp32_ratios == ratios(training["contenders"], "ours", ("seed_style", "trainer"))
+    assert set(results["matmul"]) == ({"fp32", "bf16"} if NATIVE_BF16 else {"fp32"})
+    for matmul in results["matmul"].values():  # each ceiling over every measurement brackets each measurement's median
+        assert matmul["threads"] == 1
+        assert len(matmul["per_measurement_median"]) == 1 + QUICK.repeats  # before, then beside every repetition
+        assert matmul["gflops"]["min"] <= min(matmul["per_measurement_median"]) <= max(
+            matmul["per_measurement_median"]) <= matmul["gflops"]["max"]
+
+
+@pytest.mark.skipif(not NATIVE_BF16, reason="mixed_precision auto picks fp32 on this host: no bf16 rows")
+def test_quick_benchmark_reports_our_loop_in_bf16_with_its_accuracy_on_the_same_texts(quick_results: Path) -> None:
+    results = json.loads((quick_results / "results.json").read_text())
+    training = results["training"]
+    fp32, bf16 = training["contenders"]["ours"], training["contenders"]["ours_bf16"]
+    assert (fp32["precision"], bf16["precision"]) == ("no", "bf16")
+    # the ratio pairs the two rows' runs repetition by repetition
+    assert training["ratios"]["ours_bf16_vs_ours"] == paired_ratio(
+        [run["examples_per_second"] for run in bf16["runs"]], [run["examples_per_second"] for run in fp32["runs"]])
+    # each row's share is of its own precision's ceiling
+    for row, ceiling in ((fp32, "fp32"), (bf16, "bf16")):
+        assert row["share_of_ceiling"]["median"] == pytest.approx(
+            row["gflops"]["median"] / results["matmul"][ceiling]["gflops"]["median"])
+    # every run scored on the same held-out texts (the inference texts): a whole number of them right
+    for row in (fp32, bf16):
+        for run in row["runs"]:
+            right = run["accuracy"] * QUICK.inference_texts
+            assert right == pytest.approx(round(right))
+    markdown = (quick_results / "RESULTS.md").read_text()
+    assert "| training: our loop in bf16 autocast vs fp32 (paired runs; accuracy" in markdown
+    assert "| our loop, `mixed_precision: bf16`" in markdown
+    assert "- Ceiling: bf16 `torch.mm` of two 2048² matrices on 1 threads" in markdown
 
 
 def test_quick_benchmark_reports_inference_machine_and_skips_the_study(quick_results: Path) -> None:
@@ -142,3 +171,33 @@ def test_inference_scores_every_contender_on_the_same_labelled_texts_and_serves_
     assert (contenders["pipeline_bs1"]["batch_size"], contenders["pipeline_bs32"]["batch_size"]) == (1, 32)
     assert ratios(contenders, "predictor_fp32", PIPELINE_ROWS).items() <= inference["ratios"].items()
     assert inference["headline"]["baseline"] == serving_baseline(contenders)
+
+
+def test_study_layout_runs_the_same_cells_serially_and_on_ray_workers(data_dir: Path, tmp_path: Path) -> None:
+    """`bench --study-layout` at `--quick` size: two tiny cells through the serial executor at every core, then on
+    Ray at a one-thread worker per core; each layout scores both cells on the same test rows."""
+    pytest.importorskip("ray")
+    from dataclasses import replace
+
+    from otherdata_utils.bench.study_layout import compare_layouts
+    from otherdata_utils.bench.tables import summarise_study_layout
+    from otherdata_utils.execution import available_cores
+
+    if available_cores() < 2:
+        pytest.skip("one core: there is no layout to choose")
+    before = torch.get_num_threads()
+    serial, ray = compare_layouts(replace(QUICK, model="tiny-random"), data_dir, tmp_path)
+    assert torch.get_num_threads() == before  # the serial layout pins threads only while its cells run
+    assert (serial["executor"], serial["threads_per_cell"]) == ("serial", available_cores())
+    assert (ray["executor"], ray["threads_per_cell"], ray["workers"]) == ("ray", 1, available_cores())
+    for layout in (serial, ray):
+        assert sorted(layout["cells"]) == ["seed-1", "seed-2"]
+        for cell in layout["cells"].values():
+            assert cell["n_test"] == QUICK.study_test_rows and cell["n_train"] == QUICK.study_train_rows
+            assert len(cell["correct"]) == QUICK.study_test_rows  # one mark per test row
+        assert layout["seconds"] >= max(layout["cell_seconds"].values())
+    # every cell on the same test rows, in both layouts
+    assert len({cell["test_rows"] for layout in (serial, ray) for cell in layout["cells"].values()}) == 1
+    summary = summarise_study_layout(serial, ray)
+    assert summary["serial_over_ray"] == serial["seconds"] / ray["seconds"]
+    assert summary["cells_identical"] == (serial["cells"] == ray["cells"])
