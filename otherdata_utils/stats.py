@@ -268,6 +268,24 @@ class Equivalence:
     p: float = math.nan  # the larger one-sided p of the paired-t TOST; nan for the interval-only TOSTs
 
 
+def _check_tost(margin: float, alpha: float) -> None:
+    if not margin > 0:
+        raise ValueError(f"the equivalence margin must be positive, got {margin}")
+    if not 0 < alpha < 0.5:
+        raise ValueError(f"alpha must be between 0 and 0.5 for a TOST, got {alpha}")
+
+
+def _equivalence(delta: float, low: float, high: float, margin: float, alpha: float, covers: str, *,
+                 equivalent: bool, p: Optional[float] = None) -> Equivalence:
+    """An `Equivalence` with its verdict in words, from the (1 - 2 alpha) interval [low, high]."""
+    span = f"{1 - 2 * alpha:.0%} CI [{low:+.3f}, {high:+.3f}]"
+    verdict_text = (f"equivalent within +-{margin:.3f} ({span})" if equivalent
+                    else f"equivalence not shown at +-{margin:.3f} ({span})")
+    extra = {} if p is None else {"p": p}
+    return Equivalence(delta=delta, ci_low=low, ci_high=high, margin=margin, alpha=alpha, covers=covers,
+                       equivalent=bool(equivalent), verdict=verdict_text, **extra)
+
+
 def equivalence_bootstrap(correct_a: Any, correct_b: Any, margin: float, groups: Optional[Sequence[Any]] = None, *,
                           alpha: float = 0.05, n_resamples: int = 2000, seed: int = 0) -> Equivalence:
     """TOST of the accuracy difference (b - a) within +-`margin`, on the two-level bootstrap of `paired_bootstrap`.
@@ -275,18 +293,11 @@ def equivalence_bootstrap(correct_a: Any, correct_b: Any, margin: float, groups:
     The (1 - 2 alpha) percentile interval covers replicates and test rows as that function does; equivalence is
     claimed only when the whole interval lies strictly inside the margin.
     """
-    if not margin > 0:
-        raise ValueError(f"the equivalence margin must be positive, got {margin}")
-    if not 0 < alpha < 0.5:
-        raise ValueError(f"alpha must be between 0 and 0.5 for a TOST, got {alpha}")
+    _check_tost(margin, alpha)
     interval = paired_bootstrap(correct_a, correct_b, groups, n_resamples=n_resamples, seed=seed,
                                 confidence=1 - 2 * alpha)
-    equivalent = -margin < interval.ci_low and interval.ci_high < margin
-    span = f"{interval.confidence:.0%} CI [{interval.ci_low:+.3f}, {interval.ci_high:+.3f}]"
-    verdict_text = (f"equivalent within +-{margin:.3f} ({span})" if equivalent
-                    else f"equivalence not shown at +-{margin:.3f} ({span})")
-    return Equivalence(delta=interval.delta, ci_low=interval.ci_low, ci_high=interval.ci_high, margin=margin,
-                       alpha=alpha, covers=interval.covers, equivalent=bool(equivalent), verdict=verdict_text)
+    return _equivalence(interval.delta, interval.ci_low, interval.ci_high, margin, alpha, interval.covers,
+                        equivalent=-margin < interval.ci_low and interval.ci_high < margin)
 
 
 def equivalence_paired_t(a: Sequence[float], b: Sequence[float], margin: float = 0.02, *,
@@ -297,10 +308,7 @@ def equivalence_paired_t(a: Sequence[float], b: Sequence[float], margin: float =
     both one-sided t tests reject, which is when the (1 - 2 alpha) t interval lies inside (-margin, +margin);
     `p` is the larger one-sided p, as statsmodels' `ttost_paired` reports it.
     """
-    if not margin > 0:
-        raise ValueError(f"the equivalence margin must be positive, got {margin}")
-    if not 0 < alpha < 0.5:
-        raise ValueError(f"alpha must be between 0 and 0.5 for a TOST, got {alpha}")
+    _check_tost(margin, alpha)
     test = paired_t(a, b, confidence=1 - 2 * alpha)
     if test.n < 2 or not math.isfinite(test.sd_diff):
         return Equivalence(delta=test.delta, ci_low=math.nan, ci_high=math.nan, margin=margin, alpha=alpha,
@@ -313,12 +321,7 @@ def equivalence_paired_t(a: Sequence[float], b: Sequence[float], margin: float =
         p_lower = float(stats.t.sf((test.delta + margin) / standard_error, test.df))
         p_upper = float(stats.t.cdf((test.delta - margin) / standard_error, test.df))
         p = max(p_lower, p_upper)
-    equivalent = p < alpha
-    span = f"{1 - 2 * alpha:.0%} CI [{test.ci_low:+.3f}, {test.ci_high:+.3f}]"
-    verdict_text = (f"equivalent within +-{margin:.3f} ({span})" if equivalent
-                    else f"equivalence not shown at +-{margin:.3f} ({span})")
-    return Equivalence(delta=test.delta, ci_low=test.ci_low, ci_high=test.ci_high, margin=margin, alpha=alpha,
-                       covers="replicates", equivalent=bool(equivalent), verdict=verdict_text, p=p)
+    return _equivalence(test.delta, test.ci_low, test.ci_high, margin, alpha, "replicates", equivalent=p < alpha, p=p)
 
 
 def equivalence_variance_sum(correct_a: Any, correct_b: Any, margin: float = 0.02,
@@ -326,17 +329,10 @@ def equivalence_variance_sum(correct_a: Any, correct_b: Any, margin: float = 0.0
                              alpha: float = 0.05) -> Equivalence:
     """TOST of the accuracy difference (b - a) within +-`margin` on the (1 - 2 alpha) interval of
     `paired_variance_sum`, over replicates and test rows: equivalent only when that interval lies inside."""
-    if not margin > 0:
-        raise ValueError(f"the equivalence margin must be positive, got {margin}")
-    if not 0 < alpha < 0.5:
-        raise ValueError(f"alpha must be between 0 and 0.5 for a TOST, got {alpha}")
+    _check_tost(margin, alpha)
     interval = paired_variance_sum(correct_a, correct_b, groups, shared_rows=shared_rows, confidence=1 - 2 * alpha)
-    equivalent = -margin < interval.ci_low and interval.ci_high < margin
-    span = f"{interval.confidence:.0%} CI [{interval.ci_low:+.3f}, {interval.ci_high:+.3f}]"
-    verdict_text = (f"equivalent within +-{margin:.3f} ({span})" if equivalent
-                    else f"equivalence not shown at +-{margin:.3f} ({span})")
-    return Equivalence(delta=interval.delta, ci_low=interval.ci_low, ci_high=interval.ci_high, margin=margin,
-                       alpha=alpha, covers=interval.covers, equivalent=bool(equivalent), verdict=verdict_text)
+    return _equivalence(interval.delta, interval.ci_low, interval.ci_high, margin, alpha, interval.covers,
+                        equivalent=-margin < interval.ci_low and interval.ci_high < margin)
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:
