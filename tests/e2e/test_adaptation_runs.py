@@ -58,7 +58,8 @@ RUNS = {
         "--set", "pretrain_domains=[amazon]", "--set", "pretrain_steps=3", "--set", "pretrain_max_texts=100",
         "--set", "max_train_samples=48"]),
     "peft": ("study_peft.yaml", [
-        "--notebooks", "12_peft", "--set", "max_train_samples=60", "--set", "max_eval_samples=30", "--set", "max_test_samples=60"]),
+        "--notebooks", "12_peft", "--set", "max_train_samples=60", "--set", "max_eval_samples=30",
+        "--set", "max_test_samples=60"]),
 }
 
 
