@@ -46,8 +46,21 @@ def local_source_candidates(path: str, data_dir: Optional[Path]) -> list[Path]:
 
 
 def resolve_path(path: Union[str, Path]) -> Path:
+    """`path` as given where absolute; relative, made absolute against the project root (`absolute_path`)."""
     path = Path(path).expanduser()
-    return path if path.is_absolute() else (project_root() / path).resolve()
+    return path if path.is_absolute() else absolute_path(path, project_root())
+
+
+def absolute_path(path: Union[str, Path], base: Path) -> Path:
+    """`path` made absolute against `base` as the user spelled it: "." and ".." removed, symbolic links kept. A run
+    records the folder the user named: a data folder reached through a link (../shared -> the data) stays the link,
+    which still finds the data once the link is re-pointed. Where removing a ".." by spelling would land elsewhere
+    than the file system goes (a ".." right after a linked folder climbs out of the link's target), the resolved
+    path instead: both name the same folder, and that one is right."""
+    joined = base / Path(path).expanduser()
+    spelled = Path(os.path.normpath(joined))
+    resolved = joined.resolve()
+    return spelled if spelled.resolve() == resolved else resolved
 
 
 def find_params_file(path: Union[str, Path]) -> Path:
@@ -65,7 +78,7 @@ def anchored(params: dict[str, Any], folder: Path) -> dict[str, Any]:
     for key in FOLDER_PARAMS:
         value = params.get(key)
         if isinstance(value, str) and value:  # "" (data_dir) means none: the Hub
-            anchored[key] = str((folder / Path(value).expanduser()).resolve())
+            anchored[key] = str(absolute_path(value, folder))
     return {**anchored, **located_model_paths(params, [folder])}
 
 

@@ -45,8 +45,9 @@ CI_SIZE = ["--set", "model_name_or_path=tiny-random", "--set", "replicates.seeds
            "--set", "learning_rate=1e-3", "--set", "max_seq_length=32"]
 
 
-# The peft run executes its params file's whole notebook list; the others only their study notebook (which prepares
-# the data itself), to keep this file within a few minutes on two shared cores.
+# Each run executes only its study notebook (which prepares the data itself): a params file's whole notebook list
+# through the runner (setup, data, then the study) is what tests/e2e/test_study_runs.py runs for every study notebook
+# of the few-shot engine, and 00_setup and 01_data run there and in tests/e2e/test_runner.py.
 RUNS = {
     "language_mixing": ("study_language.yaml", [
         "--notebooks", "10_language", "--set", "sources=[\"xlmt_tweets:english,french,arabic\"]",
@@ -57,7 +58,8 @@ RUNS = {
         "--set", "pretrain_domains=[amazon]", "--set", "pretrain_steps=3", "--set", "pretrain_max_texts=100",
         "--set", "max_train_samples=48"]),
     "peft": ("study_peft.yaml", [
-        "--set", "max_train_samples=60", "--set", "max_eval_samples=30", "--set", "max_test_samples=60"]),
+        "--notebooks", "12_peft", "--set", "max_train_samples=60", "--set", "max_eval_samples=30",
+        "--set", "max_test_samples=60"]),
 }
 
 
@@ -123,7 +125,6 @@ def _parameters_counted(run_dir: Path) -> None:
     cells = pd.read_csv(run_dir / "studies" / "peft" / "cells.csv").drop_duplicates("arm").set_index("arm")
     assert cells.loc["full", "trainable_params"] == cells.loc["full", "total_params"]
     assert 0 < cells.loc["lora", "trainable_params"] < cells.loc["adalora", "trainable_params"] < 20_000
-    assert (run_dir / "notebooks" / "01_data.ipynb").is_file()  # the params file's whole notebook list ran
     design = json.loads((run_dir / "metrics.json").read_text())["studies"]["peft"]
     assert design["tuned"] == {"learning_rate": "chosen per arm on validation from its grid (below; test rows are "
                                                 "not read for it)"} and "learning_rate" not in design["fixed"]

@@ -1,4 +1,8 @@
-"""Monitoring end to end: the monitoring params file through the runner, its report showing the control chart."""
+"""Monitoring end to end: the monitoring params file through the runner, its report showing the control chart.
+
+The runner runs 03_finetune (which prepares the data and mixes itself) and 14_monitoring, which scores the stream
+with the model 03 left in the run folder: the params file's setup, data and mixing notebooks run through the runner
+in tests/e2e/test_runner.py, and a params file's whole notebook list in tests/e2e/test_study_runs.py."""
 import json
 import os
 import subprocess
@@ -17,7 +21,8 @@ def test_monitoring_params_file_runs_through_the_runner(tmp_path, data_dir):
     overrides = ["model_name_or_path=tiny-random", "num_train_epochs=1", "max_train_samples=100",
                  "max_eval_samples=40", "max_test_samples=40", "max_seq_length=32", "head_tokens=8"]
     done = subprocess.run([sys.executable, "-m", "otherdata_utils", "run", "params/monitoring_blitzer.yaml", "--out",
-                           str(tmp_path / "run"), *(item for o in overrides for item in ("--set", o))],
+                           str(tmp_path / "run"), "--notebooks", "03_finetune", "14_monitoring",
+                           *(item for o in overrides for item in ("--set", o))],
                           cwd=REPO, env=env, text=True, capture_output=True, timeout=900)
     assert done.returncode == 0, f"runner failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     run = tmp_path / "run"

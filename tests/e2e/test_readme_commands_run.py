@@ -1,8 +1,11 @@
-"""The README's CLI commands pasted in order, each in a fresh interpreter from the repo root, without
-OTHERDATA_DATA_DIR (the data default to ../shared/data) or the network: a `run` command with --check (pre-flight
-only), any other subcommand as `--help`."""
+"""The README's CLI commands pasted in order, in a fresh interpreter from the repo root, without OTHERDATA_DATA_DIR
+(the data default to ../shared/data) or the network: a `run` command with --check (pre-flight only), any other
+subcommand as `--help`. One interpreter runs them all, one after the other through the command line's `main`, as a
+user's shell runs them one after the other: an interpreter each would add only its start-up (torch's import) each
+time, which tests/e2e/test_runner.py and test_user_commands.py exercise."""
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -10,9 +13,27 @@ import sys
 
 import pytest
 
-from readme_blocks import CLI, REPO, Command, readme_commands
+from readme_blocks import REPO, Command, readme_commands
 from shared_data import MISSING_DATA, data_required
 
+
+# Runs each command of argv[1] (a JSON list of argument lists) through the command line's main, and writes to
+# argv[2] each one's exit status (argparse's --help exits) and what it printed.
+PASTED = """
+import contextlib, io, json, sys
+from otherdata_utils.__main__ import main
+done = []
+for form in json.loads(sys.argv[1]):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(form)
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+    done.append({"code": code, "stdout": out.getvalue(), "stderr": err.getvalue()})
+with open(sys.argv[2], "w") as handle:
+    json.dump(done, handle)
+"""
 
 # Named in the README's prose (its closing pointer to CONTRIBUTING.md), not in a bash block: its help runs after the
 # blocks' commands.
@@ -33,7 +54,7 @@ def cheap_forms(commands: list[Command]) -> list[list[str]]:
     return forms + [[name, "--help"] for name in PROSE_SUBCOMMANDS if [name, "--help"] not in forms]
 
 
-@pytest.mark.slow  # 45-85 s: every command a fresh interpreter that imports torch
+@pytest.mark.slow  # the interpreter imports torch
 def test_readme_cli_commands_pasted_in_order_pass_their_pre_flight_or_help(tmp_path):
     shared_data = REPO.parent / "shared" / "data"
     if not (shared_data / "README.md").is_file():  # the README's default data directory: its commands read its copies
@@ -48,12 +69,16 @@ def test_readme_cli_commands_pasted_in_order_pass_their_pre_flight_or_help(tmp_p
     runs_before = sorted(path.name for path in (REPO / "runs").glob("*"))
     forms = cheap_forms([c for c in readme_commands() if c.is_cli])
     assert [form[0] for form in forms].count("run") >= 4
-    for form in forms:
-        done = subprocess.run([sys.executable, *CLI, *form], cwd=REPO, env=env, capture_output=True, text=True,
-                              timeout=300)
-        assert done.returncode == 0, f"{shlex.join(form)} exited {done.returncode}:\n{done.stderr[-2000:]}"
+    record = tmp_path / "done.json"
+    child = subprocess.run([sys.executable, "-c", PASTED, json.dumps(forms), str(record)], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert child.returncode == 0, child.stderr[-3000:]
+    done = json.loads(record.read_text())
+    assert len(done) == len(forms)
+    for form, result in zip(forms, done):
+        assert result["code"] == 0, f"{shlex.join(form)} exited {result['code']}:\n{result['stderr'][-2000:]}"
         expected = "--check: would " if form[0] == "run" else f"usage: python -m otherdata_utils {form[0]}"
-        assert expected in done.stdout, f"{shlex.join(form)}:\n{done.stdout[-2000:]}"
+        assert expected in result["stdout"], f"{shlex.join(form)}:\n{result['stdout'][-2000:]}"
     # --check wrote no run folder, in the runs folder or at an --out path
     assert not (tmp_path / "runs").exists()
     assert sorted(path.name for path in (REPO / "runs").glob("*")) == runs_before

@@ -1,6 +1,7 @@
-"""A study survives a kill and a second runner: started through the runner, SIGKILLed after some cells are stored,
-started again, it trains only the cells it lacks and ends with the uninterrupted run's table; a second runner on a
-folder in use stops naming the holder; a killed runner's lock is taken over. And Ray gives the serial table."""
+"""A study survives a kill, a second runner and a new seed: started through the runner, SIGKILLed after some cells
+are stored, started again, it trains only the cells it lacks and ends with an uninterrupted run's table; a second
+runner on a folder in use stops naming the holder; a killed runner's lock is taken over; a seed added to a finished
+study trains only the new seed's cells. And Ray gives the serial table."""
 import json
 import os
 import signal
@@ -55,19 +56,43 @@ def _cells(out: Path) -> pd.DataFrame:
     return pd.read_csv(out / "studies" / "few_shot_mixing" / "cells.csv").drop(columns=TIMING)
 
 
-def test_a_killed_study_resumes_with_only_its_missing_cells_and_a_busy_folder_is_refused(tmp_path, data_dir):
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
-    first = _start(whole, data_dir)
-    _wait_for(lambda: (whole / ".lock").is_file() and (whole / ".lock").read_text().strip() != "")
-    holder = json.loads((whole / ".lock").read_text())
-    second = subprocess.run(_command(whole), cwd=REPO, env=_env(data_dir), text=True, capture_output=True,
-                            timeout=300)
-    assert second.returncode != 0
-    assert f"is in use by another process (pid {holder['pid']} on {holder['host']}" in second.stderr
+def test_a_study_grown_by_a_seed_and_a_killed_one_train_only_their_missing_cells_and_a_busy_folder_is_refused(
+        tmp_path, data_dir):
+    """Notebook 07 through the runner, three times over two folders (each run of it costs kernels and cells):
+
+    - grown: the CI-size study with seeds [1]; a second runner started on the folder meanwhile is refused, naming the
+      holder. Then the same command with seeds [1, 2] on the same folder keeps the data steps, reuses the four seed-1
+      cells, trains the four seed-2 ones, and its plan says so.
+    - killed: the seeds [1, 2] study SIGKILLed once some cells are stored, then started again: it takes over the dead
+      runner's lock, trains only the cells it lacks, and ends with the grown run's table (every cell trained once by
+      one runner or another: the table of an uninterrupted run)."""
+    grown, killed = tmp_path / "grown", tmp_path / "killed"
+    one_seed = [*_command(grown), "--set", "replicates.seeds=[1]"]
+    first = subprocess.Popen(one_seed, cwd=REPO, env=_env(data_dir), text=True, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    _wait_for(lambda: (grown / ".lock").is_file() and (grown / ".lock").read_text().strip() != "")
+    holder = json.loads((grown / ".lock").read_text())
+    busy = subprocess.run(_command(grown), cwd=REPO, env=_env(data_dir), text=True, capture_output=True, timeout=300)
+    assert busy.returncode != 0
+    assert f"is in use by another process (pid {holder['pid']} on {holder['host']}" in busy.stderr
     out, err = first.communicate(timeout=900)
     assert first.returncode == 0, err[-3000:]
-    assert "few-shot: 0 of 8 cells reused" in out, out[-3000:]
-    assert "cell 8/8 · temperature T=2 · k 4 · split 2 · seed 2" in out, out[-3000:]
+    assert "few-shot: 0 of 4 cells reused" in out, out[-3000:]
+    before = _cells(grown)
+    second = subprocess.run(_command(grown), cwd=REPO, env=_env(data_dir), text=True, capture_output=True, timeout=900)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "00_setup, 01_data done before" in second.stdout and "parameters changed since (replicates)" in \
+        second.stdout, second.stdout[-3000:]
+    assert "few-shot: 4 of 8 cells reused" in second.stdout and ", 4 to train" in second.stdout
+    assert "01_data.ipynb" not in second.stdout  # the data steps are not redone
+    assert "cell 8/8 · temperature T=2 · k 4 · split 2 · seed 2" in second.stdout, second.stdout[-3000:]
+    notebook = json.loads((grown / "notebooks" / "07_few_shot_mixing.ipynb").read_text())
+    printed = "".join("".join(output.get("text", "")) for cell in notebook["cells"]
+                      for output in cell.get("outputs", []))
+    assert "stored in the run folder: 4 of 8 cells reused, 4 to train" in printed
+    after = _cells(grown)
+    assert len(after) == 8 and set(after["seed"]) == {1, 2}
+    pd.testing.assert_frame_equal(after[after["seed"] == 1].reset_index(drop=True), before.reset_index(drop=True))
 
     victim = _start(killed, data_dir)
     _wait_for(lambda: len(list((killed / "cells").glob("*.json"))) >= 3)
@@ -81,7 +106,7 @@ def test_a_killed_study_resumes_with_only_its_missing_cells_and_a_busy_folder_is
     assert f"took over the lock left by a process that is gone (pid {victim.pid}" in again.stdout
     assert f"few-shot: {stored} of 8 cells reused" in again.stdout
     assert f"cell {stored + 1}/8" in again.stdout and f"cell {stored}/8" not in again.stdout
-    pd.testing.assert_frame_equal(_cells(killed), _cells(whole))
+    pd.testing.assert_frame_equal(_cells(killed), after)
     assert not any((killed / "work").iterdir())
 
 
@@ -97,27 +122,3 @@ def test_ray_and_serial_cells_are_equal_at_one_thread(tmp_path, data_dir):
         pipeline.prepare_data(config)
         tables[executor] = studies.few_shot_study(config).cells.drop(columns=TIMING)
     pd.testing.assert_frame_equal(tables["ray"], tables["serial"])
-
-
-def test_a_study_grown_by_a_seed_through_the_runner_trains_only_the_new_seeds_cells(tmp_path, data_dir):
-    """The CI-size study run with seeds [1], then the same command with seeds [1, 2] on the same folder: the second
-    run keeps the data steps, reuses the four seed-1 cells, trains the four seed-2 ones, and its plan says so."""
-    out = tmp_path / "grown"
-    one_seed = [*_command(out), "--set", "replicates.seeds=[1]"]
-    first = subprocess.run(one_seed, cwd=REPO, env=_env(data_dir), text=True, capture_output=True, timeout=900)
-    assert first.returncode == 0, first.stderr[-3000:]
-    assert "few-shot: 0 of 4 cells reused" in first.stdout, first.stdout[-3000:]
-    before = _cells(out)
-    second = subprocess.run(_command(out), cwd=REPO, env=_env(data_dir), text=True, capture_output=True, timeout=900)
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert "00_setup, 01_data done before" in second.stdout and "parameters changed since (replicates)" in \
-        second.stdout, second.stdout[-3000:]
-    assert "few-shot: 4 of 8 cells reused" in second.stdout and ", 4 to train" in second.stdout
-    assert "01_data.ipynb" not in second.stdout  # the data steps are not redone
-    notebook = json.loads((out / "notebooks" / "07_few_shot_mixing.ipynb").read_text())
-    printed = "".join("".join(output.get("text", "")) for cell in notebook["cells"]
-                      for output in cell.get("outputs", []))
-    assert "stored in the run folder: 4 of 8 cells reused, 4 to train" in printed
-    after = _cells(out)
-    assert len(after) == 8 and set(after["seed"]) == {1, 2}
-    pd.testing.assert_frame_equal(after[after["seed"] == 1].reset_index(drop=True), before.reset_index(drop=True))

@@ -74,6 +74,9 @@ def test_study_params_file_runs_end_to_end_and_reports_its_study(params, study_r
     out, future = study_runs[params]
     result = future.result()
     assert result.returncode == 0, f"runner failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    # the params file's whole notebook list ran (setup, data, the study)
+    ran = sorted(path.stem for path in (out / "notebooks").glob("*.ipynb"))
+    assert ran == sorted(load_config(out / "params.yaml").notebooks) and "01_data" in ran
     recorded = json.loads((out / "metrics.json").read_text())["studies"]
     report = (out / "report.md").read_text()
     for name in names:
