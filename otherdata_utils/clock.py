@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .config import Config
-from .execution import threads_per_cell
+from .execution import chosen_executor, threads_per_cell
 from .io import atomic_write_json, read_json
 from .precision import host_class, resolve_precision
 from .runs import RunFolder, run_folder
@@ -30,7 +30,7 @@ def record_invocation(config: Config, seconds: float, notebooks: list[str], *, c
         "host_class": host_class(),
         "precision": choice.label,
         "precision_reason": choice.reason,
-        "layout": f"{execution.executor}, {threads_per_cell(execution)} thread(s) per cell",
+        "layout": f"{chosen_executor(execution)[0]}, {threads_per_cell(execution)} thread(s) per cell",
     }
     invocations = [*earlier, entry]
     return atomic_write_json(path, {"invocations": invocations,
