@@ -38,6 +38,7 @@ def lora_config(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
         max_seq_length=64, learning_rate=1e-2, per_device_train_batch_size=16, num_train_epochs=6, logging_steps=1,
         eval_strategy="epoch", save_strategy="no", metric_for_best_model="loss", greater_is_better=False, seed=7,
         peft_method="lora", lora_r=16, lora_target_modules=["query", "key", "value", "dense"],
+        mixed_precision="no",  # fp32: the merged folder and pipeline() (fp32) are compared with it row by row
     )
 
 

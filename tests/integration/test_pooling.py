@@ -81,7 +81,8 @@ def mean_config(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
     return Config(model_name_or_path=str(tiny_model_dir), cache_dir=str(tmp_path_factory.mktemp("cache")), quiet=True,
                   pooling="mean", max_seq_length=32, learning_rate=2e-3, per_device_train_batch_size=16,
                   per_device_eval_batch_size=32, num_train_epochs=2, warmup_ratio=0.1, logging_steps=1,
-                  eval_strategy="epoch", save_strategy="no", seed=7)
+                  eval_strategy="epoch", save_strategy="no", seed=7,
+                  mixed_precision="no")  # fp32: the reloaded folder and pipeline() are compared with it to 1e-6
 
 
 def fit(config: Config, output_dir: Path) -> tuple[torch.nn.Module, object, train.TrainResult]:

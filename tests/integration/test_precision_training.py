@@ -102,6 +102,7 @@ def test_one_process_builds_accelerators_in_one_precision_after_another():
 
 
 def test_train_refuses_a_callers_accelerator_in_another_precision(base_config, tokenized, tmp_path):
+    base_config = base_config.replace(mixed_precision="no")
     model, tokenizer = modeling.load_model_and_tokenizer(base_config, LABELS)
     accelerator = train.precision_accelerator(precision.PrecisionChoice("bf16", "bf16", "cpu", "set in the config"))
     with pytest.raises(ValueError, match="mixed_precision='no' resolves to 'no' here, but the accelerator"):

@@ -138,7 +138,9 @@ def test_served_model_answers_an_intent_or_handover_over_http(routing_run, tmp_p
     model_dir = tmp_path / "model"
     subprocess.run(["cp", "-r", str(run_folder(routing_run).model), str(model_dir)], check=True)
     in_scope, out_of_scope = "how much money is in my checking account", "what is the weather like on mars"
-    scores = [answer["score"] for answer in Predictor.load(model_dir).predict([in_scope, out_of_scope])]
+    # in the precision `serve` runs in by default (--precision auto), so the scores compare like with like
+    served_as = Predictor.load(model_dir, precision="auto")
+    scores = [answer["score"] for answer in served_as.predict([in_scope, out_of_scope])]
     settings = json.loads((model_dir / INFERENCE_NAME).read_text())
     high, low = max(scores), min(scores)
     settings["handover_threshold"] = (high + low) / 2

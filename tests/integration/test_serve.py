@@ -250,7 +250,8 @@ OPPOSED_TEXTS = ["awful terrible waste " * 4 + "great wonderful excellent " * 60
 
 @pytest.fixture(scope="module")
 def head_tail_config(tmp_path_factory: pytest.TempPathFactory) -> Config:
-    return Config(max_seq_length=32, truncation="head_tail", head_tokens=8, quiet=True,
+    # fp32 evaluation: the Predictor (fp32 unless asked) must cut texts exactly as evaluation does, to 1e-6
+    return Config(max_seq_length=32, truncation="head_tail", head_tokens=8, quiet=True, mixed_precision="no",
                   cache_dir=str(tmp_path_factory.mktemp("tokenize_cache")))
 
 
