@@ -189,8 +189,9 @@ def _execute_notebooks(config: Config, label: str, plan: preflight.RunPlan) -> R
         done.append(stem)
         preflight.write_run_state(run_dir, done)
         outcome.notebooks_done.append(name)
-    record_invocation(config, time.perf_counter() - started, outcome.notebooks_done[len(plan.done):],
-                      completed=outcome.ok)
+    ran = outcome.notebooks_done[len(plan.done):] + ([outcome.failed_notebook] if outcome.failed_notebook else [])
+    if ran:  # an invocation that found every notebook done computed nothing: no time to add
+        record_invocation(config, time.perf_counter() - started, ran, completed=outcome.ok)
     if outcome.ok:
         try:
             write_report(run_dir)

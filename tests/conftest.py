@@ -157,11 +157,14 @@ def small_run_copy(small_run_folder: "RunFolder", tmp_path: Path) -> "RunFolder"
     return copy_run_folder(small_run_folder, tmp_path / "small")
 
 
-@pytest.fixture(autouse=True)
-def cells_in_the_test_process(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(scope="session", autouse=True)
+def cells_in_the_test_process() -> Iterator[None]:
     """Studies run in a test train their cells in the test's process: `execution.executor: auto` would start a local
     Ray on a multi-core host where Ray is installed. Tests of Ray name `executor: ray`; tests of `auto` patch
-    `ray_installed` themselves."""
+    `ray_installed` themselves. Session-wide, so module and session fixtures that run a study (set up before any
+    function-scoped fixture) run it the same way as the tests that re-plan it, with the same cell keys."""
     from otherdata_utils import execution
 
-    monkeypatch.setattr(execution, "ray_installed", lambda: False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(execution, "ray_installed", lambda: False)
+        yield

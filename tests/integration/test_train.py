@@ -158,6 +158,8 @@ def test_checkpoint_rotation_keeps_save_total_limit_and_the_best(early_stopped):
 
 
 def test_predictions_come_back_in_the_splits_order(base_config, tokenized, tokenizer):
+    # fp32: in bf16 autocast a row's logits move by ~1e-3 with its batch's padding, which this check is not about
+    base_config = base_config.replace(mixed_precision="no")
     model, _ = modeling.load_model_and_tokenizer(base_config, LABELS)
     split = tokenized["validation"]
     predictions = train.predict(model, split, tokenizer, base_config)
