@@ -178,6 +178,12 @@ class Config(BaseModel):
     # study kind -> its parameters (validated by the kind's registered model when loaded: study_registry)
     study: dict[str, Optional[dict[str, Any]]] = Field(default_factory=dict)
 
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _yaml_no(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare `no` (mixed_precision: no, --set mixed_precision=no) as False; it means fp32
+        return "no" if value is False else value
+
     @field_validator("learning_rate", "mixing_temperature")
     @classmethod
     def _positive(cls, value: float) -> float:

@@ -40,3 +40,11 @@ def test_host_class_names_the_isa_and_cores_timings_compare_within():
     assert host_class(AMX, cores=2) == "AVX-512 + AMX, 2 cores"
     assert host_class(AVX2_ONLY, cores=1) == "AVX2, 1 core"
     assert host_class({"avx512f", "avx2"}, cores=16) == "AVX-512, 16 cores"
+
+
+def test_a_bare_yaml_no_means_fp32_not_an_error():
+    from otherdata_utils.config import Config
+
+    assert Config(mixed_precision=False).mixed_precision == "no"
+    with pytest.raises(ValueError, match="mixed_precision"):
+        Config(mixed_precision=True)
