@@ -5,13 +5,13 @@ Hands on the study's splits and cells (`few_shot_splits`, `few_shot_cells`) and 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Optional
 
 import pandas as pd
 from datasets import Dataset, concatenate_datasets
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .. import anchors, metrics, mix, modeling, plots, runs
 from ..config import Config, MixingStrategy
@@ -22,6 +22,28 @@ from .engine import (Cell, CellScore, StudyPlan, StudyResult, compare_arms, fini
 from .reuse import PlannedCells, with_reuse
 from .sampling import column, domain_rows, seeded_cap, stratified_sample, take
 from .tables import comparison_sentence, reference_line, results_markdown, tally_comparisons
+
+
+# the settings a recipe may set per (k, arm): how a model trains, never which rows it sees
+RECIPE_SETTINGS = ("learning_rate", "num_train_epochs", "warmup_ratio", "weight_decay", "per_device_train_batch_size")
+
+
+class ArmRecipe(BaseModel):
+    """One (k, arm)'s training recipe: settings from `RECIPE_SETTINGS` that replace the file's for its cells."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    k: Optional[int] = Field(..., ge=1)  # null = all target rows
+    arm: str
+    settings: dict[str, float] = Field(..., min_length=1)
+
+    @field_validator("settings")
+    @classmethod
+    def _settings(cls, value: dict) -> dict:
+        unknown = sorted(set(value) - set(RECIPE_SETTINGS))
+        if unknown:
+            raise ValueError(f"a recipe sets only {list(RECIPE_SETTINGS)}; {unknown} is not one of them")
+        return value
 
 
 class FewShotParams(StudyParams):
@@ -45,6 +67,10 @@ class FewShotParams(StudyParams):
     test_rows: Optional[int] = Field(None, ge=1)  # one fixed stratified sample of target test rows
     test_agreement: Optional[float] = Field(None, gt=0, le=1)  # only target test rows this agreed
     other_groups: list[str] = Field(default_factory=list)  # an arm per other group adding it alone
+    # the training recipe per (k, fine-tuned arm), chosen without this study's target (the recipe study,
+    # notebook 17): every (k, arm) of the study needs one once any is given; [] = the file's recipe for every cell
+    recipes: list[ArmRecipe] = Field(default_factory=list)
+    recipes_from: Optional[str] = None  # where the recipes were chosen (a results folder, a paper): the design says
 
     @field_validator("k_values")
     @classmethod
@@ -56,9 +82,45 @@ class FewShotParams(StudyParams):
     def _temperatures(cls, value: list) -> list:
         return distinct_values(value, "> 0", lambda v: v > 0)
 
+    @model_validator(mode="after")
+    def _recipes(self) -> "FewShotParams":
+        pairs = [(recipe.k, recipe.arm) for recipe in self.recipes]
+        if len(set(pairs)) != len(pairs):
+            raise ValueError(f"recipes: each (k, arm) once; {pairs} repeats one")
+        if self.recipes and not self.recipes_from:
+            raise ValueError("recipes_from: say where the recipes were chosen (e.g. results/study_recipe_kitchen/)")
+        return self
+
 
 def few_shot_params(config: Config) -> FewShotParams:
     return study_params(config, "few_shot", FewShotParams)
+
+
+def recipe_tuning(params: FewShotParams) -> Optional[dict[str, str]]:
+    """The settings the recipes set, each with how it was chosen (the design's "tuned per arm"); None without."""
+    names = sorted({name for recipe in params.recipes for name in recipe.settings})
+    return {name: f"per (k, arm) from {params.recipes_from}" for name in names} or None
+
+
+def recipes_text(params: FewShotParams) -> str:
+    """Each (k, arm)'s recipe in one line, for the design paragraph."""
+    return "; ".join(f"k {'all' if recipe.k is None else recipe.k} {recipe.arm}: "
+                     + ", ".join(f"{name} {value:g}" for name, value in recipe.settings.items())
+                     for recipe in params.recipes)
+
+
+def with_recipes(config: Config, cells: list[Cell]) -> list[Cell]:
+    """Each fine-tuned cell with its (k, arm)'s recipe (`study.few_shot.recipes`) as its own config; unchanged
+    where the study gives none. Once any is given every (k, arm) needs one: a referee's "same rule for every arm"."""
+    recipes = {("all" if recipe.k is None else str(recipe.k), recipe.arm): recipe.settings
+               for recipe in few_shot_params(config).recipes}
+    if not recipes:
+        return cells
+    missing = sorted({(cell.facts["k_label"], cell.arm) for cell in cells} - set(recipes))
+    if missing:
+        raise ValueError(f"study.few_shot.recipes has no recipe for (k, arm) {missing}; every fine-tuned arm at every "
+                         "k needs one, chosen by the same rule (the recipe study, notebook 17)")
+    return [replace(cell, config=config.replace(**recipes[(cell.facts["k_label"], cell.arm)])) for cell in cells]
 
 
 
@@ -256,7 +318,7 @@ def planned_cells(config: Config) -> PlannedCells:
     prepared, names = prepared_data(config)
     target = target_domain(config, prepared, "few_shot_study")
     validation = domain_rows(prepared["validation"], target, config.mix_by)
-    cells = few_shot_cells(config, prepared["train"], validation) + anchor_cells(
+    cells = with_recipes(config, few_shot_cells(config, prepared["train"], validation)) + anchor_cells(
         config, few_shot_splits(config, prepared["train"]), validation, target)
     return PlannedCells(cells, study_test_rows(config, prepared["test"], target), names, headline=target)
 
@@ -290,7 +352,9 @@ def few_shot_study(config: Config) -> StudyResult:
                            f"{len(test)} (annotator agreement ≥ {params.test_agreement:g})",
                            "anchors": "; ".join(ANCHOR_TEXT[anchor] for anchor in params.anchors) or "none"}
                           | ({"SetFit cells": setfit_scope} if (setfit_scope := anchors.setfit_scope(
-                              params.anchors, params.k_values, params.setfit_max_k)) else {}))
+                              params.anchors, params.k_values, params.setfit_max_k)) else {})
+                          | ({"recipes": recipes_text(params)} if params.recipes else {}),
+                          tuned=recipe_tuning(params))
     labels = {"k_label": "k", "arm": "arm", "target_unique": "unique target rows",
               "target_rows": "target rows (with repeats)", "other_rows": "other rows"}
     table = results_markdown(summary, comparisons, labels, ["k_label"], groups, target,
