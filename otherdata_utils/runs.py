@@ -95,6 +95,15 @@ class RunFolder:
         return self.reports / "mix.json"
 
     @property
+    def selection_report(self) -> Path:
+        """Which other rows the selection step chose (`selection.Selection.report`); absent under selection all."""
+        return self.reports / "selection.json"
+
+    @property
+    def selection_markdown(self) -> Path:
+        return self.reports / "selection.md"
+
+    @property
     def augmentation_report(self) -> Path:
         return self.reports / "augmentation.json"
 
