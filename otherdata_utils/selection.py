@@ -40,6 +40,7 @@ from typing import Any, Literal, Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 from datasets import Dataset
+from matplotlib.figure import Figure
 from sklearn.feature_extraction.text import HashingVectorizer
 
 from . import files, plots
@@ -342,11 +343,27 @@ def write_selection_report(selection: Optional[Selection], paths: RunFolder) -> 
         return
     atomic_write_json(paths.selection_report, selection.report())
     atomic_write_text(paths.selection_markdown, report_markdown(selection))
-    if selection.score_name:
-        plots.plot_selection_scores(selection.scores, selection.chosen_mask, selection.score_name,
-                                    path=paths.figure("selection"))
-    else:
+    figure = score_figure(selection, paths.figure("selection"))
+    if figure is None:
         paths.figure("selection").unlink(missing_ok=True)
+    else:
+        plots.close(figure)  # written, not shown: the notebook shows it where it narrates the selection
+
+
+def score_figure(selection: Optional[Selection], path: Optional[Union[str, Path]] = None) -> Optional[Figure]:
+    """The scores of chosen against rejected candidates (`plots.plot_selection_scores`); None when the method
+    scores nothing (all, random) or there was no selection."""
+    if selection is None or not selection.score_name:
+        return None
+    return plots.plot_selection_scores(selection.scores, selection.chosen_mask, selection.score_name, path=path)
+
+
+def describe(selection: Optional[Selection]) -> str:
+    """The selection report as markdown for a notebook; one sentence when `other_selection` is all."""
+    if selection is None:
+        return ("`other_selection: all`: every other row was offered to the mix; set `other_selection` (random, "
+                "similarity, importance) and `other_rows` to select.\n")
+    return report_markdown(selection)
 
 
 def chosen_share(selection: Selection, value: str, column: Optional[str] = None) -> float:
