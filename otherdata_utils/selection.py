@@ -255,10 +255,14 @@ def read_target_texts(path: Union[str, Path]) -> list[str]:
     """Unlabelled target texts from a file: CSV, TSV, JSONL or parquet (plain or .gz) with a `text` column, or any
     other file as plain text, one text a line; blank ones are skipped."""
     fmt = files.file_format(path)
-    if fmt is None:
-        texts = files.read_lines(path)
+    try:
+        records = None if fmt is None else files.read_records(path, fmt)
+        lines = files.read_lines(path) if fmt is None else []
+    except files.FileReadError as error:
+        raise ValueError(f"selection_target_texts: {error}") from None
+    if records is None:
+        texts = lines
     else:
-        records = files.read_records(path, fmt)
         if "text" not in records.columns:
             raise ValueError(f"selection_target_texts {str(path)!r}: no 'text' column (columns: "
                              f"{list(records.columns)}); name the column of target texts 'text'")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from datasets import Dataset, concatenate_datasets
 
-from otherdata_utils import data, modeling, pipeline, selection
+from otherdata_utils import data, modeling, pipeline, preflight, selection
 from otherdata_utils.config import load_config
 from otherdata_utils.runs import run_folder
 
@@ -66,10 +66,16 @@ def test_similarity_takes_mostly_electronics_for_a_kitchen_target(kitchen_electr
 
 def test_the_mixing_step_mixes_only_the_selected_rows_and_writes_the_report(packaged_data_dir: Path,
                                                                                tmp_path: Path):
-    """Notebook 02's step on the packaged UCI sentences: yelp the target, 150 of the amazon and imdb rows kept by
-    importance, mixed by concat (every kept row once); under other_selection all the report is gone again."""
+    """Notebook 02's step on the packaged UCI sentences and a user's own CSV: yelp the target, 150 of the amazon,
+    imdb and CSV rows kept by importance, mixed by concat (every kept row once); under other_selection all the
+    report is gone again."""
+    own = tmp_path / "my_reviews.csv"
+    own.write_text("text,label\n" + "".join(f"review {i}: the service at this place was {word},{label}\n"
+                                            for i in range(40) for word, label in [("great" if i % 2 else "awful",
+                                                                                     "pos" if i % 2 else "neg")]))
     config = load_config(None, {
-        "sources": ["uci_sentences"], "data_dir": str(packaged_data_dir), "target_domain": "yelp",
+        "sources": ["uci_sentences", {"path": str(own), "domain": "mine", "split": "train"}],
+        "data_dir": str(packaged_data_dir), "target_domain": "yelp",
         "mixing_strategy": "concat", "other_selection": "importance", "other_rows": 150,
         "output_dir": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache"), "quiet": True})
     with warnings.catch_warnings():
@@ -84,7 +90,19 @@ def test_the_mixing_step_mixes_only_the_selected_rows_and_writes_the_report(pack
     written = json.loads(paths.selection_report.read_text())
     assert written["chosen"] == 150 and written["candidates"] == len(prepared["train"]) - yelp_rows
     assert sum(row["chosen"] for row in written["counts"]["domain"]) == 150
+    by_source = {row["source"]: row for row in written["counts"]["source"]}
+    assert by_source["my_reviews.csv"]["available"] == 40 and set(by_source) == {"uci_sentences", "my_reviews.csv"}
     assert paths.figure("selection").is_file() and "## Selection of other rows" in paths.selection_markdown.read_text()
     everything = pipeline.build_training_set(config.replace(other_selection="all", other_rows=None))
     assert len(everything.train) == len(prepared["train"]) and everything.selection is None
     assert not paths.selection_report.exists()
+
+
+def test_preflight_stops_on_a_target_text_file_it_cannot_read(packaged_data_dir: Path, tmp_path: Path):
+    config = load_config(None, {
+        "sources": ["uci_sentences"], "data_dir": str(packaged_data_dir), "target_domain": "yelp",
+        "other_selection": "importance", "other_rows": 100, "selection_target_texts": str(tmp_path / "none.txt"),
+        "output_dir": str(tmp_path / "run")})
+    with pytest.raises(preflight.PreflightError, match=r"parameter selection_target_texts: .*none.txt: input file "
+                                                       "not found"):
+        preflight.check_data(config)

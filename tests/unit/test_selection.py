@@ -123,6 +123,8 @@ def test_the_config_step_reads_unlabelled_target_text_from_a_file(tmp_path):
     bad.write_text("sentence\nhello\n")
     with pytest.raises(ValueError, match=r"selection_target_texts .*bad.csv.*no 'text' column"):
         selection.read_target_texts(bad)
+    with pytest.raises(ValueError, match=r"selection_target_texts: .*missing.txt: input file not found"):
+        selection.read_target_texts(tmp_path / "missing.txt")
 
 
 def test_the_report_counts_groups_summarises_scores_and_is_written_into_the_run_folder(tmp_path):
