@@ -16,12 +16,16 @@ Methods (`other_selection`):
   each target row. The space is the encoder's mask-weighted mean-pooled, L2-normalised embeddings
   (`anchors.mean_pooled_embeddings`, all-MiniLM-L6-v2's own sentence vector), similarity their cosine. To meet an
   exact budget, k grows until the union holds `budget` rows; at the last k, candidates with the higher score (cosine
-  to their nearest target row, the score reported) go first.
+  to their nearest target row, the score reported) go first. Measured with the packaged MiniLM, 300 kitchen reviews
+  as the target and 300 electronics reviews + 300 English tweets as candidates, 200 chosen: on three draws this
+  kNN took 71.5-75.5% electronics; on two of them ranking by mean cosine 72.5-74%, by max cosine 79.5-86% (random:
+  about half). Short target rows ("works great!") find tweets as their nearest neighbours; we keep the paper's
+  coverage of every target row.
 - ``importance``: DSIR (Xie et al. 2023, "Data Selection for Language Models via Importance Resampling"): hashed
   unigram and bigram counts (10,000 buckets), one bag-of-n-grams model of the target and one of the candidate pool,
   each candidate's log importance weight Σ_j count_j · (log p_target(j) − log p_pool(j)) (rescaled to the pool's
-  mean length: `importance_log_weights` says why), then `budget` rows drawn
-  without replacement ∝ weight by the Gumbel-top-k trick (argtop-k of log w + Gumbel noise), as the paper does. It
+  mean length: `importance_log_weights` says why), then `budget` rows drawn without replacement ∝ weight by the
+  Gumbel-top-k trick (argtop-k of log w + Gumbel noise), as the paper does. It
   is implemented here on scikit-learn's `HashingVectorizer`, not with the published `data-selection` package
   (1.0.3): that package reads and writes jsonl files and caches through a folder, tokenises with nltk (not in our
   stack), draws its Gumbel noise from numpy's global generator (unseeded here, so not reproducible per run), and by
@@ -35,7 +39,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union, get_args
 
 import numpy as np
 import pandas as pd
@@ -47,13 +51,13 @@ from . import files, plots
 from .anchors import FrozenEncoder
 from .clean import take_rows
 from .config import Config
+from .config.schema import OtherSelection
 from .io import atomic_write_json, atomic_write_text
 from .mix import few_shot
 from .modeling import resolve_model_path
 from .runs import RunFolder
 
-Method = Literal["all", "random", "similarity", "importance"]
-METHODS: tuple[str, ...] = ("all", "random", "similarity", "importance")
+METHODS: tuple[str, ...] = get_args(OtherSelection)  # all, random, similarity, importance
 NGRAM_BUCKETS = 10_000  # DSIR's default number of hash buckets
 NGRAM_RANGE = (1, 2)  # unigrams and bigrams, DSIR's n = 2
 # nltk's WordPunctTokenizer pattern, which DSIR's reference uses: runs of word characters, runs of punctuation
@@ -201,7 +205,7 @@ class Selection:
                 f"chosen/available per {self.by}: {shares}.")
 
 
-def select_other_rows(target_texts: Sequence[str], candidates: Dataset, method: Method, budget: Optional[int], *,
+def select_other_rows(target_texts: Sequence[str], candidates: Dataset, method: OtherSelection, budget: Optional[int], *,
                       seed: int, encoder: Union[FrozenEncoder, str, None] = None, max_length: int = 128,
                       by: str = "domain") -> Selection:
     """`budget` of the `candidates` rows chosen by `method` for the target that `target_texts` show (see the module
@@ -222,6 +226,9 @@ def select_other_rows(target_texts: Sequence[str], candidates: Dataset, method: 
                          f"got {budget}")
     if method in SCORE_NAMES and not target_texts:
         raise ValueError(f"other_selection {method!r} needs target texts to compare candidates with; none given")
+    if len(candidates) == 0:
+        raise ValueError(f"other_selection {method!r}: there are no other rows to select from (every training row "
+                         "is the target's); add a source of other data or set other_selection: all")
     n = len(candidates)
     take = n if budget is None else min(budget, n)
     scores = np.full(n, np.nan)
