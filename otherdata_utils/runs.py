@@ -79,7 +79,7 @@ class RunFolder:
 
     @property
     def reports(self) -> Path:
-        """Data-step reports: fingerprint, cleaning and leakage, mix, augmentation."""
+        """Data-step reports: fingerprint, cleaning and leakage, selection, mix, augmentation."""
         return self.root / "reports"
 
     @property
