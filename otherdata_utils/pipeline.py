@@ -24,7 +24,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from transformers import pipeline as hf_pipeline
 
 from . import (adapters, augment, clean, data, launcher, metrics, mix, model_card, modeling, plots, pretrain, routing,
-               train)
+               selection, train)
 from .config import Config
 from .constraints import constraints_record
 from .execution import threads_per_cell
@@ -147,14 +147,18 @@ class TrainingSet:
     train: Dataset
     mix: Any  # mix.MixReport
     augmentation: Optional[Any] = None  # augment.AugmentReport
+    selection: Optional[Any] = None  # selection.Selection; None under other_selection all
 
 
 def build_training_set(config: Config) -> TrainingSet:
-    """Mix other data into the target (few-shot, strategy, budget), augment if asked; save it and its reports."""
+    """Select other rows (`other_selection`), mix them into the target (few-shot, strategy, budget), augment if
+    asked; save it and its reports."""
     paths = run_folder(config)
     prepared = load_prepared(config)
     forget_step(config, "mix")
-    train, mix_report = mix.mix(prepared["train"], config)
+    candidates, chosen = selection.select_for_config(prepared["train"], config)
+    selection.write_selection_report(chosen, paths)
+    train, mix_report = mix.mix(candidates, config)
     atomic_write_json(paths.mix_report, {**mix_report.to_dict(), "summary": mix_report.summary()})
     augmentation = None
     if config.augmentation != "none":
@@ -162,7 +166,7 @@ def build_training_set(config: Config) -> TrainingSet:
         atomic_write_json(paths.augmentation_report, augmentation.to_dict())
     save_dataset_atomically(train, paths.train_set)
     record_step(config, "mix")
-    return TrainingSet(train=train, mix=mix_report, augmentation=augmentation)
+    return TrainingSet(train=train, mix=mix_report, augmentation=augmentation, selection=chosen)
 
 
 def load_training_set(config: Config) -> Dataset:

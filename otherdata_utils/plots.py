@@ -245,6 +245,26 @@ def plot_mix(mix_frame: pd.DataFrame, path: Optional[PathLike] = None) -> Figure
     return _finish(fig, path)
 
 
+def plot_selection_scores(scores: Sequence[float], chosen: Sequence[bool], score_name: str,
+                          path: Optional[PathLike] = None) -> Figure:
+    """Score distributions of the chosen and the rejected candidates of a selection, as overlaid histograms on
+    shared bins (densities, so a budget of a few hundred rows among thousands stays visible)."""
+    scores, chosen = np.asarray(scores, dtype=float), np.asarray(chosen, dtype=bool)
+    if scores.shape != chosen.shape or not np.isfinite(scores).any():
+        raise ValueError(f"plot_selection_scores needs one finite score per candidate and a chosen flag for each; "
+                         f"got {scores.shape} scores and {chosen.shape} flags")
+    finite = np.isfinite(scores)
+    bins = np.histogram_bin_edges(scores[finite], bins=40)
+    fig, ax = _new_figure()
+    for mask, name, color in ((~chosen & finite, "rejected", _BASE), (chosen & finite, "chosen", _HIGHLIGHT)):
+        if mask.any():
+            ax.hist(scores[mask], bins=bins, density=True, alpha=0.6, color=color, label=f"{name} ({mask.sum()})")
+    ax.set_xlabel(score_name)
+    ax.set_ylabel("density")
+    ax.set_title("Selection: scores of chosen and rejected rows")
+    ax.legend()
+    return _finish(fig, path)
+
 def plot_quality_curve(
     frame: pd.DataFrame, path: Optional[PathLike] = None, *, xlabel: str = "x", ylabel: str = "accuracy",
     title: str = "Accuracy against data quality",

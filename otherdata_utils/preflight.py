@@ -14,7 +14,7 @@ from typing import Any, Optional
 import yaml
 from transformers import AutoConfig
 
-from . import data, modeling, pipeline
+from . import data, modeling, pipeline, selection
 from .config import Config
 from .io import atomic_write_json, read_json
 from .runs import RunFolder, run_folder
@@ -97,6 +97,11 @@ def check_data(config: Config) -> tuple[dict[str, Any], int]:
         raise PreflightError(
             f"parameter 'pretrain_domains' names {unknown}, which are not domains of the training data of {sources} "
             f"(domains: {', '.join(domains)}); continued pretraining reads those domains' training texts")
+    if config.selection_target_texts is not None:
+        try:
+            selection.read_target_texts(config.selection_target_texts)
+        except ValueError as error:
+            raise PreflightError(_one_line(f"parameter {error}")) from None
     return data.fingerprint(raw), sum(len(split) for split in raw.values())
 
 

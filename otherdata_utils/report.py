@@ -180,7 +180,8 @@ def _training_section(train: dict[str, Any], paths: RunFolder) -> str:
 
 def _data_section(paths: RunFolder) -> str:
     lines = []
-    for label, report in (("cleaning", paths.cleaning_report), ("mixing", paths.mix_report)):
+    for label, report in (("cleaning", paths.cleaning_report), ("selection", paths.selection_report),
+                          ("mixing", paths.mix_report)):
         summary = read_json(report).get("summary") if report.is_file() else None
         if summary:
             lines.append(f"- {label}: {summary}")

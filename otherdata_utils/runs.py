@@ -79,7 +79,7 @@ class RunFolder:
 
     @property
     def reports(self) -> Path:
-        """Data-step reports: fingerprint, cleaning and leakage, mix, augmentation."""
+        """Data-step reports: fingerprint, cleaning and leakage, selection, mix, augmentation."""
         return self.root / "reports"
 
     @property
@@ -93,6 +93,15 @@ class RunFolder:
     @property
     def mix_report(self) -> Path:
         return self.reports / "mix.json"
+
+    @property
+    def selection_report(self) -> Path:
+        """Which other rows the selection step chose (`selection.Selection.report`); absent under selection all."""
+        return self.reports / "selection.json"
+
+    @property
+    def selection_markdown(self) -> Path:
+        return self.reports / "selection.md"
 
     @property
     def augmentation_report(self) -> Path:

@@ -13,7 +13,7 @@ from ..env import PARAMS_OVERLAY_ENV
 from ..params_text import ConfigError, dotted_overrides, parse_overrides, read_params_file
 from ..study_registry import check_study_block
 from .paths import anchored, find_params_file
-from .schema import Config, SourceSpec, check_known_keys, located_source, merged_layer
+from .schema import Config, SourceSpec, check_known_keys, located_file, located_source, merged_layer
 
 def load_config(path: Union[str, Path, None] = None, overrides: Union[dict[str, Any], str, None] = None) -> Config:
     """Defaults, then a params YAML file, then the params overlay that OTHERDATA_PARAMS_OVERLAY names (Colab's Hub
@@ -33,6 +33,7 @@ def load_config(path: Union[str, Path, None] = None, overrides: Union[dict[str, 
     params: dict[str, Any] = {}
     origins: list[str] = []
     sources_folder = None  # the folder of the file whose `sources` are kept: their relative paths start there
+    texts_folder = None  # likewise for `selection_target_texts`
     for file, origin in _params_files(path):
         layer = read_params_file(file)
         check_known_keys(layer, origin)  # named per file: a key unknown to the overlay is not blamed on `path`
@@ -41,6 +42,8 @@ def load_config(path: Union[str, Path, None] = None, overrides: Union[dict[str, 
         origins.append(origin)
         if "sources" in layer:
             sources_folder = folder
+        if "selection_target_texts" in layer:
+            texts_folder = folder
     overrides = dotted_overrides(parse_overrides(overrides))
     if overrides:
         check_known_keys(overrides, "overrides")
@@ -48,9 +51,17 @@ def load_config(path: Union[str, Path, None] = None, overrides: Union[dict[str, 
         origins.append("overrides")
         if "sources" in overrides:
             sources_folder = None
+        if "selection_target_texts" in overrides:
+            texts_folder = None
     origin = " + ".join(origins) or "defaults"
     config = Config.from_params(params, origin=origin)
     config = config.replace(study=check_study_block(config.study, config.replicates.split_seeds, origin))
+    texts = config.selection_target_texts
+    if texts_folder is not None and texts and not Path(texts).expanduser().is_absolute():
+        # found like a local source: beside the params file, then in data_dir; in neither, beside the file
+        data_dir = config.resolved_data_dir()
+        config = config.replace(selection_target_texts=located_file(
+            texts, [texts_folder / texts] + ([data_dir / texts] if data_dir else []), missing=texts_folder / texts))
     relative = [isinstance(source, SourceSpec) and bool(source.path)
                 and not Path(source.path).expanduser().is_absolute() for source in config.sources]
     if sources_folder is None or not any(relative):

@@ -18,6 +18,7 @@ from .paths import default_data_dir, local_source_candidates, located_model_path
 from .sources import MonitorSpec, SourceSpec
 
 MixingStrategy = Literal["target_only", "concat", "proportional", "fixed", "temperature", "uniform"]
+OtherSelection = Literal["all", "random", "similarity", "importance"]
 Truncation = Literal["head", "tail", "head_tail"]
 Pooling = Literal["cls", "mean"]
 
@@ -105,6 +106,13 @@ class Config(BaseModel):
     mixing_ratios: dict[str, float] = Field(default_factory=dict)  # fixed strategy: domain -> share
     mix_by: Literal["domain", "source"] = "domain"
     few_shot_k: Optional[int] = None  # keep k training examples per class of the target domain
+    # which other (non-target) rows enter the mix, before mixing (selection.py): all = every row; random, similarity
+    # (kNN of the encoder's embeddings) or importance (DSIR on hashed n-grams) keep other_rows of them
+    other_selection: OtherSelection = "all"
+    other_rows: Optional[int] = None  # the selection's budget of other rows; null with other_selection all
+    # the target as unlabelled text (one a line, or a CSV/TSV/JSONL/parquet `text` column) to select against;
+    # null = the target_domain's training rows; relative: beside the params file, then in data_dir
+    selection_target_texts: Optional[str] = None
 
     # --- augmentation
     augmentation: Literal["none", "eda", "back_translation"] = "none"
@@ -203,7 +211,7 @@ class Config(BaseModel):
         return value
 
     @field_validator("max_train_samples", "max_eval_samples", "max_test_samples", "few_shot_k",
-                     "early_stopping_patience")
+                     "early_stopping_patience", "other_rows")
     @classmethod
     def _positive_or_none(cls, value: Optional[int]) -> Optional[int]:
         if value is not None and value < 1:
@@ -271,6 +279,8 @@ class Config(BaseModel):
             raise ValueError("mixing_strategy 'target_only' needs target_domain")
         if self.few_shot_k is not None and self.target_domain is None:
             raise ValueError("few_shot_k samples the target domain: set target_domain too")
+        if problem := selection_problem(self):
+            raise ValueError(problem)
         if self.truncation == "head_tail" and self.head_tokens >= self.max_seq_length - 2:
             raise ValueError(f"head_tokens ({self.head_tokens}) must leave room for the tail: it must be below "
                              f"max_seq_length - 2 = {self.max_seq_length - 2}; lower head_tokens or raise "
@@ -326,6 +336,9 @@ class Config(BaseModel):
             cache_dir=str(self.resolved_cache_dir()),
             sources=[located_source(source, local_source_candidates(source.path, data_dir))
                      if isinstance(source, SourceSpec) and source.path else source for source in self.sources],
+            selection_target_texts=located_file(self.selection_target_texts,
+                                                local_source_candidates(self.selection_target_texts, data_dir))
+            if self.selection_target_texts else None,
             **located_model_paths(self.model_dump(), [Path.cwd(), project_root()]),
         )
 
@@ -357,6 +370,30 @@ def split_percentages_problem(validation_percentage: float, test_percentage: flo
         return None
     return (f"validation_split_percentage={validation_percentage} (0 allowed) and test_split_percentage="
             f"{test_percentage} must each be between 0 and 100 and leave rows for training (sum < 100)")
+
+
+def selection_problem(config: "Config") -> Optional[str]:
+    """Why the selection parameters cannot work together, or None."""
+    method = config.other_selection
+    if method == "all":
+        stray = [key for key in ("other_rows", "selection_target_texts") if getattr(config, key) is not None]
+        if stray:
+            return (f"{' and '.join(stray)} set, but other_selection is 'all' (every other row is kept): choose "
+                    "other_selection random, similarity or importance, or drop " + " and ".join(stray))
+        return None
+    if config.other_rows is None:
+        return (f"other_selection {method!r} needs other_rows, the number of other rows to keep (e.g. "
+                "other_rows: 256)")
+    if method != "random" and config.target_domain is None and config.selection_target_texts is None:
+        return (f"other_selection {method!r} compares other rows with the target: set target_domain (its training "
+                "rows are the target texts) or selection_target_texts (a file of unlabelled target text)")
+    return None
+
+
+def located_file(path: str, candidates: list[Path], missing: Optional[Path] = None) -> str:
+    """`path` made absolute: the first candidate that exists, else `missing`, else as given."""
+    found = next((candidate for candidate in candidates if candidate.exists()), missing)
+    return str(found.resolve()) if found is not None else path
 
 
 def located_source(source: SourceSpec, candidates: list[Path], missing: Optional[Path] = None) -> SourceSpec:
