@@ -13,8 +13,9 @@ from typing import Any, Optional, get_args
 
 import yaml
 
-from .config import Config, Pooling, Truncation
+from .config import Config, Truncation
 from .io import atomic_write_json, atomic_write_text
+from .pooling import TRAINED_POOLINGS, resolve_pooling
 from .precision import PrecisionChoice
 
 CARD_NAME = "README.md"
@@ -105,9 +106,17 @@ class InferenceSettings:
 
     @classmethod
     def from_config(cls, config: Config, handover_threshold: Optional[float] = None,
-                    training_precision: Optional[PrecisionChoice] = None) -> InferenceSettings:
+                    training_precision: Optional[PrecisionChoice] = None, *,
+                    model_dir: Optional[Path] = None) -> InferenceSettings:
+        """The settings `config` trained with; `pooling: auto` as the saved folder at `model_dir` resolves it (a
+        mean-pooled classifier's model type says mean), never the word auto."""
+        pooling = config.pooling
+        if pooling == "auto":
+            if model_dir is None:
+                raise ValueError("pooling: auto is resolved from the saved model folder; pass model_dir")
+            pooling = resolve_pooling(pooling, str(model_dir))
         return cls(config.max_seq_length, config.truncation, config.head_tokens, handover_threshold,
-                   training_precision, config.pooling)
+                   training_precision, pooling)
 
 
 def write_inference_settings(model_dir: Path, config: Config, *, handover_threshold: Optional[float] = None,
@@ -120,7 +129,8 @@ def write_inference_settings(model_dir: Path, config: Config, *, handover_thresh
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"{model_dir}: no saved model (config.json) to describe; save the model first")
-    settings = asdict(InferenceSettings.from_config(config, handover_threshold, training_precision))
+    settings = asdict(InferenceSettings.from_config(config, handover_threshold, training_precision,
+                                                     model_dir=model_dir))
     # a classifier that never hands over, or written without its precision, keeps the file it always had
     for optional in ("handover_threshold", "training_precision"):
         if settings[optional] is None:
@@ -145,8 +155,8 @@ def read_inference_settings(model_dir: Path) -> Optional[InferenceSettings]:
         raise ModelCardError(f"{path}: expected max_seq_length, truncation and head_tokens (and optionally "
                              f"handover_threshold), and training_precision and pooling where training recorded them, "
                              f"got {got}; {redo}")
-    if stored.get("pooling", "cls") not in get_args(Pooling):
-        raise ModelCardError(f"{path}: pooling must be one of {', '.join(get_args(Pooling))}, got "
+    if stored.get("pooling", "cls") not in TRAINED_POOLINGS:
+        raise ModelCardError(f"{path}: pooling must be one of {', '.join(TRAINED_POOLINGS)}, got "
                              f"{stored['pooling']!r}; {redo}")
     threshold = stored.get("handover_threshold")
     if threshold is not None and (type(threshold) not in (int, float) or not 0 <= threshold <= 1):

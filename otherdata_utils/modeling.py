@@ -38,7 +38,7 @@ from .adapters import apply_peft
 from .config import Config
 from .inference import encode_batch, quiet_transformers, special_token_frame
 from .io import atomic_dir
-from .pooling import PooledEncoderConfig, pooled_classifier
+from .pooling import PooledEncoderConfig, pooled_classifier, resolve_pooling
 from .runs import is_quiet
 
 DEFAULT_MODEL = "default"
@@ -181,10 +181,11 @@ def load_model_and_tokenizer(
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
         model_config = AutoConfig.from_pretrained(path, trust_remote_code=False)
         is_pooled = isinstance(model_config, PooledEncoderConfig)
-        if config.pooling == "cls" and is_pooled:
+        pooling = resolve_pooling(config.pooling, path)
+        if pooling == "cls" and is_pooled:
             raise ValueError(f"model_name_or_path={config.model_name_or_path!r} is a classifier trained with "
                              "pooling: mean; set pooling: mean to fine-tune it further")
-        if config.pooling == "mean" and not is_pooled:
+        if pooling == "mean" and not is_pooled:
             # a new head on the encoder's pooled tokens: the encoder's weights, whatever head the folder had
             model = pooled_classifier(path, num_labels=len(label_names), id2label=id2label,
                                       use_safetensors=_has_safetensors(path))
@@ -202,6 +203,11 @@ def load_model_and_tokenizer(
             )
     # "none" returns the model as it is; peft itself is imported only when adapters are asked for.
     return apply_peft(model, config), tokenizer
+
+
+def training_pooling(config: Config) -> str:
+    """The pooling `config.pooling` trains with for its model (`pooling.resolve_pooling`: auto made cls or mean)."""
+    return resolve_pooling(config.pooling, resolve_model_path(config.model_name_or_path, config.resolved_cache_dir()))
 
 
 def _has_safetensors(path: str) -> Optional[bool]:

@@ -25,6 +25,7 @@ POOLING_MODES = ("cls_token", "max_tokens", "mean_tokens", "mean_sqrt_len_tokens
 MASK_MEAN = ("mean_tokens",)  # a folder that declares no pooling: the mask-weighted mean over non-padding tokens
 POOLED_MODEL_TYPE = "otherdata_pooled_encoder"
 _ST_POOLING = "sentence_transformers.models.Pooling"
+TRAINED_POOLINGS = ("cls", "mean")  # what a trained head reads (`pooling: auto` is resolved to one before training)
 
 
 def pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor,
@@ -83,6 +84,23 @@ def encoder_pooling(path: str) -> EncoderPooling:
         raise ValueError(f"{config_file}: pooling modes {on} — pooling: mean computes "
                          f"{', '.join(POOLING_MODES)} (and combinations of them); use pooling: cls for this encoder")
     return EncoderPooling(tuple(mode for mode in POOLING_MODES if mode in on), str(config_file))
+
+
+def resolve_pooling(requested: str, path: str) -> str:
+    """`pooling: auto` made concrete for the model at `path`: mean where the folder is a sentence-transformers encoder
+    (its modules.json lists a Pooling module, as the packaged MiniLM's does) or a classifier trained with mean (model
+    type `otherdata_pooled_encoder`), cls elsewhere (a plain transformers folder, a Hub id). cls and mean stay as
+    asked. The head study chose mean for the packaged encoder on validation rows (results/study_head_*/)."""
+    if requested != "auto":
+        return requested
+    folder = Path(path)
+    modules_file = folder / "modules.json"
+    if modules_file.is_file() and any(module.get("type") == _ST_POOLING for module in _read_json(modules_file)):
+        return "mean"
+    config_file = folder / "config.json"
+    if config_file.is_file() and _read_json(config_file).get("model_type") == POOLED_MODEL_TYPE:
+        return "mean"
+    return "cls"
 
 
 def _read_json(path: Path) -> Any:

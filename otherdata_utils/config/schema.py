@@ -20,7 +20,7 @@ from .sources import MonitorSpec, SourceSpec
 MixingStrategy = Literal["target_only", "concat", "proportional", "fixed", "temperature", "uniform"]
 OtherSelection = Literal["all", "random", "similarity", "importance"]
 Truncation = Literal["head", "tail", "head_tail"]
-Pooling = Literal["cls", "mean"]
+Pooling = Literal["auto", "cls", "mean"]
 
 
 # The fine-tuning suite; study params files list their own notebooks (setup, data, then the study's).
@@ -128,9 +128,11 @@ class Config(BaseModel):
     group_by_length: bool = True  # length-grouped batches (shuffle, then sort within chunks)
     # the sentence vector the classification head reads: cls = the [CLS] pooler (AutoModelForSequenceClassification);
     # mean = the encoder's own sentence-transformers pooling (its 1_Pooling/config.json; the mask-weighted token mean
-    # where its folder declares none), as all-MiniLM-L6-v2 was trained and the frozen probe reads it. cls stays the
-    # default until the validation-only head study (issue 27) chooses one; a mean folder loads with otherdata_utils
-    pooling: Pooling = "cls"
+    # where its folder declares none), as all-MiniLM-L6-v2 was trained and the frozen probe reads it; auto = mean for a
+    # local sentence-transformers folder (the packaged MiniLM) or a classifier trained with mean, cls elsewhere (a Hub
+    # id: say mean to get it). The validation-only head study chose mean for the packaged encoder (results/
+    # study_head_kitchen/, study_head_yelp/); runs before it read cls. A mean folder loads with otherdata_utils.
+    pooling: Pooling = "auto"
     peft_method: Literal["none", "lora", "adalora"] = "none"  # parameter-efficient tuning (peft); none = full
     lora_r: int = Field(8, ge=1)  # LoRA rank; AdaLoRA's average target rank (it starts at 1.5 × this)
     lora_alpha: int = Field(16, ge=1)  # LoRA scaling: updates are scaled by lora_alpha / lora_r

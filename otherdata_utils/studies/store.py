@@ -22,6 +22,7 @@ from datasets import Dataset
 
 from ..config import Config
 from ..io import atomic_write_json, read_json
+from ..modeling import training_pooling
 from ..step_records import PARAMS_ADDED_LATER, TRAINING_PARAMS, training_precision
 from .sampling import column
 
@@ -31,7 +32,8 @@ from .sampling import column
 # Which rows a cell trains on is not here: the rows themselves are keyed (`ordered_fingerprint`), so a study
 # parameter that picks rows (k, split seeds, mixing) moves only the cells whose rows it changes. `mixed_precision` is
 # keyed as it resolves on this host (`auto` is bf16 on an AMX host, fp32 on an AVX2 one), so no host reuses a cell
-# computed in another precision.
+# computed in another precision; `pooling` as it resolves for the model (`auto` is mean for the packaged MiniLM), so
+# an auto cell and an explicit one of the same pooling are the same cell.
 CELL_FIELDS = ("per_device_eval_batch_size", "save_strategy", "logging_steps", "target_domain", "seed")
 FINE_TUNING_FIELDS = TRAINING_PARAMS + CELL_FIELDS
 KEY_VERSION = 1  # raised when what a stored cell holds changes meaning: every older cell is then trained again
@@ -54,7 +56,8 @@ def ordered_fingerprint(rows: Dataset) -> str:
 
 
 def fine_tuning_parameters(config: Config) -> dict[str, Any]:
-    params = {**config.to_params(), "mixed_precision": training_precision(config).mode}
+    params = {**config.to_params(), "mixed_precision": training_precision(config).mode,
+              "pooling": training_pooling(config)}
     # A parameter added later is left out at its old behaviour's value, so cells stored before it existed keep
     # their keys (a pooling: cls cell is the same model it always was); other values key cells of their own.
     return {name: params[name] for name in FINE_TUNING_FIELDS

@@ -107,8 +107,31 @@ def test_inference_settings_record_the_pooling_and_refuse_an_unknown_one(tmp_pat
         read_inference_settings(tmp_path)
 
 
-def test_config_pooling_defaults_to_cls_and_refuses_other_values():
-    assert Config().pooling == "cls"
+def test_auto_pooling_is_mean_for_a_sentence_transformers_folder_or_a_mean_classifier_and_cls_elsewhere(tmp_path):
+    from otherdata_utils.pooling import POOLED_MODEL_TYPE, resolve_pooling
+
+    encoder, plain, classifier = tmp_path / "st", tmp_path / "plain", tmp_path / "classifier"
+    for folder in (encoder, plain, classifier):
+        folder.mkdir()
+    (encoder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+    (plain / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    (classifier / "config.json").write_text(json.dumps({"model_type": POOLED_MODEL_TYPE}))
+    assert [resolve_pooling("auto", str(folder)) for folder in (encoder, plain, classifier)] == ["mean", "cls", "mean"]
+    assert resolve_pooling("auto", "bert-base-uncased") == "cls"  # a Hub id: nothing local to read
+    assert resolve_pooling("cls", str(encoder)) == "cls" and resolve_pooling("mean", str(plain)) == "mean"
+    # the packaged MiniLM is a sentence-transformers folder: auto trains the head the head study chose for it
+    from otherdata_utils.modeling import packaged_model_path
+    assert resolve_pooling("auto", str(packaged_model_path())) == "mean"
+    # a saved folder records what auto resolved to, never the word auto
+    path = write_inference_settings(classifier, Config())
+    assert json.loads(path.read_text())["pooling"] == "mean"
+    assert json.loads(write_inference_settings(plain, Config()).read_text())["pooling"] == "cls"
+
+
+def test_config_pooling_defaults_to_auto_and_refuses_other_values():
+    assert Config().pooling == "auto"
     with pytest.raises(ConfigError, match="pooling"):
         Config.from_params({"pooling": "max"})
 
@@ -117,7 +140,7 @@ def test_pooling_is_a_training_parameter_and_a_record_made_before_it_existed_rea
     from otherdata_utils import step_records
 
     assert "pooling" in step_records.TRAINING_PARAMS
-    config = Config(output_dir=str(tmp_path / "run"), quiet=True)
+    config = Config(output_dir=str(tmp_path / "run"), quiet=True, pooling="cls")
     step_records.record_step(config, "finetune")
     path = step_records.run_folder(config).step_record("finetune")
     record = json.loads(path.read_text())
