@@ -121,12 +121,12 @@ def arm_names(config: Config) -> list[str]:
     dose, other_only per dose, then the anchors."""
     params = few_shot_params(config)
     doses = dose_labels(config)
-    return ([arm if changes["mixing_strategy"] == "target_only" else dose_arm(arm, dose)
-             for arm, changes in mixing_arms(config) for dose in (doses[-1:] if changes["mixing_strategy"] ==
-                                                                  "target_only" else doses)]
-            + [dose_arm(f"+{group}", dose) for group in params.other_groups for dose in doses]
-            + ([dose_arm(OTHER_ONLY, dose) for dose in doses] if OTHER_ONLY in params.strategies else [])
-            + list(params.anchors))
+    names = []
+    for arm, changes in mixing_arms(config):
+        names += [arm] if changes["mixing_strategy"] == "target_only" else [dose_arm(arm, dose) for dose in doses]
+    names += [dose_arm(f"+{group}", dose) for group in params.other_groups for dose in doses]
+    names += [dose_arm(OTHER_ONLY, dose) for dose in doses] if OTHER_ONLY in params.strategies else []
+    return names + list(params.anchors)
 
 
 def setfit_other_text(config: Config) -> str:
@@ -285,7 +285,7 @@ def few_shot_cells(config: Config, train: Dataset, validation: Dataset) -> list[
                 rows = concatenate_datasets([split.target, pool.other]) if len(pool.other) else split.target
                 mixed, report = mix.mix_additive(rows, config.replace(few_shot_k=None, **changes),
                                                  seed=split.split_seed, total=total)
-                arms.append((dose_arm(arm, None if alone or pool.dose is None else pool.dose), mixed,
+                arms.append((arm if alone else dose_arm(arm, pool.dose), mixed,
                              {**_mix_facts(split, config, report),
                               **dose_facts(config, "0" if alone else pool.dose, 0 if alone else len(pool.other))}))
         for group in params.other_groups:
@@ -320,6 +320,10 @@ def other_only_cells(config: Config, splits: list[FewShotSplit], validation: Dat
     for split in splits:
         shown = {name: value for name, value in split_facts(split, config).items() if name in ("k_label", "k")}
         for pool in split.pools:
+            if not len(pool.other):
+                raise ValueError(f"study.few_shot.strategies has other_only, but split seed {split.split_seed} at "
+                                 f"k = {split.k_label} draws no other row (study.few_shot.other_rows or the budget "
+                                 "max_train_samples leaves none): give it other rows")
             facts = {"target_unique": 0, "target_ids": "none", "steps_policy": few_shot_params(config).steps,
                      "target_rows": 0, "other_rows": len(pool.other), "target_share": 0.0,
                      **dose_facts(config, pool.dose, len(pool.other))}
