@@ -1,5 +1,6 @@
-"""The few-shot study: a target cut to k rows per class, alone and with other data ADDED under each mixing strategy,
-over split seeds (which rows) × seeds (which initialisation), with anchors (probe, SetFit) on the same splits.
+"""The few-shot study: a target cut to k rows per class, alone and with other data ADDED under each mixing strategy
+(at each other-row dose, from nested pools), the other data alone (other_only, the floor), over split seeds (which
+rows) × seeds (which initialisation), with anchors (probe, SetFit, SetFit with other rows) on the same splits.
 
 Hands on the study's splits and cells (`few_shot_splits`, `few_shot_cells`) and its `StudyResult` with paired deltas.
 """
@@ -26,8 +27,8 @@ from .tables import comparison_sentence, reference_line, results_markdown, tally
 
 
 class FewShotParams(StudyParams):
-    """`study.few_shot`: k target rows per class, the arms (mixing strategies, other groups alone, anchors), the
-    steps policy, the other-row pool and the test rows every cell is scored on."""
+    """`study.few_shot`: k target rows per class, the arms (mixing strategies, other groups alone, other_only,
+    anchors), the steps policy, the other-row pool or doses and the test rows every cell is scored on."""
 
     k_values: list[Optional[int]] = Field(default_factory=lambda: [8, 32, 128, None], min_length=1)  # null = all
     # mixing arms; "temperature" runs once per value of `temperatures`
@@ -470,7 +471,10 @@ def few_shot_study(config: Config) -> StudyResult:
                           {"target_domain": target, "validation": f"{len(validation)} {target} rows",
                            "steps policy": params.steps + (f": {DOSE_TEXT[params.steps]}" if dosed else ""),
                            **({"other-row pools": DOSE_TEXT["pools"]} if dosed else {}),
-                           **({"other_only": DOSE_TEXT["other_only"]} if OTHER_ONLY in params.strategies else {}),
+                           **({"floor": DOSE_TEXT["other_only"]} if OTHER_ONLY in params.strategies else {}),
+                           **({"Holm families": f"{', '.join(dict.fromkeys(a.split(' @')[0] for a in floors))} "
+                               "adjusted with the anchors (reference points), apart from the arms that add other "
+                               "rows to the target's"} if floors else {}),
                            "test rows": len(test) if params.test_agreement is None else
                            f"{len(test)} (annotator agreement ≥ {params.test_agreement:g})",
                            "anchors": "; ".join(anchor_text(config, anchor) for anchor in params.anchors) or "none"}

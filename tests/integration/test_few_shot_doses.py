@@ -126,4 +126,5 @@ def test_the_dosed_study_tables_what_its_plan_counts_and_trains_each_distinct_ce
     figure = few_shot.dose_figure(result.summary)
     assert [ax.get_title() for ax in figure.axes] == ["k = 2", "k = 4"]
     assert "doses 16, all" in result.reading and "plain transfer" in result.reading
+    assert "other_only, setfit+other adjusted with the anchors" in result.design["fixed"]["Holm families"]
     assert list(pd.read_csv(result.folder / "cells.csv")["arm"]) == list(cells["arm"])
