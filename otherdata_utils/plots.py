@@ -214,6 +214,45 @@ def plot_few_shot_curves(frame: pd.DataFrame, path: Optional[PathLike] = None, *
     return _finish(fig, path)
 
 
+def plot_dose_curves(frame: pd.DataFrame, path: Optional[PathLike] = None, *, reference: str = "target_only",
+                     floor: Optional[str] = "other_only", ylabel: str = "accuracy",
+                     title: str = "Other-row dose: mean and 95% interval over replicates") -> Figure:
+    """A score against the other rows added (the dose, log scale), one panel per k: one line and band per series
+    over its doses, the `floor` series (other rows alone) dashed, and the `reference` series (target-only, dose 0)
+    a horizontal line with its band, so each curve reads as help or harm against it.
+
+    Reads `k_label`, `series`, `dose` (other rows in the pool, > 0 but for the reference), `mean`, `ci_low`,
+    `ci_high`; an optional `dose_label` names a dose "all" (every other row) on the axis."""
+    _check_columns(frame, ["k_label", "series", "dose", "mean", "ci_low", "ci_high"], "plot_dose_curves")
+    panels = list(dict.fromkeys(frame["k_label"].astype(str)))
+    fig, axes = _new_figure(ncols=len(panels), figsize=(4.4 * len(panels) + 1.0, 4.0))
+    for ax, k_label in zip(np.atleast_1d(axes), panels):
+        at_k = frame[frame["k_label"].astype(str) == k_label]
+        base, curves = at_k[at_k["series"] == reference], at_k[at_k["series"] != reference]
+        if (curves["dose"] <= 0).any():
+            raise ValueError(f"plot_dose_curves: k = {k_label} has doses ≤ 0 outside the reference "
+                             f"{reference!r}: {sorted(curves.loc[curves['dose'] <= 0, 'series'].unique())}")
+        for _, row in base.iterrows():
+            ax.axhline(row["mean"], color="black", linewidth=1.2, label=f"{reference} (dose 0)")
+            if pd.notna(row["ci_low"]) and pd.notna(row["ci_high"]):
+                ax.axhspan(row["ci_low"], row["ci_high"], color="black", alpha=0.08, linewidth=0)
+        _plot_bands(ax, curves, "dose", "series")
+        for line in ax.get_lines():
+            if line.get_label() == floor:
+                line.set_linestyle("--")
+        ax.legend(title="arm", fontsize=8)  # again, so the floor's dashes reach its legend entry
+        ax.set_xscale("log")
+        doses = sorted(curves["dose"].unique())
+        names = dict(zip(curves["dose"], curves["dose_label"].astype(str))) if "dose_label" in curves else {}
+        ax.set_xticks(doses, [f"all ({d:g})" if names.get(d) == "all" else f"{d:g}" for d in doses])
+        ax.minorticks_off()
+        ax.set_xlabel("other rows added (dose)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"k = {k_label}")
+    fig.suptitle(title)
+    return _finish(fig, path)
+
+
 def plot_mix(mix_frame: pd.DataFrame, path: Optional[PathLike] = None) -> Figure:
     """The achieved training mix: each group's share of rows as a bar, the requested share as a marker.
 

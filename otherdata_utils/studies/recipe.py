@@ -28,6 +28,7 @@ from .. import plots, runs
 from ..config import Config, MixingStrategy
 from ..study_registry import StudyParams, distinct_values, register_study, study_params
 from . import few_shot
+from .arm_recipes import RECIPE_SETTINGS
 from .engine import (Cell, StudyPlan, StudyResult, compare_arms, finish, plan_cells, prepared_data, run_cells,
                      study_design, summarize)
 from .reuse import PlannedCells, with_reuse
@@ -59,9 +60,9 @@ class RecipeParams(StudyParams):
     @field_validator("grid")
     @classmethod
     def _grid(cls, value: dict) -> dict:
-        unknown = sorted(set(value) - set(few_shot.RECIPE_SETTINGS))
+        unknown = sorted(set(value) - set(RECIPE_SETTINGS))
         if unknown or not value:
-            raise ValueError(f"grid settings must be some of {list(few_shot.RECIPE_SETTINGS)}; got {sorted(value)}")
+            raise ValueError(f"grid settings must be some of {list(RECIPE_SETTINGS)}; got {sorted(value)}")
         for name, values in value.items():
             if not values:
                 raise ValueError(f"grid {name!r} lists no value")
@@ -114,7 +115,8 @@ def recipe_cells(config: Config, prepared: DatasetDict) -> tuple[list[Cell], Any
     cells = []
     for k in params.k_values:
         view = config.replace(study={"few_shot": {"k_values": [k], "strategies": list(params.strategies),
-                                                  "other_groups": [], "anchors": [], "recipes": []}})
+                                                  "other_groups": [], "anchors": [], "recipes": [],
+                                                  "other_doses": None}})
         for cell in few_shot.few_shot_cells(view, prepared["train"], validation):
             for settings in grid_recipes(config):
                 cells.append(replace(cell, arm=recipe_label(settings), config=view.replace(**settings),

@@ -23,7 +23,7 @@ def few_shot_view(config: Config, k: int) -> Config:
     """The config as the few-shot study would read it for a target-only arm at k: its k-shot draws per split seed,
     its test rows and steps policy, without the other arms or anchors."""
     return config.replace(study={"few_shot": {"k_values": [k], "strategies": ["target_only"], "other_groups": [],
-                                              "anchors": []}})
+                                              "anchors": [], "other_doses": None, "recipes": []}})
 
 
 def target_validation_rows(config: Config, prepared: DatasetDict, parameter: str) -> tuple[str, Dataset]:

@@ -36,6 +36,15 @@ FEW_SHOT = pd.DataFrame({
     "ci_low": [0.55, 0.69, 0.81, 0.66, 0.75, None],
     "ci_high": [0.65, 0.75, 0.85, 0.74, 0.81, None],
 })
+DOSES = pd.DataFrame({
+    "k_label": ["8"] * 5 + ["32"] * 5,
+    "series": ["target_only", "concat", "concat", "other_only", "other_only"] * 2,
+    "dose": [0, 256, 1400, 256, 1400] * 2,
+    "dose_label": ["0", "256", "all", "256", "all"] * 2,
+    "mean": [0.60, 0.70, 0.74, 0.55, 0.62, 0.72, 0.75, 0.77, 0.55, 0.62],
+    "ci_low": [0.55, 0.66, 0.70, 0.50, 0.58, 0.69, 0.72, 0.74, 0.50, 0.58],
+    "ci_high": [0.65, 0.74, 0.78, 0.60, 0.66, 0.75, 0.78, 0.80, 0.60, 0.66],
+})
 MIX = pd.DataFrame({
     "group": ["imdb", "amazon", "yelp"],
     "achieved_rows": [500, 300, 200],
@@ -62,6 +71,7 @@ CASES = {
     "transfer_heatmap": lambda path: plots.plot_transfer_heatmap(TRANSFER, path=path),
     "few_shot_curves": lambda path: plots.plot_few_shot_curves(FEW_SHOT, path=path),
     "mix": lambda path: plots.plot_mix(MIX, path=path),
+    "dose_curves": lambda path: plots.plot_dose_curves(DOSES, path=path),
     "quality_curve": lambda path: plots.plot_quality_curve(QUALITY, path=path, xlabel="label noise rate"),
     "confusion_matrices": lambda path: plots.plot_confusion_matrices([[40, 10], [5, 45]], ["neg", "pos"], path=path),
     "reliability": lambda path: plots.plot_reliability(CALIBRATION, path=path),
@@ -292,3 +302,20 @@ def test_forest_plot_of_a_book_without_comparisons_is_refused_and_a_bad_table_na
     table.write_text("arm,reference,mean_arm\nx,y,0.5\n")
     with pytest.raises(ValueError, match=rf"{table}.*missing \['delta', 'ci_low', 'ci_high'\]"):
         plots.forest_rows(tmp_path)
+
+
+def test_dose_curves_draw_a_panel_per_k_with_target_only_as_a_level_line_and_the_floor_dashed():
+    fig = plots.plot_dose_curves(DOSES)
+    assert [ax.get_title() for ax in fig.axes] == ["k = 8", "k = 32"]
+    for ax, level in zip(fig.axes, (0.60, 0.72)):
+        lines = {line.get_label(): line for line in ax.get_lines()}
+        assert list(lines["target_only (dose 0)"].get_ydata()) == [level, level]  # a horizontal reference line
+        assert lines["other_only"].get_linestyle() == "--" and lines["concat"].get_linestyle() == "-"
+        assert list(lines["concat"].get_xdata()) == [256, 1400]
+        assert [tick.get_text() for tick in ax.get_xticklabels()] == ["256", "all (1400)"]
+
+
+def test_dose_curves_refuse_a_dose_of_zero_outside_the_reference():
+    bad = DOSES.assign(dose=DOSES["dose"].where(DOSES["series"] != "concat", 0))
+    with pytest.raises(ValueError, match=r"doses ≤ 0 outside the reference 'target_only': \['concat'\]"):
+        plots.plot_dose_curves(bad)

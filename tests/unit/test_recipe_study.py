@@ -10,6 +10,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
 from otherdata_utils.config import ConfigError, load_config
 from otherdata_utils.studies import few_shot, recipe
+from otherdata_utils.studies.arm_recipes import recipe_tuning, with_recipes
 from otherdata_utils.studies.engine import rows_fingerprint
 from otherdata_utils.studies.store import ordered_fingerprint
 
@@ -110,20 +111,22 @@ def test_a_few_shot_study_trains_each_arm_with_its_recipe_and_refuses_a_missing_
                {"k": 4, "arm": "concat", "settings": {"learning_rate": 5e-5}}]
     config = load_config(None, {**KITCHEN, "study.few_shot.recipes": recipes,
                                 "study.few_shot.recipes_from": "results/study_recipe_kitchen/"})
-    cells = few_shot.with_recipes(config, few_shot.few_shot_cells(config, DATA["train"], DATA["validation"]))
+    cells = with_recipes(config, few_shot.few_shot_cells(config, DATA["train"], DATA["validation"]),
+                         few_shot.params_recipes(config))
     assert len(cells) == 2 * 2  # seeds × arms
     assert {(cell.arm, cell.config.learning_rate, cell.config.num_train_epochs) for cell in cells} == {
         ("target_only", 2e-4, 4), ("concat", 5e-5, config.num_train_epochs)}
-    assert few_shot.recipe_tuning(few_shot.few_shot_params(config)) == {
+    assert recipe_tuning(few_shot.params_recipes(config), few_shot.few_shot_params(config).recipes_from) == {
         "learning_rate": "per (k, arm) from results/study_recipe_kitchen/",
         "num_train_epochs": "per (k, arm) from results/study_recipe_kitchen/"}
     partial = load_config(None, {**KITCHEN, "study.few_shot.recipes": recipes[:1],
                                  "study.few_shot.recipes_from": "results/study_recipe_kitchen/"})
     with pytest.raises(ValueError, match=r"no recipe for \(k, arm\) \[\('4', 'concat'\)\]"):
-        few_shot.with_recipes(partial, few_shot.few_shot_cells(partial, DATA["train"], DATA["validation"]))
+        with_recipes(partial, few_shot.few_shot_cells(partial, DATA["train"], DATA["validation"]),
+                     few_shot.params_recipes(partial))
     plain = load_config(None, KITCHEN)
     untouched = few_shot.few_shot_cells(plain, DATA["train"], DATA["validation"])
-    assert few_shot.with_recipes(plain, untouched) is untouched  # no recipes: every cell as before, keys unchanged
+    assert with_recipes(plain, untouched, few_shot.params_recipes(plain)) is untouched  # no recipes: every cell as before, keys unchanged
 
 
 def test_recipes_need_their_source_and_known_settings():
