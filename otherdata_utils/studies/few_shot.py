@@ -6,7 +6,7 @@ Hands on the study's splits and cells (`few_shot_splits`, `few_shot_cells`) and 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
@@ -23,6 +23,8 @@ from .engine import (Cell, CellScore, StudyPlan, StudyResult, compare_arms, fini
                      summarize, target_domain)
 from .arm_recipes import ArmRecipe, recipe_tuning, recipes_text, with_recipes
 from .reuse import PlannedCells, with_reuse
+from .selection_arms import (SELECTION_TEXT, selected_pools, selection_arm, selection_comparisons,
+                             selection_facts, selection_reading)
 from .sampling import column, domain_rows, seeded_cap, stratified_sample, take
 from .tables import comparison_sentence, reference_line, results_markdown, tally_comparisons
 
@@ -54,6 +56,8 @@ class FewShotParams(StudyParams):
     test_rows: Optional[int] = Field(None, ge=1)  # one fixed stratified sample of target test rows
     test_agreement: Optional[float] = Field(None, gt=0, le=1)  # only target test rows this agreed
     other_groups: list[str] = Field(default_factory=list)  # an arm per other group adding it alone
+    # an arm per method adding as many other rows as concat's random pool, chosen for the split's k-shot rows
+    selections: list[Literal["similarity", "importance"]] = Field(default_factory=list)
     # the training recipe per (k, fine-tuned arm), chosen without this study's target (the recipe study,
     # notebook 17): every (k, arm) of the study needs one once any is given; [] = the file's recipe for every cell
     recipes: list[ArmRecipe] = Field(default_factory=list)
@@ -86,6 +90,13 @@ class FewShotParams(StudyParams):
     @classmethod
     def _temperatures(cls, value: list) -> list:
         return distinct_values(value, "> 0", lambda v: v > 0)
+
+    @model_validator(mode="after")
+    def _selections(self) -> "FewShotParams":
+        if self.selections and ("concat" not in self.strategies or self.other_doses is not None):
+            raise ValueError("selections are compared with concat's random pool at one dose: list concat among the "
+                             "strategies and size the pool with other_rows (not other_doses)")
+        return self
 
     @model_validator(mode="after")
     def _recipes(self) -> "FewShotParams":
@@ -141,6 +152,7 @@ def arm_names(config: Config) -> list[str]:
     names = []
     for arm, changes in mixing_arms(config):
         names += [arm] if changes["mixing_strategy"] == "target_only" else [dose_arm(arm, dose) for dose in doses]
+    names += [selection_arm(method) for method in params.selections]
     names += [dose_arm(f"+{group}", dose) for group in params.other_groups for dose in doses]
     names += [dose_arm(OTHER_ONLY, dose) for dose in doses] if OTHER_ONLY in params.strategies else []
     return names + list(params.anchors)
@@ -200,6 +212,7 @@ class FewShotSplit:
     other: Dataset  # the largest pool (the only one without doses): equal steps and setfit+other draw on it
     other_by_group: dict[str, Dataset]  # `study.few_shot.other_groups`: each group's own pool, as large as `other`
     pools: tuple[OtherPool, ...] = ()  # per dose, smallest first; one pool (`other`) without `other_doses`
+    selected: dict[str, Dataset] = field(default_factory=dict)  # `study.few_shot.selections`: per method, its pool
 
 
 def few_shot_splits(config: Config, train: Dataset) -> list[FewShotSplit]:
@@ -240,7 +253,8 @@ def few_shot_splits(config: Config, train: Dataset) -> list[FewShotSplit]:
             splits.append(FewShotSplit(
                 k_label="all" if k is None else str(k), k=round(len(target_all) / classes) if k is None else k,
                 split_seed=split_seed, target=rows, other=pools[-1].other, other_by_group=pools[-1].by_group,
-                pools=pools))
+                pools=pools, selected=selected_pools(config, params.selections, rows, others,
+                                                     len(pools[-1].other), split_seed)))
     return splits
 
 
@@ -305,6 +319,12 @@ def few_shot_cells(config: Config, train: Dataset, validation: Dataset) -> list[
                 arms.append((arm if alone else dose_arm(arm, pool.dose), mixed,
                              {**_mix_facts(split, config, report),
                               **dose_facts(config, "0" if alone else pool.dose, 0 if alone else len(pool.other))}))
+        for method, rows in split.selected.items():  # concat of the rows a method chose, as many as concat's
+            mixed, report = mix.mix_additive(concatenate_datasets([split.target, rows]),
+                                             config.replace(few_shot_k=None, mixing_strategy="concat"),
+                                             seed=split.split_seed, total=total)
+            arms.append((selection_arm(method), mixed, {**_mix_facts(split, config, report),
+                                                        **selection_facts(rows, method, config.mix_by)}))
         for group in params.other_groups:
             for pool in split.pools:
                 # one other group alone, as many of its rows as the pooled arms draw, the same steps (equal_steps)
@@ -490,6 +510,7 @@ def few_shot_study(config: Config) -> StudyResult:
                            "steps policy": params.steps + (f": {DOSE_TEXT[params.steps]}" if dosed else ""),
                            **({"other-row pools": DOSE_TEXT["pools"]} if dosed else {}),
                            **({"floor": DOSE_TEXT["other_only"]} if OTHER_ONLY in params.strategies else {}),
+                           **({"selection": SELECTION_TEXT} if params.selections else {}),
                            **({"Holm families": f"{', '.join(dict.fromkeys(a.split(' @')[0] for a in floors))} "
                                "adjusted with the anchors (reference points), apart from the arms that add other "
                                "rows to the target's"} if floors else {}),
@@ -505,8 +526,9 @@ def few_shot_study(config: Config) -> StudyResult:
               "target_rows": "target rows (with repeats)", "other_rows": "other rows"}
     table = results_markdown(summary, comparisons, labels, ["k_label"], groups, target,
                              test_rows=int(cells["n_test"].iloc[0]))
+    extra = {"selection_vs_random": selection_comparisons(cells, params.selections)} if params.selections else {}
     return finish(config, "few_shot_mixing", cells, summary, comparisons, design, table,
-                  _few_shot_reading(summary, comparisons, target, cells, reference, config), figure)
+                  _few_shot_reading(summary, comparisons, target, cells, reference, config), figure, extra=extra)
 
 
 def dose_figure(summary: pd.DataFrame, path: Optional[Path] = None) -> Optional[Figure]:
@@ -541,6 +563,8 @@ def _few_shot_reading(summary: pd.DataFrame, comparisons: pd.DataFrame, target: 
         lead = reference_line(at_k, at_k["arm"] == reference, "target-only") if (at_k["arm"] == reference).any() \
             else "no target-only arm"
         lines.append(f"k = {k_label}: {lead}. " + comparison_sentence(comparisons[comparisons["k_label"] == k_label]))
+    if params.selections:
+        lines.append(selection_reading(cells, params.selections))
     if len(comparisons):
         helps, hurts, unresolved = tally_comparisons(comparisons)
         lines.append(f"Over all {len(comparisons)} (k, arm) comparisons with target-only (Holm-adjusted), other "
@@ -558,7 +582,7 @@ def plan(config: Config) -> StudyPlan:
     params = few_shot_params(config)
     k_count, doses = len(params.k_values), len(dose_labels(config))
     additive = sum(changes["mixing_strategy"] != "target_only" for _, changes in mixing_arms(config))
-    per_replicate = {"fine-tuned": k_count * (int("target_only" in params.strategies)
+    per_replicate = {"fine-tuned": k_count * (int("target_only" in params.strategies) + len(params.selections)
                                               + (additive + len(params.other_groups)) * doses)}
     if OTHER_ONLY in params.strategies:
         per_replicate["other-only"] = k_count * doses
