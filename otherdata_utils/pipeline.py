@@ -23,8 +23,8 @@ from datasets.utils import logging as datasets_logging
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from transformers import pipeline as hf_pipeline
 
-from . import (adapters, augment, clean, data, launcher, metrics, mix, model_card, modeling, plots, pretrain, routing,
-               train)
+from . import (adapters, augment, clean, data, label_errors, launcher, metrics, mix, model_card, modeling, plots,
+               pretrain, routing, train)
 from .config import Config
 from .constraints import constraints_record
 from .execution import threads_per_cell
@@ -147,6 +147,7 @@ class TrainingSet:
     train: Dataset
     mix: Any  # mix.MixReport
     augmentation: Optional[Any] = None  # augment.AugmentReport
+    label_errors: Optional[Any] = None  # label_errors.LabelErrorReport (other_label_errors flag or drop)
 
 
 def build_training_set(config: Config) -> TrainingSet:
@@ -154,7 +155,9 @@ def build_training_set(config: Config) -> TrainingSet:
     paths = run_folder(config)
     prepared = load_prepared(config)
     forget_step(config, "mix")
-    train, mix_report = mix.mix(prepared["train"], config)
+    paths.label_error_report.unlink(missing_ok=True)  # a report left by an earlier flag or drop run is not this one's
+    candidates, label_error_report = label_errors.handle_other_label_errors(prepared["train"], config)
+    train, mix_report = mix.mix(candidates, config)
     atomic_write_json(paths.mix_report, {**mix_report.to_dict(), "summary": mix_report.summary()})
     augmentation = None
     if config.augmentation != "none":
@@ -162,7 +165,7 @@ def build_training_set(config: Config) -> TrainingSet:
         atomic_write_json(paths.augmentation_report, augmentation.to_dict())
     save_dataset_atomically(train, paths.train_set)
     record_step(config, "mix")
-    return TrainingSet(train=train, mix=mix_report, augmentation=augmentation)
+    return TrainingSet(train=train, mix=mix_report, augmentation=augmentation, label_errors=label_error_report)
 
 
 def load_training_set(config: Config) -> Dataset:

@@ -25,7 +25,8 @@ _DATA_PARAMS = ("sources", "validation_split_percentage", "test_split_percentage
                 "max_test_samples", "min_text_chars", "max_text_chars", "dedupe", "near_dedupe", "dedupe_test",
                 "remove_leakage", "seed")
 _MIX_PARAMS = ("max_train_samples", "mixing_strategy", "mixing_temperature", "mixing_ratios", "mix_by", "few_shot_k",
-               "target_domain", "augmentation", "augment_fraction", "eda_alpha", "back_translation_models")
+               "target_domain", "other_label_errors", "augmentation", "augment_fraction", "eda_alpha",
+               "back_translation_models")
 # What continued pretraining reads (pretrain.pretrain_from_config); adapt_encoder also compares the training data.
 _PRETRAINING_PARAMS = ("model_name_or_path", "pretrain_steps", "pretrain_domains", "target_domain",
                        "pretrain_max_texts", "pretrain_learning_rate", "mlm_probability", "per_device_train_batch_size",
@@ -39,7 +40,7 @@ TRAINING_PARAMS = ("model_name_or_path", "max_seq_length", "truncation", "head_t
                    "greater_is_better", "load_best_model_at_end", "early_stopping_patience")
 # Parameters added after run folders were recorded, with the value every earlier output was made with: a record
 # without one holds that value (a model trained before `pooling` existed read the [CLS] pooler).
-PARAMS_ADDED_LATER: dict[str, Any] = {"pooling": "cls"}
+PARAMS_ADDED_LATER: dict[str, Any] = {"pooling": "cls", "other_label_errors": "keep"}
 _FINETUNE_PARAMS = TRAINING_PARAMS + ("out_of_scope_class",)  # 03 also chooses a routing run's handover threshold
 STEP_PARAMS: dict[str, tuple[str, ...]] = {
     "data": _DATA_PARAMS,  # 01: the cleaned splits

@@ -105,6 +105,9 @@ class Config(BaseModel):
     mixing_ratios: dict[str, float] = Field(default_factory=dict)  # fixed strategy: domain -> share
     mix_by: Literal["domain", "source"] = "domain"
     few_shot_k: Optional[int] = None  # keep k training examples per class of the target domain
+    # label errors in the other data (label_errors.py: confident learning on the frozen-encoder probe's out-of-fold
+    # probabilities): keep = not examined; flag = marked (label_issue column, report) but trained on; drop = removed
+    other_label_errors: Literal["keep", "flag", "drop"] = "keep"
 
     # --- augmentation
     augmentation: Literal["none", "eda", "back_translation"] = "none"
@@ -271,6 +274,9 @@ class Config(BaseModel):
             raise ValueError("mixing_strategy 'target_only' needs target_domain")
         if self.few_shot_k is not None and self.target_domain is None:
             raise ValueError("few_shot_k samples the target domain: set target_domain too")
+        if self.other_label_errors != "keep" and self.target_domain is None:
+            raise ValueError(f"other_label_errors {self.other_label_errors!r} examines the rows outside the target: "
+                             "set target_domain too")
         if self.truncation == "head_tail" and self.head_tokens >= self.max_seq_length - 2:
             raise ValueError(f"head_tokens ({self.head_tokens}) must leave room for the tail: it must be below "
                              f"max_seq_length - 2 = {self.max_seq_length - 2}; lower head_tokens or raise "
