@@ -1,6 +1,8 @@
 """Label errors on real other data: Blitzer electronics and books reviews with 30% of their labels flipped by the
 quality study's `inject_label_noise`; confident learning on the packaged MiniLM probe's out-of-fold probabilities
-flags a stated share of the flips, and the kitchen target's rows are never examined."""
+flags a stated share of the flips, and the kitchen target's rows are never examined; and notebook 02's step
+(`pipeline.build_training_set`) on the packaged UCI sentences with the tiny model: drop removes flagged other rows
+before mixing, keep leaves the mix as it was."""
 import json
 from pathlib import Path
 
@@ -42,3 +44,40 @@ def test_the_probe_and_cleanlab_flag_most_flipped_blitzer_labels_and_drop_them_f
     written = json.loads(run_folder(config).label_error_report.read_text())
     assert written["flips"]["true_positives"] == report.flips.true_positives
     assert written["examples"][0]["given_label"] != written["examples"][0]["suggested_label"]
+
+
+def test_notebook_02s_step_drops_flagged_other_rows_before_mixing_and_keep_leaves_the_mix_as_it_was(
+        packaged_data_dir: Path, tiny_model_dir: Path, tmp_path: Path):
+    import warnings
+
+    from datasets import load_from_disk
+
+    from otherdata_utils import pipeline
+    from otherdata_utils.config import load_config
+
+    def config(**changes):
+        return load_config(None, {
+            "sources": ["uci_sentences"], "data_dir": str(packaged_data_dir), "target_domain": "yelp",
+            "mixing_strategy": "concat", "model_name_or_path": str(tiny_model_dir), "max_seq_length": 32,
+            "cache_dir": str(tmp_path / "cache"), "output_dir": str(tmp_path / "run"), "quiet": True, **changes})
+
+    keep = config()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # UCI sentences repeat across splits: a leakage warning is expected
+        prepared = pipeline.prepare_data(keep).dataset["train"]
+    kept = pipeline.build_training_set(keep)
+    assert kept.label_errors is None and sorted(kept.train["id"]) == sorted(prepared["id"])
+    assert not run_folder(keep).label_error_report.exists()
+
+    drop = config(other_label_errors="drop")
+    dropped = pipeline.build_training_set(drop)
+    report = dropped.label_errors
+    others = sum(domain != "yelp" for domain in prepared["domain"])
+    assert report.rows_examined == others and report.rows_flagged > 0
+    assert len(dropped.train) == len(prepared) - report.rows_flagged
+    assert dropped.train["domain"].count("yelp") == prepared["domain"].count("yelp")
+    assert json.loads(run_folder(drop).label_error_report.read_text())["rows_dropped"] == report.rows_flagged
+    assert len(load_from_disk(str(run_folder(drop).train_set))) == len(dropped.train)
+    # back to keep: the mix step sees other parameters, rebuilds, and the stale report goes with the old mix
+    again = pipeline.load_training_set(keep)
+    assert sorted(again["id"]) == sorted(prepared["id"]) and not run_folder(keep).label_error_report.exists()
