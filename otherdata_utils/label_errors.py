@@ -7,23 +7,26 @@ rows to mix (unchanged, marked in `LABEL_ISSUE_COLUMN`, or without the flagged o
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from datasets import ClassLabel, Dataset, Features, Value
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-from . import modeling, runs
+from . import modeling, runs, train
 from .anchors import PROBE_CLASS_WEIGHT, FrozenEncoder
 from .clean import take_rows
 from .config import Config
 from .io import atomic_write_json
 
 OTHER_LABEL_ERRORS = ("keep", "flag", "drop")
+LABEL_ERROR_MODELS = ("probe", "fine_tuned")  # whose out-of-fold probabilities confident learning reads
 LABEL_ISSUE_COLUMN = "label_issue"  # flag: True on the other rows confident learning flags
 FLIP_COLUMN = "label_flipped"  # rows whose label was flipped on purpose (quality study's noise arms), where known
 # prune_by_noise_rate (the paper's "PBNR", cleanlab's default): the confident joint estimates how many rows of each
@@ -81,11 +84,8 @@ class LabelIssues:
     self_confidence: np.ndarray
 
 
-def out_of_fold_probabilities(embeddings: np.ndarray, labels: Sequence[int], *, seed: int, folds: int = FOLDS,
-                              c: float = PROBE_C) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified K-fold `cross_val_predict` of the probe head (logistic regression) on `embeddings`: each row's
-    class probabilities from a head that never saw it. Returns them (a column per class present) and those classes."""
-    labels = np.asarray(labels)
+def _classes_for_folds(labels: np.ndarray, folds: int) -> np.ndarray:
+    """The classes among `labels`, once it is clear that stratified `folds`-fold splits can be made of them."""
     classes, counts = np.unique(labels, return_counts=True)
     if len(classes) < 2:
         raise ValueError(f"other_label_errors needs other rows of at least two classes; the {len(labels)} rows "
@@ -93,20 +93,58 @@ def out_of_fold_probabilities(embeddings: np.ndarray, labels: Sequence[int], *, 
     if counts.min() < folds:
         raise ValueError(f"other_label_errors: {folds}-fold out-of-fold probabilities need ≥ {folds} other rows per "
                          f"class; class {classes[counts.argmin()]} has {counts.min()}")
+    return classes
+
+
+def out_of_fold_probabilities(embeddings: np.ndarray, labels: Sequence[int], *, seed: int, folds: int = FOLDS,
+                              c: float = PROBE_C) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified K-fold `cross_val_predict` of the probe head (logistic regression) on `embeddings`: each row's
+    class probabilities from a head that never saw it. Returns them (a column per class present) and those classes."""
+    labels = np.asarray(labels)
+    classes = _classes_for_folds(labels, folds)
     head = LogisticRegression(C=c, class_weight=PROBE_CLASS_WEIGHT, max_iter=5000, random_state=seed)
     split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     return cross_val_predict(head, embeddings, labels, cv=split, method="predict_proba"), classes
+
+
+def fine_tuned_out_of_fold_probabilities(texts: Sequence[str], labels: Sequence[int], config: Config,
+                                         label_names: Sequence[str], *, work_dir: Path, folds: int = FOLDS
+                                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified K-fold fine-tuning of `config`'s model (its training parameters; no evaluation or checkpoints):
+    each row's class probabilities from the model fitted on the other folds. Returns them (a column per class
+    present, renormalised) and those classes. K models are trained: minutes on a CPU where the probe takes seconds."""
+    labels = np.asarray(labels)
+    classes = _classes_for_folds(labels, folds)
+    fold_config = config.replace(eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
+                                 early_stopping_patience=None, resume_from_checkpoint=None, report_to="none")
+    rows = Dataset.from_dict({"text": list(texts), "label": labels.tolist()})
+    probabilities = np.zeros((len(labels), len(label_names)))
+    split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=config.seed)
+    for fold, (fitted, held_out) in enumerate(split.split(np.zeros(len(labels)), labels)):
+        model, tokenizer = modeling.load_model_and_tokenizer(fold_config, label_names)
+        tokenized = modeling.tokenize_splits(DatasetDict(train=rows.select(fitted), held_out=rows.select(held_out)),
+                                             tokenizer, fold_config)
+        train.train(fold_config, model, tokenizer, tokenized, output_dir=work_dir / f"fold-{fold}",
+                    label_names=label_names)
+        probabilities[held_out] = train.predict(model, tokenized["held_out"], tokenizer, fold_config).probabilities
+    present = probabilities[:, classes]
+    return present / present.sum(axis=1, keepdims=True), classes
 
 
 def find_issues(embeddings: np.ndarray, labels: Sequence[int], *, seed: int, folds: int = FOLDS,
                 c: float = PROBE_C) -> LabelIssues:
     """Confident learning (`cleanlab.filter.find_label_issues`, `FILTER_BY`) on the probe's out-of-fold
     probabilities of `embeddings` (one row per label)."""
+    probabilities, classes = out_of_fold_probabilities(embeddings, labels, seed=seed, folds=folds, c=c)
+    return issues_from_probabilities(labels, probabilities, classes)
+
+
+def issues_from_probabilities(labels: Sequence[int], probabilities: np.ndarray, classes: np.ndarray) -> LabelIssues:
+    """Confident learning on out-of-fold `probabilities` (a column per one of `classes`, every label among them)."""
     # cleanlab imports only here: a mix that keeps every row (the default) never needs it
     from cleanlab.filter import find_label_issues
 
     labels = np.asarray(labels)
-    probabilities, classes = out_of_fold_probabilities(embeddings, labels, seed=seed, folds=folds, c=c)
     # cleanlab wants labels 0..K-1 matching the columns: classes absent from the other rows get no column
     position = np.searchsorted(classes, labels)
     flagged = find_label_issues(position, probabilities, filter_by=FILTER_BY, n_jobs=1)
@@ -120,7 +158,8 @@ class LabelErrorReport:
     """What confident learning flagged among the other rows, and what the mixing step did with them."""
 
     mode: str
-    model: str  # the encoder whose frozen embeddings the probe read
+    label_error_model: str  # probe (frozen embeddings + logistic regression) or fine_tuned
+    model: str  # the encoder the probe read, or the model fine-tuned per fold
     filter_by: str
     folds: int
     seed: int
@@ -131,7 +170,6 @@ class LabelErrorReport:
     examples: list[dict[str, Any]]
     flips: Optional[FlipScores] = None  # where the rows mark their known flips (`FLIP_COLUMN`)
     rows_dropped: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_frame(self, by: str = "domain") -> pd.DataFrame:
         """Flagged rows per value of `by` ("source" or "domain"): rows examined, flagged, share flagged."""
@@ -146,7 +184,8 @@ class LabelErrorReport:
         share = self.rows_flagged / self.rows_examined if self.rows_examined else 0.0
         action = {"flag": "kept and marked in the training set", "drop": f"dropped ({self.rows_dropped:,} rows)",
                   "keep": "kept"}[self.mode]
-        parts = [f"Confident learning ({self.filter_by}, {self.folds}-fold probe on {self.model}) flagged "
+        how = "probe on" if self.label_error_model == "probe" else "fine-tuned"
+        parts = [f"Confident learning ({self.filter_by}, {self.folds}-fold {how} {self.model}) flagged "
                  f"{self.rows_flagged:,} of {self.rows_examined:,} other rows ({share:.1%}) as likely mislabelled; "
                  f"{action}. The target's rows were not examined."]
         if self.flips is not None and self.flips.flipped:
@@ -183,18 +222,26 @@ def other_row_positions(rows: Dataset, target: Optional[str], column: str) -> li
             if group != target]
 
 
-def examine_other_rows(rows: Dataset, encoder: FrozenEncoder, *, target: Optional[str], column: str = "domain",
-                       seed: int, mode: str = "flag", folds: int = FOLDS) -> tuple[list[int], LabelIssues,
-                                                                                    LabelErrorReport]:
+def examine_other_rows(rows: Dataset, encoder: Optional[FrozenEncoder], *, target: Optional[str],
+                       column: str = "domain", seed: int, mode: str = "flag", folds: int = FOLDS,
+                       fine_tune: Optional[Config] = None) -> tuple[list[int], LabelIssues, LabelErrorReport]:
     """Confident learning on the rows outside the target: their positions in `rows`, the issues found (in that
-    order) and the report (by source and domain, examples, and flip precision/recall where `FLIP_COLUMN` is there)."""
+    order) and the report (by source and domain, examples, and flip precision/recall where `FLIP_COLUMN` is there).
+    The probabilities are the probe's on `encoder`, or with `fine_tune` those of models fine-tuned as it says."""
     others = other_row_positions(rows, target, column)
     if not others:
         raise ValueError(f"other_label_errors: every training row is in target {column} {target!r}; there is no "
                          "other data to examine")
     table = rows.with_format("arrow")[others]
     texts, labels = table.column("text").to_pylist(), np.asarray(table.column("label").to_pylist())
-    issues = find_issues(encoder.embed(texts), labels, seed=seed, folds=folds)
+    if fine_tune is None:
+        issues, model = find_issues(encoder.embed(texts), labels, seed=seed, folds=folds), encoder.model_path
+    else:
+        runs.run_folder(fine_tune).work.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="label-errors-", dir=runs.run_folder(fine_tune).work) as work:
+            probabilities, classes = fine_tuned_out_of_fold_probabilities(
+                texts, labels, fine_tune, rows.features["label"].names, work_dir=Path(work), folds=folds)
+        issues, model = issues_from_probabilities(labels, probabilities, classes), fine_tune.model_name_or_path
     by_group = {name: _counts(table.column(name).to_pylist(), issues.flagged)
                 for name in ("source", "domain") if name in table.column_names}
     order = sorted(np.flatnonzero(issues.flagged), key=lambda i: issues.self_confidence[i])[:EXAMPLES]
@@ -204,7 +251,8 @@ def examine_other_rows(rows: Dataset, encoder: FrozenEncoder, *, target: Optiona
                  "self_confidence": round(float(issues.self_confidence[i]), 4)} for i in order]
     flips = (flip_scores(issues.flagged, table.column(FLIP_COLUMN).to_pylist())
              if FLIP_COLUMN in table.column_names else None)
-    report = LabelErrorReport(mode=mode, model=encoder.model_path, filter_by=FILTER_BY, folds=folds, seed=seed,
+    report = LabelErrorReport(mode=mode, label_error_model="probe" if fine_tune is None else "fine_tuned",
+                              model=model, filter_by=FILTER_BY, folds=folds, seed=seed,
                               target=target, rows_examined=len(others), rows_flagged=int(issues.flagged.sum()),
                               by_group=by_group, examples=examples, flips=flips)
     return others, issues, report
@@ -230,17 +278,19 @@ def with_flags(rows: Dataset, flagged: Sequence[bool]) -> Dataset:
 
 def handle_other_label_errors(rows: Dataset, config: Config, *, encoder: Optional[FrozenEncoder] = None
                               ) -> tuple[Dataset, Optional[LabelErrorReport]]:
-    """The rows to mix under `config.other_label_errors`: keep returns `rows` itself and no report; flag appends
+    """The rows to mix under `config.other_label_errors` (probabilities from `config.label_error_model`, the probe on
+    `encoder` or the config's model's, or models fine-tuned per fold): keep returns `rows` itself and no report; flag appends
     `LABEL_ISSUE_COLUMN` (the target's rows False); drop removes the flagged other rows. The report is written to
     the run folder (`label_error_report`)."""
     mode = check_mode(config.other_label_errors)
     if mode == "keep":
         return rows, None
-    if encoder is None:
+    fine_tune = config if config.label_error_model == "fine_tuned" else None
+    if encoder is None and fine_tune is None:
         encoder = FrozenEncoder(modeling.resolve_model_path(config.model_name_or_path, config.resolved_cache_dir()),
                                 config.max_seq_length, quiet=runs.is_quiet(config))
     others, issues, report = examine_other_rows(rows, encoder, target=config.target_domain, column=config.mix_by,
-                                                seed=config.seed, mode=mode)
+                                                seed=config.seed, mode=mode, fine_tune=fine_tune)
     flagged_rows = {others[i] for i in np.flatnonzero(issues.flagged)}
     if mode == "flag":
         out = with_flags(rows, [row in flagged_rows for row in range(len(rows))])

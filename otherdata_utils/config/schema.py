@@ -108,6 +108,9 @@ class Config(BaseModel):
     # label errors in the other data (label_errors.py: confident learning on the frozen-encoder probe's out-of-fold
     # probabilities): keep = not examined; flag = marked (label_issue column, report) but trained on; drop = removed
     other_label_errors: Literal["keep", "flag", "drop"] = "keep"
+    # whose out-of-fold probabilities: probe = logistic regression on the frozen encoder's embeddings (seconds);
+    # fine_tuned = model_name_or_path fine-tuned with these training parameters on 4/5 of the other rows, 5 times
+    label_error_model: Literal["probe", "fine_tuned"] = "probe"
 
     # --- augmentation
     augmentation: Literal["none", "eda", "back_translation"] = "none"

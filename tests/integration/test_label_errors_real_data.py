@@ -81,3 +81,30 @@ def test_notebook_02s_step_drops_flagged_other_rows_before_mixing_and_keep_leave
     # back to keep: the mix step sees other parameters, rebuilds, and the stale report goes with the old mix
     again = pipeline.load_training_set(keep)
     assert sorted(again["id"]) == sorted(prepared["id"]) and not run_folder(keep).label_error_report.exists()
+
+
+def test_fine_tuned_out_of_fold_models_flag_the_other_rows_and_key_the_mix_by_their_training_parameters(
+        packaged_data_dir: Path, tiny_model_dir: Path, tmp_path: Path):
+    import warnings
+
+    from otherdata_utils import pipeline
+    from otherdata_utils.config import load_config
+    from otherdata_utils.step_records import step_params
+
+    config = load_config(None, {
+        "sources": ["uci_sentences"], "data_dir": str(packaged_data_dir), "target_domain": "yelp",
+        "mixing_strategy": "concat", "model_name_or_path": str(tiny_model_dir), "max_seq_length": 32,
+        "num_train_epochs": 1, "per_device_train_batch_size": 32, "other_label_errors": "flag",
+        "label_error_model": "fine_tuned", "cache_dir": str(tmp_path / "cache"),
+        "output_dir": str(tmp_path / "run"), "quiet": True})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # UCI sentences repeat across splits: a leakage warning is expected
+        prepared = pipeline.prepare_data(config).dataset["train"]
+    built = pipeline.build_training_set(config)
+    report = built.label_errors
+    assert report.label_error_model == "fine_tuned" and "fine-tuned" in report.summary()
+    assert report.rows_examined == sum(domain != "yelp" for domain in prepared["domain"])
+    assert sum(built.train[label_errors.LABEL_ISSUE_COLUMN]) == report.rows_flagged
+    assert not any(run_folder(config).work.glob("label-errors-*"))  # the fold models' folders are gone
+    assert "learning_rate" in step_params(config, "mix")
+    assert "learning_rate" not in step_params(config.replace(label_error_model="probe"), "mix")
