@@ -1,5 +1,5 @@
 """Label errors in the other data: confident learning (cleanlab; Northcutt et al. 2021) on out-of-fold probabilities
-of the frozen-encoder probe, for the rows outside the target only.
+of the frozen-encoder probe (or of models fine-tuned per fold), for the rows outside the target only.
 
 Takes the cleaned training rows and the config's `other_label_errors` (keep | flag | drop); hands the mixing step the
 rows to mix (unchanged, marked in `LABEL_ISSUE_COLUMN`, or without the flagged other rows) and a `LabelErrorReport`
@@ -7,6 +7,7 @@ rows to mix (unchanged, marked in `LABEL_ISSUE_COLUMN`, or without the flagged o
 """
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,8 +26,6 @@ from .clean import take_rows
 from .config import Config
 from .io import atomic_write_json
 
-OTHER_LABEL_ERRORS = ("keep", "flag", "drop")
-LABEL_ERROR_MODELS = ("probe", "fine_tuned")  # whose out-of-fold probabilities confident learning reads
 LABEL_ISSUE_COLUMN = "label_issue"  # flag: True on the other rows confident learning flags
 FLIP_COLUMN = "label_flipped"  # rows whose label was flipped on purpose (quality study's noise arms), where known
 # prune_by_noise_rate (the paper's "PBNR", cleanlab's default): the confident joint estimates how many rows of each
@@ -44,12 +43,6 @@ FOLDS = 5  # out-of-fold probabilities: each row scored by a head fitted on the 
 PROBE_C = 10.0
 EXAMPLES = 10  # flagged rows shown in the report, least self-confident first
 _EXAMPLE_CHARS = 300
-
-
-def check_mode(value: str) -> str:
-    if value not in OTHER_LABEL_ERRORS:
-        raise ValueError(f"other_label_errors: {value!r} is not one of {list(OTHER_LABEL_ERRORS)}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -273,16 +266,19 @@ def with_flags(rows: Dataset, flagged: Sequence[bool]) -> Dataset:
     table = rows.with_format("arrow")[:].append_column(LABEL_ISSUE_COLUMN, pa.array(list(flagged), type=pa.bool_()))
     info = rows.info.copy()
     info.features = Features({**rows.features, LABEL_ISSUE_COLUMN: Value("bool")})
-    return Dataset(table, info=info, split=rows.split, fingerprint=f"{rows._fingerprint}-flags-{sum(flagged)}")
+    # Like clean.take_rows: a fingerprint derived from the parent's and the flags, not a hash of the whole table
+    digest = hashlib.blake2b(f"{rows._fingerprint}|{LABEL_ISSUE_COLUMN}".encode(), digest_size=8)
+    digest.update(np.packbits(np.asarray(flagged, dtype=bool)).tobytes())
+    return Dataset(table, info=info, split=rows.split, fingerprint=digest.hexdigest())
 
 
 def handle_other_label_errors(rows: Dataset, config: Config, *, encoder: Optional[FrozenEncoder] = None
                               ) -> tuple[Dataset, Optional[LabelErrorReport]]:
-    """The rows to mix under `config.other_label_errors` (probabilities from `config.label_error_model`, the probe on
-    `encoder` or the config's model's, or models fine-tuned per fold): keep returns `rows` itself and no report; flag appends
+    """The rows to mix under `config.other_label_errors`: keep returns `rows` itself and no report; flag appends
     `LABEL_ISSUE_COLUMN` (the target's rows False); drop removes the flagged other rows. The report is written to
-    the run folder (`label_error_report`)."""
-    mode = check_mode(config.other_label_errors)
+    the run folder (`label_error_report`). `config.label_error_model` picks the probabilities: the probe on `encoder`
+    (by default the config's model, frozen) or the config's model fine-tuned per fold."""
+    mode = config.other_label_errors
     if mode == "keep":
         return rows, None
     fine_tune = config if config.label_error_model == "fine_tuned" else None

@@ -165,11 +165,11 @@ def test_marked_flips_are_the_changed_labels_and_unmarked_rows_are_the_rows_they
 
 # --- config ----------------------------------------------------------------------------------------------------------
 
-def test_config_names_other_label_errors_when_its_value_is_unknown_or_it_has_no_target():
+def test_config_names_the_label_error_parameters_when_a_value_is_unknown_or_there_is_no_target():
     with pytest.raises(ValidationError, match="other_label_errors"):
         Config(other_label_errors="fix", target_domain="kitchen")
     with pytest.raises(ValidationError, match="other_label_errors 'drop' .* set target_domain"):
         Config(other_label_errors="drop")
-    assert Config().other_label_errors == "keep"
-    with pytest.raises(ValueError, match="other_label_errors: 'fix' is not one of"):
-        label_errors.check_mode("fix")
+    with pytest.raises(ValidationError, match="label_error_model"):
+        Config(label_error_model="bert", target_domain="kitchen")
+    assert (Config().other_label_errors, Config().label_error_model) == ("keep", "probe")
