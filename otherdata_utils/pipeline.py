@@ -23,8 +23,8 @@ from datasets.utils import logging as datasets_logging
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from transformers import pipeline as hf_pipeline
 
-from . import (adapters, augment, clean, data, launcher, metrics, mix, model_card, modeling, plots, pretrain, routing,
-               selection, train)
+from . import (adapters, augment, clean, data, label_errors, launcher, metrics, mix, model_card, modeling, plots,
+               pretrain, routing, selection, train)
 from .config import Config
 from .constraints import constraints_record
 from .execution import threads_per_cell
@@ -148,15 +148,19 @@ class TrainingSet:
     mix: Any  # mix.MixReport
     augmentation: Optional[Any] = None  # augment.AugmentReport
     selection: Optional[Any] = None  # selection.Selection; None under other_selection all
+    label_errors: Optional[Any] = None  # label_errors.LabelErrorReport (other_label_errors flag or drop)
 
 
 def build_training_set(config: Config) -> TrainingSet:
-    """Select other rows (`other_selection`), mix them into the target (few-shot, strategy, budget), augment if
-    asked; save it and its reports."""
+    """Examine the other rows' labels (`other_label_errors`), select other rows (`other_selection`), mix them into
+    the target (few-shot, strategy, budget), augment if asked; save it and its reports."""
     paths = run_folder(config)
     prepared = load_prepared(config)
     forget_step(config, "mix")
-    candidates, chosen = selection.select_for_config(prepared["train"], config)
+    paths.label_error_report.unlink(missing_ok=True)  # a report left by an earlier flag or drop run is not this one's
+    # label errors first: a flagged row that is dropped is not a candidate for selection
+    cleaned, label_error_report = label_errors.handle_other_label_errors(prepared["train"], config)
+    candidates, chosen = selection.select_for_config(cleaned, config)
     selection.write_selection_report(chosen, paths)
     train, mix_report = mix.mix(candidates, config)
     atomic_write_json(paths.mix_report, {**mix_report.to_dict(), "summary": mix_report.summary()})
@@ -166,7 +170,8 @@ def build_training_set(config: Config) -> TrainingSet:
         atomic_write_json(paths.augmentation_report, augmentation.to_dict())
     save_dataset_atomically(train, paths.train_set)
     record_step(config, "mix")
-    return TrainingSet(train=train, mix=mix_report, augmentation=augmentation, selection=chosen)
+    return TrainingSet(train=train, mix=mix_report, augmentation=augmentation, selection=chosen,
+                       label_errors=label_error_report)
 
 
 def load_training_set(config: Config) -> Dataset:

@@ -104,6 +104,11 @@ class RunFolder:
         return self.reports / "selection.md"
 
     @property
+    def label_error_report(self) -> Path:
+        """What confident learning flagged in the other data (`other_label_errors` flag or drop)."""
+        return self.reports / "label_errors.json"
+
+    @property
     def augmentation_report(self) -> Path:
         return self.reports / "augmentation.json"
 

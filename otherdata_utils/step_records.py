@@ -25,8 +25,8 @@ _DATA_PARAMS = ("sources", "validation_split_percentage", "test_split_percentage
                 "max_test_samples", "min_text_chars", "max_text_chars", "dedupe", "near_dedupe", "dedupe_test",
                 "remove_leakage", "seed")
 _MIX_PARAMS = ("max_train_samples", "mixing_strategy", "mixing_temperature", "mixing_ratios", "mix_by", "few_shot_k",
-               "target_domain", "other_selection", "other_rows", "selection_target_texts", "augmentation",
-               "augment_fraction", "eda_alpha", "back_translation_models")
+               "target_domain", "other_label_errors", "label_error_model", "other_selection", "other_rows",
+               "selection_target_texts", "augmentation", "augment_fraction", "eda_alpha", "back_translation_models")
 # What continued pretraining reads (pretrain.pretrain_from_config); adapt_encoder also compares the training data.
 _PRETRAINING_PARAMS = ("model_name_or_path", "pretrain_steps", "pretrain_domains", "target_domain",
                        "pretrain_max_texts", "pretrain_learning_rate", "mlm_probability", "per_device_train_batch_size",
@@ -41,7 +41,8 @@ TRAINING_PARAMS = ("model_name_or_path", "max_seq_length", "truncation", "head_t
 # Parameters added after run folders were recorded, with the value every earlier output was made with: a record
 # without one holds that value (a model trained before `pooling` existed read the [CLS] pooler).
 PARAMS_ADDED_LATER: dict[str, Any] = {"pooling": "cls", "other_selection": "all", "other_rows": None,
-                                      "selection_target_texts": None}
+                                      "selection_target_texts": None, "other_label_errors": "keep",
+                                      "label_error_model": "probe"}
 _FINETUNE_PARAMS = TRAINING_PARAMS + ("out_of_scope_class",)  # 03 also chooses a routing run's handover threshold
 STEP_PARAMS: dict[str, tuple[str, ...]] = {
     "data": _DATA_PARAMS,  # 01: the cleaned splits
@@ -67,11 +68,15 @@ def training_precision(config: Config) -> PrecisionChoice:
 
 def step_params(config: Config, step: str) -> dict[str, Any]:
     """The values of `STEP_PARAMS[step]`, paths resolved as the runner records them (params.yaml), so a notebook
-    opened on its own and the runner agree on a local source or model; `mixed_precision` as it resolves here."""
+    opened on its own and the runner agree on a local source or model; `mixed_precision` as it resolves here. The mix
+    step reads the training parameters too where fine-tuned models flag its label errors (`label_error_model`)."""
     values = config.resolved().to_params()
-    if "mixed_precision" in STEP_PARAMS[step]:
+    names = STEP_PARAMS[step]
+    if step == "mix" and config.other_label_errors != "keep" and config.label_error_model == "fine_tuned":
+        names = tuple(dict.fromkeys(names + TRAINING_PARAMS))  # its flags come from models trained as these say
+    if "mixed_precision" in names:
         values["mixed_precision"] = training_precision(config).mode
-    return {key: values[key] for key in STEP_PARAMS[step]}
+    return {key: values[key] for key in names}
 
 
 def record_step(config: Config, step: str) -> None:

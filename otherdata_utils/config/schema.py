@@ -113,6 +113,12 @@ class Config(BaseModel):
     # the target as unlabelled text (one a line, or a CSV/TSV/JSONL/parquet `text` column) to select against;
     # null = the target_domain's training rows; relative: beside the params file, then in data_dir
     selection_target_texts: Optional[str] = None
+    # label errors in the other data (label_errors.py: confident learning on the frozen-encoder probe's out-of-fold
+    # probabilities): keep = not examined; flag = marked (label_issue column, report) but trained on; drop = removed
+    other_label_errors: Literal["keep", "flag", "drop"] = "keep"
+    # whose out-of-fold probabilities: probe = logistic regression on the frozen encoder's embeddings (seconds);
+    # fine_tuned = model_name_or_path fine-tuned with these training parameters on 4/5 of the other rows, 5 times
+    label_error_model: Literal["probe", "fine_tuned"] = "probe"
 
     # --- augmentation
     augmentation: Literal["none", "eda", "back_translation"] = "none"
@@ -283,6 +289,9 @@ class Config(BaseModel):
             raise ValueError("few_shot_k samples the target domain: set target_domain too")
         if problem := selection_problem(self):
             raise ValueError(problem)
+        if self.other_label_errors != "keep" and self.target_domain is None:
+            raise ValueError(f"other_label_errors {self.other_label_errors!r} examines the rows outside the target: "
+                             "set target_domain too")
         if self.truncation == "head_tail" and self.head_tokens >= self.max_seq_length - 2:
             raise ValueError(f"head_tokens ({self.head_tokens}) must leave room for the tail: it must be below "
                              f"max_seq_length - 2 = {self.max_seq_length - 2}; lower head_tokens or raise "

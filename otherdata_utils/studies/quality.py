@@ -10,10 +10,11 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from datasets import ClassLabel, Dataset
+from datasets import ClassLabel, Dataset, Features, Value
 from pydantic import Field, field_validator
 
 from .. import mix, plots, runs
+from ..label_errors import FLIP_COLUMN
 from ..config import Config
 from ..study_registry import StudyParams, distinct_values, register_study, study_params
 from .engine import (Cell, StudyPlan, StudyResult, clean_data, compare_arms, finish, plan_cells, prepared_data,
@@ -255,11 +256,14 @@ def _with_reference_band(curve: pd.DataFrame, reference: pd.DataFrame, x: str, s
 
 # --- data quality: injected label noise in the other data ------------------------------------------------------------
 
-def inject_label_noise(rows: Dataset, rate: float, *, seed: int, keep_domain: str) -> Dataset:
+def inject_label_noise(rows: Dataset, rate: float, *, seed: int, keep_domain: str,
+                       mark_flips: bool = False) -> Dataset:
     """A copy where exactly round(rate · n) of the n rows outside `keep_domain` carry a wrong label (seeded).
 
     The kept domain is untouched. One seeded ranking and one seeded wrong label per row serve every rate, so the
-    rows flipped at a lower rate are flipped, to the same label, at every higher rate.
+    rows flipped at a lower rate are flipped, to the same label, at every higher rate. With `mark_flips`, a boolean
+    `label_errors.FLIP_COLUMN` says which rows were flipped (what a cleaning arm scores its flags against); the
+    study's cells train without it, so the rows they hold are the ones they always held.
     """
     if not 0 <= rate < 1:
         raise ValueError(f"inject_label_noise: rate must be in [0, 1), got {rate}")
@@ -270,14 +274,22 @@ def inject_label_noise(rows: Dataset, rate: float, *, seed: int, keep_domain: st
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(others))
     shifts = rng.integers(1, classes, size=len(others))  # a shift of 1..classes-1 always lands on another class
+    flipped = [False] * len(labels)
     for position in order[:round(rate * len(others))]:
         row = others[position]
         labels[row] = (labels[row] + int(shifts[position])) % classes
+        flipped[row] = True
     table = rows.with_format("arrow")[:]
     table = table.set_column(table.column_names.index("label"), "label", pa.array(labels, type=pa.int64()))
+    info = rows.info.copy()
+    if mark_flips:
+        table = table.append_column(FLIP_COLUMN, pa.array(flipped, type=pa.bool_()))
+        info.features = Features({**rows.features, FLIP_COLUMN: Value("bool")})
     # Like clean.take_rows: a fingerprint derived from the parent's and what decided the change, not a full hash.
-    digest = hashlib.blake2b(f"{rows._fingerprint}|noise {rate} {seed} {keep_domain}".encode(), digest_size=8)
-    return Dataset(table, info=rows.info.copy(), split=rows.split, fingerprint=digest.hexdigest())
+    marked = " marked" if mark_flips else ""
+    digest = hashlib.blake2b(f"{rows._fingerprint}|noise {rate} {seed} {keep_domain}{marked}".encode(),
+                             digest_size=8)
+    return Dataset(table, info=info, split=rows.split, fingerprint=digest.hexdigest())
 
 
 def label_noise_cells(config: Config, train: Dataset, validation: Dataset, target: str) -> list[Cell]:

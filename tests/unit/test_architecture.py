@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("data", "clean", "augment", "mix"),
     ("inference", "pooling", "modeling", "adapters", "model_card"),
     ("checkpoints", "trackers", "train", "launcher", "metrics", "routing", "stats", "plots", "pretrain", "anchors",
-     "selection"),
+     "selection", "label_errors"),
     ("studies", "pipeline"),
     ("run", "preflight", "report", "republish", "publish", "predictor", "monitoring", "http_app", "serve", "bench", "colab",
      "__main__", "__init__"),
