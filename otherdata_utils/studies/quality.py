@@ -11,17 +11,18 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 from datasets import ClassLabel, Dataset, Features, Value
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from .. import mix, plots, runs
+from .. import label_errors, mix, plots, runs
 from ..label_errors import FLIP_COLUMN
 from ..config import Config
 from ..study_registry import StudyParams, distinct_values, register_study, study_params
 from .engine import (Cell, StudyPlan, StudyResult, clean_data, compare_arms, finish, plan_cells, prepared_data,
                      reported_groups, run_cells, seeds, study_design, summarize, target_domain)
 from .reuse import PlannedCells, with_reuse
+from .selection_arms import encoder_for
 from .sampling import column, domain_rows, equal_size_arms, proportional, ranked_strata, take
-from .tables import comparison_sentence, number, reference_line, results_markdown
+from .tables import comparison_sentence, number, number_signed, reference_line, results_markdown
 
 # Agreement levels are stored as float32 (0.66 reads back as 0.6600000262): compare with a little slack.
 
@@ -31,6 +32,9 @@ class QualityParams(StudyParams):
 
     agreement_levels: list[float] = Field(default_factory=lambda: [1.0, 0.75, 0.66, 0.5], min_length=1)
     noise_levels: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.3], min_length=1)  # OTHER data flipped
+    # cleaning arms: at each of these noise levels, the same noisy rows with the other rows confident learning flags
+    # (`label_errors.flag_known_flips`: the frozen-encoder probe's out-of-fold probabilities) dropped before mixing
+    cleaning: list[float] = Field(default_factory=list)
 
     @field_validator("agreement_levels")
     @classmethod
@@ -41,6 +45,14 @@ class QualityParams(StudyParams):
     @classmethod
     def _noise(cls, value: list) -> list:
         return distinct_values(value, "in [0, 1)", lambda v: 0 <= v < 1)
+
+    @model_validator(mode="after")
+    def _cleaning(self) -> "QualityParams":
+        unknown = sorted(set(self.cleaning) - set(self.noise_levels))
+        if unknown:
+            raise ValueError(f"cleaning {unknown}: each level must be one of noise_levels {self.noise_levels}, whose "
+                             "noisy arm the cleaned one is compared with")
+        return self
 
 
 def quality_params(config: Config) -> QualityParams:
@@ -292,9 +304,29 @@ def inject_label_noise(rows: Dataset, rate: float, *, seed: int, keep_domain: st
     return Dataset(table, info=info, split=rows.split, fingerprint=digest.hexdigest())
 
 
+def cleaning_arm(rate: float) -> str:
+    return f"noise {rate:.0%}, flagged dropped"
+
+
+def cleaned_rows(config: Config, train: Dataset, rate: float, *, seed: int, target: str) -> tuple[Dataset, dict]:
+    """The noisy rows of `rate` (as its noise arm flips them) less the other rows confident learning flags, and the
+    flags' precision and recall against the rows truly flipped (the cell's facts)."""
+    marked = inject_label_noise(train, rate, seed=seed, keep_domain=target, mark_flips=True)
+    others = [row for row, domain in enumerate(column(marked, "domain")) if domain != target]
+    other_rows = take(marked, others, f"other rows of {target}")
+    flags, scores = label_errors.flag_known_flips(other_rows, column(other_rows, label_errors.FLIP_COLUMN),
+                                                  encoder_for(config), seed=seed)
+    dropped = {others[i] for i in np.flatnonzero(flags)}
+    kept = take(marked, [row for row in range(len(marked)) if row not in dropped], f"flagged dropped {seed}")
+    facts = {"noise": rate, "flagged": scores.flagged, "flipped": scores.flipped,
+             "flag_precision": scores.precision, "flag_recall": scores.recall}
+    return kept.remove_columns(label_errors.FLIP_COLUMN), facts
+
+
 def label_noise_cells(config: Config, train: Dataset, validation: Dataset, target: str) -> list[Cell]:
-    """Per seed: one cell per noise rate (the other domains' labels flipped, then mixed as the config says) and the
-    target-only reference. The target rows of a seed are the same clean rows in every cell."""
+    """Per seed: one cell per noise rate (the other domains' labels flipped, then mixed as the config says), one per
+    cleaning level (those noisy rows with the flagged other rows dropped, `cleaned_rows`) and the target-only
+    reference. The target rows of a seed are the same clean rows in every cell."""
     params = quality_params(config)
     cells = []
     for seed in seeds(config):
@@ -303,6 +335,10 @@ def label_noise_cells(config: Config, train: Dataset, validation: Dataset, targe
             mixed, _ = mix.mix(noisy, config, seed=seed)
             cells.append(Cell(arm=f"noise {rate:.0%}", seed=seed, train=mixed, validation=validation,
                               facts={"noise": rate}))
+        for rate in params.cleaning:
+            kept, facts = cleaned_rows(config, train, rate, seed=seed, target=target)
+            mixed, _ = mix.mix(kept, config, seed=seed)
+            cells.append(Cell(arm=cleaning_arm(rate), seed=seed, train=mixed, validation=validation, facts=facts))
         alone, _ = mix.mix(train, config.replace(mixing_strategy="target_only"), seed=seed)
         cells.append(Cell(arm="target_only", seed=seed, train=alone, validation=validation, facts={"noise": None}))
     return cells
@@ -331,7 +367,8 @@ def label_noise_study(config: Config) -> StudyResult:
     groups = reported_groups(results, target)
     summary = summarize(results, ["arm", "noise"], also=[f"accuracy_{g}" for g in groups])
     comparisons = compare_arms(results, "target_only")
-    noisy = summary[summary["arm"] != "target_only"].assign(series="target + noisy other data")
+    cleaned = [cleaning_arm(rate) for rate in params.cleaning]
+    noisy = summary[~summary["arm"].isin(["target_only", *cleaned])].assign(series="target + noisy other data")
     figure = plots.plot_quality_curve(_with_reference_band(noisy, summary[summary["arm"] == "target_only"], "noise",
                                                            "target only (reference)"),
                                       path=runs.run_folder(config).figure("quality_label_noise"),
@@ -353,8 +390,40 @@ def label_noise_study(config: Config) -> StudyResult:
         lines.append(f"From {clean_arm['arm']} to {worst_arm['arm']}, target accuracy moves "
                      f"{worst_arm['mean'] - clean_arm['mean']:+.3f} "
                      f"({number(clean_arm['mean'])} → {number(worst_arm['mean'])}).")
+    extra = {}
+    if params.cleaning:
+        extra["cleaning"] = cleaning_comparisons(results, params.cleaning)
+        lines.append(cleaning_sentence(results, extra["cleaning"], comparisons))
     return finish(config, "quality_label_noise", results, summary, comparisons, design, table, "\n\n".join(lines),
-                  figure)
+                  figure, extra=extra)
+
+
+def cleaning_comparisons(results: pd.DataFrame, levels: Sequence[float]) -> pd.DataFrame:
+    """Each cleaned arm against its noisy arm (the same flipped rows, flagged ones kept), paired over seeds, with the
+    flags' mean precision and recall against the true flips."""
+    tables = []
+    for rate in levels:
+        noisy, cleaned = f"noise {rate:.0%}", cleaning_arm(rate)
+        table = compare_arms(results[results["arm"].isin([noisy, cleaned])], noisy, anchors=())
+        flags = results[results["arm"] == cleaned]
+        tables.append(table.assign(flagged=flags["flagged"].mean(), flag_precision=flags["flag_precision"].mean(),
+                                   flag_recall=flags["flag_recall"].mean()))
+    return pd.concat(tables, ignore_index=True)
+
+
+def cleaning_sentence(results: pd.DataFrame, cleaning: pd.DataFrame, comparisons: pd.DataFrame) -> str:
+    """What dropping the flagged rows did at each level: against the noisy arm, and the share of the noise's cost
+    (noisy − target-only) it won back."""
+    parts = []
+    for row in cleaning.itertuples():
+        cost = comparisons.loc[comparisons["arm"] == row.reference, "delta"]
+        share = (f"; it won back {row.delta / -cost.iloc[0]:.0%} of the noise's cost ({number(cost.iloc[0])} "
+                 "against target-only)" if len(cost) and cost.iloc[0] < 0 else "")
+        parts.append(f"{row.arm}: confident learning flagged {row.flagged:.0f} other rows a seed (precision "
+                     f"{number(row.flag_precision)}, recall {number(row.flag_recall)} against the true flips); "
+                     f"dropping them moved accuracy {number_signed(row.delta)} [{number_signed(row.ci_low)}, "
+                     f"{number_signed(row.ci_high)}] against {row.reference} ({row.verdict}){share}.")
+    return "Cleaning: " + " ".join(parts)
 
 
 def planned_cells(config: Config) -> list[PlannedCells]:
@@ -368,7 +437,8 @@ def plan(config: Config) -> StudyPlan:
     (`with_reuse`)."""
     params = quality_params(config)
     arms = ([f"≥{level_name(level)}" for level in sorted(params.agreement_levels, reverse=True)]
-            + list(HELPFULNESS_RECIPES) + [f"noise {level:.0%}" for level in params.noise_levels] + ["target_only"])
+            + list(HELPFULNESS_RECIPES) + [f"noise {level:.0%}" for level in params.noise_levels]
+            + [cleaning_arm(level) for level in params.cleaning] + ["target_only"])
     return with_reuse(plan_cells("quality", arms, config, {"fine-tuned": len(arms)}), config, planned_cells)
 
 
