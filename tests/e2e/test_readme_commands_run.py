@@ -59,7 +59,8 @@ def runs_in_the_project() -> list[str]:
     """The folders in the project's runs/, but the CI run fixture's (OTHERDATA_CI_RUN_DIR, runs/_ci under make test),
     which another xdist worker may be writing meanwhile."""
     ci_run = os.environ.get("OTHERDATA_CI_RUN_DIR")
-    return sorted(path.name for path in (REPO / "runs").glob("*") if not ci_run or path.resolve() != Path(ci_run).resolve())
+    ci_run = Path(ci_run).resolve() if ci_run else None
+    return sorted(path.name for path in (REPO / "runs").glob("*") if path.resolve() != ci_run)
 
 
 @pytest.mark.slow  # the interpreter imports torch
