@@ -64,12 +64,15 @@ run: $(VENV)/.installed-run
 
 # Unit and end-to-end tests first, then nbval re-executes the committed reference notebooks and fails on any marked
 # cell whose output differs from the committed one (data counts, cleaning, CI-size accuracy and macro-F1, a study's
-# plan and table). pytest exits non-zero on failures and on "no tests collected" alike.
+# plan and table). pytest exits non-zero on failures and on "no tests collected" alike. Both run a pytest-xdist worker
+# per core (-n auto; one worker on one core), each at its share of the threads (tests/conftest.py): the suite's test
+# files spread over the workers (pyproject's --dist loadfile), nbval's reference folders one a worker (a folder's
+# notebooks run in order, each reading what the one before wrote: tests/reference/conftest.py).
 test: $(VENV)/.installed-test
 	rm -rf $(CI_RUN_DIR)
-	OTHERDATA_CI_RUN_DIR=$(abspath $(CI_RUN_DIR)) $(BIN)/python -m pytest
+	OTHERDATA_CI_RUN_DIR=$(abspath $(CI_RUN_DIR)) $(BIN)/python -m pytest -n auto
 	rm -rf $(REFERENCE_RUNS)
-	$(REFERENCE_ENV) $(BIN)/python -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env \
+	$(REFERENCE_ENV) $(BIN)/python -m pytest -n auto -p no:cacheprovider --nbval-lax --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg $(REFERENCES)
 
 # When a change is meant to move the references: re-run them and commit the new outputs (the diff shows what moved).

@@ -1,4 +1,5 @@
-"""Shared fixtures. Hugging Face libraries must never wait on the network in tests: set offline first."""
+"""Shared fixtures. Hugging Face libraries must never wait on the network in tests: set offline first. Under
+pytest-xdist (`make test` runs a worker per core) each worker gets its share of the threads, set before torch loads."""
 import os
 import shutil
 import warnings
@@ -8,10 +9,35 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# The thread variables as the shell set them, before a worker's share replaces them (`all_cores` restores them).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+SHELL_THREADS = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+
+
+def worker_threads() -> int | None:
+    """The threads one pytest-xdist worker may use: the cores split among the workers (at least one), or fewer where
+    OMP_NUM_THREADS asks for fewer (nbval's pinned one thread). None outside a worker: a serial run keeps every core.
+    Two workers that each spin an OpenMP thread per core oversubscribe the cores and run 5-20x slower than one
+    thread each, and the processes a test starts (the runner's kernels, papermill, serve, Ray) would do the same."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if not os.environ.get("PYTEST_XDIST_WORKER") or not workers:
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    share = max(1, cores // int(workers))
+    requested = (SHELL_THREADS["OMP_NUM_THREADS"] or "").strip()
+    return min(share, int(requested)) if requested.isdigit() and int(requested) > 0 else share
+
+
+WORKER_THREADS = worker_threads()
+if WORKER_THREADS is not None:
+    # in the environment, so that every process a test starts inherits the share; torch itself in pytest_configure
+    os.environ.update({name: str(WORKER_THREADS) for name in THREAD_VARIABLES})
+
 from pathlib import Path  # noqa: E402
-from typing import TYPE_CHECKING, Iterator  # noqa: E402
+from typing import TYPE_CHECKING, Callable, Iterator  # noqa: E402
 
 import pytest  # noqa: E402
+from filelock import FileLock  # noqa: E402
 from shared_data import MISSING_DATA, data_required, shared_data_root  # noqa: E402
 
 if TYPE_CHECKING:
@@ -20,6 +46,45 @@ if TYPE_CHECKING:
     from otherdata_utils.runs import RunFolder
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if WORKER_THREADS is not None:
+        import torch
+
+        torch.set_num_threads(WORKER_THREADS)  # torch may have been imported before this conftest set the variables
+
+
+@pytest.fixture
+def all_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The thread variables as the shell set them, for a test of how work is laid out over the machine's cores: an
+    xdist worker's share (one thread of two cores) would make it skip, or lay out one Ray worker instead of two."""
+    for name, value in SHELL_THREADS.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+
+
+def build_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """`build(folder)` once per test session, however many xdist workers ask: the first builds under a lock while the
+    others wait on it, then all read the same folder, `name` in the temp folder the session's processes share (an
+    xdist worker's own is one level down). A build that fails leaves no mark: the next worker that asks tries again,
+    and reports its own failure."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    with FileLock(str(root / f"{name}.lock")):
+        if not (root / f"{name}.done").exists():
+            build(root / name)
+            (root / f"{name}.done").touch()
+    return root / name
+
+
+@pytest.fixture(scope="session")
+def once_per_session(tmp_path_factory: pytest.TempPathFactory):
+    """`build_once` for session fixtures in test modules: once_per_session(name, build) -> the built folder."""
+    return lambda name, build: build_once(tmp_path_factory, name, build)
 
 
 @pytest.fixture(scope="session")
@@ -61,10 +126,11 @@ def packaged_data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny randomly initialised BERT (2 layers, hidden 128) with the packaged tokenizer, built once per session."""
+    """A tiny randomly initialised BERT (2 layers, hidden 128) with the packaged tokenizer, built once per session
+    (by one xdist worker: the others read the same folder)."""
     from otherdata_utils.modeling import build_tiny_random_model
 
-    return build_tiny_random_model(tmp_path_factory.mktemp("models") / "tiny-random-bert")
+    return build_once(tmp_path_factory, "tiny-random-bert", build_tiny_random_model)
 
 
 @pytest.fixture(scope="session")
@@ -113,25 +179,28 @@ SMALL_RUN = {"run_name": "small", "max_seq_length": 16, "num_train_epochs": 1, "
 def small_run_folder(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, packaged_data_dir: Path
                      ) -> "RunFolder":
     """A run folder as notebooks 01-04 leave it (data, mixed training set, fine-tuned tiny model, metrics, figures,
-    report) for params/ci.yaml at SMALL_RUN's size on the packaged UCI sentences, built once per session in-process.
-    Tests that change a run folder take `small_run_copy`, never this one."""
+    report) for params/ci.yaml at SMALL_RUN's size on the packaged UCI sentences, built once per session in-process
+    (by one xdist worker: the others read the same folder). Tests that change a run folder take `small_run_copy`,
+    never this one."""
     from otherdata_utils import pipeline, report, run
     from otherdata_utils.config import load_config
     from otherdata_utils.runs import RunFolder
 
-    root = tmp_path_factory.mktemp("small_run") / "small"
-    config = load_config(REPO_ROOT / "params" / "ci.yaml", {
-        **SMALL_RUN, "output_dir": str(root), "data_dir": str(packaged_data_dir),
-        "cache_dir": str(tmp_path_factory.mktemp("cache")), "model_name_or_path": str(tiny_model_dir)})
-    run.prepare_run(config)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # UCI sentences repeat across splits: a leakage warning is expected
-        pipeline.prepare_data(config)
-    pipeline.build_training_set(config)
-    pipeline.finetune(config)
-    pipeline.evaluate_splits(config)
-    report.write_report(root)
-    return RunFolder(root)
+    def build(folder: Path) -> None:
+        folder.mkdir(exist_ok=True)
+        config = load_config(REPO_ROOT / "params" / "ci.yaml", {
+            **SMALL_RUN, "output_dir": str(folder / "small"), "data_dir": str(packaged_data_dir),
+            "cache_dir": str(folder / "cache"), "model_name_or_path": str(tiny_model_dir)})
+        run.prepare_run(config)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # UCI sentences repeat across splits: a leakage warning is expected
+            pipeline.prepare_data(config)
+        pipeline.build_training_set(config)
+        pipeline.finetune(config)
+        pipeline.evaluate_splits(config)
+        report.write_report(folder / "small")
+
+    return RunFolder(build_once(tmp_path_factory, "small_run", build) / "small")
 
 
 def copy_run_folder(source: "RunFolder", destination: Path) -> "RunFolder":

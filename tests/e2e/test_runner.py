@@ -22,17 +22,24 @@ def run_cli(*args, cwd=REPO, timeout=1200):
                           capture_output=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def ci_run(tmp_path_factory):
-    """params/ci.yaml through the runner, once: the one run of every suite notebook (00-06) in a row. `make test`
-    keeps the folder in runs/_ci (OTHERDATA_CI_RUN_DIR) to look at after a failure; nbval compares the committed
-    reference notebooks (tests/reference), not these. Two epochs instead of six (the run's model and the transfer
-    study's three): these tests check each artefact and that the records agree, not how well the model learns; nbval
-    holds params/ci.yaml's six-epoch accuracy in the references."""
-    run_dir = Path(os.environ.get("OTHERDATA_CI_RUN_DIR") or tmp_path_factory.mktemp("runs") / "ci")
-    result = run_cli("run", "params/ci.yaml", "--out", str(run_dir), "--set", "num_train_epochs=2")
-    assert result.returncode == 0, f"runner failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-    return run_dir, result
+@pytest.fixture(scope="session")
+def ci_run(once_per_session):
+    """params/ci.yaml through the runner, once per session however many xdist workers run these tests: the one run of
+    every suite notebook (00-06) in a row; returns the run folder and the runner's stdout. `make test` keeps the
+    folder in runs/_ci (OTHERDATA_CI_RUN_DIR) to look at after a failure; nbval compares the committed reference
+    notebooks (tests/reference), not these. Two epochs instead of six (the run's model and the transfer study's
+    three): these tests check each artefact and that the records agree, not how well the model learns; nbval holds
+    params/ci.yaml's six-epoch accuracy in the references."""
+    keep = os.environ.get("OTHERDATA_CI_RUN_DIR")
+
+    def run_ci(folder: Path) -> None:
+        folder.mkdir(exist_ok=True)
+        result = run_cli("run", "params/ci.yaml", "--out", keep or str(folder / "ci"), "--set", "num_train_epochs=2")
+        assert result.returncode == 0, f"runner failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        (folder / "runner.stdout").write_text(result.stdout, encoding="utf-8")  # for the workers that did not run it
+
+    folder = once_per_session("ci_run", run_ci)
+    return Path(keep) if keep else folder / "ci", (folder / "runner.stdout").read_text(encoding="utf-8")
 
 
 def test_ci_study_writes_every_artefact_of_a_run_folder(ci_run):
@@ -96,8 +103,8 @@ def test_report_holds_the_classification_report_per_domain_table_and_figures(ci_
 
 
 def test_progress_names_each_notebook(ci_run):
-    _, result = ci_run
-    assert "[ci] 1/7 00_setup.ipynb" in result.stdout and "[ci] 7/7 06_deploy.ipynb" in result.stdout
+    _, stdout = ci_run
+    assert "[ci] 1/7 00_setup.ipynb" in stdout and "[ci] 7/7 06_deploy.ipynb" in stdout
 
 
 def test_unknown_parameter_fails_before_any_notebook_runs(tmp_path):

@@ -110,8 +110,9 @@ def test_a_study_grown_by_a_seed_and_a_killed_one_train_only_their_missing_cells
     assert not any((killed / "work").iterdir())
 
 
-def test_ray_and_serial_cells_are_equal_at_one_thread(tmp_path, data_dir):
-    """A local Ray with two one-thread workers and the serial executor at one thread: the same cells table."""
+def test_ray_and_serial_cells_are_equal_at_one_thread(tmp_path, data_dir, all_cores):
+    """A local Ray with a one-thread worker per core (two, on two cores, also under xdist) and the serial executor at
+    one thread: the same cells table."""
     pytest.importorskip("ray")
     overrides = dict(parse_override(item) for item in STUDY)
     tables = {}

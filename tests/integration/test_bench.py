@@ -173,9 +173,11 @@ def test_inference_scores_every_contender_on_the_same_labelled_texts_and_serves_
     assert inference["headline"]["baseline"] == serving_baseline(contenders)
 
 
-def test_study_layout_runs_the_same_cells_serially_and_on_ray_workers(data_dir: Path, tmp_path: Path) -> None:
+def test_study_layout_runs_the_same_cells_serially_and_on_ray_workers(data_dir: Path, tmp_path: Path,
+                                                                      all_cores: None) -> None:
     """`bench --study-layout` at `--quick` size: two tiny cells through the serial executor at every core, then on
-    Ray at a one-thread worker per core; each layout scores both cells on the same test rows."""
+    Ray at a one-thread worker per core; each layout scores both cells on the same test rows (at the machine's
+    cores, not an xdist worker's share)."""
     pytest.importorskip("ray")
     from dataclasses import replace
 
