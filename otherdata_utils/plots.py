@@ -203,15 +203,20 @@ def plot_few_shot_curves(frame: pd.DataFrame, path: Optional[PathLike] = None, *
         ax.set_xscale("log")
     else:
         ax.set_xscale("symlog", linthresh=1)
-    ks = sorted(frame["k"].unique())
     # "every target row" sits at its mean rows per class; its tick says so (a k_label column carries "all").
-    names = dict(zip(frame["k"], frame["k_label"].astype(str))) if "k_label" in frame else {}
-    ax.set_xticks(ks, [f"all ({k:g})" if names.get(k) == "all" else f"{k:g}" for k in ks])
-    ax.minorticks_off()
+    _ticks_naming_all(ax, frame, "k", "k_label")
     ax.set_xlabel("in-domain examples k")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     return _finish(fig, path)
+
+
+def _ticks_naming_all(ax: Any, frame: pd.DataFrame, value: str, label: str) -> None:
+    """An x tick at each value; a value whose `label` column says "all" (every row) is named so, with its number."""
+    values = sorted(frame[value].unique())
+    names = dict(zip(frame[value], frame[label].astype(str))) if label in frame else {}
+    ax.set_xticks(values, [f"all ({v:g})" if names.get(v) == "all" else f"{v:g}" for v in values])
+    ax.minorticks_off()
 
 
 def plot_dose_curves(frame: pd.DataFrame, path: Optional[PathLike] = None, *, reference: str = "target_only",
@@ -242,10 +247,7 @@ def plot_dose_curves(frame: pd.DataFrame, path: Optional[PathLike] = None, *, re
                 line.set_linestyle("--")
         ax.legend(title="arm", fontsize=8)  # again, so the floor's dashes reach its legend entry
         ax.set_xscale("log")
-        doses = sorted(curves["dose"].unique())
-        names = dict(zip(curves["dose"], curves["dose_label"].astype(str))) if "dose_label" in curves else {}
-        ax.set_xticks(doses, [f"all ({d:g})" if names.get(d) == "all" else f"{d:g}" for d in doses])
-        ax.minorticks_off()
+        _ticks_naming_all(ax, curves, "dose", "dose_label")
         ax.set_xlabel("other rows added (dose)")
         ax.set_ylabel(ylabel)
         ax.set_title(f"k = {k_label}")
