@@ -1,6 +1,7 @@
 """Inference contenders: `transformers.pipeline()` at batch 1 and at batch 32 (the faster of the two is the baseline
 the serving headline divides by), and our `Predictor` in fp32, bf16 autocast (on CPUs with native bf16) and int8,
-each at the max length and truncation saved with the model, as `predict` and `serve` run it.
+each at the max length and truncation saved with the model, as `predict` and `serve` run it, and in fp32 and bf16
+at pipeline()'s own cut (its length, the head), where only batching and precision differ from pipeline().
 
 Hands on texts-to-labels throughput, peak memory, each row's length, truncation and precision, its accuracy on the
 same labelled test texts, its agreement with the fp32 `Predictor`, paired TOSTs of accuracy differences at ±1 point,
@@ -27,7 +28,12 @@ from .tables import (EQUIVALENCE_MARGIN, PIPELINE_ROWS, SERVING_REFERENCE, ratio
 from .workload import INFERENCE_CONTENDERS, BenchSettings, log, rotated
 
 PIPELINE_BATCHES = {"pipeline_bs1": 1, "pipeline_bs32": 32}
-PREDICTOR_PRECISIONS = {"predictor_fp32": "no", "predictor_bf16": "bf16", "predictor_int8": "int8"}
+PREDICTOR_PRECISIONS = {"predictor_fp32": "no", "predictor_bf16": "bf16", "predictor_int8": "int8",
+                        "predictor_fp32_pipeline_cut": "no", "predictor_bf16_pipeline_cut": "bf16"}
+# Served at pipeline()'s own cut (the tokenizer's model_max_length, keeping the head) instead of the saved length:
+# the same tokens pipeline() reads, so these rows differ from it only in batching and precision, and equal accuracy
+# does not rest on the saved length being as good as the full one.
+AT_PIPELINE_CUT = ("predictor_fp32_pipeline_cut", "predictor_bf16_pipeline_cut")
 
 
 def run_inference(model_dir: Path, labelled: Dataset, settings: BenchSettings) -> dict[str, Any]:
@@ -37,7 +43,8 @@ def run_inference(model_dir: Path, labelled: Dataset, settings: BenchSettings) -
     gold = [labelled.features["label"].int2str(label) for label in labelled["label"]]
     native_bf16, bf16_reason = native_cpu_bf16()
     # emulated bf16 is slower than fp32 and would only show the emulation: such a host gets a line saying why
-    skipped = {} if native_bf16 else {"predictor_bf16": f"not measured on this host: {bf16_reason}"}
+    skipped = {} if native_bf16 else {name: f"not measured on this host: {bf16_reason}"
+                                      for name, precision in PREDICTOR_PRECISIONS.items() if precision == "bf16"}
     names = [name for name in INFERENCE_CONTENDERS if name not in skipped]
     rss: dict[str, float] = {}
     with quiet_transformers():
@@ -50,8 +57,15 @@ def run_inference(model_dir: Path, labelled: Dataset, settings: BenchSettings) -
         for name, precision in PREDICTOR_PRECISIONS.items():
             if name in names:
                 with PeakRSS() as load:
-                    predictors[name] = Predictor.load(model_dir, precision=precision)
+                    predictors[name] = Predictor.load(model_dir, precision=precision,
+                                                      max_length=positions if name in AT_PIPELINE_CUT else None)
                 rss[f"{name}_load"] = load.peak_mb
+                if name in AT_PIPELINE_CUT and predictors[name].truncation != "head":
+                    # the Predictor keeps the truncation training used; pipeline() keeps the head
+                    skipped[name] = (f"not measured: the model was trained with truncation "
+                                     f"{predictors.pop(name).truncation!r}, which the Predictor keeps, so it cannot "
+                                     "cut where pipeline() cuts (the head)")
+        names = [name for name in names if name not in skipped]
 
         def piped(batch_size: int) -> Callable[[list[str]], list[str]]:
             # the texts in their given order, as a pipeline() user passes them; pipeline pads each batch itself

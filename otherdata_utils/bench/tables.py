@@ -192,6 +192,8 @@ INFERENCE_LABELS = {
     "predictor_fp32": "our `Predictor`, fp32",
     "predictor_bf16": "our `Predictor`, bf16 autocast",
     "predictor_int8": "our `Predictor`, int8 dynamic quantisation",
+    "predictor_fp32_pipeline_cut": "our `Predictor`, fp32, cut where `pipeline()` cuts",
+    "predictor_bf16_pipeline_cut": "our `Predictor`, bf16 autocast, cut where `pipeline()` cuts",
 }
 PRECISION_WORDS = {"predictor_bf16": "in bf16 autocast", "predictor_int8": "int8-quantised"}
 
@@ -247,7 +249,8 @@ def _inference_section(inference: dict[str, Any]) -> list[str]:
         f"{1 / inference['texts']:.1%}) compare directly. `pipeline()` gets the texts in their given order and cuts "
         "them at the model's positions (`truncation=True`); the `Predictor` rows serve at the max length and "
         "truncation saved with the model (`otherdata_inference.json`, as training cut its texts), in length-sorted "
-        "batches, as `predict` and `serve` do. Δ accuracy is the row minus the reference on the same texts, with "
+        "batches, as `predict` and `serve` do; the rows \"cut where `pipeline()` cuts\" serve at `pipeline()`'s "
+        "length instead, the same tokens it reads, so they differ from it only in batching and precision. Δ accuracy is the row minus the reference on the same texts, with "
         f"its 90% paired-bootstrap interval; \"equivalent\" is a TOST at {margin} (the whole interval inside). "
         "The baseline is the faster `pipeline()` row: a batch of 32 pads to its longest text, so on mixed lengths "
         "it need not beat batch 1.",

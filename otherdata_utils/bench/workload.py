@@ -22,7 +22,8 @@ CONTENDERS = ("ours", "seed_style", "trainer")
 # our loop in bf16 autocast, beside the fp32 contenders on hosts where `mixed_precision: auto` picks bf16
 BF16_CONTENDERS = ("ours_bf16",)
 # pipeline() at batch 1 and 32; the Predictor at the saved training settings in fp32, bf16 autocast and int8
-INFERENCE_CONTENDERS = ("pipeline_bs1", "pipeline_bs32", "predictor_fp32", "predictor_bf16", "predictor_int8")
+INFERENCE_CONTENDERS = ("pipeline_bs1", "pipeline_bs32", "predictor_fp32", "predictor_bf16", "predictor_int8",
+                        "predictor_fp32_pipeline_cut", "predictor_bf16_pipeline_cut")
 
 
 @dataclass(frozen=True)
