@@ -306,6 +306,27 @@ def plot_selection_scores(scores: Sequence[float], chosen: Sequence[bool], score
     ax.legend()
     return _finish(fig, path)
 
+def plot_similarity_vs_help(pairs: pd.DataFrame, path: Optional[PathLike] = None) -> Figure:
+    """Each (target, source) pair: the source's similarity to the target against the Δ its arm brought over
+    target-only, with the Δ's interval as a vertical bar, one colour per target and a line at Δ = 0."""
+    _check_columns(pairs, ["target", "source", "similarity", "delta", "ci_low", "ci_high"], "plot_similarity_vs_help")
+    fig, ax = _new_figure()
+    for target, group in pairs.groupby("target", sort=True):
+        bars = ax.errorbar(group["similarity"], group["delta"],
+                           yerr=[group["delta"] - group["ci_low"], group["ci_high"] - group["delta"]],
+                           fmt="o", capsize=3, alpha=0.8, label=str(target))
+        for row in group.itertuples():
+            ax.annotate(str(row.source), (row.similarity, row.delta), fontsize=6, xytext=(3, 3),
+                        textcoords="offset points", color=bars[0].get_color())
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xlabel("similarity to the target (cosine of embedding centroids)")
+    ax.set_ylabel("Δ accuracy vs target-only")
+    ax.set_title("Does a source's similarity predict the help it brings?")
+    ax.grid(alpha=0.3)
+    ax.legend(title="target", fontsize=8)
+    return _finish(fig, path)
+
+
 def plot_quality_curve(
     frame: pd.DataFrame, path: Optional[PathLike] = None, *, xlabel: str = "x", ylabel: str = "accuracy",
     title: str = "Accuracy against data quality",

@@ -56,6 +56,8 @@ class FewShotParams(StudyParams):
     test_rows: Optional[int] = Field(None, ge=1)  # one fixed stratified sample of target test rows
     test_agreement: Optional[float] = Field(None, gt=0, le=1)  # only target test rows this agreed
     other_groups: list[str] = Field(default_factory=list)  # an arm per other group adding it alone
+    # sibling runs' params files (run first): their other_groups pairs join this run's in `studies.source_help`
+    source_help_runs: list[str] = Field(default_factory=list)
     # an arm per method adding as many other rows as concat's random pool, chosen for the split's k-shot rows
     selections: list[Literal["similarity", "importance"]] = Field(default_factory=list)
     # the training recipe per (k, fine-tuned arm), chosen without this study's target (the recipe study,
@@ -80,23 +82,22 @@ class FewShotParams(StudyParams):
         return value
 
     @model_validator(mode="after")
-    def _one_pool_setting(self) -> "FewShotParams":
+    def _settings_agree(self) -> "FewShotParams":
         if self.other_doses is not None and self.other_rows is not None:
             raise ValueError(f"study.few_shot.other_rows ({self.other_rows}) and other_doses ({self.other_doses}) "
                              "both size the other-row pool; set one (a single dose is other_doses: [n])")
+        if self.selections and ("concat" not in self.strategies or self.other_doses is not None):
+            raise ValueError("selections are compared with concat's random pool at one dose: list concat among the "
+                             "strategies and size the pool with other_rows (not other_doses)")
+        if self.source_help_runs and (not self.other_groups or len(self.k_values) != 1):
+            raise ValueError("source_help_runs correlates each other group's help at one k: give other_groups and "
+                             f"one k_values entry (got other_groups {self.other_groups}, k_values {self.k_values})")
         return self
 
     @field_validator("temperatures")
     @classmethod
     def _temperatures(cls, value: list) -> list:
         return distinct_values(value, "> 0", lambda v: v > 0)
-
-    @model_validator(mode="after")
-    def _selections(self) -> "FewShotParams":
-        if self.selections and ("concat" not in self.strategies or self.other_doses is not None):
-            raise ValueError("selections are compared with concat's random pool at one dose: list concat among the "
-                             "strategies and size the pool with other_rows (not other_doses)")
-        return self
 
     @model_validator(mode="after")
     def _recipes(self) -> "FewShotParams":
