@@ -125,15 +125,16 @@ def select_learning_rates(config: Config, arms: list[Arm], train_rows: Dataset, 
     set) by `selection_metric`. Arms whose method has no grid keep their set rate.
     Returns the arms at their chosen rates and one row per (arm, rate) tried; test rows are never read."""
     metric = selection_metric(config)
+    per_arm = [rate_cells(config, arm, train_rows, validation, seed) for arm in arms]
+    grid = [cell for cells in per_arm for cell in cells]
+    # every arm's grid in one call, so the executor trains its models side by side (a Ray worker per core), not
+    # one model at a time on one of them; a cell's key is its own config, so stored grid models are reused
+    scored = run_cells(config, grid, validation, label_names, headline=headline,
+                       desc="learning-rate grid") if grid else None
+    scores = {id(cell): float(value) for cell, value in zip(grid, scored[metric])} if grid else {}
     chosen, tried = [], []
-    for arm in arms:
-        def score(cell: Cell) -> float:
-            scored = run_cells(cell.config, [cell], validation, label_names, headline=headline,
-                               desc=f"{cell.arm} lr {cell.config.learning_rate:g}")
-            return float(scored[metric].iloc[0])
-
-        picked, table = chosen_rate(arm, rate_cells(config, arm, train_rows, validation, seed), score,
-                                    f"validation {metric}, seed {seed}")
+    for arm, cells in zip(arms, per_arm):
+        picked, table = chosen_rate(arm, cells, lambda cell: scores[id(cell)], f"validation {metric}, seed {seed}")
         chosen.append(picked)
         tried.append(table)
     selection = pd.concat(tried, ignore_index=True)[["arm", "learning_rate", "validation_score", "chosen", "how"]]
