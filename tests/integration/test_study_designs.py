@@ -129,13 +129,18 @@ def test_peft_learning_rates_are_chosen_on_validation_rows_never_test(monkeypatc
     validation = Dataset.from_dict({"text": ["v"] * 4, "label": [0, 1, 0, 1], "domain": ["d"] * 4})
     train = Dataset.from_dict({"text": ["t"] * 4, "label": [0, 1, 0, 1], "domain": ["d"] * 4})
     best = {"none": 1e-4, "lora": 2e-3}
-    seen = []
+    seen, calls = [], []
 
     def scored_on_validation(config, cells, test, label_names, **_):
-        seen.append((cells[0].arm, config.learning_rate))
-        assert test is validation and cells[0].seed == 7
-        method = config.peft_method
-        return pd.DataFrame({"accuracy": [0.0], "macro_f1": [1.0 - abs(config.learning_rate - best[method]) * 100]})
+        assert test is validation
+        calls.append(len(cells))
+        rows = []
+        for cell in cells:  # one row per cell, in the cells' order, as run_cells returns them
+            assert cell.seed == 7
+            seen.append((cell.arm, cell.config.learning_rate))
+            rate, method = cell.config.learning_rate, cell.config.peft_method
+            rows.append({"accuracy": 0.0, "macro_f1": 1.0 - abs(rate - best[method]) * 100})
+        return pd.DataFrame(rows)
 
     monkeypatch.setattr(peft_tuning, "run_cells", scored_on_validation)
     config = Config(metric_for_best_model="macro_f1", learning_rate=5e-5, study={"peft": {
@@ -147,6 +152,7 @@ def test_peft_learning_rates_are_chosen_on_validation_rows_never_test(monkeypatc
     assert [(arm, arm_config.learning_rate, facts["learning_rate"]) for arm, arm_config, facts in chosen] == [
         ("full", 1e-4, 1e-4), ("lora", 2e-3, 2e-3), ("adalora", 1e-3, 1e-3)]
     assert len(seen) == 6  # three rates each for full and lora; adalora has no grid and keeps its set rate
+    assert calls == [6]  # the whole grid in one call, so the executor trains its models side by side
     assert chosen[0][2]["validation_score"] == pytest.approx(1.0)
     picked = selection[selection["chosen"]].set_index("arm")
     assert picked.loc["full", "learning_rate"] == 1e-4 and picked.loc["adalora", "how"] == "set, not tuned"
